@@ -40,3 +40,12 @@ type Input struct {
 	ModuleServerURL string
 	Delivery        Delivery
 }
+
+// Problem is a resource translation dropped because it was invalid, reported
+// against the spec that produced it.
+type Problem struct {
+	Source  catalog.Source // the spec document that produced the resource
+	Kind    string         // Listener, Cluster or WasmPlugin
+	Name    string         // the spec's name
+	Message string
+}
