@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the local demo: wasmxds on configs/local (example filters built here,
+# loaded through file:// URLs, no registry), an upstream on 127.0.0.1:8081 and
+# one Envoy bootstrapped from configs/local/envoy.yaml. Ctrl-C stops all three.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY_BIN="${ENVOY_BIN:-$(command -v envoy || echo .tools/envoy-venv/bin/envoy)}"
+CACHE_DIR="${CACHE_DIR:-.cache/wasmxds}"
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+./bin/wasmxds serve --config-dir configs/local --cache-dir "$CACHE_DIR" \
+  --xds-listen 127.0.0.1:18000 --http-listen 127.0.0.1:18080 &
+pids+=($!)
+
+upstream_root=$(mktemp -d)
+echo "hello from the upstream" > "$upstream_root/index.html"
+python3 -m http.server 8081 --bind 127.0.0.1 --directory "$upstream_root" >/dev/null 2>&1 &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+  curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+if [ -x "$ENVOY_BIN" ] || command -v "$ENVOY_BIN" >/dev/null 2>&1; then
+  "$ENVOY_BIN" -c configs/local/envoy.yaml --concurrency 1 --log-level warn &
+  pids+=($!)
+  cat <<MSG
+
+wasmxds is serving configs/local. Try:
+  curl -si http://127.0.0.1:10000/        # response carries x-wasm and x-plugin-config headers
+  ./bin/wasmxds status                    # nodes, plugins, modules
+Edit configs/local/*.yaml and curl again; Ctrl-C stops everything.
+MSG
+else
+  echo "envoy not found (run 'make deps'); serving xDS on 127.0.0.1:18000 without a local Envoy"
+fi
+wait -n "${pids[@]}"
