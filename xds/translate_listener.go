@@ -1,0 +1,185 @@
+package xds
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/wasmxds/wasmxds/catalog"
+)
+
+const (
+	hcmFilterName    = "envoy.filters.network.http_connection_manager"
+	routerFilterName = "envoy.filters.http.router"
+	defaultAddress   = "0.0.0.0"
+	// routeTimeout is Envoy's own default, written out so the pushed config
+	// says what Envoy will do.
+	routeTimeout = 15 * time.Second
+)
+
+// listenerParts is one listener's translation, committed only when every
+// part is valid.
+type listenerParts struct {
+	listener   *listenerv3.Listener
+	routes     *routev3.RouteConfiguration
+	clusters   []string
+	extensions []*corev3.TypedExtensionConfig
+}
+
+// addListener translates a listener and its route configuration. When any
+// part is invalid both are dropped and reported: serving the listener without
+// the broken part could pass traffic its plugins should have guarded or send
+// it to the wrong route, while a missing listener is plainly visible.
+func (t *translator) addListener(l catalog.Listener) {
+	parts, err := t.listenerParts(l)
+	if err != nil {
+		t.problem(l.Source, kindListener, l.Name, err)
+		return
+	}
+	t.res.Listeners = append(t.res.Listeners, parts.listener)
+	t.res.Routes = append(t.res.Routes, parts.routes)
+	for _, c := range parts.clusters {
+		t.usedClusters[c] = true
+	}
+	for _, e := range parts.extensions {
+		t.extensions[e.Name] = e
+	}
+}
+
+func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
+	addr := cmp.Or(l.Address, defaultAddress)
+	if _, err := netip.ParseAddr(addr); err != nil {
+		return nil, fmt.Errorf("address %q is not an IP address", addr)
+	}
+	if l.Port == 0 {
+		return nil, errors.New("listener has no port")
+	}
+	filters, exts, err := t.httpFilters(l)
+	if err != nil {
+		return nil, err
+	}
+	rc, clusters, err := t.routeConfig(l)
+	if err != nil {
+		return nil, err
+	}
+	hcm, err := packValid(&hcmv3.HttpConnectionManager{
+		StatPrefix: l.Name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: rc.Name,
+		}},
+		HttpFilters: filters,
+	})
+	if err != nil {
+		return nil, err
+	}
+	lis := &listenerv3.Listener{
+		Name:    l.Name,
+		Address: socketAddress(addr, l.Port),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name:       hcmFilterName,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+		}}}},
+	}
+	if err := lis.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("invalid listener: %w", err)
+	}
+	return &listenerParts{listener: lis, routes: rc, clusters: clusters, extensions: exts}, nil
+}
+
+// httpFilters returns the listener's HTTP filter chain: the plugins that
+// apply to its port, in chain order, then the router.
+func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*corev3.TypedExtensionConfig, error) {
+	var filters []*hcmv3.HttpFilter
+	var exts []*corev3.TypedExtensionConfig
+	for _, p := range t.plugins {
+		if len(p.Ports) > 0 && !slices.Contains(p.Ports, l.Port) {
+			continue
+		}
+		pf := t.pluginFilter(p)
+		if pf.err != nil {
+			return nil, nil, fmt.Errorf("plugin %s cannot run and its deny-all stand-in failed: %w", p.Name, pf.err)
+		}
+		if pf.filter == nil {
+			continue
+		}
+		filters = append(filters, pf.filter)
+		if pf.ext != nil {
+			exts = append(exts, pf.ext)
+		}
+	}
+	router, err := packValid(&routerv3.Router{})
+	if err != nil {
+		return nil, nil, err
+	}
+	filters = append(filters, &hcmv3.HttpFilter{
+		Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
+	})
+	return filters, exts, nil
+}
+
+// routeConfig returns the listener's routes, named after it, and the
+// clusters they send traffic to. A route whose cluster is missing or invalid
+// answers 503 instead of being left out, so its requests are not caught by a
+// later, broader route and sent to the wrong service.
+func (t *translator) routeConfig(l catalog.Listener) (*routev3.RouteConfiguration, []string, error) {
+	routes := make([]*routev3.Route, 0, len(l.Routes))
+	var clusters []string
+	for _, r := range l.Routes {
+		rt := &routev3.Route{Match: routeMatch(r)}
+		if _, ok := t.cluster(r.Cluster); ok {
+			rt.Action = &routev3.Route_Route{Route: &routev3.RouteAction{
+				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
+				Timeout:          durationpb.New(routeTimeout),
+			}}
+			clusters = append(clusters, r.Cluster)
+		} else {
+			rt.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+				Status: 503,
+				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
+					InlineString: "cluster " + r.Cluster + " is unavailable\n",
+				}},
+			}}
+		}
+		routes = append(routes, rt)
+	}
+	rc := &routev3.RouteConfiguration{
+		Name:         l.Name,
+		VirtualHosts: []*routev3.VirtualHost{{Name: l.Name, Domains: []string{"*"}, Routes: routes}},
+	}
+	if err := rc.ValidateAll(); err != nil {
+		return nil, nil, fmt.Errorf("invalid routes: %w", err)
+	}
+	return rc, clusters, nil
+}
+
+func routeMatch(r catalog.Route) *routev3.RouteMatch {
+	m := &routev3.RouteMatch{}
+	switch {
+	case r.Prefix != "":
+		m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: r.Prefix}
+	case r.Path != "":
+		m.PathSpecifier = &routev3.RouteMatch_Path{Path: r.Path}
+	}
+	return m
+}
+
+// adsConfigSource makes Envoy fetch a resource over its ADS stream, which
+// keeps the bootstrap down to one cluster.
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+	}
+}
