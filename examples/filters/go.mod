@@ -1,0 +1,3 @@
+module github.com/wasmxds/wasmxds/examples/filters
+
+go 1.26.0
