@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// envoyConcurrency is the worker count of every test Envoy. Each worker runs
+// its own Wasm VMs, so per-VM state such as a rate-limit bucket exists this
+// many times; assertions are written for this value.
+const envoyConcurrency = 2
+
+// envoy is a real Envoy bootstrapped by `wasmxds bootstrap`.
+type envoy struct {
+	t         testing.TB
+	nodeID    string
+	adminPort int
+	bootstrap string
+	logPath   string
+	proc      *proc
+}
+
+// startEnvoy starts an Envoy whose node carries labels and whose ADS server
+// is s, and waits until it has its initial configuration.
+func startEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string) *envoy {
+	t.Helper()
+	dir := t.TempDir()
+	e := &envoy{t: t, nodeID: nodeID, adminPort: freePort(t),
+		bootstrap: filepath.Join(dir, "envoy.yaml"), logPath: filepath.Join(dir, "envoy.log")}
+	b, err := bootstrapYAML(nodeID, labels, s.xdsAddr, e.adminPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(e.bootstrap, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dumpOnFailure(t, "envoy "+nodeID, e.logPath)
+	t.Cleanup(func() {
+		if e.proc != nil {
+			e.proc.stop()
+		}
+	})
+	e.start()
+	return e
+}
+
+// bootstrapYAML runs `wasmxds bootstrap` and moves the admin listener to
+// adminPort so that several Envoys can share the host.
+func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, adminPort int) ([]byte, error) {
+	var kv []string
+	for k, v := range labels {
+		kv = append(kv, k+"="+v)
+	}
+	sort.Strings(kv)
+	out, err := run(nil, tools.wasmxds, "bootstrap", "--node-id", nodeID,
+		"--labels", strings.Join(kv, ","), "--xds-address", xdsAddr)
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+		return nil, fmt.Errorf("bootstrap output is not YAML: %w\n%s", err, out)
+	}
+	admin, _ := doc["admin"].(map[string]any)
+	addr, _ := admin["address"].(map[string]any)
+	sock, _ := addr["socket_address"].(map[string]any)
+	if sock == nil {
+		return nil, fmt.Errorf("bootstrap has no admin.address.socket_address:\n%s", out)
+	}
+	sock["port_value"] = adminPort
+	return yaml.Marshal(doc)
+}
+
+// start (re)starts Envoy and waits until its admin /ready says LIVE, which
+// Envoy reports once the first CDS and LDS responses are applied.
+func (e *envoy) start() {
+	e.t.Helper()
+	p, err := startProc("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
+		"-c", e.bootstrap, "--concurrency", strconv.Itoa(envoyConcurrency),
+		// The admin port is unique among running Envoys, so it makes a
+		// unique shared-memory base id too.
+		"--base-id", strconv.Itoa(e.adminPort),
+		"--log-path", e.logPath, "--log-level", "info")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.proc = p
+	eventually(e.t, 60*time.Second, func() error {
+		if err := p.alive(); err != nil {
+			return err
+		}
+		body, err := e.admin("/ready")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(body) != "LIVE" {
+			return fmt.Errorf("envoy %s not ready: %s", e.nodeID, body)
+		}
+		return nil
+	})
+}
+
+// restart stops Envoy and starts it again from the same bootstrap.
+func (e *envoy) restart() {
+	e.t.Helper()
+	e.proc.stop()
+	e.start()
+}
+
+// admin GETs an admin endpoint and returns the body.
+func (e *envoy) admin(path string) (string, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", e.adminPort, path))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("admin %s: %s", path, resp.Status)
+	}
+	return string(b), nil
+}
+
+// stat returns one counter or gauge from the admin /stats endpoint.
+func (e *envoy) stat(name string) (int, error) {
+	body, err := e.admin("/stats?filter=^" + name + "$")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+": "); ok {
+			return strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	return 0, fmt.Errorf("envoy %s: no stat %s", e.nodeID, name)
+}
