@@ -1,0 +1,351 @@
+// Package fetcher resolves Wasm module references (OCI registries, http(s),
+// local files) to verified module bytes in a content-addressed disk cache,
+// and serves the modules in use over HTTP for proxies to download by sha256.
+//
+// A module is written to the cache only after every check passed: size cap,
+// Wasm header, sha256 pin, and a compile-only preflight for the proxy-wasm
+// ABI. The cache survives restarts: a reference resolved once is served from
+// disk without contacting its source unless the caller asks to re-resolve.
+package fetcher
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/credentials"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxModuleSize = 256 << 20
+	DefaultPullTimeout   = 2 * time.Minute
+	DefaultGCGrace       = 24 * time.Hour
+)
+
+// Options configure a Fetcher. Only CacheDir is required.
+type Options struct {
+	// CacheDir holds <CacheDir>/sha256/<hex>.wasm and index.json.
+	CacheDir string
+	// MaxModuleSize caps a module's size; 0 = DefaultMaxModuleSize. Archives
+	// (tar, tar+gzip) may be up to 4× larger, as they may hold other files.
+	MaxModuleSize int64
+	// InsecureRegistries lists host or host:port registries spoken to over
+	// plain HTTP. localhost, 127.0.0.1 and ::1 always are.
+	InsecureRegistries []string
+	// DockerConfig is a docker config.json for registry credentials;
+	// "" = $DOCKER_CONFIG/config.json, else ~/.docker/config.json.
+	DockerConfig string
+	// PullTimeout bounds one pull, retries included; 0 = DefaultPullTimeout.
+	PullTimeout time.Duration
+	// GCGrace: GC deletes modules not in use and unused this long;
+	// 0 = DefaultGCGrace.
+	GCGrace time.Duration
+	// MaxCacheBytes caps the cache; GC evicts the least recently used
+	// modules not in use until under it. 0 = unlimited.
+	MaxCacheBytes int64
+	// Retry configures retries of failed requests; zero value = defaults.
+	Retry RetryPolicy
+	// Transport is the base HTTP transport for registries and http(s)
+	// sources; nil = a default transport with connect/header timeouts.
+	Transport http.RoundTripper
+	// Logger; nil = slog.Default(). A component=fetcher attribute is added.
+	Logger *slog.Logger
+	// Registerer for metrics; nil = no metrics registered.
+	Registerer prometheus.Registerer
+}
+
+// Request names a module to resolve.
+type Request struct {
+	// URL: oci://host/repo:tag or @sha256:<hex> (oci:// is the default when
+	// there is no scheme; a missing tag means latest), http(s)://..., or
+	// file:///absolute/path.
+	URL string
+	// SHA256 optionally pins the content: the OCI manifest digest (of the
+	// reference or the chosen index entry) or the module's own sha256, as
+	// 64 hex digits, with or without a "sha256:" prefix.
+	SHA256 string
+	// Always re-resolves the reference now even if it is cached, pulling
+	// again only if the manifest digest changed. On failure Resolve returns
+	// the cached module together with an error wrapping ErrStale.
+	Always bool
+	// PullSecret optionally selects registry credentials: a value containing
+	// a path separator or ending in ".json" is a docker config.json file;
+	// any other value names an entry (server address) in the Options'
+	// docker config, whose credentials are then used for this pull.
+	PullSecret string
+}
+
+// Module is a verified module in the cache.
+type Module struct {
+	SHA256         string // the module's own sha256, 64 lowercase hex
+	Size           int64
+	ManifestDigest string // "sha256:..." the OCI reference resolved to; "" otherwise
+	URL            string // the Request.URL it was resolved for
+	Path           string // the cached file
+}
+
+// Fetcher resolves, caches and serves modules. It is safe for concurrent use.
+type Fetcher struct {
+	opts    Options
+	maxSize int64
+	log     *slog.Logger
+	cache   *cache
+	metrics *metrics
+	client  *http.Client
+	store   credentials.Store
+	group   singleflight.Group
+
+	authMu      sync.Mutex
+	authClients map[string]*auth.Client
+}
+
+// New opens (creating if needed) the cache in opts.CacheDir.
+func New(opts Options) (*Fetcher, error) {
+	if opts.CacheDir == "" {
+		return nil, errors.New("fetcher: CacheDir is required")
+	}
+	f := &Fetcher{opts: opts, maxSize: opts.MaxModuleSize, log: opts.Logger, authClients: map[string]*auth.Client{}}
+	if f.maxSize <= 0 {
+		f.maxSize = DefaultMaxModuleSize
+	}
+	if f.opts.PullTimeout <= 0 {
+		f.opts.PullTimeout = DefaultPullTimeout
+	}
+	if f.opts.GCGrace <= 0 {
+		f.opts.GCGrace = DefaultGCGrace
+	}
+	if f.log == nil {
+		f.log = slog.Default()
+	}
+	f.log = f.log.With("component", "fetcher")
+	var err error
+	if f.store, err = credentialStore(opts.DockerConfig); err != nil {
+		return nil, fmt.Errorf("fetcher: %w", err)
+	}
+	f.client = newHTTPClient(opts.Transport, opts.Retry)
+	if f.cache, err = openCache(opts.CacheDir, f.log, time.Now); err != nil {
+		return nil, fmt.Errorf("fetcher: %w", err)
+	}
+	if f.metrics, err = newMetrics(opts.Registerer, f.cache); err != nil {
+		return nil, fmt.Errorf("fetcher: %w", err)
+	}
+	return f, nil
+}
+
+// Resolve returns the verified module req names, from the cache when
+// possible. Without Always, a reference resolved before (or a pin matching a
+// cached module) is answered from disk with no network contact. file:// URLs
+// are always re-read. Concurrent calls for the same reference share one
+// pull. Errors name the reference and wrap this package's sentinel errors;
+// with ErrStale, the returned Module is the last good one and usable.
+func (f *Fetcher) Resolve(ctx context.Context, req Request) (Module, error) {
+	src, err := parseSource(req.URL)
+	if err == nil {
+		req.SHA256, err = parsePin(req.SHA256)
+	}
+	if err != nil {
+		f.metrics.pullDone(err, 0)
+		return Module{}, fmt.Errorf("%s: %w", req.URL, err)
+	}
+	if m, ok := f.fromCache(src, req); ok {
+		f.metrics.cacheHits.Inc()
+		return m, nil
+	}
+	pullCtx := context.WithoutCancel(ctx) // a shared pull outlives any one caller
+	ch := f.group.DoChan(src.key+"\x00"+req.SHA256+"\x00"+req.PullSecret, func() (any, error) {
+		return f.pull(pullCtx, src, req)
+	})
+	select {
+	case <-ctx.Done():
+		return Module{}, fmt.Errorf("%s: %w", req.URL, ctx.Err())
+	case r := <-ch:
+		m := r.Val.(Module)
+		m.URL = req.URL
+		return m, r.Err
+	}
+}
+
+// fromCache answers from disk when the request allows it.
+func (f *Fetcher) fromCache(src source, req Request) (Module, bool) {
+	if src.kind == kindFile {
+		return Module{}, false
+	}
+	if !req.Always || src.immutable() {
+		if r, m, ok := f.cache.lookup(src.key); ok && pinMatches(req.SHA256, r) {
+			f.cache.touch(r.SHA256)
+			return f.module(req.URL, r, m.Size), true
+		}
+	}
+	if req.SHA256 == "" {
+		return Module{}, false
+	}
+	// Content is what a pin asks for; whichever reference brought it in.
+	r, m, ok := f.cache.findPinned(req.SHA256)
+	if !ok {
+		return Module{}, false
+	}
+	if r.ManifestDigest != "" && src.kind != kindOCI {
+		r.ManifestDigest = ""
+	}
+	if err := f.cache.record(src.key, r); err != nil {
+		return Module{}, false
+	}
+	return f.module(req.URL, r, m.Size), true
+}
+
+func pinMatches(pin string, r refEntry) bool {
+	return pin == "" || pin == r.SHA256 || "sha256:"+pin == r.ManifestDigest || slices.Contains(r.Digests, "sha256:"+pin)
+}
+
+func (f *Fetcher) module(url string, r refEntry, size int64) Module {
+	return Module{SHA256: r.SHA256, Size: size, ManifestDigest: r.ManifestDigest, URL: url, Path: f.cache.path(r.SHA256)}
+}
+
+// pull runs once per reference however many callers wait for it.
+func (f *Fetcher) pull(ctx context.Context, src source, req Request) (Module, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.PullTimeout)
+	defer cancel()
+	start := time.Now()
+	prev, prevMod, hasPrev := f.cache.lookup(src.key)
+	hasPrev = hasPrev && pinMatches(req.SHA256, prev)
+	m, err := f.fetch(ctx, src, req, prev, hasPrev)
+	f.metrics.pullDone(err, time.Since(start))
+	if err == nil {
+		return m, nil
+	}
+	err = fmt.Errorf("%s: %w", src.key, err)
+	if hasPrev {
+		f.log.Warn("pull failed, keeping the last good module", "ref", src.key, "sha256", prev.SHA256,
+			"reason", reasonOf(err), "error", err)
+		return f.module(req.URL, prev, prevMod.Size), fmt.Errorf("%w sha256:%s: %w", ErrStale, prev.SHA256, err)
+	}
+	f.log.Warn("pull failed", "ref", src.key, "reason", reasonOf(err), "error", err)
+	return Module{}, err
+}
+
+// fetch pulls from the source, verifies and stores. For an OCI reference
+// with a cached resolution it first resolves the manifest digest (HEAD) and
+// keeps the cached module when the digest did not change.
+func (f *Fetcher) fetch(ctx context.Context, src source, req Request, prev refEntry, hasPrev bool) (Module, error) {
+	var r refEntry
+	var b []byte
+	var err error
+	switch src.kind {
+	case kindOCI:
+		var unchanged bool
+		b, r, unchanged, err = f.fetchOCI(ctx, src, req, prev, hasPrev)
+		if err == nil && unchanged {
+			if err := f.cache.record(src.key, prev); err != nil {
+				return Module{}, err
+			}
+			m, _ := f.lookupModule(src.key, req.URL)
+			return m, nil
+		}
+	case kindHTTP:
+		b, err = f.fetchHTTP(ctx, src.url)
+	case kindFile:
+		b, err = readFileModule(src.path, f.maxSize)
+	}
+	if err != nil {
+		return Module{}, err
+	}
+	return f.verifyAndStore(ctx, src, req, r, b)
+}
+
+func (f *Fetcher) fetchOCI(ctx context.Context, src source, req Request, prev refEntry, hasPrev bool) ([]byte, refEntry, bool, error) {
+	repo, err := f.repository(src.ref, req.PullSecret)
+	if err != nil {
+		return nil, refEntry{}, false, err
+	}
+	var desc ocispec.Descriptor
+	if hasPrev && prev.ManifestDigest != "" {
+		if desc, err = resolveOCI(ctx, repo, src.ref); err != nil {
+			return nil, refEntry{}, false, err
+		}
+		if desc.Digest.String() == prev.ManifestDigest {
+			return nil, prev, true, nil
+		}
+	}
+	res, err := f.pullOCI(ctx, repo, src.ref, desc)
+	if err != nil {
+		return nil, refEntry{}, false, err
+	}
+	return res.module, refEntry{ManifestDigest: res.manifest, Digests: res.digests}, false, nil
+}
+
+func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, r refEntry, b []byte) (Module, error) {
+	sum := sha256.Sum256(b)
+	r.SHA256 = hex.EncodeToString(sum[:])
+	if req.SHA256 != "" && !pinMatches(req.SHA256, r) {
+		got := "module sha256:" + r.SHA256
+		if r.ManifestDigest != "" {
+			got = "manifest " + r.ManifestDigest + ", " + got
+		}
+		return Module{}, fmt.Errorf("%w: expected sha256:%s, got %s", ErrDigestMismatch, req.SHA256, got)
+	}
+	if err := Verify(ctx, b); err != nil {
+		return Module{}, err
+	}
+	if err := f.cache.store(src.key, r, b); err != nil {
+		return Module{}, err
+	}
+	f.log.Info("module pulled", "ref", src.key, "sha256", r.SHA256, "size", len(b), "manifest", r.ManifestDigest)
+	return f.module(req.URL, r, int64(len(b))), nil
+}
+
+func (f *Fetcher) lookupModule(key, url string) (Module, bool) {
+	r, m, ok := f.cache.lookup(key)
+	if !ok {
+		return Module{}, false
+	}
+	return f.module(url, r, m.Size), true
+}
+
+// SetInUse declares the modules the module server may serve; GC never
+// removes them. It replaces the previous set.
+func (f *Fetcher) SetInUse(sha256Hexes []string) { f.cache.setInUse(sha256Hexes) }
+
+// Modules lists the cached modules, sorted by sha256.
+func (f *Fetcher) Modules() []ModuleInfo { return f.cache.modules() }
+
+// GC deletes modules not in use that were unused for GCGrace, then the least
+// recently used ones not in use while the cache exceeds MaxCacheBytes.
+func (f *Fetcher) GC() error {
+	removed, err := f.cache.gc(f.opts.GCGrace, f.opts.MaxCacheBytes)
+	for _, h := range removed {
+		f.log.Info("module garbage-collected", "sha256", h)
+	}
+	f.metrics.gcRemoved.Add(float64(len(removed)))
+	if err != nil {
+		return fmt.Errorf("fetcher gc: %w", err)
+	}
+	return nil
+}
+
+// RunGC calls GC every interval until ctx ends, logging failures.
+func (f *Fetcher) RunGC(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := f.GC(); err != nil {
+				f.log.Warn("garbage collection failed", "error", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,95 @@
+package fetcher
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ModulePathPrefix is the URL path under which Handler serves modules:
+// <prefix><sha256 hex>.
+const ModulePathPrefix = "/modules/sha256/"
+
+// Handler serves GET and HEAD ModulePathPrefix+<hex> for modules in the
+// in-use set (see SetInUse), and 404 for anything else. Content never
+// changes for a digest, so responses carry a strong ETag and immutable
+// caching headers; ranges and If-None-Match are honoured.
+func (f *Fetcher) Handler() http.Handler {
+	return http.HandlerFunc(f.serveModule)
+}
+
+func (f *Fetcher) serveModule(w http.ResponseWriter, r *http.Request) {
+	code := f.serveModuleCode(w, r)
+	f.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return http.StatusMethodNotAllowed
+	}
+	hex, ok := strings.CutPrefix(r.URL.Path, ModulePathPrefix)
+	if !ok {
+		http.NotFound(w, r)
+		return http.StatusNotFound
+	}
+	if !validHex(hex) {
+		http.Error(w, "module path must end in 64 lowercase hex digits", http.StatusBadRequest)
+		return http.StatusBadRequest
+	}
+	if !f.cache.isInUse(hex) {
+		http.NotFound(w, r)
+		return http.StatusNotFound
+	}
+	file, err := os.Open(f.cache.path(hex))
+	if err != nil {
+		f.log.Error("in-use module missing from cache", "sha256", hex, "error", err)
+		http.NotFound(w, r)
+		return http.StatusNotFound
+	}
+	defer file.Close()
+	h := w.Header()
+	h.Set("Content-Type", "application/wasm")
+	h.Set("ETag", `"sha256:`+hex+`"`)
+	h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	h.Set("X-Content-Type-Options", "nosniff")
+	cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
+	http.ServeContent(cw, r, "", time.Time{}, file)
+	f.metrics.servedBytes.Add(float64(cw.n))
+	return cw.code
+}
+
+// countingWriter counts body bytes and keeps ReadFrom so that ServeContent
+// can still use sendfile.
+type countingWriter struct {
+	http.ResponseWriter
+	n    int64
+	code int
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.code = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{c.ResponseWriter}, r)
+	}
+	c.n += n
+	return n, err
+}
