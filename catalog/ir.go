@@ -1,7 +1,3 @@
-// Package catalog reads declarative spec files (Listener, Cluster, WasmPlugin)
-// from a directory, validates them and produces the desired state as a plain
-// intermediate representation (IR) with no Envoy types. It never touches the
-// network.
 package catalog
 
 import "fmt"
@@ -19,6 +15,10 @@ type State struct {
 	// Errors lists every problem found, sorted by file and line. A file with
 	// errors keeps contributing its last good documents (see Watch).
 	Errors []SpecError
+	// Warnings lists things that are valid but probably not what the user
+	// meant (e.g. a plugin match port no listener uses), sorted like Errors.
+	// They never exclude a document.
+	Warnings []SpecError
 }
 
 // Source is where a document came from.

@@ -1,0 +1,106 @@
+// Package catalog reads declarative spec files (Listener, Cluster, WasmPlugin)
+// from a directory, validates them and produces the desired state as a plain
+// intermediate representation (IR) with no Envoy types. It never touches the
+// network.
+//
+// # Files
+//
+// Every *.yaml and *.yml file under the directory is read, in subdirectories
+// too; a file may hold several documents separated by ---. A YAML file none
+// of whose documents has apiVersion or kind (an Envoy bootstrap, a compose
+// file) is skipped. A file with another extension that contains a spec
+// apiVersion (x.json, x.yaml.bak) is an error, because the user probably
+// expects it to apply. Entries whose names start with '.' are skipped, which
+// also makes Kubernetes ConfigMap mounts load each file once, through the
+// top-level symlinks rather than the ..data and ..<timestamp> directories.
+// Symlinks to files and directories are followed.
+//
+// # Documents
+//
+// Every document has apiVersion, kind, metadata and spec. metadata.name is
+// required and must be a DNS-1123 subdomain (lowercase letters, digits, '-'
+// and '.', at most 253 characters); names are unique per kind, and both
+// WasmPlugin API versions share one set of names. metadata.namespace, labels
+// and annotations are accepted, as are the bookkeeping fields of a
+// `kubectl get -o yaml` dump (uid, resourceVersion, generation,
+// creationTimestamp, managedFields, selfLink) and a top-level status; none
+// of them has any effect. Every other unknown field is an error.
+//
+//	apiVersion: wasmxds.dev/v1alpha1
+//	kind: Listener
+//	metadata: {name: httpbin-ingress}
+//	spec:
+//	  selector: {matchLabels: {app: httpbin}}  # Envoys whose node.metadata.labels match; empty: all
+//	  address: 0.0.0.0                         # an IP address; the default
+//	  port: 10000                              # 1-65535, required
+//	  routes:                                  # at least one; the first match wins
+//	  - match: {prefix: /}                     # exactly one of prefix and path, starting with '/'
+//	    cluster: httpbin                       # a Cluster that must exist
+//	---
+//	apiVersion: wasmxds.dev/v1alpha1
+//	kind: Cluster
+//	metadata: {name: httpbin}
+//	spec:
+//	  endpoints: ["127.0.0.1:8080", "httpbin.internal:80"]  # host:port, at least one
+//
+// Two listeners conflict when an Envoy could be asked to bind both: same
+// port, addresses equal or either one a wildcard (0.0.0.0, ::), and
+// selectors that can match one node (they can unless some label is required
+// by both with different values; an empty selector matches everything).
+//
+// # WasmPlugin
+//
+// kind WasmPlugin is accepted under wasmxds.dev/v1alpha1 and, unchanged,
+// under Istio's extensions.istio.io/v1alpha1, with Istio's fields:
+//
+//	spec:
+//	  selector: {matchLabels: {app: httpbin}}
+//	  url: oci://registry:5000/filters/add-header:v1
+//	  sha256: ""                  # optional pin: 64 lowercase hex
+//	  imagePullPolicy: IfNotPresent
+//	  imagePullSecret: ""         # docker config.json credentials entry or file name
+//	  pluginConfig: {header: x-wasm}
+//	  pluginName: ""              # Envoy root_id
+//	  phase: STATS
+//	  priority: 10
+//	  failStrategy: FAIL_CLOSE
+//	  vmConfig: {env: [{name: K, value: V}, {name: HOME, valueFrom: HOST}]}
+//	  match: [{mode: SERVER, ports: [{number: 10000}]}]
+//	  type: HTTP
+//
+// Field rules:
+//
+//   - url: a reference without a scheme gets oci://. oci:// references are
+//     registry/repository[:tag][@sha256:hex]. http:// and https:// are
+//     allowed. file:///abs/path is kept; file:rel/path and file:./path (no
+//     "//") are resolved against the spec file's directory and become
+//     file:///abs/path. Any other scheme is an error.
+//   - sha256: when the url carries @sha256:hex, a sha256 pin must equal it.
+//   - imagePullPolicy: UNSPECIFIED_POLICY, IfNotPresent or Always. Unset
+//     means IfNotPresent, except Always for an oci:// url with the tag
+//     latest or no tag, and no digest or pin (as Istio and Kubernetes do).
+//   - pluginConfig: any mapping; it reaches the filter as compact JSON with
+//     sorted keys.
+//   - phase: UNSPECIFIED_PHASE, AUTHN, AUTHZ or STATS; plugins run AUTHN,
+//     AUTHZ, STATS, then unspecified (just before the router), by priority
+//     (higher first, default 0), then by name.
+//   - failStrategy: FAIL_CLOSE (default) or FAIL_OPEN. FAIL_RELOAD is
+//     rejected.
+//   - vmConfig.env: names are C identifiers, unique; valueFrom is INLINE
+//     (default) or HOST, and value may only be set with INLINE.
+//   - match: the plugin applies to listeners on any listed port; an entry
+//     without ports, or no match at all, means every listener. A port that
+//     no listener selectable by the plugin uses is a warning. mode may be
+//     UNDEFINED, SERVER or CLIENT_AND_SERVER: every wasmxds listener serves
+//     downstream (inbound) traffic, so CLIENT (outbound) is rejected.
+//   - type: UNSPECIFIED_PLUGIN_TYPE or HTTP; NETWORK is rejected.
+//   - targetRef, targetRefs and verificationKey are rejected with the
+//     reason: there are no Kubernetes Gateways or Services to target, and
+//     signature verification is not implemented (pin with sha256).
+//
+// # Errors
+//
+// Every problem is a SpecError "file:line: message", with the line of the
+// offending key or value. A document with any error is left out; the rest
+// apply. See Watch for how edits and conflicts between files are settled.
+package catalog

@@ -1,0 +1,125 @@
+package catalog
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+)
+
+// Load reads every spec under dir once and returns the desired state. Spec
+// problems do not make Load fail: they are listed in State.Errors, and the
+// documents they affect are left out while every other document applies. The
+// error is for a directory that cannot be read at all.
+func Load(dir string) (*State, error) {
+	t, err := newTracker(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, err
+	}
+	return t.refresh(nil)
+}
+
+// bornDoc is a document in force with the generation it first appeared in;
+// when two documents conflict (same name, same listener port) the older one
+// stays and the newer is reported.
+type bornDoc struct {
+	doc  *document
+	born int64
+}
+
+// fileState is what the tracker remembers of one file.
+type fileState struct {
+	hash    [32]byte
+	errs    []SpecError
+	inForce []bornDoc // what the file contributes to the State
+	good    []bornDoc // its last error-free version
+	hasGood bool
+	stale   bool // inForce is the last good version, not the current content
+}
+
+// tracker turns successive scans of a directory into States, remembering
+// each file's last good documents.
+type tracker struct {
+	root    string
+	log     *slog.Logger
+	include func(rel string) bool // nil: every file
+	gen     int64
+	files   map[string]*fileState
+}
+
+func newTracker(dir string, log *slog.Logger) (*tracker, error) {
+	root, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("config directory %s: %w", dir, err)
+	}
+	return &tracker{root: root, log: log, files: map[string]*fileState{}}, nil
+}
+
+// refresh rescans the tree and assembles a new State. onDir sees every
+// directory before it is listed, so a watch added there misses no file.
+func (t *tracker) refresh(onDir func(string)) (*State, error) {
+	sc := scanner{root: t.root, log: t.log, onDir: onDir, include: t.include}
+	if err := sc.scan(); err != nil {
+		return nil, err
+	}
+	t.gen++
+	next := make(map[string]*fileState, len(sc.files))
+	for _, sf := range sc.files {
+		next[sf.rel] = t.update(sf, t.files[sf.rel])
+	}
+	for rel := range t.files {
+		if next[rel] == nil {
+			t.log.Info("spec file removed", "file", rel)
+		}
+	}
+	t.files = next
+	return assemble(t.files), nil
+}
+
+func (t *tracker) update(sf sourceFile, prev *fileState) *fileState {
+	h := sf.hash()
+	if prev != nil && prev.hash == h {
+		return prev
+	}
+	pf := sf.parse()
+	if pf.notSpec != "" {
+		t.log.Debug("skipping file that holds no specs", "file", sf.rel, "reason", pf.notSpec)
+	}
+	fs := &fileState{hash: h, errs: pf.errs}
+	docs := t.born(pf.docs, prev)
+	switch {
+	case len(pf.errs) == 0:
+		fs.inForce, fs.good, fs.hasGood = docs, docs, true
+		t.log.Info("spec file loaded", "file", sf.rel, "documents", len(docs))
+	case prev != nil && prev.hasGood:
+		fs.inForce, fs.good, fs.hasGood, fs.stale = prev.good, prev.good, true, true
+		t.log.Warn("spec file has errors; keeping its last good documents",
+			"file", sf.rel, "errors", len(pf.errs), "first", pf.errs[0].Error())
+	default:
+		fs.inForce = docs
+		t.log.Warn("spec file has errors; applying its valid documents only",
+			"file", sf.rel, "errors", len(pf.errs), "first", pf.errs[0].Error())
+	}
+	return fs
+}
+
+// born dates documents: one that the file already had keeps its date.
+func (t *tracker) born(docs []*document, prev *fileState) []bornDoc {
+	old := map[docKey]int64{}
+	if prev != nil {
+		for _, set := range [][]bornDoc{prev.good, prev.inForce} {
+			for _, bd := range set {
+				old[bd.doc.key] = bd.born
+			}
+		}
+	}
+	out := make([]bornDoc, 0, len(docs))
+	for _, d := range docs {
+		b, ok := old[d.key]
+		if !ok {
+			b = t.gen
+		}
+		out = append(out, bornDoc{doc: d, born: b})
+	}
+	return out
+}

@@ -1,0 +1,278 @@
+package catalog
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// envNameRE is a C identifier, the rule Istio applies to VM env var names.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+const noTargets = "wasmxds has no Kubernetes Gateways or Services to attach to; " +
+	"select Envoys with selector.matchLabels (matched against node metadata labels)"
+
+// parsePlugin decodes a WasmPlugin spec; the field set is Istio's
+// extensions.istio.io/v1alpha1 WasmPlugin.
+func parsePlugin(spec *fields, dir string) (*Plugin, []ref) {
+	pl := &Plugin{Selector: parseSelector(spec), Phase: PhaseUnspecified, FailStrategy: FailClose}
+	spec.reject("targetRef", noTargets)
+	spec.reject("targetRefs", noTargets)
+	spec.reject("verificationKey", "signature verification is not implemented; pin the module with sha256")
+	latest := parsePluginURL(spec, pl, dir)
+	pl.PullPolicy = parsePullPolicy(spec, latest && pl.SHA256 == "")
+	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
+	pl.Config = parsePluginConfig(spec)
+	pl.RootID = boundedString(spec, "pluginName", 256)
+	if v, _ := spec.enum("phase", "UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"); v != "" {
+		pl.Phase = map[string]Phase{"UNSPECIFIED_PHASE": PhaseUnspecified, "AUTHN": PhaseAuthn,
+			"AUTHZ": PhaseAuthz, "STATS": PhaseStats}[v]
+	}
+	if n, _, ok := spec.integer("priority", math.MinInt32, math.MaxInt32); ok {
+		pl.Priority = int32(n)
+	}
+	pl.FailStrategy = parseFailStrategy(spec)
+	pl.Env = parseVMConfig(spec)
+	var ports []ref
+	pl.Ports, ports = parseMatch(spec)
+	if v, n := spec.enum("type", "UNSPECIFIED_PLUGIN_TYPE", "HTTP", "NETWORK"); v == "NETWORK" {
+		spec.p.add(n, "spec.type: NETWORK is not supported: only HTTP filters are delivered")
+	}
+	return pl, ports
+}
+
+// enum reads a string field that must be one of allowed.
+func (f *fields) enum(key string, allowed ...string) (string, *yaml.Node) {
+	v, n := f.str(key)
+	if n == nil {
+		return "", nil
+	}
+	if !slices.Contains(allowed, v) {
+		f.p.add(n, "%s: unknown value %q (want %s)", f.sub(key), v, strings.Join(allowed, ", "))
+		return "", n
+	}
+	return v, n
+}
+
+func boundedString(f *fields, key string, max int) string {
+	v, n := f.str(key)
+	if len(v) > max {
+		f.p.add(n, "%s: longer than %d characters", f.sub(key), max)
+	}
+	return v
+}
+
+// parsePluginURL sets URL and SHA256 and reports whether the url is an OCI
+// reference by the latest (or no) tag.
+func parsePluginURL(spec *fields, pl *Plugin, dir string) bool {
+	raw, n := spec.str("url")
+	if n == nil || raw == "" {
+		spec.p.add(orNode(n, spec.line("url")), "spec.url: missing (oci://, http(s):// or file:// module location)")
+	}
+	var m moduleURL
+	if raw != "" {
+		var err error
+		if m, err = normaliseURL(raw, dir); err != nil {
+			spec.p.add(n, "spec.url: %v", err)
+		}
+	}
+	pl.URL = m.url
+	sum, sn := spec.str("sha256")
+	switch {
+	case sn == nil || sum == "":
+	case !sha256RE.MatchString(sum):
+		spec.p.add(sn, "spec.sha256: %q must be 64 lowercase hex characters", sum)
+	case m.digest != "" && m.digest != sum:
+		spec.p.add(sn, "spec.sha256: %s does not match the digest in url (sha256:%s)", sum, m.digest)
+	default:
+		pl.SHA256 = sum
+	}
+	return m.latest
+}
+
+// parsePullPolicy applies Istio's default: IfNotPresent, except Always for an
+// OCI reference by the latest tag, mirroring Kubernetes.
+func parsePullPolicy(spec *fields, latest bool) PullPolicy {
+	v, _ := spec.enum("imagePullPolicy", "UNSPECIFIED_POLICY", string(PullIfNotPresent), string(PullAlways))
+	switch {
+	case v == string(PullAlways), (v == "" || v == "UNSPECIFIED_POLICY") && latest:
+		return PullAlways
+	default:
+		return PullIfNotPresent
+	}
+}
+
+func parseFailStrategy(spec *fields) FailStrategy {
+	v, n := spec.enum("failStrategy", string(FailClose), string(FailOpen), "FAIL_RELOAD")
+	switch v {
+	case string(FailOpen):
+		return FailOpen
+	case "FAIL_RELOAD":
+		spec.p.add(n, "spec.failStrategy: FAIL_RELOAD is not supported (use FAIL_CLOSE or FAIL_OPEN)")
+	}
+	return FailClose
+}
+
+// parsePluginConfig renders pluginConfig as compact JSON with sorted keys so
+// that equal configs always give equal bytes (and equal xDS versions).
+func parsePluginConfig(spec *fields) string {
+	v := spec.value("pluginConfig")
+	if v == nil {
+		return ""
+	}
+	if v.Kind != yaml.MappingNode {
+		spec.p.add(v, "spec.pluginConfig: must be a mapping")
+		return ""
+	}
+	var raw any
+	if err := v.Decode(&raw); err != nil {
+		spec.p.add(v, "spec.pluginConfig: %v", err)
+		return ""
+	}
+	val, err := jsonable(raw)
+	if err == nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err = enc.Encode(val); err == nil {
+			return strings.TrimSuffix(buf.String(), "\n")
+		}
+	}
+	spec.p.add(v, "spec.pluginConfig: cannot be expressed as JSON: %v", err)
+	return ""
+}
+
+// jsonable converts decoded YAML into values encoding/json accepts.
+func jsonable(v any) (any, error) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			c, err := jsonable(e)
+			if err != nil {
+				return nil, err
+			}
+			t[k] = c
+		}
+		return t, nil
+	case map[any]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("key %v is not a string", k)
+			}
+			c, err := jsonable(e)
+			if err != nil {
+				return nil, err
+			}
+			out[ks] = c
+		}
+		return out, nil
+	case []any:
+		for i, e := range t {
+			c, err := jsonable(e)
+			if err != nil {
+				return nil, err
+			}
+			t[i] = c
+		}
+		return t, nil
+	case float64:
+		if math.IsInf(t, 0) || math.IsNaN(t) {
+			return nil, fmt.Errorf("%v is not a JSON number", t)
+		}
+	}
+	return v, nil
+}
+
+// parseVMConfig reads vmConfig.env.
+func parseVMConfig(spec *fields) []EnvVar {
+	v := spec.value("vmConfig")
+	if v == nil {
+		return nil
+	}
+	vm := spec.p.mapping(v, "spec.vmConfig")
+	items, _ := vm.seq("env")
+	vm.finish()
+	var env []EnvVar
+	seen := map[string]int{}
+	for i, it := range items {
+		ef := spec.p.mapping(it, "spec.vmConfig.env["+strconv.Itoa(i)+"]")
+		e, n := parseEnvVar(ef)
+		ef.finish()
+		if n == nil {
+			continue
+		}
+		if first, dup := seen[e.Name]; dup {
+			spec.p.add(n, "%s: duplicate env var %q (first at line %d)", ef.sub("name"), e.Name, first)
+			continue
+		}
+		seen[e.Name] = n.Line
+		env = append(env, e)
+	}
+	return env
+}
+
+func parseEnvVar(ef *fields) (EnvVar, *yaml.Node) {
+	name, n := ef.str("name")
+	value, vn := ef.str("value")
+	from, _ := ef.enum("valueFrom", "INLINE", "HOST")
+	switch {
+	case n == nil || name == "":
+		ef.p.add(orNode(n, ef.line("name")), "%s: missing", ef.sub("name"))
+		return EnvVar{}, nil
+	case len(name) > 256 || !envNameRE.MatchString(name):
+		ef.p.add(n, "%s: %q is not a valid variable name (letters, digits and '_', not starting with a digit)", ef.sub("name"), name)
+	case from == "HOST" && vn != nil:
+		ef.p.add(vn, "%s: value may only be set when valueFrom is INLINE", ef.sub("value"))
+	case len(value) > 2048:
+		ef.p.add(vn, "%s: longer than 2048 characters", ef.sub("value"))
+	}
+	return EnvVar{Name: name, Value: value, FromHost: from == "HOST"}, n
+}
+
+// parseMatch reads match[]. A plugin applies to traffic matching any
+// selector, so one selector without ports means every port.
+//
+// Every wasmxds listener is the server side of its downstream connections,
+// which is what Istio calls SERVER (inbound) traffic; there is no CLIENT
+// (outbound, sidecar-to-upstream) listener to attach to, so mode CLIENT is
+// rejected rather than silently widened.
+func parseMatch(spec *fields) ([]uint32, []ref) {
+	items, _ := spec.seq("match")
+	var ports []uint32
+	var refs []ref
+	anyPort := len(items) == 0
+	for i, it := range items {
+		mf := spec.p.mapping(it, "spec.match["+strconv.Itoa(i)+"]")
+		if mode, n := mf.enum("mode", "UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"); mode == "CLIENT" {
+			spec.p.add(n, "%s: mode CLIENT (outbound traffic) is not supported: wasmxds listeners only serve "+
+				"downstream (SERVER) traffic; use SERVER or CLIENT_AND_SERVER, or omit mode", mf.sub("mode"))
+		}
+		pitems, _ := mf.seq("ports")
+		if len(pitems) == 0 {
+			anyPort = true
+		}
+		for j, pit := range pitems {
+			pf := spec.p.mapping(pit, mf.sub("ports["+strconv.Itoa(j)+"]"))
+			if port := requiredPort(pf, "number"); port != 0 {
+				ports = append(ports, port)
+				refs = append(refs, ref{value: strconv.Itoa(int(port)), path: pf.sub("number"), line: pf.line("number").Line})
+			}
+			pf.finish()
+		}
+		mf.finish()
+	}
+	if anyPort {
+		return nil, nil
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports), refs
+}

@@ -1,0 +1,162 @@
+package catalog
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+)
+
+// assemble checks documents against each other and builds the State.
+//
+// Conflicts between documents (a duplicate name, two listeners fighting over
+// one port) are settled by age: the document that has been in force longer
+// stays and the newer one is reported and left out, so an edit elsewhere can
+// never take down what already works. Documents of the same age (as in a
+// one-shot Load) are ordered by file path and line. A listener whose route
+// names a cluster that does not exist is left out whole: Envoy would reject
+// or black-hole it anyway.
+func assemble(files map[string]*fileState) *State {
+	st := &State{Listeners: []Listener{}, Clusters: []Cluster{}, Plugins: []Plugin{},
+		Errors: []SpecError{}, Warnings: []SpecError{}}
+	var all []bornDoc
+	for _, f := range files {
+		st.Errors = append(st.Errors, f.errs...)
+		all = append(all, f.inForce...)
+	}
+	slices.SortFunc(all, func(a, b bornDoc) int {
+		return cmp.Or(cmp.Compare(a.born, b.born), cmp.Compare(a.doc.source.File, b.doc.source.File),
+			cmp.Compare(a.doc.source.Line, b.doc.source.Line))
+	})
+	docs := dedupe(all, st)
+	clusters := map[string]bool{}
+	for _, d := range docs {
+		if d.cluster != nil {
+			clusters[d.key.name] = true
+			st.Clusters = append(st.Clusters, *d.cluster)
+		}
+	}
+	addListeners(docs, clusters, st)
+	for _, d := range docs {
+		if d.plugin != nil {
+			st.Plugins = append(st.Plugins, *d.plugin)
+			warnUnmatchedPorts(d, st)
+		}
+	}
+	sortState(st)
+	return st
+}
+
+func errAt(src Source, line int, format string, args ...any) SpecError {
+	return SpecError{File: src.File, Line: line, Message: fmt.Sprintf(format, args...)}
+}
+
+// dedupe keeps the first (oldest) document of each kind and name.
+func dedupe(all []bornDoc, st *State) []*document {
+	first := map[docKey]*document{}
+	var out []*document
+	for _, bd := range all {
+		d := bd.doc
+		if prev, dup := first[d.key]; dup {
+			st.Errors = append(st.Errors, errAt(d.source, d.source.Line,
+				"duplicate %s name %q: already defined at %s, which stays in force", d.key.kind, d.key.name, prev.source))
+			continue
+		}
+		first[d.key] = d
+		out = append(out, d)
+	}
+	return out
+}
+
+// addListeners keeps listeners whose clusters exist and that do not collide
+// with an older listener.
+func addListeners(docs []*document, clusters map[string]bool, st *State) {
+	var kept []*document
+	for _, d := range docs {
+		if d.listener == nil || !routesResolve(d, clusters, st) {
+			continue
+		}
+		if other := collision(d, kept); other != nil {
+			l := d.listener
+			st.Errors = append(st.Errors, errAt(d.source, d.source.Line,
+				"listener %q on %s conflicts with listener %q at %s: same port and their selectors can match the same Envoy",
+				l.Name, net.JoinHostPort(l.Address, strconv.Itoa(int(l.Port))), other.key.name, other.source))
+			continue
+		}
+		kept = append(kept, d)
+		st.Listeners = append(st.Listeners, *d.listener)
+	}
+}
+
+func routesResolve(d *document, clusters map[string]bool, st *State) bool {
+	ok := true
+	for _, r := range d.routes {
+		if !clusters[r.value] {
+			st.Errors = append(st.Errors, errAt(d.source, r.line, "%s: cluster %q does not exist", r.path, r.value))
+			ok = false
+		}
+	}
+	return ok
+}
+
+// collision finds a kept listener that one Envoy could be asked to bind
+// together with d: same port, addresses that overlap (equal, or either a
+// wildcard) and selectors that can both match one node.
+func collision(d *document, kept []*document) *document {
+	l := d.listener
+	for _, k := range kept {
+		o := k.listener
+		if o.Port == l.Port && addressesOverlap(o.Address, l.Address) && selectorsOverlap(o.Selector, l.Selector) {
+			return k
+		}
+	}
+	return nil
+}
+
+func addressesOverlap(a, b string) bool {
+	wild := func(s string) bool { ip := net.ParseIP(s); return ip != nil && ip.IsUnspecified() }
+	return a == b || wild(a) || wild(b)
+}
+
+// selectorsOverlap reports whether some node's labels could satisfy both
+// selectors: only a key both require with different values rules that out.
+func selectorsOverlap(a, b map[string]string) bool {
+	for k, va := range a {
+		if vb, ok := b[k]; ok && vb != va {
+			return false
+		}
+	}
+	return true
+}
+
+// warnUnmatchedPorts flags match ports that no listener reachable by the
+// plugin's selector uses: the plugin would silently never run there.
+func warnUnmatchedPorts(d *document, st *State) {
+	for _, r := range d.ports {
+		found := false
+		for _, l := range st.Listeners {
+			if strconv.Itoa(int(l.Port)) == r.value && selectorsOverlap(l.Selector, d.plugin.Selector) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			st.Warnings = append(st.Warnings, errAt(d.source, r.line,
+				"%s: no listener on port %s can match this plugin's selector, so this port never applies", r.path, r.value))
+		}
+	}
+}
+
+func sortState(st *State) {
+	slices.SortFunc(st.Listeners, func(a, b Listener) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.Plugins, func(a, b Plugin) int {
+		return cmp.Or(cmp.Compare(a.Phase, b.Phase), cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.Name, b.Name))
+	})
+	for _, errs := range [][]SpecError{st.Errors, st.Warnings} {
+		slices.SortFunc(errs, func(a, b SpecError) int {
+			return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line), cmp.Compare(a.Message, b.Message))
+		})
+	}
+}

@@ -1,0 +1,296 @@
+package catalog
+
+import (
+	"net"
+	"regexp"
+	"strconv"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The API versions this package reads.
+const (
+	APIVersion      = "wasmxds.dev/v1alpha1"
+	IstioAPIVersion = "extensions.istio.io/v1alpha1"
+)
+
+// Spec kinds. Both API versions' WasmPlugins share KindWasmPlugin.
+const (
+	KindListener   = "Listener"
+	KindCluster    = "Cluster"
+	KindWasmPlugin = "WasmPlugin"
+)
+
+// nameRE is a DNS-1123 subdomain, as Kubernetes requires of object names.
+// Keeping to it means every name is also a valid Envoy resource name and can
+// never collide with names the control plane generates (which use '_').
+var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// labelRE is a DNS-1123 label, the rule for Kubernetes namespaces.
+var labelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// hostRE accepts DNS names as resolvers do (letters, digits, '-', '_').
+var hostRE = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?)*\.?$`)
+
+type docKey struct{ kind, name string }
+
+// ref is a value inside a document that other documents must agree with,
+// kept with its line for cross-document errors.
+type ref struct {
+	value string
+	path  string
+	line  int
+}
+
+// document is one valid spec document.
+type document struct {
+	key      docKey
+	source   Source
+	listener *Listener
+	cluster  *Cluster
+	plugin   *Plugin
+	routes   []ref // listener: cluster references
+	ports    []ref // plugin: match ports
+}
+
+// parseDocument decodes one document. It returns nil when the document had
+// errors (reported to p): a document is either wholly valid or not applied.
+func parseDocument(p *problems, root *yaml.Node, dir string) *document {
+	before := len(p.errs)
+	top := p.mapping(root, "")
+	doc := &document{source: Source{File: p.file, Line: firstLine(root)}}
+	apiVersion, kind, ok := checkKind(p, top)
+	if !ok {
+		return nil
+	}
+	doc.key = docKey{kind: kind, name: parseMetadata(p, top)}
+	spec := top.value("spec")
+	if spec == nil {
+		p.add(top.line("spec"), "missing spec")
+	} else {
+		parseSpec(p, doc, p.mapping(spec, "spec"), dir)
+	}
+	if doc.plugin != nil {
+		doc.plugin.APIVersion = apiVersion
+	}
+	top.ignore("status") // written by Kubernetes, meaningless in a file
+	top.finish()
+	if len(p.errs) > before {
+		return nil
+	}
+	return doc
+}
+
+func firstLine(root *yaml.Node) int {
+	root = resolve(root)
+	if root != nil && root.Kind == yaml.MappingNode && len(root.Content) > 0 {
+		return root.Content[0].Line
+	}
+	if root != nil && root.Line > 0 {
+		return root.Line
+	}
+	return 1
+}
+
+func parseSpec(p *problems, doc *document, spec *fields, dir string) {
+	src, name := doc.source, doc.key.name
+	switch doc.key.kind {
+	case KindListener:
+		doc.listener, doc.routes = parseListener(spec)
+		doc.listener.Name, doc.listener.Source = name, src
+	case KindCluster:
+		doc.cluster = parseCluster(spec)
+		doc.cluster.Name, doc.cluster.Source = name, src
+	case KindWasmPlugin:
+		doc.plugin, doc.ports = parsePlugin(spec, dir)
+		doc.plugin.Name, doc.plugin.Source = name, src
+	}
+	spec.finish()
+}
+
+// checkKind validates apiVersion and kind. On failure the rest of the
+// document is not decoded: its fields would only add noise.
+func checkKind(p *problems, top *fields) (apiVersion, kind string, ok bool) {
+	apiVersion, avNode := top.str("apiVersion")
+	kind, kindNode := top.str("kind")
+	switch {
+	case avNode == nil:
+		p.add(top.node, "missing apiVersion (want %s or %s)", APIVersion, IstioAPIVersion)
+	case kindNode == nil:
+		p.add(top.node, "missing kind (want Listener, Cluster or WasmPlugin)")
+	case apiVersion == APIVersion && (kind == KindListener || kind == KindCluster || kind == KindWasmPlugin):
+		return apiVersion, kind, true
+	case apiVersion == IstioAPIVersion && kind == KindWasmPlugin:
+		return apiVersion, kind, true
+	case apiVersion == APIVersion:
+		p.add(kindNode, "unknown kind %q for %s (want Listener, Cluster or WasmPlugin)", kind, apiVersion)
+	case apiVersion == IstioAPIVersion:
+		p.add(kindNode, "kind %q of %s is not supported (only WasmPlugin is)", kind, apiVersion)
+	default:
+		p.add(avNode, "unknown apiVersion %q (want %s or %s)", apiVersion, APIVersion, IstioAPIVersion)
+	}
+	return "", "", false
+}
+
+// parseMetadata returns metadata.name. Kubernetes bookkeeping fields that a
+// `kubectl get -o yaml` dump contains are accepted and carry no meaning.
+func parseMetadata(p *problems, top *fields) string {
+	v := top.value("metadata")
+	if v == nil {
+		p.add(top.line("metadata"), "missing metadata.name")
+		return ""
+	}
+	m := p.mapping(v, "metadata")
+	name, nameNode := m.str("name")
+	switch {
+	case nameNode == nil || name == "":
+		p.add(m.line("name"), "missing metadata.name")
+	case len(name) > 253 || !nameRE.MatchString(name):
+		p.add(nameNode, "metadata.name: %q is not a valid name: use lowercase letters, digits, '-' and '.', "+
+			"starting and ending with a letter or digit, at most 253 characters", name)
+	}
+	if ns, n := m.str("namespace"); n != nil && (len(ns) > 63 || !labelRE.MatchString(ns)) {
+		p.add(n, "metadata.namespace: %q is not a valid namespace", ns)
+	}
+	m.stringMap("labels")
+	m.stringMap("annotations")
+	m.reject("generateName", "names must be fixed; set metadata.name")
+	m.ignore("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink")
+	m.finish()
+	return name
+}
+
+// parseSelector reads selector.matchLabels.
+func parseSelector(spec *fields) map[string]string {
+	v := spec.value("selector")
+	if v == nil {
+		return nil
+	}
+	sel := spec.p.mapping(v, spec.sub("selector"))
+	labels := sel.stringMap("matchLabels")
+	sel.finish()
+	return labels
+}
+
+func parseListener(spec *fields) (*Listener, []ref) {
+	p := spec.p
+	l := &Listener{Selector: parseSelector(spec), Address: "0.0.0.0"}
+	if addr, n := spec.str("address"); n != nil {
+		ip := net.ParseIP(addr)
+		if ip == nil {
+			p.add(n, "spec.address: %q is not an IP address", addr)
+		} else {
+			l.Address = ip.String()
+		}
+	}
+	l.Port = requiredPort(spec, "port")
+	items, seqNode := spec.seq("routes")
+	if len(items) == 0 {
+		p.add(orNode(seqNode, spec.line("routes")), "spec.routes: a listener needs at least one route")
+	}
+	var refs []ref
+	for i, it := range items {
+		path := "spec.routes[" + strconv.Itoa(i) + "]"
+		r, cref := parseRoute(p.mapping(it, path))
+		l.Routes = append(l.Routes, r)
+		if cref.line > 0 {
+			refs = append(refs, cref)
+		}
+	}
+	return l, refs
+}
+
+func orNode(a, b *yaml.Node) *yaml.Node {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// requiredPort reads a mandatory TCP port.
+func requiredPort(f *fields, key string) uint32 {
+	n, node, ok := f.integer(key, 1, 65535)
+	if node == nil {
+		f.p.add(f.line(key), "%s: missing (a port 1-65535)", f.sub(key))
+	}
+	if !ok {
+		return 0
+	}
+	return uint32(n)
+}
+
+func parseRoute(rf *fields) (Route, ref) {
+	p := rf.p
+	var r Route
+	if mv := rf.value("match"); mv == nil {
+		p.add(rf.line("match"), "%s: missing match (prefix or path)", rf.path)
+	} else {
+		m := p.mapping(mv, rf.sub("match"))
+		prefix, pn := m.str("prefix")
+		path, an := m.str("path")
+		switch {
+		case pn != nil && an != nil:
+			p.add(an, "%s: set only one of prefix and path", m.path)
+		case pn == nil && an == nil:
+			p.add(mv, "%s: set prefix or path", m.path)
+		}
+		for _, v := range []struct {
+			s string
+			n *yaml.Node
+		}{{prefix, pn}, {path, an}} {
+			if v.n != nil && (v.s == "" || v.s[0] != '/') {
+				p.add(v.n, "%s: %q must start with '/'", m.path, v.s)
+			}
+		}
+		r.Prefix, r.Path = prefix, path
+		m.finish()
+	}
+	cluster, cn := rf.str("cluster")
+	var cref ref
+	if cn == nil || cluster == "" {
+		p.add(orNode(cn, rf.line("cluster")), "%s: missing cluster", rf.path)
+	} else {
+		cref = ref{value: cluster, path: rf.sub("cluster"), line: cn.Line}
+	}
+	r.Cluster = cluster
+	rf.finish()
+	return r, cref
+}
+
+func parseCluster(spec *fields) *Cluster {
+	p := spec.p
+	c := &Cluster{}
+	items, seqNode := spec.seq("endpoints")
+	if len(items) == 0 {
+		p.add(orNode(seqNode, spec.line("endpoints")), "spec.endpoints: a cluster needs at least one host:port endpoint")
+	}
+	for i, it := range items {
+		path := "spec.endpoints[" + strconv.Itoa(i) + "]"
+		if it.Kind != yaml.ScalarNode {
+			p.add(it, "%s: must be a \"host:port\" string", path)
+			continue
+		}
+		ep, err := parseEndpoint(it.Value)
+		if err != "" {
+			p.add(it, "%s: %q %s", path, it.Value, err)
+			continue
+		}
+		c.Endpoints = append(c.Endpoints, ep)
+	}
+	return c
+}
+
+func parseEndpoint(s string) (Endpoint, string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return Endpoint{}, "is not host:port"
+	}
+	if net.ParseIP(host) == nil && (len(host) > 253 || !hostRE.MatchString(host)) {
+		return Endpoint{}, "has an invalid host (want an IP address or a DNS name)"
+	}
+	n, err := strconv.ParseUint(port, 10, 32)
+	if err != nil || n < 1 || n > 65535 {
+		return Endpoint{}, "has an invalid port (want 1-65535)"
+	}
+	return Endpoint{Host: host, Port: uint32(n)}, ""
+}
