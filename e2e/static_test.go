@@ -49,6 +49,7 @@ func startStaticMesh(t *testing.T) *staticMesh {
 		{name: "scenario-1", app: "a", url: oci(refAddHeader), config: addHeader("x-scenario-1", "from-oci")},
 		{name: "echo", app: "a", url: oci(refConfigEcho), config: m.echoConfig, ports: []int{m.portEcho}},
 		{name: "limit", app: "a", url: oci(refRateLimit), config: m.rateLimitCfg, ports: []int{m.portRate}},
+		{name: "logger", app: "b", url: oci(refLogger)},
 		{name: "compat", app: "a", url: oci(refCompat), config: addHeader("x-compat", "compat image"), ports: []int{m.portCompat}},
 	}
 	plugins = append(plugins, orderPlugins(m.portOrder)...)
@@ -67,7 +68,7 @@ func startStaticMesh(t *testing.T) *staticMesh {
 func orderPlugins(port int) []plugin {
 	mk := func(name, phase string, priority int, url string) plugin {
 		return plugin{name: name, app: "a", url: url, phase: phase, priority: priority,
-			config: addHeader("x-order", name), ports: []int{port}}
+			config: chainLink(name), ports: []int{port}}
 	}
 	return []plugin{
 		mk("a-stats-1", "STATS", 1, oci(refAddHeader)),
@@ -105,6 +106,16 @@ func (m *staticMesh) addHeaderOnMatchingNode(t *testing.T) {
 		}
 		return nil
 	}))
+	// Envoy b's own plugin, header-logger, saw the requests.
+	eventually(t, applyTimeout, func() error {
+		if _, err := get(m.portB, "/"); err != nil {
+			return err
+		}
+		if !strings.Contains(tail(m.b.logPath, 1000), loggerLine) {
+			return fmt.Errorf("Envoy b's log has no %q", loggerLine)
+		}
+		return nil
+	})
 }
 
 func (m *staticMesh) configEcho(t *testing.T) {
@@ -186,19 +197,23 @@ func (m *staticMesh) rateLimit(t *testing.T) {
 	})
 }
 
-// order reads the chain order back from the response: encoders run from the
-// router outwards, so the filter nearest the router appends first.
+// order reads the chain order back twice: from the request header each
+// filter appends to (echoed by the upstream), and from the response, where
+// encoders run from the router outwards so the last filter adds first.
 func (m *staticMesh) order(t *testing.T) {
 	chain := []string{"b-authn", "c-stats-50", "a-stats-1", "d-default-100"}
-	want := slices.Clone(chain)
-	slices.Reverse(want)
+	reversed := slices.Clone(chain)
+	slices.Reverse(reversed)
 	eventually(t, applyTimeout, steady(steadyReplies, func() error {
 		r, err := get(m.portOrder, "/")
 		if err != nil {
 			return err
 		}
-		if got := r.header.Values("x-order"); !slices.Equal(got, want) {
-			return fmt.Errorf("x-order = %q, want %q (chain %q)", got, want, chain)
+		if got := r.header.Get("x-echo-x-chain"); got != strings.Join(chain, ",") {
+			return fmt.Errorf("request passed the filters in order %q, want %q", got, strings.Join(chain, ","))
+		}
+		if got := r.header.Values("x-order"); !slices.Equal(got, reversed) {
+			return fmt.Errorf("response x-order = %q, want %q", got, reversed)
 		}
 		return nil
 	}))

@@ -1,0 +1,376 @@
+// Package configs_test checks the shipped spec directories and the
+// docker-compose mesh against each other without a container engine: the
+// compose file is loaded with compose-go, bootstraps as YAML and specs with
+// the catalog package.
+package configs_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+	"gopkg.in/yaml.v3"
+
+	"github.com/wasmxds/wasmxds/catalog"
+)
+
+// mesh is the loaded compose project and the specs it serves.
+type mesh struct {
+	project *types.Project
+	state   *catalog.State
+	serve   serveFlags
+}
+
+// serveFlags are the flags of the wasmxds service's serve command.
+type serveFlags map[string][]string
+
+func loadMesh(t *testing.T) *mesh {
+	t.Helper()
+	opts, err := cli.NewProjectOptions([]string{"../docker-compose.yaml"},
+		cli.WithWorkingDirectory(".."), cli.WithName("wasmxds-mesh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := cli.ProjectFromOptions(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("docker-compose.yaml does not load: %v", err)
+	}
+	state, err := catalog.Load("mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range state.Errors {
+		t.Errorf("configs/mesh: %v", e)
+	}
+	m := &mesh{project: project, state: state}
+	m.serve = parseServe(t, m.service(t, "wasmxds").Command)
+	return m
+}
+
+func (m *mesh) service(t *testing.T, name string) types.ServiceConfig {
+	t.Helper()
+	s, ok := m.project.Services[name]
+	if !ok {
+		t.Fatalf("docker-compose.yaml has no service %q", name)
+	}
+	return s
+}
+
+// parseServe reads `serve --flag value ...` into a map.
+func parseServe(t *testing.T, cmd []string) serveFlags {
+	t.Helper()
+	if len(cmd) == 0 || cmd[0] != "serve" {
+		t.Fatalf("wasmxds command = %q, want serve ...", cmd)
+	}
+	flags := serveFlags{}
+	for i := 1; i < len(cmd); i++ {
+		name, value, hasValue := strings.Cut(cmd[i], "=")
+		if !strings.HasPrefix(name, "--") {
+			t.Fatalf("wasmxds command: unexpected argument %q", cmd[i])
+		}
+		if !hasValue {
+			if i+1 >= len(cmd) {
+				t.Fatalf("wasmxds command: %s has no value", name)
+			}
+			i++
+			value = cmd[i]
+		}
+		flags[strings.TrimPrefix(name, "--")] = append(flags[strings.TrimPrefix(name, "--")], value)
+	}
+	return flags
+}
+
+func (f serveFlags) one(t *testing.T, name string) string {
+	t.Helper()
+	if len(f[name]) != 1 {
+		t.Fatalf("wasmxds serve --%s given %d times, want once", name, len(f[name]))
+	}
+	return f[name][0]
+}
+
+// port returns the port of a host:port flag such as ":18000".
+func (f serveFlags) port(t *testing.T, name string) uint32 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(f.one(t, name))
+	if err != nil {
+		t.Fatalf("--%s: %v", name, err)
+	}
+	n, err := strconv.ParseUint(p, 10, 16)
+	if err != nil {
+		t.Fatalf("--%s: %v", name, err)
+	}
+	return uint32(n)
+}
+
+// mountFor returns the volume mounted at target, or at a parent of it.
+func mountFor(s types.ServiceConfig, target string) (types.ServiceVolumeConfig, bool) {
+	for _, v := range s.Volumes {
+		if target == v.Target || strings.HasPrefix(target, strings.TrimSuffix(v.Target, "/")+"/") {
+			return v, true
+		}
+	}
+	return types.ServiceVolumeConfig{}, false
+}
+
+func TestComposeBindMountsExist(t *testing.T) {
+	m := loadMesh(t)
+	for name, s := range m.project.Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("service %s mounts %s, which does not exist: %v", name, v.Source, err)
+			}
+		}
+	}
+}
+
+func TestComposeServeFlagsPointAtMounts(t *testing.T) {
+	m := loadMesh(t)
+	wx := m.service(t, "wasmxds")
+	cfg, ok := mountFor(wx, m.serve.one(t, "config-dir"))
+	if !ok || cfg.Type != types.VolumeTypeBind {
+		t.Fatalf("--config-dir %s is not a bind mount", m.serve.one(t, "config-dir"))
+	}
+	if rel, err := filepath.Rel(m.project.WorkingDir, cfg.Source); err != nil || rel != filepath.Join("configs", "mesh") {
+		t.Errorf("--config-dir is mounted from %s, want configs/mesh", cfg.Source)
+	}
+	if cache, ok := mountFor(wx, m.serve.one(t, "cache-dir")); !ok || cache.Type != types.VolumeTypeVolume {
+		t.Errorf("--cache-dir %s is not on a named volume, so the cache would not survive a restart",
+			m.serve.one(t, "cache-dir"))
+	}
+	adv, err := url.Parse(m.serve.one(t, "advertise-url"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adv.Hostname() != "wasmxds" || adv.Port() != strconv.Itoa(int(m.serve.port(t, "http-listen"))) {
+		t.Errorf("--advertise-url %s: want http://wasmxds:<--http-listen port> so sidecars reach the module server", adv)
+	}
+	for _, flag := range []string{"xds-listen", "http-listen"} {
+		if !publishes(wx, m.serve.port(t, flag)) {
+			t.Errorf("wasmxds does not publish its --%s port %d", flag, m.serve.port(t, flag))
+		}
+	}
+	reg := m.service(t, "registry")
+	want := "registry:" + strconv.Itoa(int(reg.Ports[0].Target))
+	if got := m.serve.one(t, "insecure-registry"); got != want {
+		t.Errorf("--insecure-registry %s, want %s", got, want)
+	}
+}
+
+// publishes reports whether a service publishes a container port.
+func publishes(s types.ServiceConfig, port uint32) bool {
+	return slices.ContainsFunc(s.Ports, func(p types.ServicePortConfig) bool {
+		return p.Target == port && p.Published != ""
+	})
+}
+
+// listens reports whether a service declares a container port, published
+// or only exposed to the compose network.
+func listens(s types.ServiceConfig, port uint32) bool {
+	return publishes(s, port) || slices.Contains(s.Expose, strconv.Itoa(int(port)))
+}
+
+// sidecar is an Envoy service sharing an app's network namespace.
+type sidecar struct {
+	name, app string
+	bootstrap bootstrap
+}
+
+// bootstrap is the part of an Envoy bootstrap the mesh depends on.
+type bootstrap struct {
+	Node struct {
+		ID       string `yaml:"id"`
+		Metadata struct {
+			Labels map[string]string `yaml:"labels"`
+		} `yaml:"metadata"`
+	} `yaml:"node"`
+	DynamicResources struct {
+		ADSConfig struct {
+			GRPCServices []struct {
+				EnvoyGRPC struct {
+					ClusterName string `yaml:"cluster_name"`
+				} `yaml:"envoy_grpc"`
+			} `yaml:"grpc_services"`
+		} `yaml:"ads_config"`
+	} `yaml:"dynamic_resources"`
+	StaticResources struct {
+		Clusters []bootstrapCluster `yaml:"clusters"`
+	} `yaml:"static_resources"`
+}
+
+type bootstrapCluster struct {
+	Name           string `yaml:"name"`
+	LoadAssignment struct {
+		Endpoints []struct {
+			LBEndpoints []struct {
+				Endpoint struct {
+					Address struct {
+						SocketAddress struct {
+							Address   string `yaml:"address"`
+							PortValue uint32 `yaml:"port_value"`
+						} `yaml:"socket_address"`
+					} `yaml:"address"`
+				} `yaml:"endpoint"`
+			} `yaml:"lb_endpoints"`
+		} `yaml:"endpoints"`
+	} `yaml:"load_assignment"`
+}
+
+func readBootstrap(path string) (bootstrap, error) {
+	var b bootstrap
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return b, err
+	}
+	if err := yaml.Unmarshal(data, &b); err != nil {
+		return b, fmt.Errorf("%s: %w", path, err)
+	}
+	return b, nil
+}
+
+// adsAddress returns host:port of the bootstrap's ADS cluster.
+func (b bootstrap) adsAddress() (string, error) {
+	if len(b.DynamicResources.ADSConfig.GRPCServices) != 1 {
+		return "", fmt.Errorf("want one ADS gRPC service, have %d", len(b.DynamicResources.ADSConfig.GRPCServices))
+	}
+	name := b.DynamicResources.ADSConfig.GRPCServices[0].EnvoyGRPC.ClusterName
+	for _, c := range b.StaticResources.Clusters {
+		if c.Name != name {
+			continue
+		}
+		for _, e := range c.LoadAssignment.Endpoints {
+			for _, lb := range e.LBEndpoints {
+				sa := lb.Endpoint.Address.SocketAddress
+				return net.JoinHostPort(sa.Address, strconv.Itoa(int(sa.PortValue))), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no static cluster %q with an endpoint", name)
+}
+
+// sidecars finds the Envoy services and loads their mounted bootstraps.
+func (m *mesh) sidecars(t *testing.T) []sidecar {
+	t.Helper()
+	var out []sidecar
+	for name, s := range m.project.Services {
+		if !strings.HasPrefix(s.Image, "envoyproxy/envoy:") {
+			continue
+		}
+		app, ok := strings.CutPrefix(s.NetworkMode, "service:")
+		if !ok {
+			t.Errorf("sidecar %s: network_mode %q, want service:<app>", name, s.NetworkMode)
+			continue
+		}
+		i := slices.Index(s.Command, "-c")
+		if i < 0 || i+1 >= len(s.Command) {
+			t.Errorf("sidecar %s: command %q has no -c <bootstrap>", name, s.Command)
+			continue
+		}
+		v, ok := mountFor(s, s.Command[i+1])
+		if !ok {
+			t.Errorf("sidecar %s: bootstrap %s is not mounted", name, s.Command[i+1])
+			continue
+		}
+		b, err := readBootstrap(v.Source)
+		if err != nil {
+			t.Errorf("sidecar %s: %v", name, err)
+			continue
+		}
+		out = append(out, sidecar{name: name, app: app, bootstrap: b})
+	}
+	if len(out) < 2 {
+		t.Fatalf("found %d Envoy sidecars, want at least 2", len(out))
+	}
+	return out
+}
+
+func TestComposeSidecarsMatchSpecs(t *testing.T) {
+	m := loadMesh(t)
+	xds := net.JoinHostPort("wasmxds", strconv.Itoa(int(m.serve.port(t, "xds-listen"))))
+	for _, sc := range m.sidecars(t) {
+		ads, err := sc.bootstrap.adsAddress()
+		if err != nil {
+			t.Errorf("sidecar %s: %v", sc.name, err)
+		} else if ads != xds {
+			t.Errorf("sidecar %s: ADS at %s, want %s", sc.name, ads, xds)
+		}
+		labels := sc.bootstrap.Node.Metadata.Labels
+		app := m.service(t, sc.app)
+		selected := 0
+		for _, l := range m.state.Listeners {
+			if !catalog.Matches(l.Selector, labels) {
+				continue
+			}
+			selected++
+			if !listens(app, l.Port) {
+				t.Errorf("sidecar %s gets listener %s on port %d, which service %s neither publishes nor exposes",
+					sc.name, l.Name, l.Port, sc.app)
+			}
+		}
+		if selected == 0 {
+			t.Errorf("sidecar %s: labels %v select no listener in configs/mesh", sc.name, labels)
+		}
+		if !slices.ContainsFunc(app.Ports, func(p types.ServicePortConfig) bool { return p.Published != "" }) {
+			t.Errorf("app %s publishes no port, so its sidecar cannot be reached from the host", sc.app)
+		}
+	}
+}
+
+func TestComposeClusterEndpointsNameServices(t *testing.T) {
+	m := loadMesh(t)
+	if len(m.state.Clusters) == 0 {
+		t.Fatal("configs/mesh has no clusters")
+	}
+	for _, c := range m.state.Clusters {
+		for _, e := range c.Endpoints {
+			s, ok := m.project.Services[e.Host]
+			if !ok {
+				t.Errorf("cluster %s: endpoint host %s is not a compose service", c.Name, e.Host)
+				continue
+			}
+			if !listens(s, e.Port) {
+				t.Errorf("cluster %s: service %s does not publish or expose port %d", c.Name, e.Host, e.Port)
+			}
+		}
+	}
+}
+
+func TestComposePluginsComeFromTheRegistryService(t *testing.T) {
+	m := loadMesh(t)
+	reg := m.service(t, "registry")
+	host := "registry:" + strconv.Itoa(int(reg.Ports[0].Target))
+	push := strings.Join(m.service(t, "filters").Command, " ")
+	if len(m.state.Plugins) == 0 {
+		t.Fatal("configs/mesh has no plugins")
+	}
+	for _, p := range m.state.Plugins {
+		rest, ok := strings.CutPrefix(p.URL, "oci://"+host+"/")
+		if !ok {
+			t.Errorf("plugin %s: url %s is not in the compose registry %s", p.Name, p.URL, host)
+			continue
+		}
+		// The filters service pushes filters/<name>:v1 for each name it builds.
+		repo, tag, _ := strings.Cut(rest, ":")
+		name, ok := strings.CutPrefix(repo, "filters/")
+		if !ok || tag != "v1" || !strings.Contains(push, name) {
+			t.Errorf("plugin %s: %s is not something the filters service pushes (%s)", p.Name, p.URL, push)
+		}
+	}
+	if !strings.Contains(push, host+"/filters/") {
+		t.Errorf("the filters service does not push to %s: %s", host, push)
+	}
+	if dep, ok := m.service(t, "wasmxds").DependsOn["filters"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+		t.Errorf("wasmxds must start after the filters service completed, or its first pulls find nothing")
+	}
+}
