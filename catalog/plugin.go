@@ -73,7 +73,7 @@ func boundedString(f *fields, key string, max int) string {
 // reference by the latest (or no) tag.
 func parsePluginURL(spec *fields, pl *Plugin, dir string) bool {
 	raw, n := spec.str("url")
-	if n == nil || raw == "" {
+	if spec.missing("url") || (n != nil && raw == "") {
 		spec.p.add(orNode(n, spec.line("url")), "spec.url: missing (oci://, http(s):// or file:// module location)")
 	}
 	var m moduleURL
@@ -225,6 +225,8 @@ func parseEnvVar(ef *fields) (EnvVar, *yaml.Node) {
 	value, vn := ef.str("value")
 	from, _ := ef.enum("valueFrom", "INLINE", "HOST")
 	switch {
+	case n == nil && !ef.missing("name"):
+		return EnvVar{}, nil // not a string; already reported
 	case n == nil || name == "":
 		ef.p.add(orNode(n, ef.line("name")), "%s: missing", ef.sub("name"))
 		return EnvVar{}, nil

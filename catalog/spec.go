@@ -57,6 +57,10 @@ type document struct {
 // errors (reported to p): a document is either wholly valid or not applied.
 func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	before := len(p.errs)
+	if root = resolve(root); root.Kind != yaml.MappingNode {
+		p.add(root, "document must be a mapping with apiVersion, kind, metadata and spec")
+		return nil
+	}
 	top := p.mapping(root, "")
 	doc := &document{source: Source{File: p.file, Line: firstLine(root)}}
 	apiVersion, kind, ok := checkKind(p, top)
@@ -68,7 +72,9 @@ func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	if spec == nil {
 		p.add(top.line("spec"), "missing spec")
 	} else {
-		parseSpec(p, doc, p.mapping(spec, "spec"), dir)
+		if sf := p.mapping(spec, "spec"); sf.isMap() {
+			parseSpec(p, doc, sf, dir)
+		}
 	}
 	if doc.plugin != nil {
 		doc.plugin.APIVersion = apiVersion
@@ -114,6 +120,8 @@ func checkKind(p *problems, top *fields) (apiVersion, kind string, ok bool) {
 	apiVersion, avNode := top.str("apiVersion")
 	kind, kindNode := top.str("kind")
 	switch {
+	case (avNode == nil && !top.missing("apiVersion")) || (kindNode == nil && !top.missing("kind")):
+		// not a string; already reported
 	case avNode == nil:
 		p.add(top.node, "missing apiVersion (want %s or %s)", APIVersion, IstioAPIVersion)
 	case kindNode == nil:
@@ -143,6 +151,8 @@ func parseMetadata(p *problems, top *fields) string {
 	m := p.mapping(v, "metadata")
 	name, nameNode := m.str("name")
 	switch {
+	case nameNode == nil && !m.missing("name"):
+		// not a string; already reported
 	case nameNode == nil || name == "":
 		p.add(m.line("name"), "missing metadata.name")
 	case len(name) > 253 || !nameRE.MatchString(name):
@@ -185,7 +195,7 @@ func parseListener(spec *fields) (*Listener, []ref) {
 	}
 	l.Port = requiredPort(spec, "port")
 	items, seqNode := spec.seq("routes")
-	if len(items) == 0 {
+	if len(items) == 0 && emptyList(seqNode) {
 		p.add(orNode(seqNode, spec.line("routes")), "spec.routes: a listener needs at least one route")
 	}
 	var refs []ref
@@ -198,6 +208,12 @@ func parseListener(spec *fields) (*Listener, []ref) {
 		}
 	}
 	return l, refs
+}
+
+// emptyList reports whether a list field is absent or empty, as opposed to
+// not being a list at all (which was already reported).
+func emptyList(n *yaml.Node) bool {
+	return n == nil || n.Kind == yaml.SequenceNode
 }
 
 func orNode(a, b *yaml.Node) *yaml.Node {
@@ -247,9 +263,12 @@ func parseRoute(rf *fields) (Route, ref) {
 	}
 	cluster, cn := rf.str("cluster")
 	var cref ref
-	if cn == nil || cluster == "" {
+	switch {
+	case cn == nil && !rf.missing("cluster"):
+		// not a string; already reported
+	case cn == nil || cluster == "":
 		p.add(orNode(cn, rf.line("cluster")), "%s: missing cluster", rf.path)
-	} else {
+	default:
 		cref = ref{value: cluster, path: rf.sub("cluster"), line: cn.Line}
 	}
 	r.Cluster = cluster
@@ -261,7 +280,7 @@ func parseCluster(spec *fields) *Cluster {
 	p := spec.p
 	c := &Cluster{}
 	items, seqNode := spec.seq("endpoints")
-	if len(items) == 0 {
+	if len(items) == 0 && emptyList(seqNode) {
 		p.add(orNode(seqNode, spec.line("endpoints")), "spec.endpoints: a cluster needs at least one host:port endpoint")
 	}
 	for i, it := range items {

@@ -97,6 +97,18 @@ func (f *fields) sub(key string) string {
 	return f.path + "." + key
 }
 
+// isMap reports whether the view is over an actual mapping.
+func (f *fields) isMap() bool {
+	n := resolve(f.node)
+	return n != nil && n.Kind == yaml.MappingNode
+}
+
+// missing reports whether key is absent or null; a value of the wrong type
+// is not missing (it was reported as such).
+func (f *fields) missing(key string) bool {
+	return isNull(f.values[key])
+}
+
 // value returns the resolved value of key, or nil when it is absent or null.
 func (f *fields) value(key string) *yaml.Node {
 	f.used[key] = true
