@@ -62,6 +62,7 @@ type translator struct {
 	filters      map[string]pluginFilter       // by plugin name
 	extensions   map[string]*corev3.TypedExtensionConfig
 	usedClusters map[string]bool
+	addresses    map[string]string // host:port → listener name
 
 	res      Resources
 	problems []Problem
@@ -81,6 +82,7 @@ func newTranslator(in Input, labels map[string]string) *translator {
 		filters:      make(map[string]pluginFilter),
 		extensions:   make(map[string]*corev3.TypedExtensionConfig),
 		usedClusters: make(map[string]bool),
+		addresses:    make(map[string]string),
 	}
 	for _, c := range state.Clusters {
 		t.specClusters[c.Name] = c

@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -42,6 +44,9 @@ type listenerParts struct {
 // it to the wrong route, while a missing listener is plainly visible.
 func (t *translator) addListener(l catalog.Listener) {
 	parts, err := t.listenerParts(l)
+	if err == nil {
+		err = t.claimAddress(parts.listener)
+	}
 	if err != nil {
 		t.problem(l.Source, kindListener, l.Name, err)
 		return
@@ -54,6 +59,19 @@ func (t *translator) addListener(l catalog.Listener) {
 	for _, e := range parts.extensions {
 		t.extensions[e.Name] = e
 	}
+}
+
+// claimAddress reserves the listener's address for it. Envoy rejects a
+// second listener on the same address, failing the whole update, so the
+// first by name keeps it and the next is reported.
+func (t *translator) claimAddress(l *listenerv3.Listener) error {
+	sa := l.GetAddress().GetSocketAddress()
+	key := net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
+	if owner, taken := t.addresses[key]; taken {
+		return fmt.Errorf("address %s is already used by listener %s", key, owner)
+	}
+	t.addresses[key] = l.Name
+	return nil
 }
 
 func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {

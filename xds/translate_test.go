@@ -18,7 +18,7 @@ import (
 	"github.com/wasmxds/wasmxds/catalog"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/out")
+var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata/out")
 
 // goldenInput is one translation case: the IR, the modules, the module
 // server and delivery mode, and the labels of the node to translate for.
@@ -54,7 +54,7 @@ type goldenPlugin struct {
 	Ports        []uint32          `yaml:"ports"`
 }
 
-var phases = map[string]catalog.Phase{
+var goldenPhases = map[string]catalog.Phase{
 	"AUTHN": catalog.PhaseAuthn, "AUTHZ": catalog.PhaseAuthz, "STATS": catalog.PhaseStats, "": catalog.PhaseUnspecified,
 }
 
@@ -83,7 +83,7 @@ func loadGolden(t *testing.T, path string) (Input, map[string]string) {
 	}
 	in.State = &catalog.State{Listeners: g.Listeners, Clusters: g.Clusters}
 	for _, p := range g.Plugins {
-		phase, ok := phases[p.Phase]
+		phase, ok := goldenPhases[p.Phase]
 		if !ok {
 			t.Fatalf("%s: plugin %s: unknown phase %q", path, p.Name, p.Phase)
 		}
@@ -127,7 +127,7 @@ func TestGolden(t *testing.T) {
 // file must not exist.
 func compareGolden(t *testing.T, path, got string) {
 	t.Helper()
-	if *update {
+	if *updateGolden {
 		if got == "" {
 			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				t.Fatal(err)

@@ -1,0 +1,183 @@
+package xds
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/wasmxds/wasmxds/catalog"
+)
+
+func allResources(res *Resources) []proto.Message {
+	var all []proto.Message
+	all = append(all, toMessages(res.Listeners)...)
+	all = append(all, toMessages(res.Routes)...)
+	all = append(all, toMessages(res.Clusters)...)
+	return append(all, toMessages(res.Extensions)...)
+}
+
+// bigInput has many map-valued fields (env vars, selectors), which is where
+// a non-deterministic marshal would show.
+func bigInput(delivery Delivery) Input {
+	st := &catalog.State{Clusters: []catalog.Cluster{{Name: "web", Endpoints: []catalog.Endpoint{{Host: "10.0.0.1", Port: 80}}}}}
+	mods := map[string]PluginModule{}
+	for i := range 20 {
+		p := catalog.Plugin{Name: fmt.Sprintf("p%02d", i), Selector: map[string]string{"app": "web"}, Config: `{"i":1}`}
+		for j := range 10 {
+			p.Env = append(p.Env, catalog.EnvVar{Name: fmt.Sprintf("K%d", j), Value: fmt.Sprint(j)})
+		}
+		st.Plugins = append(st.Plugins, p)
+		sum := fmt.Sprintf("%064x", i+1)
+		mods[p.Name] = PluginModule{Module: &Module{SHA256: sum, URL: "http://127.0.0.1:18080/modules/sha256/" + sum}}
+	}
+	for i := range 5 {
+		st.Listeners = append(st.Listeners, catalog.Listener{
+			Name: fmt.Sprintf("l%d", i), Port: uint32(10000 + i),
+			Routes: []catalog.Route{{Prefix: "/", Cluster: "web"}},
+		})
+	}
+	return Input{State: st, Modules: mods, ModuleServerURL: "http://127.0.0.1:18080", Delivery: delivery}
+}
+
+// Versions are content hashes: two translations of equal input (as in two
+// wasmxds replicas) must hash alike, including the bytes inside Any fields.
+func TestTranslateIsDeterministic(t *testing.T) {
+	for _, d := range []Delivery{DeliveryLDS, DeliveryECDS} {
+		labels := map[string]string{"app": "web"}
+		res, _ := Translate(bigInput(d), labels)
+		want := ResourceHash(allResources(res)...)
+		for range 20 {
+			res, _ := Translate(bigInput(d), labels)
+			if got := ResourceHash(allResources(res)...); got != want {
+				t.Fatalf("%s: translation of equal input hashed %s, then %s", d, want, got)
+			}
+		}
+	}
+}
+
+func TestTranslateLeavesInputAlone(t *testing.T) {
+	in, labels := loadGolden(t, "testdata/in/ordering.yaml")
+	before, _ := loadGolden(t, "testdata/in/ordering.yaml")
+	Translate(in, labels)
+	if !reflect.DeepEqual(in, before) {
+		t.Fatal("Translate modified its input")
+	}
+}
+
+func TestResourceHash(t *testing.T) {
+	a, b := wrapperspb.String("a"), wrapperspb.String("b")
+	if ResourceHash(a, b) != ResourceHash(wrapperspb.String("a"), wrapperspb.String("b")) {
+		t.Error("equal messages hash differently")
+	}
+	if ResourceHash(a, b) == ResourceHash(b, a) {
+		t.Error("order does not change the hash")
+	}
+	// An empty message encodes to no bytes: only the length prefix tells
+	// these apart.
+	if ResourceHash(a) == ResourceHash(a, &emptypb.Empty{}) {
+		t.Error("an extra empty message does not change the hash")
+	}
+}
+
+// pluginVM returns the vm_id and code sha256 of a plugin's filter in the
+// first listener.
+func pluginVM(t *testing.T, in Input, plugin string) (vmID, sha string) {
+	t.Helper()
+	res, problems := Translate(in, map[string]string{"app": "web"})
+	if len(problems) > 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+	hcm, err := listenerHCM(res.Listeners[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range hcm.HttpFilters {
+		if f.Name == FilterNamePrefix+plugin {
+			vm := unpackWasm(f.GetTypedConfig()).GetConfig().GetVmConfig()
+			return vm.GetVmId(), vm.GetCode().GetRemote().GetSha256()
+		}
+	}
+	t.Fatalf("no filter for %s in %v", plugin, filterNames(t, res.Listeners[0]))
+	return "", ""
+}
+
+// Envoy reuses a running VM when vm_id and code are unchanged: a config-only
+// edit must keep the id, an env edit must change it (env is read at VM
+// start), and a new module changes the code.
+func TestVMIdentity(t *testing.T) {
+	in := bigInput(DeliveryLDS)
+	id, sha := pluginVM(t, in, "p03")
+
+	in = bigInput(DeliveryLDS)
+	p := &in.State.Plugins[3]
+	p.Config, p.RootID, p.FailStrategy = `{"i":2}`, "other-root", catalog.FailOpen
+	if got, _ := pluginVM(t, in, "p03"); got != id {
+		t.Errorf("config-only edit changed vm_id %s → %s", id, got)
+	}
+
+	in = bigInput(DeliveryLDS)
+	p = &in.State.Plugins[3]
+	p.Env[0], p.Env[1] = p.Env[1], p.Env[0]
+	if got, _ := pluginVM(t, in, "p03"); got != id {
+		t.Errorf("reordering env changed vm_id %s → %s", id, got)
+	}
+	in.State.Plugins[3].Env[0].Value = "changed"
+	if got, _ := pluginVM(t, in, "p03"); got == id {
+		t.Errorf("env edit kept vm_id %s", id)
+	}
+
+	in = bigInput(DeliveryLDS)
+	newSum := fmt.Sprintf("%064x", 999)
+	in.Modules["p03"] = PluginModule{Module: &Module{SHA256: newSum, URL: "http://127.0.0.1:18080/modules/sha256/" + newSum}}
+	if gotID, gotSha := pluginVM(t, in, "p03"); gotID != id || gotSha == sha {
+		t.Errorf("module change: vm_id %s → %s, sha256 %s → %s", id, gotID, sha, gotSha)
+	}
+}
+
+// Both delivery modes must give Envoy the same filter config.
+func TestDeliveryModesCarrySameFilterConfig(t *testing.T) {
+	labels := map[string]string{"app": "web"}
+	lds, _ := Translate(bigInput(DeliveryLDS), labels)
+	ecds, _ := Translate(bigInput(DeliveryECDS), labels)
+	hcm, err := listenerHCM(lds.Listeners[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	inline := map[string]proto.Message{}
+	for _, f := range hcm.HttpFilters {
+		inline[f.Name] = f.GetTypedConfig()
+	}
+	if len(ecds.Extensions) != 20 {
+		t.Fatalf("want one extension config per plugin shared by all listeners, got %d", len(ecds.Extensions))
+	}
+	for _, e := range ecds.Extensions {
+		if !proto.Equal(e.TypedConfig, inline[e.Name]) {
+			t.Errorf("%s: ECDS config differs from inline config", e.Name)
+		}
+	}
+}
+
+// A route whose cluster cannot be served answers 503 in place, instead of
+// disappearing and letting a broader route catch its requests.
+func TestRouteToUnservableClusterAnswers503(t *testing.T) {
+	in := bigInput(DeliveryLDS)
+	in.State.Listeners[0].Routes = []catalog.Route{{Prefix: "/api/", Cluster: "nope"}, {Prefix: "/", Cluster: "web"}}
+	res, _ := Translate(in, map[string]string{"app": "web"})
+	routes := res.Routes[0].VirtualHosts[0].Routes
+	if len(routes) != 2 {
+		t.Fatalf("want 2 routes, got %d", len(routes))
+	}
+	if dr, ok := routes[0].Action.(*routev3.Route_DirectResponse); !ok || dr.DirectResponse.Status != 503 {
+		t.Errorf("route to missing cluster: %v", routes[0].Action)
+	}
+	for _, c := range res.Clusters {
+		if c.Name == "nope" {
+			t.Error("missing cluster shipped")
+		}
+	}
+}
