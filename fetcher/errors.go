@@ -10,6 +10,7 @@ import (
 
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
@@ -100,6 +101,8 @@ func classify(err error) error {
 	}
 	var resp *errcode.ErrorResponse
 	switch {
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return wrap(ErrUnauthorized, err)
 	case errors.Is(err, errdef.ErrNotFound):
 		return wrap(ErrNotFound, err)
 	case errors.Is(err, content.ErrMismatchedDigest), errors.Is(err, content.ErrTrailingData):

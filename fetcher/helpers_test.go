@@ -353,3 +353,5 @@ func mustResolve(t *testing.T, f *Fetcher, req Request, want []byte) Module {
 	return m
 }
 func logDiscard() *log.Logger { return log.New(io.Discard, "", 0) }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
