@@ -1,0 +1,85 @@
+package xds
+
+import (
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Snapshot error reasons, the only values of the reason label.
+const (
+	reasonInconsistent = "inconsistent"
+	reasonInvalid      = "invalid"
+	reasonSetFailed    = "set_failed"
+)
+
+// serverMetrics are the ADS server's Prometheus metrics. Labels are limited to
+// resource kinds and fixed reasons so that the series count never grows with
+// the number of Envoys.
+type serverMetrics struct {
+	connectedNodes prometheus.Gauge
+	nodeGroups     prometheus.Gauge
+	pushes         *prometheus.CounterVec
+	nacks          *prometheus.CounterVec
+	snapshotErrors *prometheus.CounterVec
+	buildDuration  prometheus.Histogram
+	convergence    *prometheus.HistogramVec
+}
+
+func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
+	m := &serverMetrics{
+		connectedNodes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wasmxds_xds_connected_nodes",
+			Help: "Envoy nodes with at least one open ADS stream.",
+		}),
+		nodeGroups: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wasmxds_xds_node_groups",
+			Help: "Distinct node label sets, each served one snapshot.",
+		}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmxds_xds_pushes_total",
+			Help: "Discovery responses sent to Envoys, by resource type.",
+		}, []string{"type"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmxds_xds_nacks_total",
+			Help: "Discovery responses Envoys rejected, by resource type.",
+		}, []string{"type"}),
+		snapshotErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmxds_xds_snapshot_errors_total",
+			Help: "Snapshots not set (the previous one kept serving), by reason.",
+		}, []string{"reason"}),
+		buildDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wasmxds_xds_snapshot_build_seconds",
+			Help:    "Time to translate and set one node group's snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		convergence: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "wasmxds_xds_convergence_seconds",
+			Help:    "Time from a snapshot version being set (or the node connecting, if later) to a node ACKing it.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"type"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connectedNodes, m.nodeGroups, m.pushes, m.nacks,
+			m.snapshotErrors, m.buildDuration, m.convergence)
+	}
+	return m
+}
+
+// typeLabel maps a type URL to a short, bounded label value; anything an
+// Envoy might send that we do not serve collapses into "other".
+func typeLabel(typeURL string) string {
+	switch typeURL {
+	case resource.ListenerType:
+		return "listener"
+	case resource.RouteType:
+		return "route"
+	case resource.ClusterType:
+		return "cluster"
+	case resource.ExtensionConfigType:
+		return "extension_config"
+	case resource.EndpointType:
+		return "endpoint"
+	default:
+		return "other"
+	}
+}

@@ -1,0 +1,372 @@
+package xds
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+var modes = []struct {
+	name  string
+	delta bool
+}{{"sotw", false}, {"delta", true}}
+
+func TestNodeReceivesItsGroupConfigAndACKs(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, _ := startServer(t, ServerOptions{})
+			srv.Update(testInput(8080, DeliveryLDS))
+			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
+			e.waitFor("config", hasConfig)
+
+			if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"ingress-a"}) {
+				t.Errorf("listeners = %v, want only ingress-a (selected by app=a)", got)
+			}
+			if got := e.names(resource.RouteType); !slices.Equal(got, []string{"ingress-a"}) {
+				t.Errorf("routes = %v", got)
+			}
+			if got := e.names(resource.ClusterType); !slices.Equal(got, []string{"backend"}) {
+				t.Errorf("clusters = %v", got)
+			}
+			waitStatus(t, srv, "envoy-a", func(n NodeStatus) bool { return allACKed(n, 3) })
+			n := nodeStatus(t, srv, "envoy-a")
+			if n.Group != "app=a" || n.Cluster != "test" || n.Delta != m.delta || n.Labels["app"] != "a" {
+				t.Errorf("status = %+v", n)
+			}
+			if got := n.Types[resource.ListenerType].Acked; got != e.snapshot(resource.ListenerType).version {
+				t.Errorf("acked listener version %q, envoy holds %q", got, e.snapshot(resource.ListenerType).version)
+			}
+		})
+	}
+}
+
+func TestECDSDeliversExtensionConfigs(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, _ := startServer(t, ServerOptions{})
+			srv.Update(testInput(8080, DeliveryECDS))
+			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
+			e.waitFor("extension configs", func(e *fakeEnvoy) bool {
+				return hasConfig(e) && e.snapshot(resource.ExtensionConfigType).version != ""
+			})
+			if got := e.names(resource.ExtensionConfigType); !slices.Equal(got, []string{"plugin-a"}) {
+				t.Errorf("extension configs = %v, want [plugin-a]", got)
+			}
+		})
+	}
+}
+
+func TestGroupsShareSnapshotsByLabelSet(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, reg := startServer(t, ServerOptions{})
+			srv.Update(testInput(8080, DeliveryLDS))
+			a1 := connectEnvoy(t, addr, "a1", map[string]string{"app": "a"}, m.delta)
+			a2 := connectEnvoy(t, addr, "a2", map[string]string{"app": "a"}, m.delta)
+			b := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, m.delta)
+			for _, e := range []*fakeEnvoy{a1, a2, b} {
+				e.waitFor("config", hasConfig)
+			}
+			if v1, v2 := a1.snapshot(resource.ListenerType).version, a2.snapshot(resource.ListenerType).version; v1 != v2 {
+				t.Errorf("same labels, different listener versions %q and %q", v1, v2)
+			}
+			if va, vb := a1.snapshot(resource.ListenerType).version, b.snapshot(resource.ListenerType).version; va == vb {
+				t.Errorf("app=a and app=b got the same listener version %q", va)
+			}
+			if got := b.names(resource.ListenerType); !slices.Equal(got, []string{"ingress-b"}) {
+				t.Errorf("b listeners = %v", got)
+			}
+			// The cluster set does not depend on labels: equal content, equal version.
+			if va, vb := a1.snapshot(resource.ClusterType).version, b.snapshot(resource.ClusterType).version; va != vb {
+				t.Errorf("identical clusters got versions %q and %q", va, vb)
+			}
+			if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 2 {
+				t.Errorf("node groups = %v, want 2", got)
+			}
+			if got := gaugeValue(t, reg, "wasmxds_xds_connected_nodes"); got != 3 {
+				t.Errorf("connected nodes = %v, want 3", got)
+			}
+		})
+	}
+}
+
+func TestNewInputReachesNodeAndIdenticalInputPushesNothing(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, _ := startServer(t, ServerOptions{})
+			srv.Update(testInput(8080, DeliveryLDS))
+			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
+			e.waitFor("config", hasConfig)
+			first := e.snapshot(resource.ClusterType)
+			listeners := e.snapshot(resource.ListenerType)
+
+			srv.Update(testInput(9090, DeliveryLDS))
+			e.waitFor("new cluster version", func(e *fakeEnvoy) bool {
+				return e.snapshot(resource.ClusterType).version != first.version
+			})
+			second := e.snapshot(resource.ClusterType)
+			if second.responses != first.responses+1 {
+				t.Errorf("cluster responses %d → %d, want one more", first.responses, second.responses)
+			}
+
+			// Rebuilt but identical input: nothing is sent. The next real
+			// change must then be the very next response.
+			srv.Update(testInput(9090, DeliveryLDS))
+			srv.Update(testInput(7070, DeliveryLDS))
+			e.waitFor("third cluster version", func(e *fakeEnvoy) bool {
+				return e.snapshot(resource.ClusterType).version != second.version
+			})
+			if got := e.snapshot(resource.ClusterType).responses; got != second.responses+1 {
+				t.Errorf("cluster responses %d → %d: the identical input pushed something", second.responses, got)
+			}
+			if got := e.snapshot(resource.ListenerType); got.responses != listeners.responses || got.version != listeners.version {
+				t.Errorf("listeners did not change but were pushed again: %d → %d responses", listeners.responses, got.responses)
+			}
+		})
+	}
+}
+
+func TestVersionsAreContentHashes(t *testing.T) {
+	// Two independent servers given the same input serve the same versions,
+	// so an Envoy moving between replicas is sent nothing new.
+	versions := func() string {
+		srv, addr, _ := startServer(t, ServerOptions{})
+		srv.Update(testInput(8080, DeliveryLDS))
+		e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, false)
+		e.waitFor("config", hasConfig)
+		return fmt.Sprint(e.snapshot(resource.ClusterType).version, e.snapshot(resource.ListenerType).version,
+			e.snapshot(resource.RouteType).version)
+	}
+	if v1, v2 := versions(), versions(); v1 != v2 {
+		t.Errorf("versions differ across servers: %s vs %s", v1, v2)
+	}
+}
+
+func TestNACKAppearsInStatusAndMetrics(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, reg := startServer(t, ServerOptions{})
+			srv.Update(testInput(8080, DeliveryLDS))
+			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
+			e.waitFor("config", hasConfig)
+			good := e.snapshot(resource.ClusterType).version
+
+			e.rejectNext(resource.ClusterType, "cluster backend: bad\nendpoint")
+			srv.Update(testInput(9090, DeliveryLDS))
+			n := waitStatus(t, srv, "envoy-a", func(n NodeStatus) bool { return n.LastNack != nil })
+			if n.LastNack.TypeURL != resource.ClusterType || n.LastNack.Error != "cluster backend: bad\nendpoint" {
+				t.Errorf("last NACK = %+v", n.LastNack)
+			}
+			if sent := n.Types[resource.ClusterType].Sent; n.LastNack.Version != sent || sent == good {
+				t.Errorf("NACKed version %q, want the newly sent %q", n.LastNack.Version, sent)
+			}
+			if got := n.Types[resource.ClusterType].Acked; got != good {
+				t.Errorf("acked = %q, want the last good %q", got, good)
+			}
+			if got := testutil.ToFloat64(srv.metrics.nacks.WithLabelValues("cluster")); got != 1 {
+				t.Errorf("nacks{type=cluster} = %v, want 1", got)
+			}
+			if got, err := testutil.GatherAndCount(reg, "wasmxds_xds_nacks_total"); err != nil || got != 1 {
+				t.Errorf("nack series = %d (%v), want 1", got, err)
+			}
+
+			// The rejected config is not resent in a loop: the next
+			// response is the next change.
+			rejected := e.snapshot(resource.ClusterType)
+			srv.Update(testInput(7070, DeliveryLDS))
+			e.waitFor("fixed cluster", func(e *fakeEnvoy) bool {
+				return e.snapshot(resource.ClusterType).version != good
+			})
+			if got := e.snapshot(resource.ClusterType).responses; got != rejected.responses+1 {
+				t.Errorf("cluster responses %d → %d after a NACK, want one more", rejected.responses, got)
+			}
+		})
+	}
+}
+
+func TestInconsistentSnapshotKeepsPrevious(t *testing.T) {
+	broken := false
+	translate := func(in Input, labels map[string]string) (*Resources, []Problem) {
+		res, problems := fakeTranslate(in, labels)
+		if broken {
+			res.Routes = nil // listeners now name route configurations that are missing
+		}
+		return res, problems
+	}
+	srv, addr, _ := startServer(t, ServerOptions{Translate: translate})
+	srv.Update(testInput(8080, DeliveryLDS))
+	e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, false)
+	e.waitFor("config", hasConfig)
+	before := e.snapshot(resource.ClusterType)
+
+	broken = true
+	srv.Update(testInput(9090, DeliveryLDS))
+	if got := testutil.ToFloat64(srv.metrics.snapshotErrors.WithLabelValues(reasonInconsistent)); got != 1 {
+		t.Fatalf("inconsistent snapshot errors = %v, want 1", got)
+	}
+	broken = false
+	srv.Update(testInput(7070, DeliveryLDS))
+	e.waitFor("fixed config", func(e *fakeEnvoy) bool { return e.snapshot(resource.ClusterType).version != before.version })
+	if got := e.snapshot(resource.ClusterType).responses; got != before.responses+1 {
+		t.Errorf("cluster responses %d → %d: the inconsistent snapshot was pushed", before.responses, got)
+	}
+}
+
+func TestReadyAndProblems(t *testing.T) {
+	srv, addr, _ := startServer(t, ServerOptions{})
+	if srv.Ready() {
+		t.Fatal("ready before any input")
+	}
+	in := testInput(8080, DeliveryLDS)
+	delete(in.Modules, "plugin-b")
+	srv.Update(in)
+	if !srv.Ready() {
+		t.Fatal("not ready after the first input, with no node connected yet")
+	}
+	if got := srv.Problems(); len(got) != 0 {
+		t.Errorf("problems with no node groups = %v", got)
+	}
+	e := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, false)
+	e.waitFor("config", hasConfig)
+	got := srv.Problems()
+	if len(got) != 1 || got[0].Name != "plugin-b" || got[0].Source.String() != "b.yaml:7" {
+		t.Errorf("problems = %+v, want plugin-b's unresolved module at b.yaml:7", got)
+	}
+}
+
+func TestDisconnectedNodeLeavesStatus(t *testing.T) {
+	srv, addr, reg := startServer(t, ServerOptions{})
+	srv.Update(testInput(8080, DeliveryLDS))
+	e := connectEnvoy(t, addr, "gone", nil, true)
+	e.waitFor("config", func(e *fakeEnvoy) bool {
+		return e.snapshot(resource.ClusterType).version != "" && e.snapshot(resource.ListenerType).version != ""
+	})
+	if n := nodeStatus(t, srv, "gone"); n.Group != "_" {
+		t.Errorf("group of a node without labels = %q, want _", n.Group)
+	}
+	e.close()
+	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })
+	if got := gaugeValue(t, reg, "wasmxds_xds_connected_nodes"); got != 0 {
+		t.Errorf("connected nodes = %v", got)
+	}
+	if got, err := testutil.GatherAndCount(reg, "wasmxds_xds_convergence_seconds"); err != nil || got == 0 {
+		t.Errorf("no convergence observed (%v)", err)
+	}
+}
+
+func TestIdleGroupsAreDropped(t *testing.T) {
+	srv, addr, reg := startServer(t, ServerOptions{GroupIdleTimeout: 1})
+	srv.Update(testInput(8080, DeliveryLDS))
+	e := connectEnvoy(t, addr, "a", map[string]string{"app": "a"}, false)
+	e.waitFor("config", hasConfig)
+	e.close()
+	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })
+	srv.Update(testInput(8080, DeliveryLDS))
+	if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 0 {
+		t.Errorf("node groups = %v after the only node left, want 0", got)
+	}
+	// A node returning with the same labels gets a fresh snapshot.
+	e2 := connectEnvoy(t, addr, "a", map[string]string{"app": "a"}, false)
+	e2.waitFor("config", hasConfig)
+}
+
+func TestGroupKey(t *testing.T) {
+	cases := []struct {
+		labels map[string]string
+		want   string
+	}{
+		{nil, "_"},
+		{map[string]string{"zone": "a", "app": "httpbin"}, "app=httpbin,zone=a"},
+		{map[string]string{"a": "1,b=2"}, `a=1\,b\=2`},
+		{map[string]string{"a": "1", "b": "2"}, "a=1,b=2"},
+	}
+	for _, c := range cases {
+		if got := GroupKey(c.labels); got != c.want {
+			t.Errorf("GroupKey(%v) = %q, want %q", c.labels, got, c.want)
+		}
+	}
+	if GroupKey(map[string]string{"a": "1,b=2"}) == GroupKey(map[string]string{"a": "1", "b": "2"}) {
+		t.Error("distinct label sets share a group key")
+	}
+}
+
+func TestNodeLabelsIgnoresNonStrings(t *testing.T) {
+	node := fxNode("n", nil)
+	node.Metadata.Fields["labels"].GetStructValue().Fields["app"] = structString("x")
+	node.Metadata.Fields["labels"].GetStructValue().Fields["n"] = structNumber(3)
+	if got := NodeLabels(node); len(got) != 1 || got["app"] != "x" {
+		t.Errorf("labels = %v, want only app=x", got)
+	}
+}
+
+func allACKed(n NodeStatus, types int) bool {
+	acked := 0
+	for _, ts := range n.Types {
+		if ts.Sent != "" && ts.Acked == ts.Sent {
+			acked++
+		}
+	}
+	return acked >= types
+}
+
+func nodeStatus(t *testing.T, srv *Server, id string) NodeStatus {
+	t.Helper()
+	for _, n := range srv.Status() {
+		if n.ID == id {
+			return n
+		}
+	}
+	t.Fatalf("node %s not in status", id)
+	return NodeStatus{}
+}
+
+func waitStatus(t *testing.T, srv *Server, id string, cond func(NodeStatus) bool) NodeStatus {
+	t.Helper()
+	var last NodeStatus
+	waitFor(t, "status of "+id, func() bool {
+		for _, n := range srv.Status() {
+			if n.ID == id {
+				last = n
+				return cond(n)
+			}
+		}
+		return false
+	})
+	return last
+}
+
+func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+func structString(s string) *structpb.Value  { return structpb.NewStringValue(s) }
+func structNumber(n float64) *structpb.Value { return structpb.NewNumberValue(n) }
+
+// waitFor polls cond until it holds, failing after a generous deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
