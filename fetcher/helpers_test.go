@@ -29,35 +29,14 @@ import (
 	"oras.land/oras-go/v2/content"
 	orasreg "oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
 )
 
-// buildTestModule assembles a minimal Wasm binary whose functions (type
-// () -> ()) are exported under the given names. A custom section carrying
-// nonce makes the bytes unique without changing behaviour.
+// buildTestModule assembles a minimal Wasm binary exporting the given
+// function names; see fetchertest.Module.
 func buildTestModule(nonce string, exports ...string) []byte {
-	var out bytes.Buffer
-	out.Write(wasmHeader)
-	n := len(exports)
-	section(&out, 1, concat(uleb(1), []byte{0x60, 0x00, 0x00})) // one type: () -> ()
-	funcs := uleb(uint32(n))
-	for range exports {
-		funcs = append(funcs, 0x00)
-	}
-	section(&out, 3, funcs)
-	exp := uleb(uint32(n))
-	for i, name := range exports {
-		exp = concat(exp, uleb(uint32(len(name))), []byte(name), []byte{0x00}, uleb(uint32(i)))
-	}
-	section(&out, 7, exp)
-	code := uleb(uint32(n))
-	for range exports {
-		code = append(code, 0x02, 0x00, 0x0b) // body size 2: no locals, end
-	}
-	section(&out, 10, code)
-	if nonce != "" {
-		section(&out, 0, concat(uleb(5), []byte("nonce"), []byte(nonce)))
-	}
-	return out.Bytes()
+	return fetchertest.Module(nonce, exports...)
 }
 
 var moduleCounter atomic.Int64
@@ -66,31 +45,8 @@ var moduleCounter atomic.Int64
 func validModule(t *testing.T) []byte {
 	t.Helper()
 	nonce := fmt.Sprintf("%s-%d", t.Name(), moduleCounter.Add(1))
-	return buildTestModule(nonce, "proxy_abi_version_0_2_1", "proxy_on_memory_allocate", "proxy_on_context_create")
+	return fetchertest.ProxyWasm(nonce)
 }
-
-func section(w *bytes.Buffer, id byte, payload []byte) {
-	w.WriteByte(id)
-	w.Write(uleb(uint32(len(payload))))
-	w.Write(payload)
-}
-
-func uleb(v uint32) []byte {
-	var b []byte
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if v != 0 {
-			c |= 0x80
-		}
-		b = append(b, c)
-		if v == 0 {
-			return b
-		}
-	}
-}
-
-func concat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
