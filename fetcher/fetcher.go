@@ -78,7 +78,9 @@ type Request struct {
 	SHA256 string
 	// Always re-resolves the reference now even if it is cached, pulling
 	// again only if the manifest digest changed. On failure Resolve returns
-	// the cached module together with an error wrapping ErrStale.
+	// the cached module together with an error wrapping ErrStale. Digest
+	// references, and pins matching a cached module, name immutable content
+	// and are still answered from the cache.
 	Always bool
 	// PullSecret optionally selects registry credentials: a value containing
 	// a path separator or ending in ".json" is a docker config.json file;

@@ -100,7 +100,7 @@ type testRegistry struct {
 	holdManifest chan struct{}
 }
 
-func newTestRegistry(t *testing.T) *testRegistry {
+func newTestRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	tr := &testRegistry{counts: map[string]int{}, failCode: http.StatusServiceUnavailable}
 	inner := registry.New(registry.Logger(logDiscard()))

@@ -1,0 +1,73 @@
+package fetcher
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkResolveCached measures an IfNotPresent resolution answered from
+// the cache, the path every resync of an unchanged spec takes.
+func BenchmarkResolveCached(b *testing.B) {
+	tr := newTestRegistry(b)
+	module := fetchertestModule(b)
+	if _, err := Push(context.Background(), module, tr.ref("bench/f:v1"), PushOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	f, err := New(Options{CacheDir: b.TempDir(), DockerConfig: filepath.Join(b.TempDir(), "none.json")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := Request{URL: tr.ref("bench/f:v1")}
+	if _, err := f.Resolve(context.Background(), req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := f.Resolve(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkModuleServerParallel measures concurrent downloads of one 1 MiB
+// module from the module server.
+func BenchmarkModuleServerParallel(b *testing.B) {
+	module := append(fetchertestModule(b), make([]byte, 1<<20)...) // padding: the server never parses modules
+	p := filepath.Join(b.TempDir(), "m.wasm")
+	if err := os.WriteFile(p, module, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	f, err := New(Options{CacheDir: b.TempDir(), DockerConfig: filepath.Join(b.TempDir(), "none.json")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hex := sha(module)
+	if err := f.cache.store("bench", refEntry{SHA256: hex}, module); err != nil {
+		b.Fatal(err)
+	}
+	f.SetInUse([]string{hex})
+	srv := httptest.NewServer(f.Handler())
+	defer srv.Close()
+	url := srv.URL + ModulePathPrefix + hex
+	b.SetBytes(int64(len(module)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := http.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
+}
+
+func fetchertestModule(b *testing.B) []byte {
+	return buildTestModule(b.Name(), "proxy_abi_version_0_2_1", "proxy_on_memory_allocate")
+}
