@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,6 +23,11 @@ const (
 // Plugins with the same vmID share one VM (per worker) and get separate
 // root contexts.
 func wasmFilter(module, rootID, vmID, config string) map[string]any {
+	return wasmFilterEnv(module, rootID, vmID, config, nil)
+}
+
+// wasmFilterEnv is wasmFilter with environment variables for the VM.
+func wasmFilterEnv(module, rootID, vmID, config string, env map[string]string) map[string]any {
 	return map[string]any{
 		"name": "envoy.filters.http.wasm",
 		"typed_config": map[string]any{
@@ -30,9 +36,10 @@ func wasmFilter(module, rootID, vmID, config string) map[string]any {
 				"name":    rootID,
 				"root_id": rootID,
 				"vm_config": map[string]any{
-					"vm_id":   vmID,
-					"runtime": "envoy.wasm.runtime.v8",
-					"code":    map[string]any{"local": map[string]any{"filename": modulePath(module)}},
+					"vm_id":                 vmID,
+					"runtime":               "envoy.wasm.runtime.v8",
+					"environment_variables": map[string]any{"key_values": env},
+					"code":                  map[string]any{"local": map[string]any{"filename": modulePath(module)}},
 				},
 				"configuration": map[string]any{
 					"@type": "type.googleapis.com/google.protobuf.StringValue",
@@ -109,17 +116,20 @@ func bootstrap(t *testing.T, upstream string, listeners ...map[string]any) strin
 // runtime, one worker) and checks what a client sees through it.
 func TestFiltersInEnvoy(t *testing.T) {
 	up := echoUpstream(t)
+	// The chain VM traces the Go garbage collector to Envoy's log, so the
+	// load test below can check that collections happened.
+	gctrace := map[string]string{"GODEBUG": "gctrace=1"}
+	chain := func(rootID, value string) map[string]any {
+		return wasmFilterEnv("add-header", rootID, "chain",
+			`{"requestHeader": "x-chain", "requestValue": "`+value+`"}`, gctrace)
+	}
 	e := startEnvoy(t, bootstrap(t, up.Listener.Addr().String(),
 		listener("basic",
 			wasmFilter("add-header", "add-header", "add-header", addHeaderConfig),
 			wasmFilter("config-echo", "config-echo", "config-echo", echoConfig),
 			wasmFilter("header-logger", "header-logger", "header-logger", "")),
-		listener("chain",
-			wasmFilter("add-header", "chain-a", "chain", `{"requestHeader": "x-chain", "requestValue": "a"}`),
-			wasmFilter("add-header", "chain-b", "chain", `{"requestHeader": "x-chain", "requestValue": "b"}`)),
-		listener("chain-reversed",
-			wasmFilter("add-header", "chain-b", "chain", `{"requestHeader": "x-chain", "requestValue": "b"}`),
-			wasmFilter("add-header", "chain-a", "chain", `{"requestHeader": "x-chain", "requestValue": "a"}`)),
+		listener("chain", chain("chain-a", "a"), chain("chain-b", "b")),
+		listener("chain-reversed", chain("chain-b", "b"), chain("chain-a", "a")),
 		listener("limited", wasmFilter("rate-limit", "rate-limit", "rate-limit", limitConfig)),
 	))
 
@@ -153,6 +163,26 @@ func TestFiltersInEnvoy(t *testing.T) {
 			if got := r.header.Get("x-echo-x-chain"); r.status != http.StatusOK || got != want {
 				t.Errorf("%s: status %d, upstream saw x-chain %q, want %q", name, r.status, got, want)
 			}
+		}
+	})
+
+	// Each request makes the guest copy a 30 KB header three times (the
+	// host's allocation, the Go string, the appended value), so a few
+	// hundred requests run the Go garbage collector many times, also
+	// while the host is inside proxy_on_memory_allocate.
+	t.Run("garbage collection under load", func(t *testing.T) {
+		big := strings.Repeat("z", 30<<10)
+		for i := range 300 {
+			r := do(t, e.listeners["chain"]+"/", map[string]string{"x-chain": big})
+			if got := r.header.Get("x-echo-x-chain"); r.status != http.StatusOK || got != big+",a,b" {
+				t.Fatalf("request %d: status %d, upstream saw %d bytes of x-chain, want %d",
+					i+1, r.status, len(got), len(big)+4)
+			}
+		}
+		// The runtime writes each trace line in pieces; Envoy logs
+		// every piece, so a cycle shows as a line ending in "gc ".
+		if n := strings.Count(e.log(), "chain: gc \n"); n < 2 {
+			t.Errorf("%d garbage collections traced, want at least 2", n)
 		}
 	})
 
