@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // envoyConcurrency is the worker count of every test Envoy. Each worker runs
@@ -54,8 +52,8 @@ func startEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string
 	return e
 }
 
-// bootstrapYAML runs `wasmxds bootstrap` and moves the admin listener to
-// adminPort so that several Envoys can share the host.
+// bootstrapYAML runs `wasmxds bootstrap` with an admin port of its own, so
+// that several Envoys can share the host.
 func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, adminPort int) ([]byte, error) {
 	var kv []string
 	for k, v := range labels {
@@ -63,22 +61,8 @@ func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, admi
 	}
 	sort.Strings(kv)
 	out, err := run(nil, tools.wasmxds, "bootstrap", "--node-id", nodeID,
-		"--labels", strings.Join(kv, ","), "--xds-address", xdsAddr)
-	if err != nil {
-		return nil, err
-	}
-	var doc map[string]any
-	if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
-		return nil, fmt.Errorf("bootstrap output is not YAML: %w\n%s", err, out)
-	}
-	admin, _ := doc["admin"].(map[string]any)
-	addr, _ := admin["address"].(map[string]any)
-	sock, _ := addr["socket_address"].(map[string]any)
-	if sock == nil {
-		return nil, fmt.Errorf("bootstrap has no admin.address.socket_address:\n%s", out)
-	}
-	sock["port_value"] = adminPort
-	return yaml.Marshal(doc)
+		"--labels", strings.Join(kv, ","), "--xds-address", xdsAddr, "--admin-port", strconv.Itoa(adminPort))
+	return []byte(out), err
 }
 
 // start (re)starts Envoy and waits until its admin /ready says LIVE, which

@@ -129,10 +129,11 @@ func (r *registry) dockerConfig(dir string) (string, error) {
 	return dir, os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
 }
 
-// pushWasmxds publishes a module with `wasmxds push`. env may carry
-// DOCKER_CONFIG for a registry that wants credentials.
+// pushWasmxds publishes a module with `wasmxds push` (plain HTTP: the
+// registry is on 127.0.0.1). env may carry DOCKER_CONFIG for a registry that
+// wants credentials.
 func (r *registry) pushWasmxds(env []string, file, repoTag string) (string, error) {
-	return run(env, tools.wasmxds, "push", "--plain-http", file, r.ref(repoTag))
+	return run(env, tools.wasmxds, "push", file, r.ref(repoTag))
 }
 
 // pushOras publishes a module with the oras CLI, as a user following the
