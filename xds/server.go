@@ -14,6 +14,7 @@ import (
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -95,7 +96,10 @@ func NewServer(opts ServerOptions) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger(logger))
-	s.xds = serverv3.NewServer(ctx, s.cache, s)
+	// Ordered ADS sends a SotW update's types in dependency order (clusters
+	// before the listeners and routes that use them) instead of whichever
+	// watch fires first, so Envoy never sees a route to a cluster it lacks.
+	s.xds = serverv3.NewServer(ctx, s.cache, s, sotw.WithOrderedADS())
 	return s
 }
 

@@ -222,6 +222,8 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		return ""
 	}
 	n := s.nodes[st.nodeID]
+	s.log.Debug("discovery request", "node", st.nodeID, "type", typeLabel(typeURL), "version", version,
+		"nonce", nonce, "nack", errDetail != nil)
 	ts := n.status.Types[typeURL]
 	sent, matched := st.inflight[typeURL]
 	matched = matched && sent.nonce == nonce && nonce != ""
@@ -262,6 +264,7 @@ func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
 		return
 	}
 	st.inflight[typeURL] = sentResponse{nonce: nonce, version: version}
+	s.log.Debug("discovery response", "node", st.nodeID, "type", typeLabel(typeURL), "version", version, "nonce", nonce)
 	if n := s.nodes[st.nodeID]; n != nil {
 		ts := n.status.Types[typeURL]
 		ts.Sent = version
