@@ -110,9 +110,17 @@ func syntaxLine(err error) (int, string) {
 // foreignSpecRE finds an apiVersion of ours in YAML or JSON text.
 var foreignSpecRE = regexp.MustCompile(`apiVersion["']?\s*:\s*["']?(wasmxds\.dev/|extensions\.istio\.io/)`)
 
+// quotesSpecs are extensions of documentation and source files, which may
+// quote a spec as an example without meaning it to apply.
+var quotesSpecs = map[string]bool{".md": true, ".markdown": true, ".rst": true, ".adoc": true,
+	".html": true, ".go": true}
+
 // sniffForeign reports a file that is not loaded (wrong extension) although
 // it holds a spec: a renamed or backup copy that the user may think applies.
 func sniffForeign(rel string, data []byte) []SpecError {
+	if quotesSpecs[strings.ToLower(filepath.Ext(rel))] {
+		return nil
+	}
 	if bytes.IndexByte(data[:min(len(data), 8192)], 0) >= 0 {
 		return nil // binary, e.g. a .wasm module kept next to its spec
 	}
