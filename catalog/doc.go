@@ -102,5 +102,14 @@
 //
 // Every problem is a SpecError "file:line: message", with the line of the
 // offending key or value. A document with any error is left out; the rest
-// apply. See Watch for how edits and conflicts between files are settled.
+// apply. Things that are valid but probably unintended are State.Warnings.
+//
+// Conflicts between documents (a duplicate name, two listeners that collide)
+// are settled by age: the document in force longer stays and the newer one
+// is reported and left out, so an edit elsewhere never takes down what
+// already works. Editing a document keeps its age; renaming its file or
+// name makes it new. Documents of the same age (all of them, in a one-shot
+// Load) are ordered by file path, then line. A listener whose route names a
+// missing cluster is left out whole and reported at the route's cluster
+// line. See Watch for how a bad edit to a file is handled.
 package catalog

@@ -41,7 +41,8 @@ type WatchOptions struct {
 // state with errors keeps its last good documents in force, and its new
 // errors are reported in State.Errors; other files' changes still apply, and
 // fixing the file applies it. A removed file's documents go away. Conflicts
-// between files are settled in favour of the older document (see State).
+// between files are settled in favour of the older document (see the
+// package documentation).
 //
 // Watch fails only if dir cannot be read or watched at the start. If dir
 // becomes unreadable later, the last State stays in force and the error is
