@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ const startupTimeout = 90 * time.Second
 
 // envoyBinary finds Envoy: $ENVOY_BIN, then PATH, then the copy the
 // repository's dependency installer puts under .tools.
-func envoyBinary(t *testing.T) string {
+func envoyBinary(t testing.TB) string {
 	t.Helper()
 	if bin := os.Getenv("ENVOY_BIN"); bin != "" {
 		return bin
@@ -39,7 +40,7 @@ func envoyBinary(t *testing.T) string {
 // echoUpstream answers every request with 200, a body naming the path, and
 // each request header copied to a response header x-echo-<name> (values
 // joined with ","), so tests can see what reached the upstream.
-func echoUpstream(t *testing.T) *httptest.Server {
+func echoUpstream(t testing.TB) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for name, values := range r.Header {
 			w.Header().Set("x-echo-"+strings.ToLower(name), strings.Join(values, ","))
@@ -55,12 +56,13 @@ type envoy struct {
 	admin     string            // admin base URL
 	listeners map[string]string // listener name -> base URL
 	logPath   string
+	stop      func() // kills Envoy and waits for it; safe to call twice
 }
 
 // startEnvoy runs Envoy on bootstrap with one worker (so per-VM state is
 // per process) and waits until it is ready. Envoy's log (stderr) goes to a
 // file under the test's temp dir.
-func startEnvoy(t *testing.T, bootstrap string) *envoy {
+func startEnvoy(t testing.TB, bootstrap string) *envoy {
 	t.Helper()
 	dir := t.TempDir()
 	e := &envoy{logPath: filepath.Join(dir, "envoy.log")}
@@ -81,9 +83,12 @@ func startEnvoy(t *testing.T, bootstrap string) *envoy {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait(); logFile.Close() }()
-	t.Cleanup(func() {
+	e.stop = sync.OnceFunc(func() {
 		_ = cmd.Process.Kill()
 		<-exited
+	})
+	t.Cleanup(func() {
+		e.stop()
 		if t.Failed() {
 			t.Logf("Envoy log:\n%s", e.log())
 		}
@@ -94,7 +99,7 @@ func startEnvoy(t *testing.T, bootstrap string) *envoy {
 
 // waitReady polls until the admin address is written, the server reports
 // LIVE and every listener has its port.
-func (e *envoy) waitReady(t *testing.T, addrFile string, exited <-chan error) {
+func (e *envoy) waitReady(t testing.TB, addrFile string, exited <-chan error) {
 	t.Helper()
 	deadline := time.Now().Add(startupTimeout)
 	for {
@@ -158,7 +163,7 @@ func (e *envoy) log() string {
 }
 
 // waitLog polls Envoy's log until it contains want.
-func (e *envoy) waitLog(t *testing.T, want string, timeout time.Duration) {
+func (e *envoy) waitLog(t testing.TB, want string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(e.log(), want) {
@@ -193,7 +198,7 @@ type result struct {
 }
 
 // do sends GET url with extra request headers and returns the response.
-func do(t *testing.T, url string, headers map[string]string) result {
+func do(t testing.TB, url string, headers map[string]string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

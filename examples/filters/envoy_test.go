@@ -85,7 +85,7 @@ func socketAddress(host string, port int) map[string]any {
 
 // bootstrap is a static Envoy configuration (JSON, which Envoy reads as
 // YAML) with an admin endpoint on a free port.
-func bootstrap(t *testing.T, upstream string, listeners ...map[string]any) string {
+func bootstrap(t testing.TB, upstream string, listeners ...map[string]any) string {
 	host, portText, err := net.SplitHostPort(upstream)
 	if err != nil {
 		t.Fatal(err)
