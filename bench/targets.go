@@ -1,0 +1,276 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// Target is an ADS server under measurement.
+type Target interface {
+	Name() string
+	Addr() string // ADS host:port
+	PID() int     // 0 when the server runs inside this process
+	// Prepare does everything a change needs up front and returns the
+	// change itself, so that timing starts right before it.
+	Prepare(marker string) (apply func() error, err error)
+	Stop()
+}
+
+// WasmxdsProc is `wasmxds serve` run from its binary on a fixture.
+type WasmxdsProc struct {
+	proc     *Proc
+	addr     string
+	HTTPAddr string // module server and health endpoints
+	fixture  *Fixture
+}
+
+// StartWasmxds runs `wasmxds serve` on the fixture's config directory and
+// waits until it is ready.
+func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string, extra ...string) (*WasmxdsProc, error) {
+	xdsAddr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	argv := append([]string{bin, "serve", "--config-dir", fx.ConfigDir, "--cache-dir", filepath.Join(dir, "cache"),
+		"--xds-listen", xdsAddr, "--http-listen", httpAddr, "--advertise-url", "http://" + httpAddr,
+		"--filter-delivery", string(delivery)}, extra...)
+	p, err := StartProc("wasmxds", filepath.Join(dir, "wasmxds.log"), argv...)
+	if err != nil {
+		return nil, err
+	}
+	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr, fixture: fx}
+	if err := WaitHTTP(p, "http://"+httpAddr+"/readyz", 60*time.Second); err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("wasmxds not ready: %w", err)
+	}
+	return w, nil
+}
+
+// Name implements Target.
+func (w *WasmxdsProc) Name() string { return "wasmxds" }
+
+// Addr implements Target.
+func (w *WasmxdsProc) Addr() string { return w.addr }
+
+// PID implements Target.
+func (w *WasmxdsProc) PID() int { return w.proc.PID() }
+
+// Stop implements Target.
+func (w *WasmxdsProc) Stop() { w.proc.Stop() }
+
+// Prepare implements Target: the change is a rewrite of the edited spec.
+func (w *WasmxdsProc) Prepare(marker string) (func() error, error) {
+	return func() error { return w.fixture.Edit(marker) }, nil
+}
+
+// FloorProc is the floor server run from its binary.
+type FloorProc struct {
+	proc     *Proc
+	addr     string
+	control  string
+	fixture  *Fixture
+	delivery xds.Delivery
+}
+
+// floorModuleURL is the module server the floor's resources advertise;
+// nothing downloads from it.
+const floorModuleURL = "http://127.0.0.1:18080"
+
+// StartFloor runs the floor server and gives it the fixture's resources.
+func StartFloor(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*FloorProc, error) {
+	xdsAddr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	control, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	p, err := StartProc("xdsfloor", filepath.Join(dir, "xdsfloor.log"), bin, "--xds-listen", xdsAddr, "--control-listen", control)
+	if err != nil {
+		return nil, err
+	}
+	f := &FloorProc{proc: p, addr: xdsAddr, control: control, fixture: fx, delivery: delivery}
+	if err := WaitHTTP(p, "http://"+control+"/healthz", 30*time.Second); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	apply, err := f.Prepare("initial")
+	if err == nil {
+		err = apply()
+	}
+	if err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Name implements Target.
+func (f *FloorProc) Name() string { return "floor" }
+
+// Addr implements Target.
+func (f *FloorProc) Addr() string { return f.addr }
+
+// PID implements Target.
+func (f *FloorProc) PID() int { return f.proc.PID() }
+
+// Stop implements Target.
+func (f *FloorProc) Stop() { f.proc.Stop() }
+
+// Prepare implements Target: the resources are translated and encoded
+// here, so the change is only their upload.
+func (f *FloorProc) Prepare(marker string) (func() error, error) {
+	res, err := f.fixture.Resources(marker, floorModuleURL, f.delivery)
+	if err != nil {
+		return nil, err
+	}
+	body, err := EncodeResources(res)
+	if err != nil {
+		return nil, err
+	}
+	url := "http://" + f.control + "/resources"
+	return func() error { return putResources(url, body) }, nil
+}
+
+func putResources(url string, body []byte) error {
+	req, err := http.NewRequest(http.MethodPut, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("floor: PUT /resources: %s", resp.Status)
+	}
+	return nil
+}
+
+// inProcess is an ADS server running inside this process on a loopback
+// listener: the floor, or the xds server fed by a catalog watch (the serve
+// wiring without the fetcher, the module being a fixed file).
+type inProcess struct {
+	name    string
+	addr    string
+	gs      *grpc.Server
+	cancel  context.CancelFunc
+	prepare func(marker string) (func() error, error)
+	stop    func()
+}
+
+func (p *inProcess) Name() string { return p.name }
+func (p *inProcess) Addr() string { return p.addr }
+func (p *inProcess) PID() int     { return 0 }
+func (p *inProcess) Stop() {
+	p.cancel()
+	if p.stop != nil {
+		p.stop()
+	}
+	p.gs.Stop()
+}
+
+func (p *inProcess) Prepare(marker string) (func() error, error) { return p.prepare(marker) }
+
+func listenGRPC(register func(grpc.ServiceRegistrar)) (*grpc.Server, string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("listen: %w", err)
+	}
+	gs := grpc.NewServer(xds.GRPCServerOptions()...)
+	register(gs)
+	go func() { _ = gs.Serve(l) }()
+	return gs, l.Addr().String(), nil
+}
+
+// StartInProcessFloor runs the floor server in this process.
+func StartInProcessFloor(fx *Fixture, delivery xds.Delivery) (Target, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	floor := NewFloorServer(ctx, nil)
+	gs, addr, err := listenGRPC(floor.Register)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	p := &inProcess{name: "floor", addr: addr, gs: gs, cancel: cancel}
+	p.prepare = func(marker string) (func() error, error) {
+		res, err := fx.Resources(marker, floorModuleURL, delivery)
+		if err != nil {
+			return nil, err
+		}
+		body, err := EncodeResources(res)
+		if err != nil {
+			return nil, err
+		}
+		return func() error {
+			decoded, err := decodeResources(bytes.NewReader(body))
+			if err != nil {
+				return err
+			}
+			return floor.SetResources(decoded)
+		}, nil
+	}
+	apply, err := p.prepare("initial")
+	if err == nil {
+		err = apply()
+	}
+	if err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// StartInProcessXDS runs xds.Server in this process, fed by catalog.Watch
+// on the fixture's config directory as serve feeds it.
+func StartInProcessXDS(fx *Fixture, delivery xds.Delivery) (Target, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := xds.NewServer(xds.ServerOptions{})
+	gs, addr, err := listenGRPC(srv.Register)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	mod := &xds.Module{SHA256: fx.ModuleHex, URL: floorModuleURL + "/modules/sha256/" + fx.ModuleHex}
+	watchDone := make(chan error, 1)
+	go func() {
+		watchDone <- catalog.Watch(ctx, fx.ConfigDir, catalog.WatchOptions{Logger: discardLogger()}, func(st *catalog.State) {
+			in := xds.Input{State: st, Modules: map[string]xds.PluginModule{}, ModuleServerURL: floorModuleURL, Delivery: delivery}
+			for _, p := range st.Plugins {
+				in.Modules[p.Name] = xds.PluginModule{Module: mod}
+			}
+			srv.Update(in)
+		})
+	}()
+	p := &inProcess{name: "wasmxds-inprocess", addr: addr, gs: gs, cancel: cancel,
+		stop: func() { srv.Close(); <-watchDone }}
+	p.prepare = func(marker string) (func() error, error) {
+		return func() error { return fx.Edit(marker) }, nil
+	}
+	if err := Poll(10*time.Second, 5*time.Millisecond, func() error {
+		if !srv.Ready() {
+			return fmt.Errorf("xds server not ready")
+		}
+		return nil
+	}); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
