@@ -1,15 +1,237 @@
 package main
 
 import (
-	"errors"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spf13/cobra"
+
+	"github.com/wasmxds/wasmxds/xds"
 )
 
 func newStatusCmd() *cobra.Command {
-	return &cobra.Command{
+	var server string
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "not implemented yet",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("status: not implemented") },
+		Short: "Show connected Envoys, their ACKed versions and NACKs, plugins and modules",
+		Long: `Read a running wasmxds's /debug/status and print it as tables: connected nodes
+with the version of each resource type they ACKed and their last NACK, plugins
+with the module they are served with (or why it failed), cached modules, and
+spec errors.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			raw, err := fetchStatus(server)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				_, err = cmd.OutOrStdout().Write(raw)
+				return err
+			}
+			var rep statusReport
+			if err := json.Unmarshal(raw, &rep); err != nil {
+				return fmt.Errorf("decoding %s/debug/status: %w", server, err)
+			}
+			return printStatus(cmd.OutOrStdout(), rep, time.Now())
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:18080", "wasmxds HTTP address")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON document")
+	return cmd
+}
+
+func fetchStatus(server string) ([]byte, error) {
+	url := strings.TrimRight(server, "/") + "/debug/status"
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("status: reading %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status: %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
+	}
+	return body, nil
+}
+
+// printStatus renders the report as tables, in the order a user debugging a
+// fleet reads them: who is connected and on what, then why.
+func printStatus(w io.Writer, rep statusReport, now time.Time) error {
+	ready := "yes"
+	if !rep.Ready {
+		ready = "no (no configuration built yet)"
+	}
+	fmt.Fprintf(w, "Ready: %s   Config: %s   Listeners: %d   Clusters: %d   Plugins: %d\n\n",
+		ready, rep.ConfigDir, rep.Listeners, rep.Clusters, len(rep.Plugins))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	printNodes(tw, rep.Nodes, now)
+	printPlugins(tw, rep.Plugins)
+	printModules(tw, rep)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	printList(w, "SPEC ERRORS", rep.SpecErrors)
+	printList(w, "SPEC WARNINGS", rep.SpecWarnings)
+	var problems []string
+	for _, p := range rep.Problems {
+		problems = append(problems, fmt.Sprintf("%s: %s %s: %s", p.Source, p.Kind, p.Name, p.Message))
+	}
+	printList(w, "DROPPED BY TRANSLATION", problems)
+	return nil
+}
+
+func printNodes(tw *tabwriter.Writer, nodes []xds.NodeStatus, now time.Time) {
+	fmt.Fprintf(tw, "NODES (%d)\n", len(nodes))
+	fmt.Fprintln(tw, "ID\tLABELS\tCONNECTED\tACKED\tLAST NACK")
+	for _, n := range nodes {
+		nack := "-"
+		if n.LastNack != nil {
+			nack = fmt.Sprintf("%s %s %s ago: %s", typeAbbrev(n.LastNack.TypeURL), short(n.LastNack.Version),
+				ago(now, n.LastNack.Time), truncate(oneLine(n.LastNack.Error), 80))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, labelString(n.Labels), ago(now, n.Connected),
+			ackedString(n.Types), nack)
+	}
+	fmt.Fprintln(tw, "\t\t\t\t")
+}
+
+func printPlugins(tw *tabwriter.Writer, plugins []pluginReport) {
+	fmt.Fprintf(tw, "PLUGINS (%d)\n", len(plugins))
+	fmt.Fprintln(tw, "NAME\tPHASE/PRIORITY\tURL\tMODULE")
+	for _, p := range plugins {
+		module := short(p.SHA256)
+		switch {
+		case p.Error != "" && p.SHA256 != "":
+			module += " (last good; " + truncate(oneLine(p.Error), 80) + ")"
+		case p.Error != "":
+			module = "ERROR " + truncate(oneLine(p.Error), 100)
+		}
+		fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\n", p.Name, p.Phase, p.Priority, p.URL, module)
+	}
+	fmt.Fprintln(tw, "\t\t\t")
+}
+
+func printModules(tw *tabwriter.Writer, rep statusReport) {
+	fmt.Fprintf(tw, "MODULES (%d)\n", len(rep.Modules))
+	fmt.Fprintln(tw, "SHA256\tSIZE\tIN USE\tREFS")
+	for _, m := range rep.Modules {
+		inUse := "no"
+		if m.InUse {
+			inUse = "yes"
+		}
+		refs := strings.Join(m.Refs, ", ")
+		if refs == "" {
+			refs = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", short(m.SHA256), size(m.Size), inUse, refs)
 	}
 }
+
+func printList(w io.Writer, title string, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s (%d)\n", title, len(lines))
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+// ackedString shows each type's ACKed version, and the version sent when
+// the node has not ACKed it (yet).
+func ackedString(types map[string]xds.TypeStatus) string {
+	if len(types) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, t := range slices.Sorted(maps.Keys(types)) {
+		ts := types[t]
+		s := typeAbbrev(t) + "=" + short(ts.Acked)
+		if ts.Acked == "" {
+			s = typeAbbrev(t) + "=none"
+		}
+		if ts.Sent != "" && ts.Sent != ts.Acked {
+			s += "(sent " + short(ts.Sent) + ")"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, " ")
+}
+
+func typeAbbrev(typeURL string) string {
+	switch typeURL {
+	case resource.ListenerType:
+		return "lds"
+	case resource.RouteType:
+		return "rds"
+	case resource.ClusterType:
+		return "cds"
+	case resource.ExtensionConfigType:
+		return "ecds"
+	case resource.EndpointType:
+		return "eds"
+	}
+	return typeURL[strings.LastIndex(typeURL, ".")+1:]
+}
+
+func labelString(labels map[string]string) string {
+	if len(labels) == 0 {
+		return "-"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+// short abbreviates a hash the way git does; enough to tell versions apart.
+func short(h string) string {
+	if h == "" {
+		return "-"
+	}
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return now.Sub(t).Round(time.Second).String()
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

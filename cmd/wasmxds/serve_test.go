@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+const listenerSpec = `apiVersion: wasmxds.dev/v1alpha1
+kind: Listener
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  port: 10000
+  routes:
+  - match: {prefix: /}
+    cluster: backend
+---
+apiVersion: wasmxds.dev/v1alpha1
+kind: Cluster
+metadata: {name: backend}
+spec:
+  endpoints: ["127.0.0.1:%d"]
+`
+
+const pluginSpec = `apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: add-header}
+spec:
+  selector: {matchLabels: {app: web}}
+  url: file://%s
+  pluginConfig: {header: %s}
+  failStrategy: FAIL_CLOSE
+`
+
+// serveFixture is a running serve on loopback ports over a temp config dir.
+type serveFixture struct {
+	t       *testing.T
+	dir     string
+	inst    *serveInstance
+	module  []byte
+	modPath string
+}
+
+func startFixture(t *testing.T) *serveFixture {
+	t.Helper()
+	root := t.TempDir()
+	f := &serveFixture{t: t, dir: filepath.Join(root, "configs"), module: fetchertest.ProxyWasm("serve-test")}
+	modPath := filepath.Join(root, "filter.wasm")
+	f.modPath = modPath
+	if err := os.WriteFile(modPath, f.module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(f.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 8080))
+	f.write("plugin.yaml", fmt.Sprintf(pluginSpec, modPath, "x-first"))
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	inst, err := startServe(ctx, serveConfig{configDir: f.dir, cacheDir: filepath.Join(root, "cache"),
+		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds",
+		resync: time.Hour, gcInterval: time.Hour, wait: 5 * time.Second, firstWait: 10 * time.Second}, log)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		inst.shutdown(5 * time.Second)
+		cancel()
+	})
+	f.inst = inst
+	return f
+}
+
+func (f *serveFixture) write(name, content string) {
+	f.t.Helper()
+	// Write then rename, as editors and config management tools do, so the
+	// watcher never reads a half-written file.
+	tmp := filepath.Join(f.dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(f.dir, name)); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *serveFixture) get(path string) (int, []byte) {
+	f.t.Helper()
+	resp, err := http.Get("http://" + f.inst.httpAddr + path)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+func (f *serveFixture) status() statusReport {
+	f.t.Helper()
+	code, body := f.get("/debug/status")
+	var rep statusReport
+	if err := json.Unmarshal(body, &rep); code != http.StatusOK || err != nil {
+		f.t.Fatalf("/debug/status: %d %v\n%s", code, err, body)
+	}
+	return rep
+}
+
+func TestServeDeliversConfigAndModules(t *testing.T) {
+	f := startFixture(t)
+	if code, _ := f.get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d", code)
+	}
+	waitUntil(t, "/readyz", func() bool {
+		code, _ := f.get("/readyz")
+		return code == http.StatusOK
+	})
+	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
+	e.waitFor("listener, routes and the Wasm filter", func() bool {
+		return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1
+	})
+	sum := sha256.Sum256(f.module)
+	want := hex.EncodeToString(sum[:])
+	var remote struct{ uri, sha string }
+	for _, w := range e.wasmFilters() {
+		r := w.GetConfig().GetVmConfig().GetCode().GetRemote()
+		remote.uri, remote.sha = r.GetHttpUri().GetUri(), r.GetSha256()
+	}
+	if remote.sha != want || remote.uri != f.inst.advertise+"/modules/sha256/"+want {
+		t.Fatalf("wasm remote code = %+v, want sha256 %s served by %s", remote, want, f.inst.advertise)
+	}
+	resp, err := http.Get(remote.uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, f.module) {
+		t.Errorf("GET %s = %d, %d bytes; want the module's %d bytes", remote.uri, resp.StatusCode, len(body), len(f.module))
+	}
+}
+
+func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
+	f := startFixture(t)
+	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
+	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1 })
+	clusters := e.version(resource.ClusterType)
+
+	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9090))
+	e.waitFor("the edited cluster", func() bool { return e.version(resource.ClusterType) != clusters })
+
+	listeners := e.version(resource.ListenerType)
+	f.write("plugin.yaml", strings.Replace(fmt.Sprintf(pluginSpec, f.modPath, "x-first"), "failStrategy", "bogusField: 1\n  failStrategy", 1))
+	var rep statusReport
+	waitUntil(t, "the spec error in /debug/status", func() bool {
+		rep = f.status()
+		return len(rep.SpecErrors) > 0
+	})
+	if !strings.HasPrefix(rep.SpecErrors[0], "plugin.yaml:") || !strings.Contains(rep.SpecErrors[0], "bogusField") {
+		t.Errorf("spec errors = %q, want plugin.yaml:<line>: ... bogusField", rep.SpecErrors)
+	}
+	if len(rep.Plugins) != 1 || rep.Plugins[0].SHA256 == "" {
+		t.Errorf("plugins = %+v, want add-header still served from its last good spec", rep.Plugins)
+	}
+	if got := e.version(resource.ListenerType); got != listeners {
+		t.Errorf("listener version changed %s → %s on a spec error", listeners, got)
+	}
+	if len(rep.Nodes) != 1 || rep.Nodes[0].Types[resource.ListenerType].Acked != listeners {
+		t.Errorf("nodes = %+v, want web-1 with the listener version ACKed", rep.Nodes)
+	}
+}
+
+func TestServeReportsNACKs(t *testing.T) {
+	f := startFixture(t)
+	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
+	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" })
+	e.rejectNext(resource.ClusterType, "cluster 'backend': rejected for the test")
+	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9091))
+
+	var rep statusReport
+	waitUntil(t, "the NACK in /debug/status", func() bool {
+		rep = f.status()
+		return len(rep.Nodes) == 1 && rep.Nodes[0].LastNack != nil
+	})
+	if nack := rep.Nodes[0].LastNack; nack.TypeURL != resource.ClusterType || !strings.Contains(nack.Error, "rejected for the test") {
+		t.Errorf("last NACK = %+v", nack)
+	}
+	_, metrics := f.get("/metrics")
+	for _, want := range []string{`wasmxds_xds_nacks_total{type="cluster"} 1`, "wasmxds_xds_connected_nodes 1", "go_goroutines"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	var out bytes.Buffer
+	cmd := newStatusCmd()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--server", "http://" + f.inst.httpAddr})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"web-1", "app=web", "cds", "rejected for the test", "add-header", "yes"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestServeFailsOnUnreadableConfigDir(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	cfg := serveConfig{configDir: filepath.Join(t.TempDir(), "missing"), cacheDir: t.TempDir(),
+		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds", resync: time.Hour, gcInterval: time.Hour}
+	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("startServe with a missing config dir: %v", err)
+	}
+	cfg.delivery = "inline"
+	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "--filter-delivery") {
+		t.Errorf("startServe with a bad delivery mode: %v", err)
+	}
+}
+
+// waitUntil polls cond until it holds, failing after a generous deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestReadyzBeforeFirstConfig(t *testing.T) {
+	mods, err := fetcher.New(fetcher.Options{CacheDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := xds.NewServer(xds.ServerOptions{})
+	h := newHTTPHandler(httpDeps{log: slog.New(slog.DiscardHandler), modules: mods, server: srv,
+		controller: newController(controllerOptions{Modules: mods, Server: srv}), gatherer: prometheus.NewRegistry()})
+	get := func(path string) int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code
+	}
+	if code := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz = %d before any config, want 503", code)
+	}
+	if code := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200 while the process is up", code)
+	}
+	srv.Update(xds.Input{State: &catalog.State{}, Delivery: xds.DeliveryLDS})
+	if code := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d after the first config", code)
+	}
+	if code := get("/debug/status"); code != http.StatusOK {
+		t.Errorf("/debug/status = %d", code)
+	}
+}

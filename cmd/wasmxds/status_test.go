@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+func TestPrintStatusTables(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rep := statusReport{
+		Ready: true, ConfigDir: "/etc/wasmxds", Listeners: 1, Clusters: 2,
+		SpecErrors: []string{"plugins.yaml:12: unknown field \"bogus\""},
+		Plugins: []pluginReport{
+			{Name: "auth", Phase: "AUTHN", Priority: 10, URL: "oci://r/auth:v1", SHA256: strings.Repeat("ab", 32)},
+			{Name: "broken", Phase: "STATS", URL: "oci://r/broken:v1", Error: "oci://r/broken:v1: not found"},
+			{Name: "stale", Phase: "STATS", URL: "oci://r/stale:latest", SHA256: strings.Repeat("cd", 32), Error: "source unavailable"},
+		},
+		Modules: []fetcher.ModuleInfo{{SHA256: strings.Repeat("ab", 32), Size: 3 << 20, InUse: true, Refs: []string{"oci://r/auth:v1"}}},
+		Nodes: []xds.NodeStatus{{
+			ID: "edge-1", Labels: map[string]string{"app": "web", "zone": "a"}, Connected: now.Add(-90 * time.Second),
+			Types: map[string]xds.TypeStatus{
+				resource.ListenerType: {Sent: "1111111111111111aaaa", Acked: "1111111111111111aaaa"},
+				resource.ClusterType:  {Sent: "3333333333333333", Acked: "2222222222222222"},
+			},
+			LastNack: &xds.Nack{TypeURL: resource.ClusterType, Version: "3333333333333333", Error: "bad\ncluster", Time: now.Add(-5 * time.Second)},
+		}},
+	}
+	var out bytes.Buffer
+	if err := printStatus(&out, rep, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"edge-1", "app=web,zone=a", "1m30s",
+		"lds=111111111111", "cds=222222222222(sent 333333333333)",
+		"cds 333333333333 5s ago: bad cluster",
+		"auth", "AUTHN/10", "abababababab",
+		"ERROR oci://r/broken:v1: not found",
+		"cdcdcdcdcdcd (last good; source unavailable)",
+		"3.0MiB", "yes",
+		"SPEC ERRORS (1)", "plugins.yaml:12:",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
