@@ -154,22 +154,7 @@ func xdsCluster(address string) (*clusterv3.Cluster, error) {
 	if net.ParseIP(host) != nil {
 		discovery = clusterv3.Cluster_STATIC
 	}
-	opts, err := anypb.New(&httpv3.HttpProtocolOptions{
-		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
-			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
-				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
-						// Pings find a dead control plane connection (no FIN
-						// after a crash or partition) so Envoy reconnects.
-						ConnectionKeepalive: &corev3.KeepaliveSettings{
-							Interval: durationpb.New(30 * time.Second),
-							Timeout:  durationpb.New(5 * time.Second),
-						},
-					},
-				},
-			},
-		},
-	})
+	opts, err := xdsProtocolOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -189,6 +174,26 @@ func xdsCluster(address string) (*clusterv3.Cluster, error) {
 			}}}},
 		},
 	}, nil
+}
+
+// xdsProtocolOptions makes the ADS connection HTTP/2, as gRPC requires.
+func xdsProtocolOptions() (*anypb.Any, error) {
+	return anypb.New(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+						// Pings find a dead control plane connection (no FIN
+						// after a crash or partition) so Envoy reconnects.
+						ConnectionKeepalive: &corev3.KeepaliveSettings{
+							Interval: durationpb.New(30 * time.Second),
+							Timeout:  durationpb.New(5 * time.Second),
+						},
+					},
+				},
+			},
+		},
+	})
 }
 
 func socketAddr(host string, port uint32) *corev3.Address {
