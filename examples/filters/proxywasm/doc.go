@@ -13,8 +13,8 @@
 // compiled only for wasip1. On other platforms FakeHost stands in for the
 // proxy so that filter logic can be unit-tested with go test.
 //
-// Filters should avoid packages that talk to the operating system (os, fmt,
-// encoding/json through reflection-heavy paths, net): they pull in WASI
-// calls that proxies implement partially or not at all. The pluginconfig
-// package reads JSON plugin configuration without them.
+// Filters should avoid packages that talk to the operating system (os,
+// fmt, net) and encoding/json: they add size and pull in WASI calls that
+// proxies implement partially or not at all. The pluginconfig package reads
+// JSON plugin configuration without them.
 package proxywasm
