@@ -1,0 +1,51 @@
+package xds
+
+import (
+	"fmt"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+)
+
+// benchServer is a server with n node groups known, as if one node of each
+// label set had connected.
+func benchServer(b *testing.B, groups int) *Server {
+	b.Helper()
+	srv := NewServer(ServerOptions{Translate: fakeTranslate})
+	b.Cleanup(srv.Close)
+	srv.Update(testInput(8080, DeliveryLDS))
+	for i := range groups {
+		key := streamKey{id: int64(i)}
+		srv.openStream(key)
+		srv.attach(key, &corev3.Node{Id: fmt.Sprint("n", i), Metadata: fxNode("", map[string]string{
+			"app": []string{"a", "b"}[i%2], "shard": fmt.Sprint(i),
+		}).GetMetadata()})
+	}
+	return srv
+}
+
+// BenchmarkUpdateChanged is the cost of an Input change reaching every
+// group's snapshot (translate, hash, consistency check, set).
+func BenchmarkUpdateChanged(b *testing.B) {
+	for _, groups := range []int{1, 100} {
+		b.Run(fmt.Sprint(groups, "groups"), func(b *testing.B) {
+			srv := benchServer(b, groups)
+			for i := 0; b.Loop(); i++ {
+				srv.Update(testInput(uint32(9000+i%2), DeliveryLDS))
+			}
+		})
+	}
+}
+
+// BenchmarkUpdateUnchanged is the cost of an Input that changes nothing
+// Envoy sees: everything is rebuilt and hashed, nothing is set.
+func BenchmarkUpdateUnchanged(b *testing.B) {
+	for _, groups := range []int{1, 100} {
+		b.Run(fmt.Sprint(groups, "groups"), func(b *testing.B) {
+			srv := benchServer(b, groups)
+			for b.Loop() {
+				srv.Update(testInput(8080, DeliveryLDS))
+			}
+		})
+	}
+}
