@@ -267,9 +267,10 @@ func TestIdleGroupsAreDropped(t *testing.T) {
 	e.waitFor("config", hasConfig)
 	e.close()
 	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })
-	srv.Update(testInput(8080, DeliveryLDS))
-	if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 0 {
-		t.Errorf("node groups = %v after the only node left, want 0", got)
+	other := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, false)
+	other.waitFor("config", hasConfig)
+	if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 1 {
+		t.Errorf("node groups = %v after app=a's only node left and app=b's connected, want 1", got)
 	}
 	// A node returning with the same labels gets a fresh snapshot.
 	e2 := connectEnvoy(t, addr, "a", map[string]string{"app": "a"}, false)

@@ -190,6 +190,9 @@ func (s *Server) attach(key streamKey, node *corev3.Node) {
 	labels := NodeLabels(node)
 	gkey := GroupKey(labels)
 	st.attached, st.nodeID, st.group = true, node.GetId(), gkey
+	// Connections are a natural moment to forget label sets gone idle,
+	// since Update may not run for a long time when nothing changes.
+	s.dropIdleGroupsLocked(time.Now())
 	g := s.groups[gkey]
 	if g == nil {
 		g = &group{labels: labels}
