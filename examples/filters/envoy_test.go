@@ -112,9 +112,11 @@ func bootstrap(t testing.TB, upstream string, listeners ...map[string]any) strin
 	return string(b)
 }
 
-// TestFiltersInEnvoy loads the four example filters into a real Envoy (V8
-// runtime, one worker) and checks what a client sees through it.
-func TestFiltersInEnvoy(t *testing.T) {
+// startFiltersEnvoy runs Envoy with listeners "basic" (add-header,
+// config-echo, header-logger), "chain" and "chain-reversed" (two
+// add-header instances appending to x-chain, in opposite orders) and
+// "limited" (rate-limit), all proxying to an echo upstream.
+func startFiltersEnvoy(t *testing.T) *envoy {
 	up := echoUpstream(t)
 	// The chain VM traces the Go garbage collector to Envoy's log, so the
 	// load test below can check that collections happened.
@@ -123,7 +125,7 @@ func TestFiltersInEnvoy(t *testing.T) {
 		return wasmFilterEnv("add-header", rootID, "chain",
 			`{"requestHeader": "x-chain", "requestValue": "`+value+`"}`, gctrace)
 	}
-	e := startEnvoy(t, bootstrap(t, up.Listener.Addr().String(),
+	return startEnvoy(t, bootstrap(t, up.Listener.Addr().String(),
 		listener("basic",
 			wasmFilter("add-header", "add-header", "add-header", addHeaderConfig),
 			wasmFilter("config-echo", "config-echo", "config-echo", echoConfig),
@@ -132,6 +134,12 @@ func TestFiltersInEnvoy(t *testing.T) {
 		listener("chain-reversed", chain("chain-b", "b"), chain("chain-a", "a")),
 		listener("limited", wasmFilter("rate-limit", "rate-limit", "rate-limit", limitConfig)),
 	))
+}
+
+// TestFiltersInEnvoy loads the four example filters into a real Envoy (V8
+// runtime, one worker) and checks what a client sees through it.
+func TestFiltersInEnvoy(t *testing.T) {
+	e := startFiltersEnvoy(t)
 
 	t.Run("add-header", func(t *testing.T) {
 		r := do(t, e.listeners["basic"]+"/hello", nil)
@@ -166,25 +174,7 @@ func TestFiltersInEnvoy(t *testing.T) {
 		}
 	})
 
-	// Each request makes the guest copy a 30 KB header three times (the
-	// host's allocation, the Go string, the appended value), so a few
-	// hundred requests run the Go garbage collector many times, also
-	// while the host is inside proxy_on_memory_allocate.
-	t.Run("garbage collection under load", func(t *testing.T) {
-		big := strings.Repeat("z", 30<<10)
-		for i := range 300 {
-			r := do(t, e.listeners["chain"]+"/", map[string]string{"x-chain": big})
-			if got := r.header.Get("x-echo-x-chain"); r.status != http.StatusOK || got != big+",a,b" {
-				t.Fatalf("request %d: status %d, upstream saw %d bytes of x-chain, want %d",
-					i+1, r.status, len(got), len(big)+4)
-			}
-		}
-		// The runtime writes each trace line in pieces; Envoy logs
-		// every piece, so a cycle shows as a line ending in "gc ".
-		if n := strings.Count(e.log(), "chain: gc \n"); n < 2 {
-			t.Errorf("%d garbage collections traced, want at least 2", n)
-		}
-	})
+	t.Run("garbage collection under load", func(t *testing.T) { checkGCUnderLoad(t, e) })
 
 	t.Run("rate-limit", func(t *testing.T) {
 		url := e.listeners["limited"] + "/"
@@ -202,4 +192,25 @@ func TestFiltersInEnvoy(t *testing.T) {
 			t.Error("a limited request reached the upstream")
 		}
 	})
+}
+
+// checkGCUnderLoad sends requests through the chain listener. Each makes
+// the guest copy a 30 KB header three times (the host's allocation, the Go
+// string, the appended value), so a few hundred requests run the Go garbage
+// collector many times, also while the host is inside
+// proxy_on_memory_allocate.
+func checkGCUnderLoad(t *testing.T, e *envoy) {
+	big := strings.Repeat("z", 30<<10)
+	for i := range 300 {
+		r := do(t, e.listeners["chain"]+"/", map[string]string{"x-chain": big})
+		if got := r.header.Get("x-echo-x-chain"); r.status != http.StatusOK || got != big+",a,b" {
+			t.Fatalf("request %d: status %d, upstream saw %d bytes of x-chain, want %d",
+				i+1, r.status, len(got), len(big)+4)
+		}
+	}
+	// The runtime writes each trace line in pieces and Envoy logs every
+	// piece, so a cycle shows as a log line ending in "gc ".
+	if n := strings.Count(e.log(), "chain: gc \n"); n < 2 {
+		t.Errorf("%d garbage collections traced, want at least 2", n)
+	}
 }
