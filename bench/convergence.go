@@ -60,7 +60,9 @@ func (r ConvergenceResult) P50() time.Duration { return Percentile(r.Delays, 0.5
 func (r ConvergenceResult) P99() time.Duration { return Percentile(r.Delays, 0.99) }
 
 // Max is the longest time to 100% over the rounds.
-func (r ConvergenceResult) Max() time.Duration { return slices.Max(append([]time.Duration{0}, r.RoundMax...)) }
+func (r ConvergenceResult) Max() time.Duration {
+	return slices.Max(append([]time.Duration{0}, r.RoundMax...))
+}
 
 // PerClient is the server's RSS growth per connected client, in bytes.
 func (r ConvergenceResult) PerClient() int64 {

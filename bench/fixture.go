@@ -21,7 +21,10 @@ import (
 type Fixture struct {
 	ConfigDir  string
 	ModulePath string
-	ModuleHex  string
+	ModuleHex  string // sha256 of the module the plugins use
+	// PluginURL is every plugin's url; file:// of ModulePath unless
+	// Retarget changed it.
+	PluginURL string
 }
 
 // EditFile is the spec file a change rewrites.
@@ -42,13 +45,26 @@ func NewFixture(dir string) (*Fixture, error) {
 	mod := fetchertest.ProxyWasm("bench")
 	sum := sha256.Sum256(mod)
 	f.ModuleHex = hex.EncodeToString(sum[:])
+	f.PluginURL = "file://" + f.ModulePath
 	if err := os.WriteFile(f.ModulePath, mod, 0o644); err != nil {
 		return nil, fmt.Errorf("fixture: %w", err)
 	}
+	return f, f.write("initial")
+}
+
+func (f *Fixture) write(marker string) error {
 	if err := writeAtomic(filepath.Join(f.ConfigDir, "base.yaml"), f.baseSpecs()); err != nil {
-		return nil, err
+		return err
 	}
-	return f, f.Edit("initial")
+	return f.Edit(marker)
+}
+
+// Retarget points every plugin at url, whose module is module, with a new
+// marker in the edited plugin.
+func (f *Fixture) Retarget(url string, module []byte, marker string) error {
+	sum := sha256.Sum256(module)
+	f.ModuleHex, f.PluginURL = hex.EncodeToString(sum[:]), url
+	return f.write(marker)
 }
 
 func (f *Fixture) baseSpecs() string {
@@ -87,7 +103,7 @@ spec:
   url: %s
   phase: STATS
   pluginConfig: %s
-`, name, "file://"+f.ModulePath, config)
+`, name, f.PluginURL, config)
 }
 
 func (f *Fixture) editSpec(marker string) string {

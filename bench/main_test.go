@@ -1,0 +1,95 @@
+package bench
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// reproduce is the one command that produces BENCHMARKS.md's figures.
+const reproduce = "make bench"
+
+var (
+	// report collects every benchmark's table; TestMain prints it and
+	// writes it into BENCHMARKS.md.
+	report  Report
+	machine Machine
+	// binDir holds the binaries built for this run.
+	binDir string
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	machine = ThisMachine()
+	if _, err := RaiseFileLimit(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+	}
+	dir, err := os.MkdirTemp("", "wasmxds-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	if !report.Empty() {
+		md := report.Markdown(machine, reproduce)
+		fmt.Println(md)
+		if os.Getenv("BENCH_NO_WRITE") == "" {
+			if err := WriteGenerated(filepath.Join(RepoRoot(), "BENCHMARKS.md"), md); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				code = 1
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// binaries builds wasmxds and the floor server once per run.
+func binaries(b *testing.B) Binaries {
+	b.Helper()
+	bins, err := Build(binDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bins
+}
+
+// envInts reads a comma-separated list of integers from the environment.
+func envInts(b *testing.B, name string, def []int) []int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			b.Fatalf("%s=%q: %v", name, v, err)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func envInt(b *testing.B, name string, def int) int { return envInts(b, name, []int{def})[0] }
+
+// envDelivery is the filter delivery mode under test, lds unless
+// BENCH_DELIVERY says otherwise.
+func envDelivery(b *testing.B) xds.Delivery {
+	switch d := xds.Delivery(os.Getenv("BENCH_DELIVERY")); d {
+	case "":
+		return xds.DeliveryLDS
+	case xds.DeliveryLDS, xds.DeliveryECDS:
+		return d
+	default:
+		b.Fatalf("BENCH_DELIVERY=%q: want lds or ecds", d)
+		return ""
+	}
+}
