@@ -30,6 +30,7 @@ func BenchmarkConvergence(b *testing.B) {
 		opts := ConvergenceOptions{
 			Fleet:  FleetOptions{Clients: n, Groups: groups, Mode: ModeMixed},
 			Rounds: rounds, RoundTimeout: 60 * time.Second,
+			SettleTimeout: time.Duration(envInt(b, "BENCH_SETTLE_SECONDS", 120)) * time.Second,
 		}
 		floor := convergeOn(b, "floor", opts, func(fx *Fixture, dir string) (Target, error) {
 			return StartFloor(bins.Floor, fx, delivery, dir)

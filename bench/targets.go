@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -36,7 +37,19 @@ type WasmxdsProc struct {
 
 // StartWasmxds runs `wasmxds serve` on the fixture's config directory and
 // waits until it is ready.
-func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string, extra ...string) (*WasmxdsProc, error) {
+func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*WasmxdsProc, error) {
+	w, err := StartServe(bin, fx.ConfigDir, delivery, dir)
+	if err != nil {
+		return nil, err
+	}
+	w.fixture = fx
+	return w, nil
+}
+
+// StartServe runs `wasmxds serve` on configDir, with its cache and log in
+// dir, and waits until it is ready. Its Prepare needs a fixture: use
+// StartWasmxds for convergence runs.
+func StartServe(bin, configDir string, delivery xds.Delivery, dir string) (*WasmxdsProc, error) {
 	xdsAddr, err := FreeAddr()
 	if err != nil {
 		return nil, err
@@ -45,14 +58,13 @@ func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string, ex
 	if err != nil {
 		return nil, err
 	}
-	argv := append([]string{bin, "serve", "--config-dir", fx.ConfigDir, "--cache-dir", filepath.Join(dir, "cache"),
-		"--xds-listen", xdsAddr, "--http-listen", httpAddr, "--advertise-url", "http://" + httpAddr,
-		"--filter-delivery", string(delivery)}, extra...)
-	p, err := StartProc("wasmxds", filepath.Join(dir, "wasmxds.log"), argv...)
+	p, err := StartProc("wasmxds", filepath.Join(dir, "wasmxds.log"), bin, "serve", "--config-dir", configDir,
+		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr,
+		"--advertise-url", "http://"+httpAddr, "--filter-delivery", string(delivery))
 	if err != nil {
 		return nil, err
 	}
-	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr, fixture: fx}
+	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr}
 	if err := WaitHTTP(p, "http://"+httpAddr+"/readyz", 60*time.Second); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("wasmxds not ready: %w", err)
@@ -74,6 +86,9 @@ func (w *WasmxdsProc) Stop() { w.proc.Stop() }
 
 // Prepare implements Target: the change is a rewrite of the edited spec.
 func (w *WasmxdsProc) Prepare(marker string) (func() error, error) {
+	if w.fixture == nil {
+		return nil, errors.New("wasmxds: started without a fixture")
+	}
 	return func() error { return w.fixture.Edit(marker) }, nil
 }
 

@@ -1,0 +1,197 @@
+package bench
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// EnvoyBin finds Envoy: $ENVOY_BIN, then PATH, then the copy `make deps`
+// installs under .tools.
+func EnvoyBin() (string, error) {
+	if p := os.Getenv("ENVOY_BIN"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("envoy"); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(RepoRoot(), ".tools/envoy-venv/bin/envoy")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("envoy not found: set ENVOY_BIN or run `make deps`")
+	}
+	return p, nil
+}
+
+// StartEnvoy bootstraps an Envoy with `wasmxds bootstrap` (node id,
+// labels, ADS address), its admin on a free port, and waits until it is
+// live.
+func StartEnvoy(wasmxdsBin, xdsAddr, nodeID string, labels map[string]string, dir string) (*Proc, error) {
+	envoy, err := EnvoyBin()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, adminPort, _ := net.SplitHostPort(admin)
+	var kv []string
+	for k, v := range labels {
+		kv = append(kv, k+"="+v)
+	}
+	out, err := exec.Command(wasmxdsBin, "bootstrap", "--node-id", nodeID, "--labels", strings.Join(kv, ","),
+		"--xds-address", xdsAddr, "--admin-port", adminPort).Output()
+	if err != nil {
+		return nil, fmt.Errorf("wasmxds bootstrap: %w", err)
+	}
+	if err := yaml.Unmarshal(out, &map[string]any{}); err != nil {
+		return nil, fmt.Errorf("bootstrap is not YAML: %w", err)
+	}
+	bootstrap := filepath.Join(dir, "envoy.yaml")
+	if err := os.WriteFile(bootstrap, out, 0o644); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	p, err := StartProc("envoy", filepath.Join(dir, "envoy.log"), envoy, "-c", bootstrap,
+		"--concurrency", "2", "--base-id", adminPort, "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	if err := WaitHTTP(p, "http://"+admin+"/ready", 60*time.Second); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Load is a steady stream of requests through Envoy: clients that keep
+// their connection and clients that open one per request, as real
+// traffic mixes both.
+type Load struct {
+	url  string
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	mu       sync.Mutex
+	requests int
+	failures []string
+}
+
+// StartLoad starts keepAlive + fresh clients, each sending a request
+// every 5 ms.
+func StartLoad(url string, keepAlive, fresh int) *Load {
+	l := &Load{url: url, done: make(chan struct{})}
+	for i := range keepAlive + fresh {
+		tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableKeepAlives: i >= keepAlive}
+		l.wg.Add(1)
+		go l.client(&http.Client{Transport: tr, Timeout: 5 * time.Second})
+	}
+	return l
+}
+
+func (l *Load) client(c *http.Client) {
+	defer l.wg.Done()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-tick.C:
+		}
+		resp, err := c.Get(l.url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		l.mu.Lock()
+		l.requests++
+		if err != nil {
+			l.failures = append(l.failures, time.Now().Format("15:04:05.000")+" "+err.Error())
+		}
+		l.mu.Unlock()
+	}
+}
+
+// Stop ends the load and returns the requests sent and the failures.
+func (l *Load) Stop() (int, []string) {
+	close(l.done)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.requests, l.failures
+}
+
+// EnvoySpecs writes the specs of the Envoy benchmark: one listener on
+// port routing to upstream, and config-echo with {"edit": marker}.
+func EnvoySpecs(configDir string, port int, upstream, module, marker string) error {
+	base := fmt.Sprintf(`apiVersion: wasmxds.dev/v1alpha1
+kind: Listener
+metadata: {name: envoy-bench}
+spec:
+  selector: {matchLabels: {app: envoy-bench}}
+  address: 127.0.0.1
+  port: %d
+  routes:
+  - match: {prefix: /}
+    cluster: upstream
+---
+apiVersion: wasmxds.dev/v1alpha1
+kind: Cluster
+metadata: {name: upstream}
+spec:
+  endpoints: [%q]
+`, port, upstream)
+	if err := writeAtomic(filepath.Join(configDir, "envoy.yaml"), base); err != nil {
+		return err
+	}
+	return EnvoyEdit(configDir, module, marker)
+}
+
+// EnvoyEdit rewrites the config-echo plugin with a new marker.
+func EnvoyEdit(configDir, module, marker string) error {
+	return writeAtomic(filepath.Join(configDir, "plugin.yaml"), fmt.Sprintf(`apiVersion: wasmxds.dev/v1alpha1
+kind: WasmPlugin
+metadata: {name: config-echo}
+spec:
+  selector: {matchLabels: {app: envoy-bench}}
+  url: file://%s
+  failStrategy: FAIL_CLOSE
+  pluginConfig: {edit: %q}
+`, module, marker))
+}
+
+// WaitHeader polls url until header x-plugin-config contains want.
+func WaitHeader(c *http.Client, url, want string, timeout time.Duration) error {
+	return Poll(timeout, 2*time.Millisecond, func() error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("x-plugin-config"); !strings.Contains(got, want) {
+			return fmt.Errorf("x-plugin-config %q, want %q in it", got, want)
+		}
+		return nil
+	})
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort() (int, error) {
+	addr, err := FreeAddr()
+	if err != nil {
+		return 0, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	return strconv.Atoi(port)
+}
