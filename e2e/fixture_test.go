@@ -3,7 +3,6 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -77,59 +76,98 @@ func moduleSHA256(t testing.TB, name string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// debugStatus returns /debug/status as generic JSON plus its raw text, so
-// assertions can name what a user reading it would look for.
-func debugStatus(s *server) (any, string, error) {
-	var raw json.RawMessage
-	if err := s.get("/debug/status", &raw); err != nil {
-		return nil, "", err
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return nil, "", err
-	}
-	return v, string(raw), nil
+// status is the part of /debug/status the scenarios read, as a user or a
+// script would.
+type status struct {
+	Ready      bool     `json:"ready"`
+	SpecErrors []string `json:"specErrors"`
+	Plugins    []struct {
+		Name   string `json:"name"`
+		SHA256 string `json:"sha256"`
+		Error  string `json:"error"`
+	} `json:"plugins"`
+	Nodes []nodeStatus `json:"nodes"`
 }
 
-// objectsWith returns every JSON object in v that has key == value.
-func objectsWith(v any, key, value string) []map[string]any {
-	var out []map[string]any
-	var walk func(any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if s, ok := x[key].(string); ok && s == value {
-				out = append(out, x)
-			}
-			for _, c := range x {
-				walk(c)
-			}
-		case []any:
-			for _, c := range x {
-				walk(c)
-			}
-		}
-	}
-	walk(v)
-	return out
+type nodeStatus struct {
+	ID      string `json:"id"`
+	Streams int    `json:"streams"`
+	Types   map[string]struct {
+		Sent  string `json:"sent"`
+		Acked string `json:"acked"`
+	} `json:"types"`
+	LastNack *struct {
+		Error string `json:"error"`
+	} `json:"lastNack"`
 }
 
-// pluginStatusContains polls /debug/status until the entry of plugin name
-// mentions every one of words (case-insensitive).
-func pluginStatusContains(s *server, name string, words ...string) func() error {
+// debugStatus fetches and decodes /debug/status.
+func debugStatus(s *server) (status, error) {
+	var st status
+	err := s.get("/debug/status", &st)
+	return st, err
+}
+
+// pluginError polls until /debug/status reports an error for plugin name
+// that mentions every one of words (case-insensitive); it returns the
+// module sha256 the plugin is still served with.
+func pluginError(s *server, name string, served *string, words ...string) func() error {
 	return func() error {
-		v, raw, err := debugStatus(s)
+		st, err := debugStatus(s)
 		if err != nil {
 			return err
 		}
-		for _, obj := range objectsWith(v, "name", name) {
-			b, _ := json.Marshal(obj)
-			if containsAll(strings.ToLower(string(b)), words) {
-				return nil
+		for _, p := range st.Plugins {
+			if p.Name != name {
+				continue
 			}
+			if p.Error == "" || !containsAll(strings.ToLower(p.Error), words) {
+				return fmt.Errorf("plugin %s: error %q, want one mentioning %q", name, p.Error, words)
+			}
+			*served = p.SHA256
+			return nil
 		}
-		return fmt.Errorf("no status entry for %q mentions %q; /debug/status: %s", name, words, raw)
+		return fmt.Errorf("plugin %s not in /debug/status: %+v", name, st.Plugins)
 	}
+}
+
+// ackedVersions returns the versions node has ACKed on a live stream, by
+// type, once every type sent has been ACKed.
+func ackedVersions(s *server, nodeID string) (map[string]string, error) {
+	st, err := debugStatus(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range st.Nodes {
+		if n.ID != nodeID {
+			continue
+		}
+		if n.Streams == 0 || len(n.Types) == 0 {
+			return nil, fmt.Errorf("node %s: %d streams, %d types", nodeID, n.Streams, len(n.Types))
+		}
+		acked := map[string]string{}
+		for typ, v := range n.Types {
+			if v.Acked == "" || v.Acked != v.Sent {
+				return nil, fmt.Errorf("node %s: %s sent %q, acked %q", nodeID, typ, v.Sent, v.Acked)
+			}
+			acked[typ] = v.Acked
+		}
+		return acked, nil
+	}
+	return nil, fmt.Errorf("node %s not connected (nodes: %+v)", nodeID, st.Nodes)
+}
+
+// waitAcked polls until node has ACKed everything sent, and returns the
+// versions.
+func waitAcked(t *testing.T, s *server, nodeID string) map[string]string {
+	t.Helper()
+	var acked map[string]string
+	eventually(t, applyTimeout, func() error {
+		var err error
+		acked, err = ackedVersions(s, nodeID)
+		return err
+	})
+	return acked
 }
 
 func containsAll(s string, words []string) bool {

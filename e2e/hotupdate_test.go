@@ -147,7 +147,8 @@ func (l *load) step(t *testing.T, f *single, what, spec string, isNew func(reply
 		}
 		for name := range loadClients {
 			if c := l.summary(name, from[name], edit, isNew); c.consecutiveNew < 50 {
-				return fmt.Errorf("%s: %d consecutive requests show the new behaviour", name, c.consecutiveNew)
+				return fmt.Errorf("%s: %d consecutive requests show the new behaviour; last reply: %d %v",
+					name, c.consecutiveNew, c.last.status, c.last.header)
 			}
 		}
 		return nil
@@ -172,6 +173,7 @@ type convergence struct {
 	failures       []string
 	converged      time.Duration // from the edit to the first of the final run of new replies
 	consecutiveNew int
+	last           reply
 }
 
 func (c convergence) String(client string) string {
@@ -197,6 +199,7 @@ func (l *load) summary(name string, from int, edit time.Time, isNew func(reply) 
 		case x.r.status != http.StatusOK:
 			c.failures = append(c.failures, fmt.Sprintf("%s: status %d", x.at.Format("15:04:05.000"), x.r.status))
 		}
+		c.last = x.r
 		if x.err == nil && x.r.status == http.StatusOK && isNew(x.r) {
 			if c.consecutiveNew == 0 {
 				c.converged = x.at.Sub(edit)

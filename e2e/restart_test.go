@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"fmt"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -22,13 +22,15 @@ func TestRegistryDownWasmxdsRestartKeepsServingFromCache(t *testing.T) {
 		config: addHeader("x-cached", "from cache")}
 	f := newSingle(t, serverOptions{insecure: []string{reg.addr}}, "cache", map[string]string{pluginFile: p.spec()})
 	f.waitFor(t, expectHeader(f.port, "x-cached", "from cache"))
+	before := waitAcked(t, f.srv, f.envoy.nodeID)
 
 	reg.stop()
 	f.srv.restart()
-	// Wait for Envoy's new ADS stream, then for traffic to show the config.
-	eventually(t, applyTimeout, func() error {
-		return nodeConnected(f.srv, f.envoy.nodeID)
-	})
+	// Versions are content hashes: the same versions ACKed from the new
+	// process mean Envoy holds the same, full configuration.
+	if after := waitAcked(t, f.srv, f.envoy.nodeID); !maps.Equal(after, before) {
+		t.Errorf("after the restart Envoy ACKed %v, before %v", after, before)
+	}
 	f.waitFor(t, expectHeader(f.port, "x-cached", "from cache"))
 
 	// A new Envoy has nothing cached: it must download the module from
@@ -48,25 +50,24 @@ func TestEnvoyRestartGetsSameConfig(t *testing.T) {
 	p := plugin{name: "restart", app: "restart", url: oci(refAddHeader), config: addHeader("x-restart", "same")}
 	f := newSingle(t, serverOptions{}, "restart", map[string]string{pluginFile: p.spec()})
 	f.waitFor(t, expectHeader(f.port, "x-restart", "same"))
-	eventually(t, applyTimeout, func() error { return nodeConnected(f.srv, f.envoy.nodeID) })
-	before, err := f.srv.statusText()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := waitAcked(t, f.srv, f.envoy.nodeID)
 
 	f.envoy.restart()
 	f.waitFor(t, expectHeader(f.port, "x-restart", "same"))
-	eventually(t, applyTimeout, func() error {
-		out, err := f.srv.statusText()
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(out, f.envoy.nodeID) {
-			return fmt.Errorf("`wasmxds status` does not list %s:\n%s", f.envoy.nodeID, out)
-		}
-		return nil
-	})
-	t.Logf("status before restart:\n%s", before)
+	if after := waitAcked(t, f.srv, f.envoy.nodeID); !maps.Equal(after, before) {
+		t.Errorf("the restarted Envoy ACKed %v, before the restart %v", after, before)
+	}
+	lds := before["type.googleapis.com/envoy.config.listener.v3.Listener"]
+	if len(lds) < 12 {
+		t.Fatalf("no listener version ACKed: %v", before)
+	}
+	out, err := f.srv.statusText()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, f.envoy.nodeID) || !strings.Contains(out, lds[:12]) {
+		t.Errorf("`wasmxds status` does not show %s with listener version %s:\n%s", f.envoy.nodeID, lds[:12], out)
+	}
 }
 
 // TestPrivateRegistryWithDockerConfigCredentials: wasmxds pulls from a
@@ -96,18 +97,4 @@ func TestPrivateRegistryWithDockerConfigCredentials(t *testing.T) {
 	f := newSingle(t, serverOptions{env: env, insecure: []string{reg.addr}}, "private",
 		map[string]string{pluginFile: p.spec()})
 	f.waitFor(t, expectHeader(f.port, "x-private", "authenticated"))
-}
-
-// nodeConnected polls /debug/status for a node that has a live stream and
-// has ACKed a configuration.
-func nodeConnected(s *server, nodeID string) error {
-	v, raw, err := debugStatus(s)
-	if err != nil {
-		return err
-	}
-	if len(objectsWith(v, "id", nodeID)) == 0 && len(objectsWith(v, "node_id", nodeID)) == 0 &&
-		len(objectsWith(v, "nodeID", nodeID)) == 0 {
-		return fmt.Errorf("node %s not in /debug/status: %s", nodeID, raw)
-	}
-	return nil
 }
