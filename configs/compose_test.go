@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -372,5 +373,35 @@ func TestComposePluginsComeFromTheRegistryService(t *testing.T) {
 	}
 	if dep, ok := m.service(t, "wasmxds").DependsOn["filters"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
 		t.Errorf("wasmxds must start after the filters service completed, or its first pulls find nothing")
+	}
+}
+
+// TestComposeCommandsUseRealFlags runs the CLI's help to catch a compose
+// file that drifted from the flags wasmxds actually has.
+func TestComposeCommandsUseRealFlags(t *testing.T) {
+	m := loadMesh(t)
+	help := func(sub string) string {
+		out, err := exec.Command(wasmxdsBin, sub, "--help").CombinedOutput()
+		if err != nil {
+			t.Fatalf("wasmxds %s --help: %v\n%s", sub, err, out)
+		}
+		return string(out)
+	}
+	serveHelp := help("serve")
+	for name := range m.serve {
+		if !strings.Contains(serveHelp, "--"+name+" ") {
+			t.Errorf("the wasmxds service uses --%s, which `wasmxds serve` does not have", name)
+		}
+	}
+	pushHelp := help("push")
+	script := strings.Join(m.service(t, "filters").Command, " ")
+	at := strings.Index(script, "wasmxds push")
+	if at < 0 {
+		t.Fatalf("the filters service does not run `wasmxds push`: %s", script)
+	}
+	for _, field := range strings.Fields(script[at:]) {
+		if flag, ok := strings.CutPrefix(field, "--"); ok && !strings.Contains(pushHelp, "--"+flag+" ") {
+			t.Errorf("the filters service uses --%s, which `wasmxds push` does not have", flag)
+		}
 	}
 }
