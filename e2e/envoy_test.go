@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -74,7 +75,9 @@ func (e *envoy) start() {
 		// The admin port is unique among running Envoys, so it makes a
 		// unique shared-memory base id too.
 		"--base-id", strconv.Itoa(e.adminPort),
-		"--log-path", e.logPath, "--log-level", "info")
+		"--log-path", e.logPath, "--log-level", "info",
+		// Flush the log often: tests read it while Envoy runs.
+		"--file-flush-interval-msec", "200")
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -130,4 +133,14 @@ func (e *envoy) stat(name string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("envoy %s: no stat %s", e.nodeID, name)
+}
+
+// wasmStats returns Envoy's counters on Wasm VMs and remote module fetches,
+// for failure messages.
+func (e *envoy) wasmStats() string {
+	body, err := e.admin("/stats?filter=" + url.QueryEscape(`^wasm\.|wasmxds_modules\.upstream_rq_(total|2xx)$`))
+	if err != nil {
+		return err.Error()
+	}
+	return body
 }

@@ -163,7 +163,7 @@ func (l *load) step(t *testing.T, f *single, what, spec string, isNew func(reply
 	}
 	t.Log(line)
 	if err != nil {
-		t.Errorf("%s: new behaviour did not settle: %v", what, err)
+		t.Errorf("%s: new behaviour did not settle: %v\nEnvoy's Wasm stats:\n%s", what, err, f.envoy.wasmStats())
 	}
 	return line
 }

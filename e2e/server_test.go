@@ -14,9 +14,10 @@ import (
 
 // serverOptions configures a wasmxds serve process.
 type serverOptions struct {
-	delivery string   // --filter-delivery; empty keeps the default
-	env      []string // extra environment, e.g. DOCKER_CONFIG
-	insecure []string // registries spoken to over plain HTTP
+	delivery  string   // --filter-delivery; empty keeps the default
+	configDir string   // serve this directory instead of a new empty one
+	env       []string // extra environment, e.g. DOCKER_CONFIG
+	insecure  []string // registries spoken to over plain HTTP
 }
 
 // server is a running `wasmxds serve` with its own config and cache
@@ -49,6 +50,9 @@ func startServerWith(t testing.TB, opts serverOptions, before func(*server)) *se
 		xdsAddr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		logPath:  filepath.Join(dir, "wasmxds.log")}
+	if opts.configDir != "" {
+		s.configDir = opts.configDir
+	}
 	for _, d := range []string{s.configDir, s.cacheDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)

@@ -19,13 +19,19 @@ const upstreamBody = "upstream ok\n"
 // request-path filter effects and their order are visible to the client.
 func startUpstream(t testing.TB) string {
 	t.Helper()
+	return startNamedUpstream(t, upstreamBody)
+}
+
+// startNamedUpstream is startUpstream answering with body.
+func startNamedUpstream(t testing.TB, body string) string {
+	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for name, values := range r.Header {
 			for _, v := range values {
 				w.Header().Add("x-echo-"+strings.ToLower(name), v)
 			}
 		}
-		io.WriteString(w, upstreamBody)
+		io.WriteString(w, body)
 	}))
 	t.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
