@@ -405,3 +405,44 @@ func TestComposeCommandsUseRealFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestDockerfileServesComposeTargets checks the Dockerfile without building
+// it: every build target compose names exists, the binary is static and the
+// runtime stage does not run as root.
+func TestDockerfileServesComposeTargets(t *testing.T) {
+	m := loadMesh(t)
+	data, err := os.ReadFile("../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stages := map[string]string{} // stage name → its USER
+	var current string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 4 && strings.EqualFold(f[0], "FROM") && strings.EqualFold(f[2], "AS"):
+			current = f[3]
+			stages[current] = ""
+		case len(f) == 2 && strings.EqualFold(f[0], "USER") && current != "":
+			stages[current] = f[1]
+		}
+	}
+	for name, s := range m.project.Services {
+		if s.Build == nil {
+			continue
+		}
+		if _, ok := stages[s.Build.Target]; !ok {
+			t.Errorf("service %s builds target %q, which the Dockerfile does not have (stages %v)", name, s.Build.Target, stages)
+		}
+	}
+	wx := m.service(t, "wasmxds")
+	if wx.Build == nil {
+		t.Fatal("the wasmxds service is not built from the Dockerfile")
+	}
+	if user := stages[wx.Build.Target]; user == "" || user == "root" || strings.HasPrefix(user, "0") {
+		t.Errorf("the wasmxds image runs as %q, want a non-root USER", user)
+	}
+	if !strings.Contains(string(data), "CGO_ENABLED=0 go build") {
+		t.Error("the Dockerfile does not build wasmxds with CGO_ENABLED=0, so the binary may need a libc the runtime image lacks")
+	}
+}

@@ -94,13 +94,16 @@ func TestUnfetchableModuleFailStrategy(t *testing.T) {
 	p := plugin{name: "missing", app: "unfetchable", url: oci(refNeverPushed), failStrategy: "FAIL_CLOSE",
 		config: addHeader("x-missing", "never")}
 	f.srv.writeSpec(pluginFile, p.spec())
+	var refused string
 	f.waitFor(t, func() error {
 		r, err := get(f.port, "/")
 		if err == nil && r.status == http.StatusOK {
 			return fmt.Errorf("FAIL_CLOSE plugin with no module: request passed: %v", r.header)
 		}
+		refused = fmt.Sprintf("%d %q %v", r.status, r.body, err)
 		return nil
 	})
+	t.Logf("FAIL_CLOSE with no module: refused with %s", refused)
 
 	p.failStrategy = "FAIL_OPEN"
 	f.srv.writeSpec(pluginFile, p.spec())
