@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -100,6 +102,7 @@ func NewServer(opts ServerOptions) *Server {
 	// before the listeners and routes that use them) instead of whichever
 	// watch fires first, so Envoy never sees a route to a cluster it lacks.
 	s.xds = serverv3.NewServer(ctx, s.cache, s, sotw.WithOrderedADS())
+	go s.releaseMemoryAfterDepartures(ctx)
 	return s
 }
 
@@ -140,6 +143,41 @@ func GRPCServerOptions() []grpc.ServerOption {
 		// write buffer is returned to a pool after each flush instead of
 		// every connection holding its own 32 KiB for its whole life.
 		grpc.SharedWriteBuffer(true),
+	}
+}
+
+// Memory is handed back to the OS once the open streams fall to half
+// their peak, if the peak was at least releaseMinStreams: Go returns freed
+// memory only after a GC cycle, and an idle server may not run one for
+// minutes, so the RSS of a departed fleet would linger.
+const (
+	releaseMinStreams = 100
+	releaseEvery      = 5 * time.Second
+)
+
+// releaseMemoryAfterDepartures runs until ctx ends.
+func (s *Server) releaseMemoryAfterDepartures(ctx context.Context) {
+	tick := time.NewTicker(releaseEvery)
+	defer tick.Stop()
+	peak := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		n := len(s.streams)
+		s.mu.Unlock()
+		peak = max(peak, n)
+		if peak >= releaseMinStreams && n <= peak/2 {
+			// The first cycle moves pooled buffers (gRPC, protobuf) to
+			// sync.Pool's victim cache; only the second frees them.
+			runtime.GC()
+			debug.FreeOSMemory()
+			s.log.Info("returned free memory to the OS after nodes left", "streams", n, "peak_streams", peak)
+			peak = n
+		}
 	}
 }
 
