@@ -92,3 +92,40 @@ func convergenceRow(r, floor ConvergenceResult) []string {
 
 // deliveries is used by benchmarks that cover both filter delivery modes.
 var deliveries = []xds.Delivery{xds.DeliveryLDS, xds.DeliveryECDS}
+
+// BenchmarkConvergenceInProcess runs the xds server, fed by a catalog
+// watch as serve feeds it (no fetcher, no HTTP), and the floor inside the
+// benchmark process with BENCH_INPROCESS_CLIENTS (default 2000) clients,
+// so that `-cpuprofile` and `-memprofile` show the server's own costs.
+func BenchmarkConvergenceInProcess(b *testing.B) {
+	n := envInt(b, "BENCH_INPROCESS_CLIENTS", 2000)
+	rounds := envInt(b, "BENCH_ROUNDS", 5)
+	delivery := envDelivery(b)
+	sec := Section{
+		Title:  fmt.Sprintf("In-process xds layer (catalog watch → xds.Server, no fetcher) vs floor, %d clients, %s delivery", n, delivery),
+		Header: []string{"server", "clients", "p50", "p99", "time to 100%", "p99 / floor"},
+	}
+	opts := ConvergenceOptions{Fleet: FleetOptions{Clients: n, Groups: envInt(b, "BENCH_GROUPS", 20), Mode: ModeMixed},
+		Rounds: rounds, RoundTimeout: time.Minute}
+	var floor ConvergenceResult
+	for _, start := range []func(*Fixture, xds.Delivery) (Target, error){StartInProcessFloor, StartInProcessXDS} {
+		fx, err := NewFixture(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		target, err := start(fx, delivery)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := RunConvergence(context.Background(), target, opts)
+		target.Stop()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if floor.Target == "" {
+			floor = res
+		}
+		sec.Rows = append(sec.Rows, convergenceRow(res, floor)[:6])
+	}
+	report.Add(sec)
+}
