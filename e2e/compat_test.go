@@ -17,9 +17,24 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 )
 
+// Docker's image media types, as `docker build` + `docker push` produce.
+const (
+	dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	dockerConfig   = "application/vnd.docker.container.image.v1+json"
+	dockerLayer    = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+)
+
+// imageFormat names the media types of an image manifest, config and layer.
+type imageFormat struct{ manifest, config, layer string }
+
+var (
+	ociImage    = imageFormat{ocispec.MediaTypeImageManifest, ocispec.MediaTypeImageConfig, ocispec.MediaTypeImageLayerGzip}
+	dockerImage = imageFormat{dockerManifest, dockerConfig, dockerLayer}
+)
+
 // pushCompatImage publishes a module the way container-image based tooling
-// does: an ordinary OCI image whose single tar.gz layer holds plugin.wasm.
-func (r *registry) pushCompatImage(wasmPath, repoTag string) (digest.Digest, error) {
+// does: an ordinary image whose single tar.gz layer holds plugin.wasm.
+func (r *registry) pushCompatImage(wasmPath, repoTag string, format imageFormat) (digest.Digest, error) {
 	wasm, err := os.ReadFile(wasmPath)
 	if err != nil {
 		return "", err
@@ -41,9 +56,9 @@ func (r *registry) pushCompatImage(wasmPath, repoTag string) (digest.Digest, err
 	}
 	manifest := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
-		MediaType: ocispec.MediaTypeImageManifest,
-		Config:    descriptorOf(ocispec.MediaTypeImageConfig, config),
-		Layers:    []ocispec.Descriptor{descriptorOf(ocispec.MediaTypeImageLayerGzip, layer)},
+		MediaType: format.manifest,
+		Config:    descriptorOf(format.config, config),
+		Layers:    []ocispec.Descriptor{descriptorOf(format.layer, layer)},
 	}
 	return r.pushManifest(repoTag, manifest, map[digest.Digest][]byte{
 		manifest.Config.Digest:    config,

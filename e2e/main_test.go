@@ -97,6 +97,9 @@ func findTools() error {
 	var missing []string
 	look := func(env, name string, fallbacks ...string) string {
 		if p := os.Getenv(env); env != "" && p != "" {
+			if _, err := exec.LookPath(p); err != nil {
+				missing = append(missing, fmt.Sprintf("%s (%s=%s: %v)", name, env, p, err))
+			}
 			return p
 		}
 		if p, err := exec.LookPath(name); err == nil {
@@ -151,10 +154,11 @@ const (
 	refConfigEcho  = "filters/config-echo:v1"
 	refRateLimit   = "filters/rate-limit:v1"
 	refLogger      = "filters/header-logger:v1"
-	refOrasAdd     = "filters/add-header-oras:v1" // pushed with the oras CLI
-	refCompat      = "filters/add-header-compat:v1"
-	refHotV1       = "filters/hot:v1" // add-header
-	refHotV2       = "filters/hot:v2" // config-echo: a new tag, new behaviour
+	refOrasAdd     = "filters/add-header-oras:v1"          // pushed with the oras CLI
+	refCompat      = "filters/add-header-compat:v1"        // OCI image
+	refCompatDock  = "filters/add-header-compat-docker:v1" // Docker image
+	refHotV1       = "filters/hot:v1"                      // add-header
+	refHotV2       = "filters/hot:v2"                      // config-echo: a new tag, new behaviour
 	refNeverPushed = "filters/never-pushed:v1"
 )
 
@@ -174,6 +178,9 @@ func pushSharedModules(r *registry) error {
 	if err := r.pushOras(filterPath("add-header"), refOrasAdd); err != nil {
 		return err
 	}
-	_, err := r.pushCompatImage(filterPath("add-header"), refCompat)
+	if _, err := r.pushCompatImage(filterPath("add-header"), refCompat, ociImage); err != nil {
+		return err
+	}
+	_, err := r.pushCompatImage(filterPath("add-header"), refCompatDock, dockerImage)
 	return err
 }

@@ -50,7 +50,9 @@ func startStaticMesh(t *testing.T) *staticMesh {
 		{name: "echo", app: "a", url: oci(refConfigEcho), config: m.echoConfig, ports: []int{m.portEcho}},
 		{name: "limit", app: "a", url: oci(refRateLimit), config: m.rateLimitCfg, ports: []int{m.portRate}},
 		{name: "logger", app: "b", url: oci(refLogger)},
-		{name: "compat", app: "a", url: oci(refCompat), config: addHeader("x-compat", "compat image"), ports: []int{m.portCompat}},
+		{name: "compat", app: "a", url: oci(refCompat), config: addHeader("x-compat", "OCI image"), ports: []int{m.portCompat}},
+		{name: "compat-docker", app: "a", url: oci(refCompatDock), config: addHeader("x-compat-docker", "Docker image"),
+			ports: []int{m.portCompat}},
 	}
 	plugins = append(plugins, orderPlugins(m.portOrder)...)
 	for _, p := range plugins {
@@ -220,5 +222,10 @@ func (m *staticMesh) order(t *testing.T) {
 }
 
 func (m *staticMesh) compat(t *testing.T) {
-	eventually(t, applyTimeout, steady(steadyReplies, expectHeader(m.portCompat, "x-compat", "compat image")))
+	eventually(t, applyTimeout, steady(steadyReplies, func() error {
+		if err := expectHeader(m.portCompat, "x-compat", "OCI image")(); err != nil {
+			return err
+		}
+		return expectHeader(m.portCompat, "x-compat-docker", "Docker image")()
+	}))
 }
