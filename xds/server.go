@@ -64,6 +64,9 @@ type Server struct {
 	groups  map[string]*group
 	streams map[streamKey]*streamState
 	nodes   map[string]*nodeState
+	// peakStreams is the most streams open at once since memory was last
+	// returned to the OS.
+	peakStreams int
 }
 
 // group is one label set's snapshot bookkeeping.
@@ -101,7 +104,7 @@ func NewServer(opts ServerOptions) *Server {
 	// Ordered ADS sends a SotW update's types in dependency order (clusters
 	// before the listeners and routes that use them) instead of whichever
 	// watch fires first, so Envoy never sees a route to a cluster it lacks.
-	s.xds = serverv3.NewServer(ctx, s.cache, s, sotw.WithOrderedADS())
+	s.xds = serverv3.NewServer(ctx, s.cache, peakTracker{s}, sotw.WithOrderedADS())
 	go s.releaseMemoryAfterDepartures(ctx)
 	return s
 }
@@ -159,7 +162,6 @@ const (
 func (s *Server) releaseMemoryAfterDepartures(ctx context.Context) {
 	tick := time.NewTicker(releaseEvery)
 	defer tick.Stop()
-	peak := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -167,18 +169,44 @@ func (s *Server) releaseMemoryAfterDepartures(ctx context.Context) {
 		case <-tick.C:
 		}
 		s.mu.Lock()
-		n := len(s.streams)
+		n, peak := len(s.streams), s.peakStreams
+		release := peak >= releaseMinStreams && n <= peak/2
+		if release {
+			s.peakStreams = n
+		}
 		s.mu.Unlock()
-		peak = max(peak, n)
-		if peak >= releaseMinStreams && n <= peak/2 {
+		if release {
 			// The first cycle moves pooled buffers (gRPC, protobuf) to
 			// sync.Pool's victim cache; only the second frees them.
 			runtime.GC()
 			debug.FreeOSMemory()
 			s.log.Info("returned free memory to the OS after nodes left", "streams", n, "peak_streams", peak)
-			peak = n
 		}
 	}
+}
+
+// peakTracker records the peak of open streams as each opens: a periodic
+// sample would miss a fleet that connected and left between two ticks.
+type peakTracker struct{ *Server }
+
+// OnStreamOpen implements serverv3.Callbacks.
+func (p peakTracker) OnStreamOpen(ctx context.Context, id int64, typeURL string) error {
+	err := p.Server.OnStreamOpen(ctx, id, typeURL)
+	p.notePeak()
+	return err
+}
+
+// OnDeltaStreamOpen implements serverv3.Callbacks.
+func (p peakTracker) OnDeltaStreamOpen(ctx context.Context, id int64, typeURL string) error {
+	err := p.Server.OnDeltaStreamOpen(ctx, id, typeURL)
+	p.notePeak()
+	return err
+}
+
+func (s *Server) notePeak() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.peakStreams = max(s.peakStreams, len(s.streams))
 }
 
 // Ready reports whether the first Input has been processed, i.e. every

@@ -117,11 +117,30 @@ func (t *translator) wasmFilter(p catalog.Plugin, m Module) (pluginFilter, error
 			Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: cfg},
 		}}, nil
 	}
+	name = ecdsName(p, m)
 	ext := &corev3.TypedExtensionConfig{Name: name, TypedConfig: cfg}
 	if err := ext.ValidateAll(); err != nil {
 		return pluginFilter{}, fmt.Errorf("invalid extension config: %w", err)
 	}
 	return pluginFilter{filter: ecdsFilter(name), ext: ext}, nil
+}
+
+// ecdsName names a plugin's ECDS resource after the plugin and its module.
+// Envoy applies an ECDS update to an existing filter without fetching new
+// remote code: an update that only swaps the module leaves the filter with no
+// VM at all. With the module digest in the name, a new module changes the
+// listener, which warms (and downloads the module) before it takes traffic,
+// while a pluginConfig edit stays an ECDS-only update with no listener drain.
+func ecdsName(p catalog.Plugin, m Module) string {
+	return FilterNamePrefix + p.Name + "." + shortDigest(m.SHA256)
+}
+
+// shortDigest is enough of a module digest to tell modules apart in names.
+func shortDigest(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
 }
 
 // ecdsFilter refers to the TypedExtensionConfig of the same name, which every
@@ -160,7 +179,7 @@ func wasmConfig(p catalog.Plugin, m Module) (*wasmfilterv3.Wasm, error) {
 		RootId:        p.RootID,
 		FailurePolicy: failurePolicy(p.FailStrategy),
 		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
-			VmId:                 vmID(p),
+			VmId:                 vmID(p, m),
 			Runtime:              wasmRuntime,
 			Code:                 code,
 			EnvironmentVariables: env,
@@ -191,13 +210,17 @@ func failurePolicy(s catalog.FailStrategy) wasmv3.FailurePolicy {
 //     their environments apart;
 //   - pluginConfig, root_id and the failure policy stay out of the id, so a
 //     config-only edit reuses the running VM (Envoy only re-configures the
-//     plugin), while a new module gets a new VM through the code hash anyway;
+//     plugin);
+//   - the module digest is in the id: Envoy keys VMs for remote code before
+//     the code is downloaded, so with an unchanged id a new module would
+//     keep running in the old VM;
 //   - environment variables are read when a VM starts and are not part of
 //     Envoy's VM key, so they are hashed into the id: an env edit must start
 //     a new VM to take effect.
-func vmID(p catalog.Plugin) string {
+func vmID(p catalog.Plugin, m Module) string {
+	id := p.Name + "." + shortDigest(m.SHA256)
 	if len(p.Env) == 0 {
-		return p.Name
+		return id
 	}
 	env := slices.Clone(p.Env)
 	slices.SortFunc(env, func(a, b catalog.EnvVar) int { return cmp.Compare(a.Name, b.Name) })
@@ -205,7 +228,7 @@ func vmID(p catalog.Plugin) string {
 	for _, e := range env {
 		fmt.Fprintf(h, "%q=%q,%t\n", e.Name, e.Value, e.FromHost)
 	}
-	return p.Name + "." + hex.EncodeToString(h.Sum(nil))[:12]
+	return id + "." + hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // envVars maps the VM environment. Envoy rejects the whole listener when a

@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -132,10 +133,10 @@ func TestVMIdentity(t *testing.T) {
 	}
 
 	in = bigInput(DeliveryLDS)
-	newSum := fmt.Sprintf("%064x", 999)
+	newSum := strings.Repeat("9e", 32)
 	in.Modules["p03"] = PluginModule{Module: &Module{SHA256: newSum, URL: "http://127.0.0.1:18080/modules/sha256/" + newSum}}
-	if gotID, gotSha := pluginVM(t, in, "p03"); gotID != id || gotSha == sha {
-		t.Errorf("module change: vm_id %s → %s, sha256 %s → %s", id, gotID, sha, gotSha)
+	if gotID, gotSha := pluginVM(t, in, "p03"); gotID == id || gotSha == sha {
+		t.Errorf("module change must start a new VM: vm_id %s → %s, sha256 %s → %s", id, gotID, sha, gotSha)
 	}
 }
 
@@ -156,7 +157,9 @@ func TestDeliveryModesCarrySameFilterConfig(t *testing.T) {
 		t.Fatalf("want one extension config per plugin shared by all listeners, got %d", len(ecds.Extensions))
 	}
 	for _, e := range ecds.Extensions {
-		if !proto.Equal(e.TypedConfig, inline[e.Name]) {
+		// ECDS names carry the module digest after the filter name.
+		name := e.Name[:strings.LastIndex(e.Name, ".")]
+		if !proto.Equal(e.TypedConfig, inline[name]) {
 			t.Errorf("%s: ECDS config differs from inline config", e.Name)
 		}
 	}
