@@ -154,7 +154,7 @@ func moduleSection(nodes int, first, second map[string]int, dl downloadResult, s
 	}
 	sec := Section{
 		Title:  "Module distribution: registry requests for a fleet whose 6 plugins share one OCI reference",
-		Header: []string{"phase", "nodes", "manifest GET/HEAD", "blob GETs (config + layer)", "other"},
+		Header: []string{"phase", "nodes", "manifest GET/HEAD", "blob GETs", "other"},
 		Rows: [][]string{
 			row("start on :v1", first),
 			row("all plugins moved to :v2", second),
