@@ -67,7 +67,7 @@ also serves /healthz, /readyz, /metrics and /debug/status.`,
 	f.StringVar(&cfg.xdsListen, "xds-listen", ":18000", "ADS gRPC listen address")
 	f.StringVar(&cfg.httpListen, "http-listen", ":18080", "HTTP listen address (modules, health, metrics, status)")
 	f.StringVar(&cfg.advertiseURL, "advertise-url", "", "module server URL Envoys download from (default http://127.0.0.1:<http port>)")
-	f.StringVar(&cfg.delivery, "filter-delivery", string(xds.DeliveryLDS), "how Wasm filter config reaches Envoy: lds (inline) or ecds")
+	f.StringVar(&cfg.delivery, "filter-delivery", string(xds.DeliveryECDS), "how Wasm filter config reaches Envoy: ecds (TypedExtensionConfig, no listener drain on config edits) or lds (inline)")
 	f.DurationVar(&cfg.resync, "resync", 5*time.Minute, "how often Always plugins are re-resolved and failed pulls retried")
 	f.DurationVar(&cfg.gcInterval, "gc-interval", time.Hour, "how often unused cached modules are garbage-collected")
 	f.StringSliceVar(&cfg.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost always is)")
