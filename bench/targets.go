@@ -190,9 +190,16 @@ type inProcess struct {
 	stop    func()
 }
 
+// Name implements Target.
 func (p *inProcess) Name() string { return p.name }
+
+// Addr implements Target.
 func (p *inProcess) Addr() string { return p.addr }
-func (p *inProcess) PID() int     { return 0 }
+
+// PID implements Target: zero, the server shares this process.
+func (p *inProcess) PID() int { return 0 }
+
+// Stop implements Target.
 func (p *inProcess) Stop() {
 	p.cancel()
 	if p.stop != nil {
@@ -201,6 +208,7 @@ func (p *inProcess) Stop() {
 	p.gs.Stop()
 }
 
+// Prepare implements Target.
 func (p *inProcess) Prepare(marker string) (func() error, error) { return p.prepare(marker) }
 
 func listenGRPC(register func(grpc.ServiceRegistrar)) (*grpc.Server, string, error) {
