@@ -12,24 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wasmxds/wasmxds/internal/testenv"
 	"gopkg.in/yaml.v3"
 )
 
 // EnvoyBin finds Envoy: $ENVOY_BIN, then PATH, then the copy `make deps`
 // installs under .tools.
-func EnvoyBin() (string, error) {
-	if p := os.Getenv("ENVOY_BIN"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("envoy"); err == nil {
-		return p, nil
-	}
-	p := filepath.Join(RepoRoot(), ".tools/envoy-venv/bin/envoy")
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("envoy not found: set ENVOY_BIN or run `make deps`")
-	}
-	return p, nil
-}
+func EnvoyBin() (string, error) { return testenv.Envoy() }
 
 // StartEnvoy bootstraps an Envoy with `wasmxds bootstrap` (node id,
 // labels, ADS address), its admin on a free port, and waits until it is

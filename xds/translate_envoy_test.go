@@ -14,6 +14,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/wasmxds/wasmxds/internal/testenv"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -40,17 +41,13 @@ func TestEnvoyAcceptsTranslations(t *testing.T) {
 	}
 }
 
-// envoyBinary finds Envoy through $ENVOY_BIN, then PATH; the test fails
-// without it rather than skipping, so a missing Envoy is never mistaken for
-// a pass.
+// envoyBinary finds Envoy; the test fails without it rather than skipping,
+// so a missing Envoy is never mistaken for a pass.
 func envoyBinary(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("ENVOY_BIN"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("envoy")
+	p, err := testenv.Envoy()
 	if err != nil {
-		t.Fatal("envoy not found: set ENVOY_BIN or put envoy on PATH (make deps installs it)")
+		t.Fatal(err)
 	}
 	return p
 }

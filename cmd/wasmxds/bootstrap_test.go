@@ -8,19 +8,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wasmxds/wasmxds/internal/testenv"
 	"gopkg.in/yaml.v3"
 )
 
-// envoyPath finds Envoy through $ENVOY_BIN, then PATH; a missing Envoy
-// fails the test, since these tests exist to prove Envoy accepts our output.
+// envoyPath finds Envoy; a missing Envoy fails the test, since these tests
+// exist to prove Envoy accepts our output.
 func envoyPath(t *testing.T) string {
 	t.Helper()
-	if p := os.Getenv("ENVOY_BIN"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("envoy")
+	p, err := testenv.Envoy()
 	if err != nil {
-		t.Fatal("envoy not found: set ENVOY_BIN or put envoy on PATH (make deps installs it)")
+		t.Fatal(err)
 	}
 	return p
 }
