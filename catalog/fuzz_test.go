@@ -22,7 +22,7 @@ func FuzzParse(f *testing.F) {
 			}
 			docs[i] = bornDoc{doc: d}
 		}
-		st := assemble(map[string]*fileState{"fuzz.yaml": {errs: pf.errs, inForce: docs}})
+		st := assemble(map[string]*fileState{"fuzz.yaml": {errs: pf.errs, inForce: docs}}, nil)
 		for _, e := range append(st.Errors, st.Warnings...) {
 			if e.File != "fuzz.yaml" || e.Line < 1 || e.Message == "" {
 				t.Fatalf("unusable error %#v", e)

@@ -45,6 +45,7 @@ type tracker struct {
 	include func(rel string) bool // nil: every file
 	gen     int64
 	files   map[string]*fileState
+	applied map[docKey]*document // listener documents in the last State
 }
 
 func newTracker(dir string, log *slog.Logger) (*tracker, error) {
@@ -52,7 +53,7 @@ func newTracker(dir string, log *slog.Logger) (*tracker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config directory %s: %w", dir, err)
 	}
-	return &tracker{root: root, log: log, files: map[string]*fileState{}}, nil
+	return &tracker{root: root, log: log, files: map[string]*fileState{}, applied: map[docKey]*document{}}, nil
 }
 
 // refresh rescans the tree and assembles a new State. onDir sees every
@@ -73,7 +74,7 @@ func (t *tracker) refresh(onDir func(string)) (*State, error) {
 		}
 	}
 	t.files = next
-	return assemble(t.files), nil
+	return assemble(t.files, t.applied), nil
 }
 
 func (t *tracker) update(sf sourceFile, prev *fileState) *fileState {

@@ -3,6 +3,7 @@ package catalog
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -15,9 +16,13 @@ import (
 // stays and the newer one is reported and left out, so an edit elsewhere can
 // never take down what already works. Documents of the same age (as in a
 // one-shot Load) are ordered by file path and line. A listener whose route
-// names a cluster that does not exist is left out whole: Envoy would reject
-// or black-hole it anyway.
-func assemble(files map[string]*fileState) *State {
+// names a cluster that does not exist is a bad edit like any other: its last
+// good version stays in force when it had one whose clusters all exist, and
+// otherwise it is left out whole, since Envoy would reject or black-hole it.
+//
+// applied holds the listener documents in force in the previous State (nil
+// for a one-shot Load); assemble records the ones in force now into it.
+func assemble(files map[string]*fileState, applied map[docKey]*document) *State {
 	st := &State{Listeners: []Listener{}, Clusters: []Cluster{}, Plugins: []Plugin{},
 		Errors: []SpecError{}, Warnings: []SpecError{}}
 	var all []bornDoc
@@ -37,7 +42,7 @@ func assemble(files map[string]*fileState) *State {
 			st.Clusters = append(st.Clusters, *d.cluster)
 		}
 	}
-	addListeners(docs, clusters, st)
+	addListeners(docs, clusters, applied, st)
 	for _, d := range docs {
 		if d.plugin != nil {
 			st.Plugins = append(st.Plugins, *d.plugin)
@@ -70,12 +75,31 @@ func dedupe(all []bornDoc, st *State) []*document {
 }
 
 // addListeners keeps listeners whose clusters exist and that do not collide
-// with an older listener.
-func addListeners(docs []*document, clusters map[string]bool, st *State) {
+// with an older listener. A listener naming a missing cluster falls back to
+// the version of it that was in force (applied) when that one still
+// resolves; applied is updated to what is in force now.
+func addListeners(docs []*document, clusters map[string]bool, applied map[docKey]*document, st *State) {
 	var kept []*document
+	prev := maps.Clone(applied)
+	clear(applied)
 	for _, d := range docs {
-		if d.listener == nil || !routesResolve(d, clusters, st) {
+		if d.listener == nil {
 			continue
+		}
+		if missing := unresolved(d, clusters); len(missing) > 0 {
+			g := prev[d.key]
+			keep := g != nil && g != d && g.source.File == d.source.File && len(unresolved(g, clusters)) == 0
+			for _, r := range missing {
+				msg := fmt.Sprintf("%s: cluster %q does not exist", r.path, r.value)
+				if keep {
+					msg += fmt.Sprintf("; listener %q keeps its last good version", d.key.name)
+				}
+				st.Errors = append(st.Errors, errAt(d.source, r.line, "%s", msg))
+			}
+			if !keep {
+				continue
+			}
+			d = g
 		}
 		if other := collision(d, kept); other != nil {
 			l := d.listener
@@ -85,19 +109,22 @@ func addListeners(docs []*document, clusters map[string]bool, st *State) {
 			continue
 		}
 		kept = append(kept, d)
+		if applied != nil {
+			applied[d.key] = d
+		}
 		st.Listeners = append(st.Listeners, *d.listener)
 	}
 }
 
-func routesResolve(d *document, clusters map[string]bool, st *State) bool {
-	ok := true
+// unresolved lists the routes of d whose cluster does not exist.
+func unresolved(d *document, clusters map[string]bool) []ref {
+	var out []ref
 	for _, r := range d.routes {
 		if !clusters[r.value] {
-			st.Errors = append(st.Errors, errAt(d.source, r.line, "%s: cluster %q does not exist", r.path, r.value))
-			ok = false
+			out = append(out, r)
 		}
 	}
-	return ok
+	return out
 }
 
 // collision finds a kept listener that one Envoy could be asked to bind
