@@ -110,6 +110,10 @@
 // already works. Editing a document keeps its age; renaming its file or
 // name makes it new. Documents of the same age (all of them, in a one-shot
 // Load) are ordered by file path, then line. A listener whose route names a
-// missing cluster is left out whole and reported at the route's cluster
-// line. See Watch for how a bad edit to a file is handled.
+// missing cluster is reported at the route's cluster line; the version of it
+// that was in force stays, or, when there was none whose clusters exist, it
+// is left out whole. A file truncated to zero bytes keeps its last good
+// documents with a warning (an in-place save caught between truncate and
+// write); delete the file, or leave only comments, to remove its specs. See
+// Watch for how a bad edit to a file is handled.
 package catalog

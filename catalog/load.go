@@ -31,6 +31,7 @@ type bornDoc struct {
 type fileState struct {
 	hash    [32]byte
 	errs    []SpecError
+	warns   []SpecError
 	inForce []bornDoc // what the file contributes to the State
 	good    []bornDoc // its last error-free version
 	hasGood bool
@@ -82,6 +83,9 @@ func (t *tracker) update(sf sourceFile, prev *fileState) *fileState {
 	if prev != nil && prev.hash == h {
 		return prev
 	}
+	if sf.parsed == nil && len(sf.data) == 0 && prev != nil && len(prev.good) > 0 {
+		return emptied(sf, h, prev, t.log)
+	}
 	pf := sf.parse()
 	if pf.notSpec != "" {
 		t.log.Debug("skipping file that holds no specs", "file", sf.rel, "reason", pf.notSpec)
@@ -102,6 +106,19 @@ func (t *tracker) update(sf sourceFile, prev *fileState) *fileState {
 			"file", sf.rel, "errors", len(pf.errs), "first", pf.errs[0].Error())
 	}
 	return fs
+}
+
+// emptied handles a spec file that was truncated to zero bytes. Editors and
+// `cat > file` truncate before they write, and a rescan can fall between the
+// two: applying "no documents" would pull the file's listeners and filters
+// from every Envoy for a moment. A deliberate removal deletes the file (or
+// leaves comments), so an empty file keeps its last good documents.
+func emptied(sf sourceFile, h [32]byte, prev *fileState, log *slog.Logger) *fileState {
+	warn := SpecError{File: sf.rel, Line: 1,
+		Message: "file is empty; its last good specs stay in force (delete the file to remove them)"}
+	log.Warn("spec file is empty; keeping its last good documents", "file", sf.rel)
+	return &fileState{hash: h, warns: []SpecError{warn}, inForce: prev.good, good: prev.good,
+		hasGood: true, stale: true}
 }
 
 // born dates documents: one that the file already had keeps its date.

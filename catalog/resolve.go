@@ -28,6 +28,7 @@ func assemble(files map[string]*fileState, applied map[docKey]*document) *State 
 	var all []bornDoc
 	for _, f := range files {
 		st.Errors = append(st.Errors, f.errs...)
+		st.Warnings = append(st.Warnings, f.warns...)
 		all = append(all, f.inForce...)
 	}
 	slices.SortFunc(all, func(a, b bornDoc) int {

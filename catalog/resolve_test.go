@@ -60,3 +60,33 @@ func TestLoadListenerWithMissingClusterIsLeftOut(t *testing.T) {
 		t.Errorf("errors %v, want %v", st.Errors, want)
 	}
 }
+
+// A spec file truncated to zero bytes (an in-place save caught between the
+// truncate and the write) keeps its documents in force with a warning; the
+// content written next applies, and deleting the file removes its specs.
+func TestWatchEmptiedFileKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	c := filepath.Join(dir, "cluster.yaml")
+	write(t, c, clusterYAML("up", "up:80"))
+	h, _ := startWatch(t, dir)
+
+	write(t, c, "")
+	st := h.waitFor("warning", func(s *State) bool { return len(s.Warnings) > 0 })
+	if endpointOf(st, "up") != "up:80" {
+		t.Errorf("emptied file dropped its cluster: %+v", st.Clusters)
+	}
+	want := SpecError{File: "cluster.yaml", Line: 1,
+		Message: "file is empty; its last good specs stay in force (delete the file to remove them)"}
+	if !slices.Contains(st.Warnings, want) {
+		t.Errorf("warnings %v, want %v", st.Warnings, want)
+	}
+
+	write(t, c, clusterYAML("up", "up:81"))
+	st = h.waitFor("new content", func(s *State) bool { return endpointOf(s, "up") == "up:81" })
+	if len(st.Warnings) != 0 {
+		t.Errorf("warnings after the write: %v", st.Warnings)
+	}
+
+	write(t, c, "# nothing here any more\n")
+	h.waitFor("comment-only file removes its specs", func(s *State) bool { return len(s.Clusters) == 0 })
+}
