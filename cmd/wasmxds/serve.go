@@ -38,6 +38,8 @@ type serveConfig struct {
 	maxModuleSize int64
 	logLevel      string
 	logFormat     string
+	debounce      time.Duration
+	pprof         bool
 	// firstWait and wait override the controller's waits for pulls (tests).
 	firstWait, wait time.Duration
 }
@@ -75,6 +77,9 @@ also serves /healthz, /readyz, /metrics and /debug/status.`,
 	f.Int64Var(&cfg.maxModuleSize, "max-module-size", fetcher.DefaultMaxModuleSize, "largest module accepted, in bytes")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
+	f.DurationVar(&cfg.debounce, "debounce", catalog.DefaultDebounce,
+		"how long the config directory must be quiet before a change applies (a save is often several events)")
+	f.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP listener")
 	return cmd
 }
 
@@ -158,11 +163,11 @@ func startServe(ctx context.Context, cfg serveConfig, log *slog.Logger) (*serveI
 	inst.cancel = cancel
 	inst.serveGRPC(xl)
 	inst.serveHTTP(hl, newHTTPHandler(httpDeps{log: log.With("component", "http"), configDir: cfg.configDir,
-		modules: mods, server: inst.server, controller: ctrl, gatherer: reg}))
+		modules: mods, server: inst.server, controller: ctrl, gatherer: reg, pprof: cfg.pprof}))
 	go ctrl.run(runCtx)
 	go ctrl.runResync(runCtx, cfg.resync)
 	go mods.RunGC(runCtx, cfg.gcInterval)
-	if err := inst.watch(runCtx, cfg.configDir, reg, ctrl); err != nil {
+	if err := inst.watch(runCtx, cfg.configDir, cfg.debounce, reg, ctrl); err != nil {
 		inst.shutdown(time.Second)
 		return nil, err
 	}
@@ -215,12 +220,12 @@ func (s *serveInstance) serveHTTP(l net.Listener, h http.Handler) {
 
 // watch runs catalog.Watch and waits for its first state, so that an
 // unreadable config directory fails the start.
-func (s *serveInstance) watch(ctx context.Context, dir string, reg prometheus.Registerer, ctrl *controller) error {
+func (s *serveInstance) watch(ctx context.Context, dir string, debounce time.Duration, reg prometheus.Registerer, ctrl *controller) error {
 	first := make(chan struct{})
 	werr := make(chan error, 1)
 	go func() {
 		seen := false
-		werr <- catalog.Watch(ctx, dir, catalog.WatchOptions{Logger: s.log, Registerer: reg}, func(st *catalog.State) {
+		werr <- catalog.Watch(ctx, dir, catalog.WatchOptions{Debounce: debounce, Logger: s.log, Registerer: reg}, func(st *catalog.State) {
 			if !seen {
 				seen = true
 				close(first)

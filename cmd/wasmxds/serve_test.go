@@ -282,3 +282,21 @@ func TestReadyzBeforeFirstConfig(t *testing.T) {
 		t.Errorf("/debug/status = %d", code)
 	}
 }
+
+// Profiles are served only with --pprof.
+func TestPprofOnlyWhenAskedFor(t *testing.T) {
+	mods, err := fetcher.New(fetcher.Options{CacheDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := xds.NewServer(xds.ServerOptions{})
+	for _, on := range []bool{false, true} {
+		h := newHTTPHandler(httpDeps{log: slog.New(slog.DiscardHandler), modules: mods, server: srv,
+			controller: newController(controllerOptions{Modules: mods, Server: srv}), gatherer: prometheus.NewRegistry(), pprof: on})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
+		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; rec.Code != want {
+			t.Errorf("--pprof=%t: /debug/pprof/heap = %d, want %d", on, rec.Code, want)
+		}
+	}
+}
