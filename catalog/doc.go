@@ -112,7 +112,9 @@
 // Load) are ordered by file path, then line. A listener whose route names a
 // missing cluster is reported at the route's cluster line; the version of it
 // that was in force stays, or, when there was none whose clusters exist, it
-// is left out whole. A file truncated to zero bytes keeps its last good
+// is left out whole. A cluster that was in force and is removed while a
+// route still uses it stays in force, reported at that route, until no
+// route does: remove or repoint the routes first (or in the same change). A file truncated to zero bytes keeps its last good
 // documents with a warning (an in-place save caught between truncate and
 // write); delete the file, or leave only comments, to remove its specs. See
 // Watch for how a bad edit to a file is handled.

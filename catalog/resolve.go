@@ -19,9 +19,12 @@ import (
 // names a cluster that does not exist is a bad edit like any other: its last
 // good version stays in force when it had one whose clusters all exist, and
 // otherwise it is left out whole, since Envoy would reject or black-hole it.
+// Likewise a cluster that was in force and is removed (its file deleted or
+// its document cut) while a route still uses it stays in force, reported at
+// that route, until no route uses it.
 //
-// applied holds the listener documents in force in the previous State (nil
-// for a one-shot Load); assemble records the ones in force now into it.
+// applied holds the listener and cluster documents in force in the previous
+// State (nil for a one-shot Load); assemble records the ones in force now.
 func assemble(files map[string]*fileState, applied map[docKey]*document) *State {
 	st := &State{Listeners: []Listener{}, Clusters: []Cluster{}, Plugins: []Plugin{},
 		Errors: []SpecError{}, Warnings: []SpecError{}}
@@ -36,14 +39,16 @@ func assemble(files map[string]*fileState, applied map[docKey]*document) *State 
 			cmp.Compare(a.doc.source.Line, b.doc.source.Line))
 	})
 	docs := dedupe(all, st)
+	prev := maps.Clone(applied)
+	clear(applied)
 	clusters := map[string]bool{}
 	for _, d := range docs {
 		if d.cluster != nil {
-			clusters[d.key.name] = true
-			st.Clusters = append(st.Clusters, *d.cluster)
+			addCluster(d, clusters, applied, st)
 		}
 	}
-	addListeners(docs, clusters, applied, st)
+	keepRemovedClusters(docs, clusters, prev, applied, st)
+	addListeners(docs, clusters, prev, applied, st)
 	for _, d := range docs {
 		if d.plugin != nil {
 			st.Plugins = append(st.Plugins, *d.plugin)
@@ -52,6 +57,34 @@ func assemble(files map[string]*fileState, applied map[docKey]*document) *State 
 	}
 	sortState(st)
 	return st
+}
+
+func addCluster(d *document, clusters map[string]bool, applied map[docKey]*document, st *State) {
+	clusters[d.key.name] = true
+	st.Clusters = append(st.Clusters, *d.cluster)
+	if applied != nil {
+		applied[d.key] = d
+	}
+}
+
+// keepRemovedClusters puts back clusters that were in force and are gone
+// now while a listener's route still names them: removing a cluster before
+// the routes that use it must not take their listeners off every Envoy.
+func keepRemovedClusters(docs []*document, clusters map[string]bool, prev, applied map[docKey]*document, st *State) {
+	for _, d := range docs {
+		if d.listener == nil {
+			continue
+		}
+		for _, r := range unresolved(d, clusters) {
+			c := prev[docKey{kind: KindCluster, name: r.value}]
+			if c == nil {
+				continue
+			}
+			addCluster(c, clusters, applied, st)
+			st.Errors = append(st.Errors, errAt(d.source, r.line,
+				"%s: cluster %q was removed but this route still uses it; it stays in force until no route does", r.path, r.value))
+		}
+	}
 }
 
 func errAt(src Source, line int, format string, args ...any) SpecError {
@@ -77,12 +110,10 @@ func dedupe(all []bornDoc, st *State) []*document {
 
 // addListeners keeps listeners whose clusters exist and that do not collide
 // with an older listener. A listener naming a missing cluster falls back to
-// the version of it that was in force (applied) when that one still
-// resolves; applied is updated to what is in force now.
-func addListeners(docs []*document, clusters map[string]bool, applied map[docKey]*document, st *State) {
+// the version of it that was in force (prev) when that one still resolves;
+// the listeners in force now are recorded in applied.
+func addListeners(docs []*document, clusters map[string]bool, prev, applied map[docKey]*document, st *State) {
 	var kept []*document
-	prev := maps.Clone(applied)
-	clear(applied)
 	for _, d := range docs {
 		if d.listener == nil {
 			continue

@@ -346,11 +346,12 @@ func TestWatchConflictsKeepTheOlderDocument(t *testing.T) {
 	}
 }
 
-func TestWatchDeletedClusterDropsListenerWithError(t *testing.T) {
+func TestWatchDeletedClusterStaysWhileARouteUsesIt(t *testing.T) {
 	dir := t.TempDir()
 	c := filepath.Join(dir, "cluster.yaml")
 	write(t, c, clusterYAML("up", "up:80"))
-	write(t, filepath.Join(dir, "listener.yaml"), "apiVersion: wasmxds.dev/v1alpha1\nkind: Listener\nmetadata: {name: l}\n"+
+	l := filepath.Join(dir, "listener.yaml")
+	write(t, l, "apiVersion: wasmxds.dev/v1alpha1\nkind: Listener\nmetadata: {name: l}\n"+
 		"spec:\n  port: 10000\n  routes:\n  - match: {prefix: /}\n    cluster: up\n")
 	h, st := startWatch(t, dir)
 	if len(st.Listeners) != 1 {
@@ -359,10 +360,23 @@ func TestWatchDeletedClusterDropsListenerWithError(t *testing.T) {
 	if err := os.Remove(c); err != nil {
 		t.Fatal(err)
 	}
-	st = h.waitFor("listener dropped", func(s *State) bool { return len(s.Listeners) == 0 })
-	want := SpecError{File: "listener.yaml", Line: 8, Message: `spec.routes[0].cluster: cluster "up" does not exist`}
+	st = h.waitFor("error reported", func(s *State) bool { return hasErrorIn(s, "listener.yaml") })
+	if len(st.Listeners) != 1 || endpointOf(st, "up") != "up:80" {
+		t.Errorf("the listener and the cluster it routes to must stay in force: listeners %+v clusters %+v", st.Listeners, st.Clusters)
+	}
+	want := SpecError{File: "listener.yaml", Line: 8,
+		Message: `spec.routes[0].cluster: cluster "up" was removed but this route still uses it; it stays in force until no route does`}
 	if !slices.Contains(st.Errors, want) {
 		t.Errorf("errors %v, want %v", st.Errors, want)
+	}
+
+	// Once no route uses it, the removed cluster goes.
+	if err := os.Remove(l); err != nil {
+		t.Fatal(err)
+	}
+	st = h.waitFor("listener and cluster gone", func(s *State) bool { return len(s.Listeners) == 0 && len(s.Clusters) == 0 })
+	if len(st.Errors) != 0 {
+		t.Errorf("errors after the listener went: %v", st.Errors)
 	}
 }
 
