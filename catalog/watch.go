@@ -13,7 +13,14 @@ import (
 )
 
 // DefaultDebounce is how long Watch waits for the directory to go quiet.
-const DefaultDebounce = 100 * time.Millisecond
+//
+// Saves measured on Linux (cat >, cp + mv, sed -i, vim, a Python write; a
+// 1 KB and a 390 KB file) spread their events over at most 4.5 ms, with no
+// gap between two events above 4 ms; with the CPUs oversubscribed three
+// times, at most 17 ms and 11 ms. 25 ms covers that with room to spare.
+// Were a save still split, its first half is rarely harmful: a file that
+// fails to parse, or is empty, keeps its last good documents.
+const DefaultDebounce = 25 * time.Millisecond
 
 // WatchOptions configures Watch. The zero value is ready to use.
 type WatchOptions struct {
@@ -21,6 +28,11 @@ type WatchOptions struct {
 	// that a burst (an editor's save, a ConfigMap update) gives one reload.
 	// Zero means DefaultDebounce. A steady stream of events still reloads at
 	// least every 10 debounce periods.
+	//
+	// There is no leading edge (reloading on the first event of a burst):
+	// that event is most often a write into a file that is still being
+	// written (cat >, or the temporary file of a rename save), and a
+	// partly written file can be valid YAML with a value cut short.
 	Debounce time.Duration
 	// Logger receives reload and spec error logs; nil means slog.Default().
 	Logger *slog.Logger
@@ -40,7 +52,10 @@ type WatchOptions struct {
 // parsed again. A file that loaded without errors and is then edited into a
 // state with errors keeps its last good documents in force, and its new
 // errors are reported in State.Errors; other files' changes still apply, and
-// fixing the file applies it. A removed file's documents go away. Conflicts
+// fixing the file applies it. A file truncated to zero bytes (an in-place
+// save seen between its truncate and its write) likewise keeps its last good
+// documents, with a warning; a file left with only comments has no documents.
+// A removed file's documents go away. Conflicts
 // between files are settled in favour of the older document (see the
 // package documentation).
 //
