@@ -79,7 +79,7 @@ func startFixture(t *testing.T) *serveFixture {
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	inst, err := startServe(ctx, serveConfig{configDir: f.dir, cacheDir: filepath.Join(root, "cache"),
-		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds",
+		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds", debounce: 20 * time.Millisecond,
 		resync: time.Hour, gcInterval: time.Hour, wait: 5 * time.Second, firstWait: 10 * time.Second}, log)
 	if err != nil {
 		cancel()
@@ -233,13 +233,18 @@ func TestServeReportsNACKs(t *testing.T) {
 func TestServeFailsOnUnreadableConfigDir(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	cfg := serveConfig{configDir: filepath.Join(t.TempDir(), "missing"), cacheDir: t.TempDir(),
-		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds", resync: time.Hour, gcInterval: time.Hour}
+		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds", debounce: catalog.DefaultDebounce,
+		resync: time.Hour, gcInterval: time.Hour}
 	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("startServe with a missing config dir: %v", err)
 	}
 	cfg.delivery = "inline"
 	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "--filter-delivery") {
 		t.Errorf("startServe with a bad delivery mode: %v", err)
+	}
+	cfg.delivery, cfg.debounce = "lds", 0
+	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "--debounce") {
+		t.Errorf("startServe with --debounce 0: %v", err)
 	}
 }
 
