@@ -47,7 +47,7 @@ func BenchmarkConvergence(b *testing.B) {
 	}
 	sec.Notes = append(sec.Notes,
 		"Times run from just before the change (the spec file's atomic rename for wasmxds, the resource upload for the floor) to each client's ACK of the first response carrying it.",
-		"wasmxds times include the config directory watch's 100 ms debounce; the floor has none.",
+		fmt.Sprintf("wasmxds times include the config directory watch's %v debounce; the floor has none.", Debounce),
 		"RSS is the server process's VmRSS; per client = (connected − idle) / clients; \"after leave\" is polled until within 10% of idle or BENCH_SETTLE_SECONDS (default 30 s); the floor is not waited for.",
 		"The load generator runs in the same 2 cores as the server.")
 	report.Add(sec)

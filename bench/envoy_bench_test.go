@@ -63,7 +63,8 @@ func BenchmarkEnvoy(b *testing.B) {
 	}
 	sec.Notes = append(sec.Notes, "Envoy 1.40 with --concurrency 2; load: 2 keep-alive clients and 2 clients opening a "+
 		"connection per request, each sending a GET every 5 ms. Visible = a response carries the new x-plugin-config "+
-		"(polled every 2 ms); each update waits for that before the next. Times include the 100 ms directory-watch debounce.")
+		"(polled every 2 ms); each update waits for that before the next. "+
+		fmt.Sprintf("Times include the %v directory-watch debounce.", Debounce))
 	report.Add(sec)
 }
 

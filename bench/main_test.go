@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wasmxds/wasmxds/xds"
 )
@@ -27,6 +28,14 @@ var (
 func TestMain(m *testing.M) {
 	flag.Parse()
 	machine = ThisMachine()
+	if v := os.Getenv("BENCH_DEBOUNCE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: BENCH_DEBOUNCE=%q: want a positive duration\n", v)
+			os.Exit(2)
+		}
+		Debounce = d
+	}
 	if _, err := RaiseFileLimit(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 	}
@@ -80,12 +89,12 @@ func envInts(b *testing.B, name string, def []int) []int {
 
 func envInt(b *testing.B, name string, def int) int { return envInts(b, name, []int{def})[0] }
 
-// envDelivery is the filter delivery mode under test, lds unless
-// BENCH_DELIVERY says otherwise.
+// envDelivery is the filter delivery mode under test: serve's default,
+// ecds, unless BENCH_DELIVERY says otherwise.
 func envDelivery(b *testing.B) xds.Delivery {
 	switch d := xds.Delivery(os.Getenv("BENCH_DELIVERY")); d {
 	case "":
-		return xds.DeliveryLDS
+		return xds.DeliveryECDS
 	case xds.DeliveryLDS, xds.DeliveryECDS:
 		return d
 	default:

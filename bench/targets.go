@@ -27,6 +27,11 @@ type Target interface {
 	Stop()
 }
 
+// Debounce is the config directory watch's quiet period in the wasmxds
+// targets (StartServe passes it as --debounce; StartInProcessXDS to
+// catalog.Watch). It is part of every wasmxds convergence figure.
+var Debounce = catalog.DefaultDebounce
+
 // WasmxdsProc is `wasmxds serve` run from its binary on a fixture.
 type WasmxdsProc struct {
 	proc     *Proc
@@ -60,7 +65,7 @@ func StartServe(bin, configDir string, delivery xds.Delivery, dir string) (*Wasm
 	}
 	p, err := StartProc("wasmxds", filepath.Join(dir, "wasmxds.log"), bin, "serve", "--config-dir", configDir,
 		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr,
-		"--advertise-url", "http://"+httpAddr, "--filter-delivery", string(delivery))
+		"--advertise-url", "http://"+httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String())
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +278,7 @@ func StartInProcessXDS(fx *Fixture, delivery xds.Delivery) (Target, error) {
 	mod := &xds.Module{SHA256: fx.ModuleHex, URL: floorModuleURL + "/modules/sha256/" + fx.ModuleHex}
 	watchDone := make(chan error, 1)
 	go func() {
-		watchDone <- catalog.Watch(ctx, fx.ConfigDir, catalog.WatchOptions{Logger: discardLogger()}, func(st *catalog.State) {
+		watchDone <- catalog.Watch(ctx, fx.ConfigDir, catalog.WatchOptions{Debounce: Debounce, Logger: discardLogger()}, func(st *catalog.State) {
 			in := xds.Input{State: st, Modules: map[string]xds.PluginModule{}, ModuleServerURL: floorModuleURL, Delivery: delivery}
 			for _, p := range st.Plugins {
 				in.Modules[p.Name] = xds.PluginModule{Module: mod}
