@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,8 +14,18 @@ import (
 	"github.com/wasmxds/wasmxds/xds"
 )
 
-// reproduce is the one command that produces BENCHMARKS.md's figures.
-const reproduce = "make bench"
+// reproduce is the command that produced this run's figures: make bench
+// with the BENCH_ knobs that were set, so that a partial run says so.
+func reproduce() string {
+	var knobs []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "BENCH_") && !strings.HasPrefix(kv, "BENCH_NO_WRITE=") {
+			knobs = append(knobs, kv)
+		}
+	}
+	slices.Sort(knobs)
+	return strings.Join(append(knobs, "make bench"), " ")
+}
 
 var (
 	// report collects every benchmark's table; TestMain prints it and
@@ -48,7 +59,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	if !report.Empty() {
-		md := report.Markdown(machine, reproduce)
+		md := report.Markdown(machine, reproduce())
 		fmt.Println(md)
 		if os.Getenv("BENCH_NO_WRITE") == "" {
 			if err := WriteGenerated(filepath.Join(RepoRoot(), "BENCHMARKS.md"), md); err != nil {
