@@ -67,20 +67,29 @@ func (c *client) receive() error {
 	return nil
 }
 
+// accept records a response's version and nonce for its type, refusing
+// types the client never asked for, and returns the round in progress.
+func (c *client) accept(typeURL, version, nonce string) (*Round, *typeState, error) {
+	// Loaded after the response arrived: a round begun while this client
+	// waited in Recv must see it.
+	r := c.f.round.Load()
+	if c.types[typeURL] == nil && typeURL != resource.ClusterType && typeURL != resource.ListenerType {
+		return nil, nil, fmt.Errorf("%w: %s", errUnexpectedType, typeURL)
+	}
+	st := c.state(typeURL)
+	st.version, st.nonce, st.received = version, nonce, true
+	return r, st, nil
+}
+
 func (c *client) receiveSotW() (string, *Round, bool, error) {
 	resp, err := c.sotw.Recv()
 	if err != nil {
 		return "", nil, false, err
 	}
-	// Loaded after the response arrived: a round begun while this client
-	// waited in Recv must see it.
-	r := c.f.round.Load()
-	st := c.types[resp.GetTypeUrl()]
-	if st == nil && resp.GetTypeUrl() != resource.ClusterType && resp.GetTypeUrl() != resource.ListenerType {
-		return "", nil, false, fmt.Errorf("%w: %s", errUnexpectedType, resp.GetTypeUrl())
+	r, st, err := c.accept(resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce())
+	if err != nil {
+		return "", nil, false, err
 	}
-	st = c.state(resp.GetTypeUrl())
-	st.version, st.nonce, st.received = resp.GetVersionInfo(), resp.GetNonce(), true
 	marked := false
 	isListener := resp.GetTypeUrl() == resource.ListenerType
 	if isListener {
@@ -100,15 +109,10 @@ func (c *client) receiveDelta() (string, *Round, bool, error) {
 	if err != nil {
 		return "", nil, false, err
 	}
-	// Loaded after the response arrived: a round begun while this client
-	// waited in Recv must see it.
-	r := c.f.round.Load()
-	st := c.types[resp.GetTypeUrl()]
-	if st == nil && resp.GetTypeUrl() != resource.ClusterType && resp.GetTypeUrl() != resource.ListenerType {
-		return "", nil, false, fmt.Errorf("%w: %s", errUnexpectedType, resp.GetTypeUrl())
+	r, st, err := c.accept(resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce())
+	if err != nil {
+		return "", nil, false, err
 	}
-	st = c.state(resp.GetTypeUrl())
-	st.version, st.nonce, st.received = resp.GetSystemVersionInfo(), resp.GetNonce(), true
 	marked := false
 	isListener := resp.GetTypeUrl() == resource.ListenerType
 	if isListener && st.listeners == nil {
