@@ -21,11 +21,13 @@ type Module struct {
 }
 
 // PluginModule is the resolution state of one plugin's module. Module is the
-// module to push (the last good one when the newest resolution failed); Err
-// says why the newest resolution failed, empty when it did not.
+// module to push (the last good one when the newest resolution failed or is
+// still running); Err says why the newest resolution failed, empty when it
+// did not. Pending means a resolution is under way.
 type PluginModule struct {
-	Module *Module
-	Err    string
+	Module  *Module
+	Err     string
+	Pending bool
 }
 
 // Input is everything translation needs. Translation is a pure function of it
@@ -39,6 +41,12 @@ type Input struct {
 	// http://127.0.0.1:18080. The module cluster is built from its host:port.
 	ModuleServerURL string
 	Delivery        Delivery
+	// Established names the listeners Envoys already run. While a
+	// FAIL_CLOSE plugin's first module is pending, an established listener
+	// keeps running without it (as it did before the plugin existed), and a
+	// listener not yet established is held back until the module is ready
+	// or its resolution failed.
+	Established map[string]bool
 }
 
 // Problem is a resource translation dropped because it was invalid, reported

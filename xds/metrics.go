@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"fmt"
+
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -18,6 +20,7 @@ const (
 type serverMetrics struct {
 	connectedNodes prometheus.Gauge
 	nodeGroups     prometheus.Gauge
+	groupsDropped  prometheus.Counter
 	pushes         *prometheus.CounterVec
 	nacks          *prometheus.CounterVec
 	snapshotErrors *prometheus.CounterVec
@@ -25,7 +28,7 @@ type serverMetrics struct {
 	convergence    *prometheus.HistogramVec
 }
 
-func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
+func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 	m := &serverMetrics{
 		connectedNodes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasmxds_xds_connected_nodes",
@@ -34,6 +37,10 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 		nodeGroups: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasmxds_xds_node_groups",
 			Help: "Distinct node label sets, each served one snapshot.",
+		}),
+		groupsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasmxds_xds_node_groups_dropped_total",
+			Help: "Label sets whose snapshot was dropped because no node used them (idle timeout or too many idle).",
 		}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmxds_xds_pushes_total",
@@ -58,11 +65,16 @@ func newServerMetrics(reg prometheus.Registerer) *serverMetrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"type"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.connectedNodes, m.nodeGroups, m.pushes, m.nacks,
-			m.snapshotErrors, m.buildDuration, m.convergence)
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	for _, c := range []prometheus.Collector{m.connectedNodes, m.nodeGroups, m.groupsDropped, m.pushes,
+		m.nacks, m.snapshotErrors, m.buildDuration, m.convergence} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("xds metrics: %w", err)
+		}
+	}
+	return m, nil
 }
 
 // typeLabel maps a type URL to a short, bounded label value; anything an

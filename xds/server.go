@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -27,20 +25,18 @@ import (
 // wrongly (e.g. a listener naming a route configuration that is missing).
 var errInconsistent = errors.New("inconsistent snapshot")
 
-// TranslateFunc turns an Input into one node group's resources.
-type TranslateFunc func(in Input, labels map[string]string) (*Resources, []Problem)
-
 // ServerOptions configures a Server. The zero value is usable.
 type ServerOptions struct {
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer receives the server's metrics; nil registers none.
 	Registerer prometheus.Registerer
-	// Translate builds a group's resources; nil uses Translate.
-	Translate TranslateFunc
 	// GroupIdleTimeout is how long a label set with no connected node keeps
 	// its snapshot before it is dropped; zero means 10 minutes.
 	GroupIdleTimeout time.Duration
+	// MaxIdleGroups caps the label sets kept with no connected node; the
+	// longest idle are dropped first. Zero means 256.
+	MaxIdleGroups int
 }
 
 // Server serves ADS (state-of-the-world and delta) from one snapshot per
@@ -48,25 +44,24 @@ type ServerOptions struct {
 type Server struct {
 	log         *slog.Logger
 	metrics     *serverMetrics
-	translate   TranslateFunc
 	idleTimeout time.Duration
+	maxIdle     int
 	cache       cache.SnapshotCache
 	xds         serverv3.Server
 	cancel      context.CancelFunc
+	tracker     *tracker
+	// translate is Translate; in-package tests replace it to feed the
+	// server resources that real specs cannot produce.
+	translate func(in Input, labels map[string]string) (*Resources, []Problem)
 
 	// buildMu serializes snapshot builds so that an older Input can never
 	// overwrite a snapshot built from a newer one.
 	buildMu sync.Mutex
 
-	mu      sync.Mutex
-	input   *Input
-	ready   bool
-	groups  map[string]*group
-	streams map[streamKey]*streamState
-	nodes   map[string]*nodeState
-	// peakStreams is the most streams open at once since memory was last
-	// returned to the OS.
-	peakStreams int
+	mu     sync.Mutex
+	input  *Input
+	ready  bool
+	groups map[string]*group
 }
 
 // group is one label set's snapshot bookkeeping.
@@ -80,23 +75,24 @@ type group struct {
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until
-// Update is called.
-func NewServer(opts ServerOptions) *Server {
+// Update is called. It fails only if its metrics cannot be registered.
+func NewServer(opts ServerOptions) (*Server, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	metrics, err := newServerMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
 		log:         logger.With("component", "xds"),
-		metrics:     newServerMetrics(opts.Registerer),
-		translate:   opts.Translate,
+		metrics:     metrics,
 		idleTimeout: cmp.Or(opts.GroupIdleTimeout, 10*time.Minute),
+		maxIdle:     cmp.Or(opts.MaxIdleGroups, 256),
 		groups:      map[string]*group{},
-		streams:     map[streamKey]*streamState{},
-		nodes:       map[string]*nodeState{},
-	}
-	if s.translate == nil {
-		s.translate = Translate
+		tracker:     newTracker(),
+		translate:   Translate,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -104,9 +100,8 @@ func NewServer(opts ServerOptions) *Server {
 	// Ordered ADS sends a SotW update's types in dependency order (clusters
 	// before the listeners and routes that use them) instead of whichever
 	// watch fires first, so Envoy never sees a route to a cluster it lacks.
-	s.xds = serverv3.NewServer(ctx, s.cache, peakTracker{s}, sotw.WithOrderedADS())
-	go s.releaseMemoryAfterDepartures(ctx)
-	return s
+	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s}, sotw.WithOrderedADS())
+	return s, nil
 }
 
 // Register adds the aggregated discovery service to a gRPC server.
@@ -142,72 +137,20 @@ func GRPCServerOptions() []grpc.ServerOption {
 		// carry whole resource sets for SotW, so allow large ones.
 		grpc.MaxRecvMsgSize(4 << 20),
 		grpc.MaxSendMsgSize(64 << 20),
-		// Envoys are mostly idle between configuration changes; a shared
-		// write buffer is returned to a pool after each flush instead of
-		// every connection holding its own 32 KiB for its whole life.
-		grpc.SharedWriteBuffer(true),
 	}
 }
 
-// Memory is handed back to the OS once the open streams fall to half
-// their peak, if the peak was at least releaseMinStreams: Go returns freed
-// memory only after a GC cycle, and an idle server may not run one for
-// minutes, so the RSS of a departed fleet would linger.
-const (
-	releaseMinStreams = 100
-	releaseEvery      = 5 * time.Second
-)
-
-// releaseMemoryAfterDepartures runs until ctx ends.
-func (s *Server) releaseMemoryAfterDepartures(ctx context.Context) {
-	tick := time.NewTicker(releaseEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		s.mu.Lock()
-		n, peak := len(s.streams), s.peakStreams
-		release := peak >= releaseMinStreams && n <= peak/2
-		if release {
-			s.peakStreams = n
-		}
-		s.mu.Unlock()
-		if release {
-			// The first cycle moves pooled buffers (gRPC, protobuf) to
-			// sync.Pool's victim cache; only the second frees them.
-			runtime.GC()
-			debug.FreeOSMemory()
-			s.log.Info("returned free memory to the OS after nodes left", "streams", n, "peak_streams", peak)
-		}
-	}
+// Streams returns the ADS streams open now and the most open at once since
+// the last call with reset (which starts a new peak at the current count).
+// A program can use it to decide when to return memory to the OS after a
+// fleet left: the peak catches a fleet that came and went between calls.
+func (s *Server) Streams(reset bool) (open, peak int) {
+	open, peak, _ = s.tracker.counts(reset)
+	return open, peak
 }
 
-// peakTracker records the peak of open streams as each opens: a periodic
-// sample would miss a fleet that connected and left between two ticks.
-type peakTracker struct{ *Server }
-
-// OnStreamOpen implements serverv3.Callbacks.
-func (p peakTracker) OnStreamOpen(ctx context.Context, id int64, typeURL string) error {
-	err := p.Server.OnStreamOpen(ctx, id, typeURL)
-	p.notePeak()
-	return err
-}
-
-// OnDeltaStreamOpen implements serverv3.Callbacks.
-func (p peakTracker) OnDeltaStreamOpen(ctx context.Context, id int64, typeURL string) error {
-	err := p.Server.OnDeltaStreamOpen(ctx, id, typeURL)
-	p.notePeak()
-	return err
-}
-
-func (s *Server) notePeak() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.peakStreams = max(s.peakStreams, len(s.streams))
-}
+// Status returns every connected node, sorted by id.
+func (s *Server) Status() []NodeStatus { return s.tracker.status() }
 
 // Ready reports whether the first Input has been processed, i.e. every
 // group known at that time has a snapshot and groups that connect later get
@@ -355,17 +298,37 @@ func versionAttrs(v typeVersions) slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// dropIdleGroupsLocked forgets label sets no node has used for a while, so
-// the cache does not grow with every label set ever seen.
+// dropIdleGroupsLocked forgets label sets no node has used for a while, and
+// the longest idle beyond MaxIdleGroups, so the cache does not grow with
+// every label set ever seen.
 func (s *Server) dropIdleGroupsLocked(now time.Time) {
+	var idle []string
 	for key, g := range s.groups {
-		if g.nodes == 0 && now.Sub(g.idleSince) > s.idleTimeout {
-			s.cache.ClearSnapshot(key)
-			delete(s.groups, key)
-			s.log.Info("dropped idle node group", "group", key)
+		if g.nodes > 0 {
+			continue
+		}
+		if now.Sub(g.idleSince) > s.idleTimeout {
+			s.dropGroupLocked(key, "idle timeout")
+			continue
+		}
+		idle = append(idle, key)
+	}
+	if excess := len(idle) - s.maxIdle; excess > 0 {
+		slices.SortFunc(idle, func(a, b string) int {
+			return s.groups[a].idleSince.Compare(s.groups[b].idleSince)
+		})
+		for _, key := range idle[:excess] {
+			s.dropGroupLocked(key, "too many idle groups")
 		}
 	}
 	s.metrics.nodeGroups.Set(float64(len(s.groups)))
+}
+
+func (s *Server) dropGroupLocked(key, why string) {
+	s.cache.ClearSnapshot(key)
+	delete(s.groups, key)
+	s.metrics.groupsDropped.Inc()
+	s.log.Info("dropped idle node group", "group", key, "reason", why)
 }
 
 // cacheLogger routes go-control-plane's own logs into slog. Its Info

@@ -11,12 +11,16 @@ import (
 // label set had connected.
 func benchServer(b *testing.B, groups int) *Server {
 	b.Helper()
-	srv := NewServer(ServerOptions{Translate: fakeTranslate})
+	srv, err := NewServer(ServerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.translate = fakeTranslate
 	b.Cleanup(srv.Close)
 	srv.Update(testInput(8080, DeliveryLDS))
 	for i := range groups {
 		key := streamKey{id: int64(i)}
-		srv.openStream(key)
+		srv.tracker.open(key)
 		srv.attach(key, &corev3.Node{Id: fmt.Sprint("n", i), Metadata: fxNode("", map[string]string{
 			"app": []string{"a", "b"}[i%2], "shard": fmt.Sprint(i),
 		}).GetMetadata()})

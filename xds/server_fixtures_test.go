@@ -171,13 +171,19 @@ func testInput(backendPort uint32, delivery Delivery) Input {
 
 // startServer runs a real ADS server on a loopback port.
 func startServer(t *testing.T, opts ServerOptions) (*Server, string, *prometheus.Registry) {
+	return startServerTranslating(t, opts, fakeTranslate)
+}
+
+// startServerTranslating is startServer with a translation of the test's.
+func startServerTranslating(t *testing.T, opts ServerOptions, translate func(Input, map[string]string) (*Resources, []Problem)) (*Server, string, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
-	if opts.Translate == nil {
-		opts.Translate = fakeTranslate
+	srv, err := NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
 	}
-	srv := NewServer(opts)
+	srv.translate = translate
 	gs := grpc.NewServer(GRPCServerOptions()...)
 	srv.Register(gs)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

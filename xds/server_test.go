@@ -199,7 +199,7 @@ func TestInconsistentSnapshotKeepsPrevious(t *testing.T) {
 		}
 		return res, problems
 	}
-	srv, addr, _ := startServer(t, ServerOptions{Translate: translate})
+	srv, addr, _ := startServerTranslating(t, ServerOptions{}, translate)
 	srv.Update(testInput(8080, DeliveryLDS))
 	e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, false)
 	e.waitFor("config", hasConfig)

@@ -11,7 +11,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // emptyGroup is the group key of nodes without labels. It is not empty so
@@ -25,20 +24,6 @@ var servedTypes = []string{
 	resource.ListenerType,
 	resource.RouteType,
 	resource.ExtensionConfigType,
-}
-
-// NodeLabels returns a node's labels: the string values of the Struct at
-// node.metadata.labels. Non-string values are skipped because selectors only
-// compare strings.
-func NodeLabels(node *corev3.Node) map[string]string {
-	fields := node.GetMetadata().GetFields()["labels"].GetStructValue().GetFields()
-	labels := make(map[string]string, len(fields))
-	for k, v := range fields {
-		if s, ok := v.GetKind().(*structpb.Value_StringValue); ok {
-			labels[k] = s.StringValue
-		}
-	}
-	return labels
 }
 
 // GroupKey returns the canonical key of a label set: "k=v" pairs sorted by

@@ -1,23 +1,33 @@
 package xds
 
 import (
-	"context"
 	"maps"
 	"slices"
+	"sort"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 )
+
+// MaxNackDetail caps how much of a NACK's error detail is kept and logged:
+// Envoy's messages are a line or two, and an unbounded one from a buggy or
+// hostile client must not grow the log, the status document or memory.
+const MaxNackDetail = 4 << 10
 
 // NodeStatus is what the server knows about one connected Envoy.
 type NodeStatus struct {
 	ID      string            `json:"id"`
 	Cluster string            `json:"cluster"`
 	Labels  map[string]string `json:"labels"`
+	// IgnoredLabels are labels the node sent with a value that is not a
+	// string (e.g. an unquoted yes in a YAML bootstrap became a boolean).
+	// Selectors never match them.
+	IgnoredLabels []string `json:"ignoredLabels,omitempty"`
 	// Group is the label-set key the node's snapshot is shared under.
 	Group string `json:"group"`
 	// Connected is when the node's oldest open stream opened.
@@ -39,7 +49,7 @@ type TypeStatus struct {
 type Nack struct {
 	TypeURL string    `json:"typeUrl"`
 	Version string    `json:"version"` // the rejected version, empty if unknown
-	Error   string    `json:"error"`   // Envoy's error_detail message
+	Error   string    `json:"error"`   // Envoy's error_detail message, at most MaxNackDetail bytes
 	Time    time.Time `json:"time"`
 }
 
@@ -66,18 +76,147 @@ type sentResponse struct {
 	version string
 }
 
-type nodeState struct {
-	status NodeStatus
+// tracker follows every stream and node: what was sent, ACKed and NACKed.
+// It knows nothing of snapshots; the server asks it who is connected.
+type tracker struct {
+	mu      sync.Mutex
+	streams map[streamKey]*streamState
+	nodes   map[string]*NodeStatus
+	// peak is the most streams open at once since it was last reset.
+	peak int
 }
 
-// Status returns every connected node, sorted by id.
-func (s *Server) Status() []NodeStatus {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]NodeStatus, 0, len(s.nodes))
-	for _, id := range slices.Sorted(maps.Keys(s.nodes)) {
-		st := s.nodes[id].status
+func newTracker() *tracker {
+	return &tracker{streams: map[streamKey]*streamState{}, nodes: map[string]*NodeStatus{}}
+}
+
+// attachment is a node newly attached to a stream.
+type attachment struct {
+	nodeID, cluster, group string
+	labels                 map[string]string
+	ignored                []string
+}
+
+// ack is an ACK that matched the response it answers.
+type ack struct {
+	group, typeURL, version string
+	opened                  time.Time
+}
+
+func (t *tracker) open(key streamKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.streams[key] = &streamState{opened: time.Now(), inflight: map[string]sentResponse{}}
+	t.peak = max(t.peak, len(t.streams))
+}
+
+// close forgets a stream and returns its group, if it had attached, and
+// whether that was the node's last stream.
+func (t *tracker) close(key streamKey) (group, nodeID string, attached, gone bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[key]
+	delete(t.streams, key)
+	if st == nil || !st.attached {
+		return "", "", false, false
+	}
+	if n := t.nodes[st.nodeID]; n != nil {
+		if n.Streams--; n.Streams == 0 {
+			delete(t.nodes, st.nodeID)
+			gone = true
+		}
+	}
+	return st.group, st.nodeID, true, gone
+}
+
+// attach records the node behind a stream on its first request; it
+// returns nil when the stream had already attached or is unknown.
+func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[key]
+	if st == nil || st.attached {
+		return nil
+	}
+	labels, ignored := nodeLabels(node)
+	a := &attachment{nodeID: node.GetId(), cluster: node.GetCluster(), group: GroupKey(labels),
+		labels: labels, ignored: ignored}
+	st.attached, st.nodeID, st.group = true, a.nodeID, a.group
+	n := t.nodes[a.nodeID]
+	if n == nil {
+		n = &NodeStatus{Connected: st.opened, Types: map[string]TypeStatus{}}
+		t.nodes[a.nodeID] = n
+	}
+	n.ID, n.Cluster, n.Labels, n.IgnoredLabels, n.Group = a.nodeID, a.cluster, labels, ignored, a.group
+	n.Delta = key.delta
+	n.Streams++
+	return a
+}
+
+// request records an ACK or NACK. It returns the NACK (nil for an ACK) and
+// the ACK that matched a sent response (nil otherwise).
+func (t *tracker) request(key streamKey, typeURL, version, nonce string, errDetail *status.Status) (*Nack, *ack, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[key]
+	if st == nil || t.nodes[st.nodeID] == nil {
+		return nil, nil, ""
+	}
+	n := t.nodes[st.nodeID]
+	ts := n.Types[typeURL]
+	sent, matched := st.inflight[typeURL]
+	matched = matched && sent.nonce == nonce && nonce != ""
+	if matched {
+		delete(st.inflight, typeURL)
+	}
+	var acked *ack
+	switch {
+	case errDetail != nil:
+		nack := &Nack{TypeURL: typeURL, Error: truncate(errDetail.GetMessage(), MaxNackDetail), Time: time.Now()}
+		if matched {
+			nack.Version = sent.version
+		}
+		n.LastNack = nack
+		copied := *nack
+		return &copied, nil, st.nodeID
+	case matched:
+		ts.Acked = sent.version
+		acked = &ack{group: st.group, typeURL: typeURL, version: sent.version, opened: st.opened}
+	case nonce == "" && version != "":
+		// A reconnecting SotW Envoy reports the version it already runs;
+		// versions are content hashes, so it is meaningful here too.
+		ts.Acked = version
+	}
+	n.Types[typeURL] = ts
+	return nil, acked, st.nodeID
+}
+
+// response records a response sent on a stream; it returns the node's id.
+func (t *tracker) response(key streamKey, typeURL, nonce, version string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[key]
+	if st == nil {
+		return ""
+	}
+	st.inflight[typeURL] = sentResponse{nonce: nonce, version: version}
+	if n := t.nodes[st.nodeID]; n != nil {
+		ts := n.Types[typeURL]
+		ts.Sent = version
+		n.Types[typeURL] = ts
+	}
+	return st.nodeID
+}
+
+// status returns every connected node, sorted by id, as copies.
+func (t *tracker) status() []NodeStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]NodeStatus, 0, len(t.nodes))
+	for _, id := range slices.Sorted(maps.Keys(t.nodes)) {
+		st := *t.nodes[id]
 		st.Labels = maps.Clone(st.Labels)
+		st.IgnoredLabels = slices.Clone(st.IgnoredLabels)
 		st.Types = maps.Clone(st.Types)
 		if st.LastNack != nil {
 			nack := *st.LastNack
@@ -88,206 +227,53 @@ func (s *Server) Status() []NodeStatus {
 	return out
 }
 
-var _ serverv3.Callbacks = (*Server)(nil)
-
-// OnStreamOpen implements serverv3.Callbacks.
-func (s *Server) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	s.openStream(streamKey{id: id})
-	return nil
-}
-
-// OnDeltaStreamOpen implements serverv3.Callbacks.
-func (s *Server) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	s.openStream(streamKey{delta: true, id: id})
-	return nil
-}
-
-// OnStreamClosed implements serverv3.Callbacks.
-func (s *Server) OnStreamClosed(id int64, _ *corev3.Node) { s.closeStream(streamKey{id: id}) }
-
-// OnDeltaStreamClosed implements serverv3.Callbacks.
-func (s *Server) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
-	s.closeStream(streamKey{delta: true, id: id})
-}
-
-// OnStreamRequest implements serverv3.Callbacks.
-func (s *Server) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
-	rejected := s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
-		req.GetResponseNonce(), req.GetErrorDetail())
-	if rejected != "" {
-		// A SotW NACK carries the last accepted version, which differs from
-		// the snapshot's, so the cache would resend the rejected config at
-		// once, forever. Presenting the rejected version parks the watch
-		// until the snapshot changes.
-		req.VersionInfo = rejected
+// counts returns the open streams, the peak since the last reset and the
+// connected nodes; reset starts a new peak at the current count.
+func (t *tracker) counts(reset bool) (open, peak, nodes int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	open, peak, nodes = len(t.streams), t.peak, len(t.nodes)
+	if reset {
+		t.peak = open
 	}
-	return nil
+	return open, peak, nodes
 }
 
-// OnStreamDeltaRequest implements serverv3.Callbacks.
-func (s *Server) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
-	// Delta needs no NACK handling: the cache compares per-resource
-	// versions with what it sent, so a rejected config is not resent.
-	s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
-		req.GetResponseNonce(), req.GetErrorDetail())
-	return nil
+// NodeLabels returns the string-valued entries of node.metadata.labels.
+// Other values are ignored: selectors compare strings.
+func NodeLabels(node *corev3.Node) map[string]string {
+	labels, _ := nodeLabels(node)
+	return labels
 }
 
-// OnStreamResponse implements serverv3.Callbacks.
-func (s *Server) OnStreamResponse(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
-	s.onResponse(streamKey{id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
-}
-
-// OnStreamDeltaResponse implements serverv3.Callbacks.
-func (s *Server) OnStreamDeltaResponse(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
-	s.onResponse(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
-}
-
-// OnFetchRequest implements serverv3.Callbacks; REST fetches are not served.
-func (s *Server) OnFetchRequest(context.Context, *discoverygrpc.DiscoveryRequest) error { return nil }
-
-// OnFetchResponse implements serverv3.Callbacks.
-func (s *Server) OnFetchResponse(*discoverygrpc.DiscoveryRequest, *discoverygrpc.DiscoveryResponse) {
-}
-
-func (s *Server) openStream(key streamKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.streams[key] = &streamState{opened: time.Now(), inflight: map[string]sentResponse{}}
-}
-
-func (s *Server) closeStream(key streamKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.streams[key]
-	delete(s.streams, key)
-	if st == nil || !st.attached {
-		return
-	}
-	if g := s.groups[st.group]; g != nil {
-		if g.nodes--; g.nodes == 0 {
-			g.idleSince = time.Now()
+// nodeLabels returns the string labels and, sorted, the keys of labels
+// whose value is not a string.
+func nodeLabels(node *corev3.Node) (map[string]string, []string) {
+	fields := node.GetMetadata().GetFields()["labels"].GetStructValue().GetFields()
+	labels := make(map[string]string, len(fields))
+	var ignored []string
+	for k, v := range fields {
+		if s, ok := v.GetKind().(*structpb.Value_StringValue); ok {
+			labels[k] = s.StringValue
+		} else {
+			ignored = append(ignored, k)
 		}
 	}
-	if n := s.nodes[st.nodeID]; n != nil {
-		if n.status.Streams--; n.status.Streams == 0 {
-			delete(s.nodes, st.nodeID)
-			s.log.Info("node disconnected", "node", st.nodeID, "group", st.group)
-		}
-	}
-	s.metrics.connectedNodes.Set(float64(len(s.nodes)))
+	sort.Strings(ignored)
+	return labels, ignored
 }
 
-// attach records the node behind a stream on its first request and makes
-// sure its group has a snapshot before the request's watch is created.
-func (s *Server) attach(key streamKey, node *corev3.Node) {
-	s.mu.Lock()
-	st := s.streams[key]
-	if st == nil || st.attached {
-		s.mu.Unlock()
-		return
+// truncate cuts s to at most n bytes on a rune boundary, saying so.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	labels := NodeLabels(node)
-	gkey := GroupKey(labels)
-	st.attached, st.nodeID, st.group = true, node.GetId(), gkey
-	// Connections are a natural moment to forget label sets gone idle,
-	// since Update may not run for a long time when nothing changes.
-	s.dropIdleGroupsLocked(time.Now())
-	g := s.groups[gkey]
-	if g == nil {
-		g = &group{labels: labels}
-		s.groups[gkey] = g
-		s.metrics.nodeGroups.Set(float64(len(s.groups)))
+	const mark = "… (truncated)"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
 	}
-	g.nodes++
-	n := s.nodes[st.nodeID]
-	if n == nil {
-		n = &nodeState{status: NodeStatus{Connected: st.opened, Types: map[string]TypeStatus{}}}
-		s.nodes[st.nodeID] = n
-	}
-	n.status.ID, n.status.Cluster, n.status.Labels, n.status.Group = node.GetId(), node.GetCluster(), labels, gkey
-	n.status.Delta = key.delta
-	n.status.Streams++
-	s.metrics.connectedNodes.Set(float64(len(s.nodes)))
-	s.mu.Unlock()
-	s.log.Info("node connected", "node", node.GetId(), "cluster", node.GetCluster(), "group", gkey, "delta", key.delta)
-	s.ensureGroup(gkey)
-}
-
-// onRequest records an ACK or NACK; for a NACK it returns the rejected
-// version when known.
-func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *status.Status) string {
-	s.attach(key, node)
-	s.mu.Lock()
-	st := s.streams[key]
-	if st == nil || s.nodes[st.nodeID] == nil {
-		s.mu.Unlock()
-		return ""
-	}
-	n := s.nodes[st.nodeID]
-	s.log.Debug("discovery request", "node", st.nodeID, "type", typeLabel(typeURL), "version", version,
-		"nonce", nonce, "nack", errDetail != nil)
-	ts := n.status.Types[typeURL]
-	sent, matched := st.inflight[typeURL]
-	matched = matched && sent.nonce == nonce && nonce != ""
-	if matched {
-		delete(st.inflight, typeURL)
-	}
-	switch {
-	case errDetail != nil:
-		nack := &Nack{TypeURL: typeURL, Error: errDetail.GetMessage(), Time: time.Now()}
-		if matched {
-			nack.Version = sent.version
-		}
-		n.status.LastNack = nack
-		s.mu.Unlock()
-		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
-		s.log.Warn("envoy rejected configuration", "node", st.nodeID, "type", typeLabel(typeURL),
-			"version", nack.Version, "error", oneLine(nack.Error))
-		return nack.Version
-	case matched:
-		ts.Acked = sent.version
-		s.observeConvergenceLocked(st, typeURL, sent.version)
-	case nonce == "" && version != "":
-		// A reconnecting SotW Envoy reports the version it already runs;
-		// versions are content hashes, so it is meaningful here too.
-		ts.Acked = version
-	}
-	n.status.Types[typeURL] = ts
-	s.mu.Unlock()
-	return ""
-}
-
-func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
-	s.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.streams[key]
-	if st == nil {
-		return
-	}
-	st.inflight[typeURL] = sentResponse{nonce: nonce, version: version}
-	s.log.Debug("discovery response", "node", st.nodeID, "type", typeLabel(typeURL), "version", version, "nonce", nonce)
-	if n := s.nodes[st.nodeID]; n != nil {
-		ts := n.status.Types[typeURL]
-		ts.Sent = version
-		n.status.Types[typeURL] = ts
-	}
-}
-
-// observeConvergenceLocked records how long an ACKed version took to reach
-// the node, counted from when it was set or, for a node that connected
-// later, from when the node connected.
-func (s *Server) observeConvergenceLocked(st *streamState, typeURL, version string) {
-	g := s.groups[st.group]
-	if g == nil || g.versions[typeURL] != version {
-		return
-	}
-	start := g.setAt[typeURL]
-	if st.opened.After(start) {
-		start = st.opened
-	}
-	s.metrics.convergence.WithLabelValues(typeLabel(typeURL)).Observe(time.Since(start).Seconds())
+	return s[:cut] + mark
 }
 
 // oneLine keeps multi-line Envoy error details on one log line.

@@ -29,6 +29,11 @@ const (
 	routeTimeout = 15 * time.Second
 )
 
+// errHeld marks a new listener held back until a FAIL_CLOSE plugin's
+// pending module is ready: serving it without the plugin would pass traffic
+// the plugin should guard, and denying it all would be an outage.
+var errHeld = errors.New("held back while a fail-closed plugin's module is pending")
+
 // listenerParts is one listener's translation, committed only when every
 // part is valid.
 type listenerParts struct {
@@ -44,6 +49,9 @@ type listenerParts struct {
 // it to the wrong route, while a missing listener is plainly visible.
 func (t *translator) addListener(l catalog.Listener) {
 	parts, err := t.listenerParts(l)
+	if errors.Is(err, errHeld) {
+		return
+	}
 	if err == nil {
 		err = t.claimAddress(parts.listener)
 	}
@@ -126,6 +134,12 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 			continue
 		}
 		pf := t.pluginFilter(p)
+		if pf.held {
+			if t.in.Established[l.Name] {
+				continue // the listener keeps running as it did before the plugin
+			}
+			return nil, nil, errHeld
+		}
 		if pf.err != nil {
 			return nil, nil, fmt.Errorf("plugin %s cannot run and its deny-all stand-in failed: %w", p.Name, pf.err)
 		}

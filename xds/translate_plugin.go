@@ -47,6 +47,8 @@ type pluginFilter struct {
 	filter *hcmv3.HttpFilter            // nil: left out of the chain
 	ext    *corev3.TypedExtensionConfig // the ECDS resource filter refers to; nil inline
 	err    error                        // the fail-closed stand-in could not be built
+	// held: a FAIL_CLOSE plugin whose first module is still pending.
+	held bool
 }
 
 // pluginFilter returns the plugin's filter, translating it once per call.
@@ -65,6 +67,11 @@ func (t *translator) pluginFilter(p catalog.Plugin) pluginFilter {
 // An unresolved module is not a Problem; the caller reports module errors.
 func (t *translator) buildPluginFilter(p catalog.Plugin) pluginFilter {
 	pm := t.in.Modules[p.Name]
+	if pm.Module == nil && pm.Pending && t.moduleOK {
+		// Pending is not failed: nothing runs the plugin yet, so nothing
+		// is taken away by waiting, while a deny-all would be an outage.
+		return pluginFilter{held: p.FailStrategy != catalog.FailOpen}
+	}
 	if pm.Module == nil || !t.moduleOK {
 		return unavailable(p)
 	}

@@ -1,0 +1,160 @@
+package xds
+
+import (
+	"context"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+)
+
+// callbacks are the ADS server's hooks into go-control-plane. They are a
+// type of their own so that nothing outside the package can call them.
+type callbacks struct{ s *Server }
+
+var _ serverv3.Callbacks = callbacks{}
+
+func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
+	c.s.tracker.open(streamKey{id: id})
+	return nil
+}
+
+func (c callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	c.s.tracker.open(streamKey{delta: true, id: id})
+	return nil
+}
+
+func (c callbacks) OnStreamClosed(id int64, _ *corev3.Node) { c.s.closeStream(streamKey{id: id}) }
+
+func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	c.s.closeStream(streamKey{delta: true, id: id})
+}
+
+func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
+	rejected := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
+		req.GetResponseNonce(), req.GetErrorDetail())
+	if rejected != "" {
+		// A SotW NACK carries the last accepted version, which differs from
+		// the snapshot's, so the cache would resend the rejected config at
+		// once, forever. Presenting the rejected version parks the watch
+		// until the snapshot changes.
+		req.VersionInfo = rejected
+	}
+	return nil
+}
+
+func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
+	// Delta needs no NACK handling: the cache compares per-resource
+	// versions with what it sent, so a rejected config is not resent.
+	c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
+		req.GetResponseNonce(), req.GetErrorDetail())
+	return nil
+}
+
+func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
+	c.s.onResponse(streamKey{id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
+}
+
+func (c callbacks) OnStreamDeltaResponse(id int64, _ *discoverygrpc.DeltaDiscoveryRequest, resp *discoverygrpc.DeltaDiscoveryResponse) {
+	c.s.onResponse(streamKey{delta: true, id: id}, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
+}
+
+// OnFetchRequest: REST fetches are not served.
+func (c callbacks) OnFetchRequest(context.Context, *discoverygrpc.DiscoveryRequest) error { return nil }
+
+func (c callbacks) OnFetchResponse(*discoverygrpc.DiscoveryRequest, *discoverygrpc.DiscoveryResponse) {
+}
+
+// closeStream forgets a stream and the group membership of its node.
+func (s *Server) closeStream(key streamKey) {
+	group, nodeID, attached, gone := s.tracker.close(key)
+	if !attached {
+		return
+	}
+	s.mu.Lock()
+	if g := s.groups[group]; g != nil {
+		if g.nodes--; g.nodes == 0 {
+			g.idleSince = time.Now()
+		}
+	}
+	s.mu.Unlock()
+	if gone {
+		s.log.Info("node disconnected", "node", nodeID, "group", group)
+	}
+	_, _, nodes := s.tracker.counts(false)
+	s.metrics.connectedNodes.Set(float64(nodes))
+}
+
+// attach records the node behind a stream on its first request and makes
+// sure its group has a snapshot before the request's watch is created.
+func (s *Server) attach(key streamKey, node *corev3.Node) {
+	a := s.tracker.attach(key, node)
+	if a == nil {
+		return
+	}
+	s.mu.Lock()
+	// Connections are a natural moment to forget label sets gone idle,
+	// since Update may not run for a long time when nothing changes.
+	s.dropIdleGroupsLocked(time.Now())
+	g := s.groups[a.group]
+	if g == nil {
+		g = &group{labels: a.labels}
+		s.groups[a.group] = g
+		s.metrics.nodeGroups.Set(float64(len(s.groups)))
+	}
+	g.nodes++
+	s.mu.Unlock()
+	_, _, nodes := s.tracker.counts(false)
+	s.metrics.connectedNodes.Set(float64(nodes))
+	s.log.Info("node connected", "node", a.nodeID, "cluster", a.cluster, "group", a.group, "delta", key.delta)
+	if len(a.ignored) > 0 {
+		s.log.Warn("node sent labels whose values are not strings; selectors ignore them "+
+			"(quote them in the bootstrap)", "node", a.nodeID, "labels", a.ignored)
+	}
+	s.ensureGroup(a.group)
+}
+
+// onRequest records an ACK or NACK; for a NACK it returns the rejected
+// version when known.
+func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *status.Status) string {
+	s.attach(key, node)
+	nack, acked, nodeID := s.tracker.request(key, typeURL, version, nonce, errDetail)
+	s.log.Debug("discovery request", "node", nodeID, "type", typeLabel(typeURL), "version", version,
+		"nonce", nonce, "nack", errDetail != nil)
+	if nack != nil {
+		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
+		s.log.Warn("envoy rejected configuration", "node", nodeID, "type", typeLabel(typeURL),
+			"version", nack.Version, "error", oneLine(nack.Error))
+		return nack.Version
+	}
+	if acked != nil {
+		s.observeConvergence(acked)
+	}
+	return ""
+}
+
+func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
+	s.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
+	nodeID := s.tracker.response(key, typeURL, nonce, version)
+	s.log.Debug("discovery response", "node", nodeID, "type", typeLabel(typeURL), "version", version, "nonce", nonce)
+}
+
+// observeConvergence records how long an ACKed version took to reach the
+// node, counted from when it was set or, for a node that connected later,
+// from when the node connected.
+func (s *Server) observeConvergence(a *ack) {
+	s.mu.Lock()
+	g := s.groups[a.group]
+	if g == nil || g.versions[a.typeURL] != a.version {
+		s.mu.Unlock()
+		return
+	}
+	start := g.setAt[a.typeURL]
+	s.mu.Unlock()
+	if a.opened.After(start) {
+		start = a.opened
+	}
+	s.metrics.convergence.WithLabelValues(typeLabel(a.typeURL)).Observe(time.Since(start).Seconds())
+}
