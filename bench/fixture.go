@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/fetcher"
 	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/xds"
 )
@@ -138,7 +139,7 @@ func (f *Fixture) Resources(marker, moduleServerURL string, delivery xds.Deliver
 	if len(state.Errors) > 0 {
 		return nil, fmt.Errorf("resources: spec errors: %v", state.Errors)
 	}
-	mod := &xds.Module{SHA256: f.ModuleHex, URL: moduleServerURL + "/modules/sha256/" + f.ModuleHex}
+	mod := &xds.Module{SHA256: f.ModuleHex, URL: fetcher.ModuleURL(moduleServerURL, f.ModuleHex)}
 	in := xds.Input{State: state, Modules: map[string]xds.PluginModule{}, ModuleServerURL: moduleServerURL, Delivery: delivery}
 	for _, p := range state.Plugins {
 		in.Modules[p.Name] = xds.PluginModule{Module: mod}

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/controlplane"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -183,9 +185,8 @@ func putResources(url string, body []byte) error {
 	return nil
 }
 
-// inProcess is an ADS server running inside this process on a loopback
-// listener: the floor, or the xds server fed by a catalog watch (the serve
-// wiring without the fetcher, the module being a fixed file).
+// inProcess is the floor server running inside this process on a loopback
+// listener.
 type inProcess struct {
 	name    string
 	addr    string
@@ -265,40 +266,62 @@ func StartInProcessFloor(fx *Fixture, delivery xds.Delivery) (Target, error) {
 	return p, nil
 }
 
-// StartInProcessXDS runs xds.Server in this process, fed by catalog.Watch
-// on the fixture's config directory as serve feeds it.
+// StartInProcessXDS runs the wasmxds runtime (the same one `wasmxds serve`
+// runs) in this process on the fixture's config directory, with its module
+// cache in a temporary directory.
 func StartInProcessXDS(fx *Fixture, delivery xds.Delivery) (Target, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	srv := xds.NewServer(xds.ServerOptions{})
-	gs, addr, err := listenGRPC(srv.Register)
+	cacheDir, err := os.MkdirTemp("", "bench-cache-")
 	if err != nil {
+		return nil, fmt.Errorf("in-process wasmxds: %w", err)
+	}
+	cp, err := controlplane.New(controlplane.Options{ConfigDir: fx.ConfigDir, CacheDir: cacheDir,
+		XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Delivery: delivery, Debounce: Debounce,
+		Logger: discardLogger()})
+	if err != nil {
+		_ = os.RemoveAll(cacheDir)
+		return nil, fmt.Errorf("in-process wasmxds: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
+	stop := func() {
 		cancel()
-		return nil, err
+		<-done
+		_ = os.RemoveAll(cacheDir)
 	}
-	mod := &xds.Module{SHA256: fx.ModuleHex, URL: floorModuleURL + "/modules/sha256/" + fx.ModuleHex}
-	watchDone := make(chan error, 1)
-	go func() {
-		watchDone <- catalog.Watch(ctx, fx.ConfigDir, catalog.WatchOptions{Debounce: Debounce, Logger: discardLogger()}, func(st *catalog.State) {
-			in := xds.Input{State: st, Modules: map[string]xds.PluginModule{}, ModuleServerURL: floorModuleURL, Delivery: delivery}
-			for _, p := range st.Plugins {
-				in.Modules[p.Name] = xds.PluginModule{Module: mod}
-			}
-			srv.Update(in)
-		})
-	}()
-	p := &inProcess{name: "wasmxds-inprocess", addr: addr, gs: gs, cancel: cancel,
-		stop: func() { srv.Close(); <-watchDone }}
-	p.prepare = func(marker string) (func() error, error) {
-		return func() error { return fx.Edit(marker) }, nil
-	}
-	if err := Poll(10*time.Second, 5*time.Millisecond, func() error {
-		if !srv.Ready() {
-			return fmt.Errorf("xds server not ready")
+	p := &runtimeTarget{addr: cp.XDSAddr(), stop: stop, fx: fx}
+	if err := Poll(30*time.Second, 5*time.Millisecond, func() error {
+		if !cp.Status().Ready {
+			return errors.New("wasmxds not ready")
 		}
 		return nil
 	}); err != nil {
-		p.Stop()
+		stop()
 		return nil, err
 	}
 	return p, nil
+}
+
+// runtimeTarget is the wasmxds runtime running in this process.
+type runtimeTarget struct {
+	addr string
+	stop func()
+	fx   *Fixture
+}
+
+// Name implements Target.
+func (p *runtimeTarget) Name() string { return "wasmxds-inprocess" }
+
+// Addr implements Target.
+func (p *runtimeTarget) Addr() string { return p.addr }
+
+// PID implements Target: zero, the server shares this process.
+func (p *runtimeTarget) PID() int { return 0 }
+
+// Stop implements Target.
+func (p *runtimeTarget) Stop() { p.stop() }
+
+// Prepare implements Target: the change is a rewrite of the edited spec.
+func (p *runtimeTarget) Prepare(marker string) (func() error, error) {
+	return func() error { return p.fx.Edit(marker) }, nil
 }

@@ -35,6 +35,8 @@ var (
 	// ErrUnavailable: the source could not be reached or kept failing (network
 	// errors, 5xx, 429) after retries, or the pull timed out.
 	ErrUnavailable = errors.New("source unavailable")
+	// ErrClosed: the Fetcher was closed; no more pulls start.
+	ErrClosed = errors.New("fetcher closed")
 	// ErrInvalidReference: the URL or sha256 pin is malformed or uses an
 	// unsupported scheme.
 	ErrInvalidReference = errors.New("invalid reference")

@@ -111,6 +111,14 @@ type Fetcher struct {
 
 	authMu      sync.Mutex
 	authClients map[string]*auth.Client
+
+	// Pulls are shared by every caller of the same reference, so they run
+	// on the fetcher's own lifetime, not a caller's; Close ends them.
+	life   context.Context
+	stop   context.CancelFunc
+	pulls  sync.WaitGroup
+	lifeMu sync.Mutex
+	closed bool
 }
 
 // New opens (creating if needed) the cache in opts.CacheDir.
@@ -119,6 +127,7 @@ func New(opts Options) (*Fetcher, error) {
 		return nil, errors.New("fetcher: CacheDir is required")
 	}
 	f := &Fetcher{opts: opts, maxSize: opts.MaxModuleSize, log: opts.Logger, authClients: map[string]*auth.Client{}}
+	f.life, f.stop = context.WithCancel(context.Background())
 	if f.maxSize <= 0 {
 		f.maxSize = DefaultMaxModuleSize
 	}
@@ -165,10 +174,21 @@ func (f *Fetcher) Resolve(ctx context.Context, req Request) (Module, error) {
 		f.metrics.cacheHits.Inc()
 		return m, nil
 	}
-	pullCtx := context.WithoutCancel(ctx) // a shared pull outlives any one caller
-	ch := f.group.DoChan(src.key+"\x00"+req.SHA256+"\x00"+req.PullSecret, func() (any, error) {
-		return f.pull(pullCtx, src, req)
-	})
+	f.lifeMu.Lock()
+	if f.closed {
+		f.lifeMu.Unlock()
+		return Module{}, fmt.Errorf("%s: %w", req.URL, ErrClosed)
+	}
+	f.pulls.Add(1)
+	f.lifeMu.Unlock()
+	ch := make(chan singleflight.Result, 1)
+	go func() {
+		defer f.pulls.Done()
+		v, err, shared := f.group.Do(src.key+"\x00"+req.SHA256+"\x00"+req.PullSecret, func() (any, error) {
+			return f.pull(f.life, src, req)
+		})
+		ch <- singleflight.Result{Val: v, Err: err, Shared: shared}
+	}()
 	select {
 	case <-ctx.Done():
 		return Module{}, fmt.Errorf("%s: %w", req.URL, ctx.Err())
@@ -177,6 +197,16 @@ func (f *Fetcher) Resolve(ctx context.Context, req Request) (Module, error) {
 		m.URL = req.URL
 		return m, r.Err
 	}
+}
+
+// Close ends the pulls under way and waits for them; later Resolves fail
+// with ErrClosed. The cache and the module server stay readable.
+func (f *Fetcher) Close() {
+	f.lifeMu.Lock()
+	f.closed = true
+	f.lifeMu.Unlock()
+	f.stop()
+	f.pulls.Wait()
 }
 
 // fromCache answers from disk when the request allows it.

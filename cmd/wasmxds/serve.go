@@ -2,24 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 
 	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/controlplane"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -40,8 +34,6 @@ type serveConfig struct {
 	logFormat     string
 	debounce      time.Duration
 	pprof         bool
-	// firstWait and wait override the controller's waits for pulls (tests).
-	firstWait, wait time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -102,178 +94,30 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-// runServe serves until SIGINT or SIGTERM, then shuts down gracefully.
+// runServe serves until ctx ends (SIGINT or SIGTERM), then shuts down
+// gracefully.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	if cfg.debounce <= 0 {
+		return fmt.Errorf("--debounce %v: want a positive duration", cfg.debounce)
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	inst, err := startServe(ctx, cfg, log)
+	cp, err := controlplane.New(controlplane.Options{
+		ConfigDir: cfg.configDir, CacheDir: cfg.cacheDir, XDSListen: cfg.xdsListen, HTTPListen: cfg.httpListen,
+		AdvertiseURL: cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
+		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
+		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
+		ReleaseMemory: true, Logger: log,
+	})
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "component", "serve", "xds", inst.xdsAddr, "http", inst.httpAddr,
-		"advertise", inst.advertise, "config_dir", cfg.configDir, "delivery", cfg.delivery)
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "component", "serve")
-	case err = <-inst.errc:
-		log.Error("server failed, shutting down", "component", "serve", "error", err)
+	log.Info("serving", "component", "serve", "xds", cp.XDSAddr(), "http", cp.HTTPAddr(),
+		"advertise", cp.AdvertiseURL(), "config_dir", cfg.configDir, "delivery", cfg.delivery)
+	if err := cp.Run(ctx); err != nil {
+		log.Error("stopped", "component", "serve", "error", err)
+		return err
 	}
-	inst.shutdown(10 * time.Second)
-	return err
-}
-
-// serveInstance is a running serve: listeners bound, goroutines started.
-type serveInstance struct {
-	xdsAddr, httpAddr, advertise string
-	log                          *slog.Logger
-	cancel                       context.CancelFunc
-	server                       *xds.Server
-	grpc                         *grpc.Server
-	http                         *http.Server
-	errc                         chan error // the first failure of a serving goroutine
-}
-
-// startServe binds the listeners, starts every component and returns once
-// the config directory has been read for the first time.
-func startServe(ctx context.Context, cfg serveConfig, log *slog.Logger) (*serveInstance, error) {
-	delivery := xds.Delivery(cfg.delivery)
-	if delivery != xds.DeliveryLDS && delivery != xds.DeliveryECDS {
-		return nil, fmt.Errorf("--filter-delivery %q: want lds or ecds", cfg.delivery)
-	}
-	if cfg.debounce <= 0 {
-		return nil, fmt.Errorf("--debounce %v: want a positive duration", cfg.debounce)
-	}
-	xl, hl, err := listenBoth(cfg.xdsListen, cfg.httpListen)
-	if err != nil {
-		return nil, err
-	}
-	inst := &serveInstance{xdsAddr: xl.Addr().String(), httpAddr: hl.Addr().String(), log: log,
-		errc: make(chan error, 3)}
-	inst.advertise, err = advertiseURL(cfg.advertiseURL, hl.Addr())
-	if err != nil {
-		_, _ = xl.Close(), hl.Close()
-		return nil, err
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mods, err := fetcher.New(fetcher.Options{CacheDir: cfg.cacheDir, MaxModuleSize: cfg.maxModuleSize,
-		InsecureRegistries: cfg.insecure, DockerConfig: cfg.dockerConfig, Logger: log, Registerer: reg})
-	if err != nil {
-		_, _ = xl.Close(), hl.Close()
-		return nil, err
-	}
-	inst.server = xds.NewServer(xds.ServerOptions{Logger: log, Registerer: reg})
-	ctrl := newController(controllerOptions{Logger: log, Modules: mods, Server: inst.server,
-		Advertise: inst.advertise, Delivery: delivery, FirstWait: cfg.firstWait, Wait: cfg.wait})
-	runCtx, cancel := context.WithCancel(ctx)
-	inst.cancel = cancel
-	inst.serveGRPC(xl)
-	inst.serveHTTP(hl, newHTTPHandler(httpDeps{log: log.With("component", "http"), configDir: cfg.configDir,
-		modules: mods, server: inst.server, controller: ctrl, gatherer: reg, pprof: cfg.pprof}))
-	go ctrl.run(runCtx)
-	go ctrl.runResync(runCtx, cfg.resync)
-	go mods.RunGC(runCtx, cfg.gcInterval)
-	if err := inst.watch(runCtx, cfg.configDir, cfg.debounce, reg, ctrl); err != nil {
-		inst.shutdown(time.Second)
-		return nil, err
-	}
-	return inst, nil
-}
-
-func listenBoth(xdsAddr, httpAddr string) (net.Listener, net.Listener, error) {
-	xl, err := net.Listen("tcp", xdsAddr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--xds-listen: %w", err)
-	}
-	hl, err := net.Listen("tcp", httpAddr)
-	if err != nil {
-		_ = xl.Close()
-		return nil, nil, fmt.Errorf("--http-listen: %w", err)
-	}
-	return xl, hl, nil
-}
-
-// advertiseURL defaults to the HTTP listener's port on loopback, which
-// suits Envoys on the same host.
-func advertiseURL(flag string, addr net.Addr) (string, error) {
-	if flag == "" {
-		return fmt.Sprintf("http://127.0.0.1:%d", addr.(*net.TCPAddr).Port), nil
-	}
-	if !strings.HasPrefix(flag, "http://") && !strings.HasPrefix(flag, "https://") {
-		return "", fmt.Errorf("--advertise-url %q: want http(s)://host:port", flag)
-	}
-	return strings.TrimRight(flag, "/"), nil
-}
-
-func (s *serveInstance) serveGRPC(l net.Listener) {
-	s.grpc = grpc.NewServer(xds.GRPCServerOptions()...)
-	s.server.Register(s.grpc)
-	go func() {
-		if err := s.grpc.Serve(l); err != nil {
-			s.errc <- fmt.Errorf("xds server: %w", err)
-		}
-	}()
-}
-
-func (s *serveInstance) serveHTTP(l net.Listener, h http.Handler) {
-	s.http = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := s.http.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.errc <- fmt.Errorf("http server: %w", err)
-		}
-	}()
-}
-
-// watch runs catalog.Watch and waits for its first state, so that an
-// unreadable config directory fails the start.
-func (s *serveInstance) watch(ctx context.Context, dir string, debounce time.Duration, reg prometheus.Registerer, ctrl *controller) error {
-	first := make(chan struct{})
-	werr := make(chan error, 1)
-	go func() {
-		seen := false
-		werr <- catalog.Watch(ctx, dir, catalog.WatchOptions{Debounce: debounce, Logger: s.log, Registerer: reg}, func(st *catalog.State) {
-			if !seen {
-				seen = true
-				close(first)
-			}
-			ctrl.onChange(ctx, st)
-		})
-	}()
-	select {
-	case <-first:
-		go func() {
-			if err := <-werr; err != nil {
-				s.errc <- fmt.Errorf("config watch: %w", err)
-			}
-		}()
-		return nil
-	case err := <-werr:
-		if err == nil {
-			err = ctx.Err()
-		}
-		return fmt.Errorf("--config-dir %s: %w", dir, err)
-	}
-}
-
-// shutdown stops accepting work, ends ADS streams (they never end by
-// themselves, so GracefulStop would otherwise wait for the timeout) and
-// drains HTTP requests, giving up after timeout.
-func (s *serveInstance) shutdown(timeout time.Duration) {
-	s.cancel()
-	s.server.Close()
-	stopped := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(stopped)
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := s.http.Shutdown(ctx); err != nil {
-		s.log.Warn("http shutdown", "component", "serve", "error", err)
-	}
-	select {
-	case <-stopped:
-	case <-ctx.Done():
-		s.grpc.Stop()
-	}
+	log.Info("stopped", "component", "serve")
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/spf13/cobra"
 
+	"github.com/wasmxds/wasmxds/internal/controlplane"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -38,7 +39,7 @@ spec errors.`,
 				_, err = cmd.OutOrStdout().Write(raw)
 				return err
 			}
-			var rep statusReport
+			var rep controlplane.StatusReport
 			if err := json.Unmarshal(raw, &rep); err != nil {
 				return fmt.Errorf("decoding %s/debug/status: %w", server, err)
 			}
@@ -70,7 +71,7 @@ func fetchStatus(server string) ([]byte, error) {
 
 // printStatus renders the report as tables, in the order a user debugging a
 // fleet reads them: who is connected and on what, then why.
-func printStatus(w io.Writer, rep statusReport, now time.Time) error {
+func printStatus(w io.Writer, rep controlplane.StatusReport, now time.Time) error {
 	ready := "yes"
 	if !rep.Ready {
 		ready = "no (no configuration built yet)"
@@ -109,10 +110,14 @@ func printNodes(tw *tabwriter.Writer, nodes []xds.NodeStatus, now time.Time) {
 	fmt.Fprintln(tw, "\t\t\t\t")
 }
 
-func printPlugins(tw *tabwriter.Writer, plugins []pluginReport) {
+func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 	fmt.Fprintf(tw, "PLUGINS (%d)\n", len(plugins))
-	fmt.Fprintln(tw, "NAME\tPHASE/PRIORITY\tURL\tMODULE")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPHASE/PRIORITY\tURL\tMODULE")
 	for _, p := range plugins {
+		state := p.State
+		if p.PendingSince != nil {
+			state += " " + ago(time.Now(), *p.PendingSince)
+		}
 		module := short(p.SHA256)
 		switch {
 		case p.Error != "" && p.SHA256 != "":
@@ -120,12 +125,15 @@ func printPlugins(tw *tabwriter.Writer, plugins []pluginReport) {
 		case p.Error != "":
 			module = "ERROR " + truncate(oneLine(p.Error), 100)
 		}
-		fmt.Fprintf(tw, "%s\t%s/%d\t%s\t%s\n", p.Name, p.Phase, p.Priority, p.URL, module)
+		if module == "" {
+			module = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\n", p.Name, state, p.Phase, p.Priority, p.URL, module)
 	}
-	fmt.Fprintln(tw, "\t\t\t")
+	fmt.Fprintln(tw, "\t\t\t\t")
 }
 
-func printModules(tw *tabwriter.Writer, rep statusReport) {
+func printModules(tw *tabwriter.Writer, rep controlplane.StatusReport) {
 	fmt.Fprintf(tw, "MODULES (%d)\n", len(rep.Modules))
 	fmt.Fprintln(tw, "SHA256\tSIZE\tIN USE\tREFS")
 	for _, m := range rep.Modules {

@@ -9,15 +9,16 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/controlplane"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
 func TestPrintStatusTables(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	rep := statusReport{
+	rep := controlplane.StatusReport{
 		Ready: true, ConfigDir: "/etc/wasmxds", Listeners: 1, Clusters: 2,
 		SpecErrors: []string{"plugins.yaml:12: unknown field \"bogus\""},
-		Plugins: []pluginReport{
+		Plugins: []controlplane.PluginReport{
 			{Name: "auth", Phase: "AUTHN", Priority: 10, URL: "oci://r/auth:v1", SHA256: strings.Repeat("ab", 32)},
 			{Name: "broken", Phase: "STATS", URL: "oci://r/broken:v1", Error: "oci://r/broken:v1: not found"},
 			{Name: "stale", Phase: "STATS", URL: "oci://r/stale:latest", SHA256: strings.Repeat("cd", 32), Error: "source unavailable"},

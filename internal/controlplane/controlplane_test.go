@@ -1,7 +1,8 @@
-package main
+package controlplane
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,10 +19,8 @@ import (
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher"
 	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/xds"
 )
@@ -53,11 +52,12 @@ spec:
   failStrategy: FAIL_CLOSE
 `
 
-// serveFixture is a running serve on loopback ports over a temp config dir.
+// serveFixture is a running control plane on loopback ports over a temp
+// config dir.
 type serveFixture struct {
 	t       *testing.T
 	dir     string
-	inst    *serveInstance
+	cp      *ControlPlane
 	module  []byte
 	modPath string
 }
@@ -76,21 +76,48 @@ func startFixture(t *testing.T) *serveFixture {
 	}
 	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 8080))
 	f.write("plugin.yaml", fmt.Sprintf(pluginSpec, modPath, "x-first"))
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	inst, err := startServe(ctx, serveConfig{configDir: f.dir, cacheDir: filepath.Join(root, "cache"),
-		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds", debounce: 20 * time.Millisecond,
-		resync: time.Hour, gcInterval: time.Hour, wait: 5 * time.Second, firstWait: 10 * time.Second}, log)
+	f.cp = newTestCP(t, Options{ConfigDir: f.dir, CacheDir: filepath.Join(root, "cache"), Delivery: xds.DeliveryLDS})
+	runCP(t, f.cp)
+	return f
+}
+
+// newTestCP is New with loopback listeners, a short debounce and test logs.
+func newTestCP(t *testing.T, opts Options) *ControlPlane {
+	t.Helper()
+	opts.XDSListen, opts.HTTPListen = "127.0.0.1:0", "127.0.0.1:0"
+	opts.Debounce = cmp.Or(opts.Debounce, 20*time.Millisecond)
+	opts.Resync = cmp.Or(opts.Resync, time.Hour)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	cp, err := New(opts)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
+	return cp
+}
+
+// runCP runs cp until the test ends, waits for its first desired state and,
+// at the end, checks that Run returned cleanly.
+func runCP(t *testing.T, cp *ControlPlane) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
 	t.Cleanup(func() {
-		inst.shutdown(5 * time.Second)
 		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	})
-	f.inst = inst
-	return f
+	select {
+	case <-cp.Watching():
+	case err := <-done:
+		done <- err
+		t.Fatalf("Run ended before the config was read: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("config directory not read within 20s")
+	}
 }
 
 func (f *serveFixture) write(name, content string) {
@@ -108,7 +135,7 @@ func (f *serveFixture) write(name, content string) {
 
 func (f *serveFixture) get(path string) (int, []byte) {
 	f.t.Helper()
-	resp, err := http.Get("http://" + f.inst.httpAddr + path)
+	resp, err := http.Get("http://" + f.cp.HTTPAddr() + path)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -120,10 +147,10 @@ func (f *serveFixture) get(path string) (int, []byte) {
 	return resp.StatusCode, body
 }
 
-func (f *serveFixture) status() statusReport {
+func (f *serveFixture) status() StatusReport {
 	f.t.Helper()
 	code, body := f.get("/debug/status")
-	var rep statusReport
+	var rep StatusReport
 	if err := json.Unmarshal(body, &rep); code != http.StatusOK || err != nil {
 		f.t.Fatalf("/debug/status: %d %v\n%s", code, err, body)
 	}
@@ -139,7 +166,7 @@ func TestServeDeliversConfigAndModules(t *testing.T) {
 		code, _ := f.get("/readyz")
 		return code == http.StatusOK
 	})
-	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
 	e.waitFor("listener, routes and the Wasm filter", func() bool {
 		return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1
 	})
@@ -150,8 +177,8 @@ func TestServeDeliversConfigAndModules(t *testing.T) {
 		r := w.GetConfig().GetVmConfig().GetCode().GetRemote()
 		remote.uri, remote.sha = r.GetHttpUri().GetUri(), r.GetSha256()
 	}
-	if remote.sha != want || remote.uri != f.inst.advertise+"/modules/sha256/"+want {
-		t.Fatalf("wasm remote code = %+v, want sha256 %s served by %s", remote, want, f.inst.advertise)
+	if remote.sha != want || remote.uri != f.cp.AdvertiseURL()+"/modules/sha256/"+want {
+		t.Fatalf("wasm remote code = %+v, want sha256 %s served by %s", remote, want, f.cp.AdvertiseURL())
 	}
 	resp, err := http.Get(remote.uri)
 	if err != nil {
@@ -166,7 +193,7 @@ func TestServeDeliversConfigAndModules(t *testing.T) {
 
 func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 	f := startFixture(t)
-	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
 	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1 })
 	clusters := e.version(resource.ClusterType)
 
@@ -175,7 +202,7 @@ func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 
 	listeners := e.version(resource.ListenerType)
 	f.write("plugin.yaml", strings.Replace(fmt.Sprintf(pluginSpec, f.modPath, "x-first"), "failStrategy", "bogusField: 1\n  failStrategy", 1))
-	var rep statusReport
+	var rep StatusReport
 	waitUntil(t, "the spec error in /debug/status", func() bool {
 		rep = f.status()
 		return len(rep.SpecErrors) > 0
@@ -196,12 +223,12 @@ func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 
 func TestServeReportsNACKs(t *testing.T) {
 	f := startFixture(t)
-	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
 	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" })
 	e.rejectNext(resource.ClusterType, "cluster 'backend': rejected for the test")
 	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9091))
 
-	var rep statusReport
+	var rep StatusReport
 	waitUntil(t, "the NACK in /debug/status", func() bool {
 		rep = f.status()
 		return len(rep.Nodes) == 1 && rep.Nodes[0].LastNack != nil
@@ -216,35 +243,17 @@ func TestServeReportsNACKs(t *testing.T) {
 		}
 	}
 
-	var out bytes.Buffer
-	cmd := newStatusCmd()
-	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"--server", "http://" + f.inst.httpAddr})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"web-1", "app=web", "cds", "rejected for the test", "add-header", "yes"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("status output lacks %q:\n%s", want, out.String())
-		}
-	}
 }
 
-func TestServeFailsOnUnreadableConfigDir(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
-	cfg := serveConfig{configDir: filepath.Join(t.TempDir(), "missing"), cacheDir: t.TempDir(),
-		xdsListen: "127.0.0.1:0", httpListen: "127.0.0.1:0", delivery: "lds", debounce: catalog.DefaultDebounce,
-		resync: time.Hour, gcInterval: time.Hour}
-	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "missing") {
-		t.Errorf("startServe with a missing config dir: %v", err)
+func TestRunFailsOnUnreadableConfigDir(t *testing.T) {
+	cp := newTestCP(t, Options{ConfigDir: filepath.Join(t.TempDir(), "missing"), CacheDir: t.TempDir()})
+	if err := cp.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("Run with a missing config dir: %v", err)
 	}
-	cfg.delivery = "inline"
-	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "--filter-delivery") {
-		t.Errorf("startServe with a bad delivery mode: %v", err)
-	}
-	cfg.delivery, cfg.debounce = "lds", 0
-	if _, err := startServe(context.Background(), cfg, log); err == nil || !strings.Contains(err.Error(), "--debounce") {
-		t.Errorf("startServe with --debounce 0: %v", err)
+	_, err := New(Options{ConfigDir: t.TempDir(), CacheDir: t.TempDir(), Delivery: "inline",
+		XDSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "--filter-delivery") {
+		t.Errorf("New with a bad delivery mode: %v", err)
 	}
 }
 
@@ -261,13 +270,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 }
 
 func TestReadyzBeforeFirstConfig(t *testing.T) {
-	mods, err := fetcher.New(fetcher.Options{CacheDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := xds.NewServer(xds.ServerOptions{})
-	h := newHTTPHandler(httpDeps{log: slog.New(slog.DiscardHandler), modules: mods, server: srv,
-		controller: newController(controllerOptions{Modules: mods, Server: srv}), gatherer: prometheus.NewRegistry()})
+	cp := newTestCP(t, Options{ConfigDir: t.TempDir(), CacheDir: t.TempDir()})
+	t.Cleanup(cp.closeListeners)
+	h := cp.handler(cp.reg)
 	get := func(path string) int {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -279,7 +284,7 @@ func TestReadyzBeforeFirstConfig(t *testing.T) {
 	if code := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d, want 200 while the process is up", code)
 	}
-	srv.Update(xds.Input{State: &catalog.State{}, Delivery: xds.DeliveryLDS})
+	cp.server.Update(xds.Input{State: &catalog.State{}, Delivery: xds.DeliveryLDS})
 	if code := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d after the first config", code)
 	}
@@ -290,16 +295,11 @@ func TestReadyzBeforeFirstConfig(t *testing.T) {
 
 // Profiles are served only with --pprof.
 func TestPprofOnlyWhenAskedFor(t *testing.T) {
-	mods, err := fetcher.New(fetcher.Options{CacheDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := xds.NewServer(xds.ServerOptions{})
 	for _, on := range []bool{false, true} {
-		h := newHTTPHandler(httpDeps{log: slog.New(slog.DiscardHandler), modules: mods, server: srv,
-			controller: newController(controllerOptions{Modules: mods, Server: srv}), gatherer: prometheus.NewRegistry(), pprof: on})
+		cp := newTestCP(t, Options{ConfigDir: t.TempDir(), CacheDir: t.TempDir(), Pprof: on})
+		t.Cleanup(cp.closeListeners)
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
+		cp.handler(cp.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
 		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; rec.Code != want {
 			t.Errorf("--pprof=%t: /debug/pprof/heap = %d, want %d", on, rec.Code, want)
 		}

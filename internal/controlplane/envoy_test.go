@@ -1,4 +1,4 @@
-package main
+package controlplane
 
 import (
 	"context"
@@ -29,6 +29,7 @@ type sotwEnvoy struct {
 	stream discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 	cancel context.CancelFunc
 	done   chan struct{}
+	conn   *grpc.ClientConn
 
 	mu      sync.Mutex
 	latest  map[string]*discoverygrpc.DiscoveryResponse // accepted, by type
@@ -53,7 +54,7 @@ func dialEnvoy(t *testing.T, addr, id string, labels map[string]any) *sotwEnvoy 
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &sotwEnvoy{t: t, stream: stream, cancel: cancel, done: make(chan struct{}),
+	e := &sotwEnvoy{t: t, stream: stream, cancel: cancel, done: make(chan struct{}), conn: conn,
 		latest: map[string]*discoverygrpc.DiscoveryResponse{}, nonces: map[string]string{}, reject: map[string]string{}}
 	e.send(&discoverygrpc.DiscoveryRequest{Node: &corev3.Node{Id: id, Cluster: "test", Metadata: meta}, TypeUrl: resource.ClusterType})
 	e.send(&discoverygrpc.DiscoveryRequest{TypeUrl: resource.ListenerType})
@@ -202,4 +203,23 @@ func (e *sotwEnvoy) waitFor(what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// listenerNames are the listeners the fake Envoy holds.
+func (e *sotwEnvoy) listenerNames() []string {
+	var names []string
+	for _, r := range e.response(resource.ListenerType).GetResources() {
+		var l listenerv3.Listener
+		if err := r.UnmarshalTo(&l); err == nil {
+			names = append(names, l.GetName())
+		}
+	}
+	return names
+}
+
+// close ends the stream and waits for the receive loop.
+func (e *sotwEnvoy) close() {
+	e.cancel()
+	<-e.done
+	_ = e.conn.Close()
 }

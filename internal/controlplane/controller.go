@@ -1,0 +1,365 @@
+package controlplane
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// moduleSource is what the controller needs from the fetcher.
+type moduleSource interface {
+	Resolve(ctx context.Context, req fetcher.Request) (fetcher.Module, error)
+	Cached(req fetcher.Request) (fetcher.Module, bool)
+	CachedModule(sha256Hex string) (fetcher.Module, bool)
+	SetInUse(sha256Hexes []string)
+}
+
+// snapshotSink is what the controller needs from the xDS server.
+type snapshotSink interface {
+	Update(in xds.Input)
+}
+
+// controllerOptions configures a controller.
+type controllerOptions struct {
+	Logger    *slog.Logger // nil discards
+	Modules   moduleSource
+	Server    snapshotSink
+	Advertise string // module server base URL, no trailing slash
+	Delivery  xds.Delivery
+	// PerRegistry bounds concurrent module resolutions against one registry
+	// host (or http host, or local files), so that a slow registry never
+	// starves the others; 0 means 4.
+	PerRegistry int
+	// InUseGrace keeps a module servable this long after the last config
+	// referencing it was replaced, for Envoys still applying that config;
+	// 0 means 10 minutes.
+	InUseGrace time.Duration
+	// Resync is how often Always plugins are re-resolved and failed ones
+	// retried; 0 means never.
+	Resync time.Duration
+	// StateFile records, per plugin, the module in force, so that a restart
+	// serves what was served before even when registries are down; "" keeps
+	// nothing.
+	StateFile string
+}
+
+// controller turns desired states into xDS updates. Its loop owns all the
+// waiting: a new desired state is taken at once (the catalog never blocks
+// on it), each plugin's module is resolved independently, and every change
+// pushes at once what is known. A plugin whose module is pending keeps what
+// Envoys run; it is never turned into a failure while it waits.
+type controller struct {
+	opts  controllerOptions
+	log   *slog.Logger
+	kick  chan struct{}
+	pulls sync.WaitGroup
+
+	mu          sync.Mutex
+	state       *catalog.State
+	res         map[string]*resolution // by plugin name
+	advertised  map[string]time.Time   // module sha256 → last time it was part of a pushed Input
+	established map[string]bool        // listeners Envoys run
+	sems        map[string]chan struct{}
+	seq         uint64
+	inForce     map[string]inForce // as last written to StateFile
+}
+
+// resolution is one plugin's module state.
+type resolution struct {
+	key       string          // URL, pin and secret the current attempt is for
+	module    *fetcher.Module // module in force: the last good one, kept when a later attempt fails
+	moduleKey string          // the key module was resolved for; "" when restored from StateFile
+	err       string          // why the last attempt failed; empty if it did not
+	inflight  uint64          // sequence number of the running attempt; 0 when idle
+	done      bool            // an attempt for key has finished
+	since     time.Time       // when the running attempt started
+}
+
+// pending reports whether the plugin waits for a module other than the one
+// in force.
+func (r *resolution) pending() bool {
+	return r.inflight != 0 && (r.module == nil || r.moduleKey != r.key)
+}
+
+// pullJob is one resolution to run.
+type pullJob struct {
+	plugin string
+	key    string
+	req    fetcher.Request
+	seq    uint64
+}
+
+func newController(opts controllerOptions) *controller {
+	opts.PerRegistry = cmp.Or(opts.PerRegistry, 4)
+	opts.InUseGrace = cmp.Or(opts.InUseGrace, 10*time.Minute)
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &controller{
+		opts: opts, log: log.With("component", "controller"), kick: make(chan struct{}, 1),
+		res: map[string]*resolution{}, advertised: map[string]time.Time{},
+		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
+	}
+	c.restore()
+	return c
+}
+
+// onChange takes a new desired state and returns at once; the controller's
+// loop resolves and pushes it. Only the latest state matters.
+func (c *controller) onChange(st *catalog.State) {
+	c.mu.Lock()
+	c.state = st
+	for name := range c.res {
+		if !slices.ContainsFunc(st.Plugins, func(p catalog.Plugin) bool { return p.Name == name }) {
+			delete(c.res, name)
+		}
+	}
+	c.mu.Unlock()
+	c.trigger()
+}
+
+// run pushes whenever something changed and resyncs every Resync, until
+// ctx is done; it returns once every pull it started has stopped.
+func (c *controller) run(ctx context.Context) {
+	defer c.pulls.Wait()
+	var tick <-chan time.Time
+	if c.opts.Resync > 0 {
+		t := time.NewTicker(c.opts.Resync)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+			c.step(ctx, false)
+		case <-tick:
+			c.step(ctx, true)
+		}
+	}
+}
+
+// step starts the resolutions the state needs and pushes what is known.
+func (c *controller) step(ctx context.Context, resync bool) {
+	c.mu.Lock()
+	if c.state == nil {
+		c.mu.Unlock()
+		return
+	}
+	jobs := c.jobsLocked(resync)
+	c.mu.Unlock()
+	c.start(ctx, jobs)
+	c.push()
+}
+
+// jobsLocked lists the resolutions the current state needs: plugins whose
+// reference changed or that were never resolved and, on resync, Always
+// plugins and plugins whose last attempt failed.
+func (c *controller) jobsLocked(resync bool) []pullJob {
+	var jobs []pullJob
+	now := time.Now()
+	for _, p := range c.state.Plugins {
+		key := strings.Join([]string{p.URL, p.SHA256, p.PullSecret}, "\x00")
+		r := c.res[p.Name]
+		if r == nil {
+			r = &resolution{}
+			c.res[p.Name] = r
+		}
+		always := p.PullPolicy == catalog.PullAlways
+		due := r.key != key || (!r.done && r.inflight == 0) ||
+			(resync && r.inflight == 0 && (always || r.err != ""))
+		if !due {
+			continue
+		}
+		c.seq++
+		r.key, r.inflight, r.done, r.since = key, c.seq, false, now
+		jobs = append(jobs, pullJob{plugin: p.Name, key: key, seq: c.seq, req: fetcher.Request{
+			URL: p.URL, SHA256: p.SHA256, Always: always, PullSecret: p.PullSecret,
+		}})
+	}
+	return jobs
+}
+
+// start answers what it can from the cache at once and pulls the rest in
+// the background; an Always plugin takes its cached module now and is
+// re-resolved in the background.
+func (c *controller) start(ctx context.Context, jobs []pullJob) {
+	for _, j := range jobs {
+		if m, ok := c.opts.Modules.Cached(j.req); ok {
+			c.record(j, m, !j.req.Always)
+			if !j.req.Always {
+				continue
+			}
+		}
+		sem := c.semaphore(j.req.URL)
+		c.pulls.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			m, err := c.opts.Modules.Resolve(ctx, j.req)
+			if ctx.Err() != nil {
+				return // shutting down: the outcome is not a verdict on the module
+			}
+			c.finish(j, m, err)
+		})
+	}
+}
+
+// record takes a cache answer for a job; final ends the attempt.
+func (c *controller) record(j pullJob, m fetcher.Module, final bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.res[j.plugin]
+	if r == nil || r.inflight != j.seq {
+		return
+	}
+	r.module, r.moduleKey, r.err = &m, j.key, ""
+	if final {
+		r.inflight, r.done = 0, true
+	}
+}
+
+// semaphore returns the pull slots of the registry (or host) a URL names.
+func (c *controller) semaphore(rawURL string) chan struct{} {
+	host := "file"
+	if u, err := url.Parse(rawURL); err == nil && u.Host != "" {
+		host = strings.ToLower(u.Host)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sem := c.sems[host]
+	if sem == nil {
+		sem = make(chan struct{}, c.opts.PerRegistry)
+		c.sems[host] = sem
+	}
+	return sem
+}
+
+// finish records a resolution's outcome unless a newer attempt for the
+// plugin superseded it, and wakes the loop to push.
+func (c *controller) finish(j pullJob, m fetcher.Module, err error) {
+	c.mu.Lock()
+	r := c.res[j.plugin]
+	if r == nil || r.inflight != j.seq {
+		c.mu.Unlock()
+		return
+	}
+	r.inflight, r.done = 0, true
+	if err == nil || errors.Is(err, fetcher.ErrStale) {
+		r.module, r.moduleKey = &m, j.key
+	}
+	r.err = ""
+	if err != nil {
+		r.err = err.Error()
+	}
+	kept := r.module != nil
+	c.mu.Unlock()
+	if err != nil {
+		c.log.Warn("module not resolved", "plugin", j.plugin, "url", j.req.URL, "kept_last_good", kept, "error", err)
+	} else {
+		c.log.Info("module resolved", "plugin", j.plugin, "url", j.req.URL, "sha256", m.SHA256)
+	}
+	c.trigger()
+}
+
+func (c *controller) trigger() {
+	select {
+	case c.kick <- struct{}{}:
+	default: // a push is already pending and will see this change
+	}
+}
+
+// push builds the Input from the current state and resolutions, declares
+// its modules servable, then updates the xDS server: the module server must
+// be able to serve every sha256 a pushed config names.
+func (c *controller) push() {
+	c.mu.Lock()
+	if c.state == nil {
+		c.mu.Unlock()
+		return
+	}
+	in := xds.Input{State: c.state, Modules: map[string]xds.PluginModule{},
+		ModuleServerURL: c.opts.Advertise, Delivery: c.opts.Delivery, Established: maps.Clone(c.established)}
+	now := time.Now()
+	for _, p := range c.state.Plugins {
+		in.Modules[p.Name] = c.pluginModuleLocked(p.Name, now)
+	}
+	c.establishLocked(in)
+	inUse := c.inUseLocked(now)
+	forced := c.inForceLocked()
+	c.mu.Unlock()
+	c.opts.Modules.SetInUse(inUse)
+	c.opts.Server.Update(in)
+	c.persist(forced)
+}
+
+func (c *controller) pluginModuleLocked(name string, now time.Time) xds.PluginModule {
+	r := c.res[name]
+	if r == nil {
+		return xds.PluginModule{Pending: true}
+	}
+	pm := xds.PluginModule{Err: r.err, Pending: r.inflight != 0}
+	if r.module != nil {
+		pm.Module = &xds.Module{SHA256: r.module.SHA256, URL: fetcher.ModuleURL(c.opts.Advertise, r.module.SHA256)}
+		c.advertised[r.module.SHA256] = now
+	}
+	return pm
+}
+
+// establishLocked records the listeners Envoys now run: every listener of
+// the state except those a fail-closed plugin with a pending first module
+// may hold back (see xds.Input.Established). Listeners that left the state
+// are forgotten, so one that comes back is new again.
+func (c *controller) establishLocked(in xds.Input) {
+	var held []catalog.Plugin
+	for _, p := range c.state.Plugins {
+		pm := in.Modules[p.Name]
+		if pm.Module == nil && pm.Pending && p.FailStrategy != catalog.FailOpen {
+			held = append(held, p)
+		}
+	}
+	next := make(map[string]bool, len(c.state.Listeners))
+	for _, l := range c.state.Listeners {
+		mayHold := slices.ContainsFunc(held, func(p catalog.Plugin) bool {
+			return len(p.Ports) == 0 || slices.Contains(p.Ports, l.Port)
+		})
+		if c.established[l.Name] || !mayHold {
+			next[l.Name] = true
+		}
+	}
+	c.established = next
+}
+
+// inUseLocked is every module advertised within the grace period, so that
+// an Envoy still applying the previous config can download its modules.
+func (c *controller) inUseLocked(now time.Time) []string {
+	for sum, at := range c.advertised {
+		if now.Sub(at) > c.opts.InUseGrace {
+			delete(c.advertised, sum)
+		}
+	}
+	return slices.Sorted(maps.Keys(c.advertised))
+}
+
+// currentState is the last desired state, nil before the first.
+func (c *controller) currentState() *catalog.State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}

@@ -1,0 +1,276 @@
+// Package controlplane is the wasmxds runtime: it wires the catalog (spec
+// files), the fetcher (modules) and the xds server (ADS) into one control
+// plane whose Run owns every goroutine it starts. `wasmxds serve`, the
+// tests and the benchmarks all run this same runtime.
+package controlplane
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultResync          = 5 * time.Minute
+	DefaultGCInterval      = time.Hour
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Options configure a ControlPlane. ConfigDir and CacheDir are required.
+type Options struct {
+	ConfigDir string // spec files, watched
+	CacheDir  string // module cache
+	// XDSListen and HTTPListen are listen addresses ("127.0.0.1:0" picks a
+	// port; see XDSAddr and HTTPAddr).
+	XDSListen, HTTPListen string
+	// AdvertiseURL is the module server URL Envoys download from;
+	// "" = http://127.0.0.1:<HTTP port>.
+	AdvertiseURL string
+	// Delivery is how Wasm filter config reaches Envoy; "" = ECDS.
+	Delivery xds.Delivery
+	// Resync re-resolves Always plugins and retries failed pulls this
+	// often; 0 = DefaultResync.
+	Resync time.Duration
+	// GCInterval is how often unused cached modules are collected;
+	// 0 = DefaultGCInterval.
+	GCInterval time.Duration
+	// Debounce is the config directory's quiet period; 0 = the catalog's.
+	Debounce           time.Duration
+	InsecureRegistries []string
+	DockerConfig       string
+	MaxModuleSize      int64 // 0 = fetcher.DefaultMaxModuleSize
+	// Pprof serves Go profiles under /debug/pprof/.
+	Pprof bool
+	// ReleaseMemory returns freed memory to the OS once the open ADS
+	// streams fall to half their peak (at least 100): Go returns memory only
+	// after a GC cycle, which an idle server may not run for minutes. It is
+	// process-wide, so the program, not this package, decides.
+	ReleaseMemory bool
+	// ShutdownTimeout bounds draining on shutdown; 0 = DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Registry receives every metric; nil = a new registry with the Go and
+	// process collectors.
+	Registry *prometheus.Registry
+}
+
+// ControlPlane is a configured wasmxds runtime with its listeners bound.
+type ControlPlane struct {
+	opts      Options
+	log       *slog.Logger
+	xl, hl    net.Listener
+	advertise string
+	reg       *prometheus.Registry
+	mods      *fetcher.Fetcher
+	server    *xds.Server
+	ctrl      *controller
+	grpc      *grpc.Server
+	http      *http.Server
+
+	watching     chan struct{} // closed once the config directory was read
+	watchingOnce sync.Once
+}
+
+// New validates opts, binds the listeners and opens the module cache.
+// Nothing runs until Run.
+func New(opts Options) (*ControlPlane, error) {
+	opts.Delivery = cmp.Or(opts.Delivery, xds.DeliveryECDS)
+	opts.Resync = cmp.Or(opts.Resync, DefaultResync)
+	opts.GCInterval = cmp.Or(opts.GCInterval, DefaultGCInterval)
+	opts.Debounce = cmp.Or(opts.Debounce, catalog.DefaultDebounce)
+	opts.ShutdownTimeout = cmp.Or(opts.ShutdownTimeout, DefaultShutdownTimeout)
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	cp := &ControlPlane{opts: opts, log: opts.Logger, reg: opts.Registry, watching: make(chan struct{})}
+	if cp.log == nil {
+		cp.log = slog.New(slog.DiscardHandler)
+	}
+	if cp.reg == nil {
+		cp.reg = prometheus.NewRegistry()
+		cp.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if err := cp.listen(); err != nil {
+		return nil, err
+	}
+	if err := cp.build(); err != nil {
+		cp.closeListeners()
+		return nil, err
+	}
+	return cp, nil
+}
+
+func (o Options) validate() error {
+	if o.Delivery != xds.DeliveryLDS && o.Delivery != xds.DeliveryECDS {
+		return fmt.Errorf("--filter-delivery %q: want lds or ecds", o.Delivery)
+	}
+	if o.Debounce < 0 {
+		return fmt.Errorf("--debounce %v: want a positive duration", o.Debounce)
+	}
+	if o.ConfigDir == "" || o.CacheDir == "" {
+		return errors.New("a config directory and a cache directory are required")
+	}
+	return nil
+}
+
+func (cp *ControlPlane) listen() error {
+	var err error
+	if cp.xl, err = net.Listen("tcp", cp.opts.XDSListen); err != nil {
+		return fmt.Errorf("--xds-listen: %w", err)
+	}
+	if cp.hl, err = net.Listen("tcp", cp.opts.HTTPListen); err != nil {
+		_ = cp.xl.Close()
+		return fmt.Errorf("--http-listen: %w", err)
+	}
+	if cp.advertise, err = advertiseURL(cp.opts.AdvertiseURL, cp.hl.Addr()); err != nil {
+		cp.closeListeners()
+		return err
+	}
+	return nil
+}
+
+func (cp *ControlPlane) closeListeners() { _, _ = cp.xl.Close(), cp.hl.Close() }
+
+// build makes the components; none starts a goroutine.
+func (cp *ControlPlane) build() error {
+	var err error
+	cp.mods, err = fetcher.New(fetcher.Options{CacheDir: cp.opts.CacheDir, MaxModuleSize: cp.opts.MaxModuleSize,
+		InsecureRegistries: cp.opts.InsecureRegistries, DockerConfig: cp.opts.DockerConfig,
+		Logger: cp.log, Registerer: cp.reg})
+	if err != nil {
+		return err
+	}
+	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg}); err != nil {
+		return err
+	}
+	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,
+		Advertise: cp.advertise, Delivery: cp.opts.Delivery, Resync: cp.opts.Resync,
+		StateFile: filepath.Join(cp.opts.CacheDir, "plugins.json")})
+	cp.grpc = grpc.NewServer(xds.GRPCServerOptions()...)
+	cp.server.Register(cp.grpc)
+	cp.http = &http.Server{Handler: cp.handler(cp.reg), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	return nil
+}
+
+// advertiseURL defaults to the HTTP listener's port on loopback, which
+// suits Envoys on the same host.
+func advertiseURL(flag string, addr net.Addr) (string, error) {
+	if flag == "" {
+		return fmt.Sprintf("http://127.0.0.1:%d", addr.(*net.TCPAddr).Port), nil
+	}
+	if !strings.HasPrefix(flag, "http://") && !strings.HasPrefix(flag, "https://") {
+		return "", fmt.Errorf("--advertise-url %q: want http(s)://host:port", flag)
+	}
+	return strings.TrimRight(flag, "/"), nil
+}
+
+// XDSAddr is the ADS listener's address.
+func (cp *ControlPlane) XDSAddr() string { return cp.xl.Addr().String() }
+
+// HTTPAddr is the HTTP listener's address.
+func (cp *ControlPlane) HTTPAddr() string { return cp.hl.Addr().String() }
+
+// AdvertiseURL is the module server URL pushed to Envoys.
+func (cp *ControlPlane) AdvertiseURL() string { return cp.advertise }
+
+// Watching is closed once the config directory has been read the first
+// time, i.e. the first desired state is known.
+func (cp *ControlPlane) Watching() <-chan struct{} { return cp.watching }
+
+// Run serves until ctx ends or a component fails, then shuts everything
+// down and returns once every goroutine it started has stopped. It returns
+// nil after ctx ends, else the first failure (an unreadable config
+// directory at start, a listener that failed).
+func (cp *ControlPlane) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := cp.grpc.Serve(cp.xl); err != nil {
+			return fmt.Errorf("xds server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := cp.http.Serve(cp.hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { cp.ctrl.run(gctx); return nil })
+	g.Go(func() error { cp.mods.RunGC(gctx, cp.opts.GCInterval); return nil })
+	if cp.opts.ReleaseMemory {
+		g.Go(func() error { releaseMemoryAfterDepartures(gctx, cp.server, cp.log); return nil })
+	}
+	g.Go(func() error { return cp.watch(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		cp.shutdown()
+		return nil
+	})
+	return g.Wait()
+}
+
+// watch runs the catalog watch until ctx ends. The catalog hands each new
+// state over and goes on: the controller's loop does all waiting.
+func (cp *ControlPlane) watch(ctx context.Context) error {
+	err := catalog.Watch(ctx, cp.opts.ConfigDir, catalog.WatchOptions{Debounce: cp.opts.Debounce,
+		Logger: cp.log, Registerer: cp.reg}, func(st *catalog.State) {
+		cp.ctrl.onChange(st)
+		cp.watchingOnce.Do(func() { close(cp.watching) })
+	})
+	if err != nil {
+		return fmt.Errorf("--config-dir %s: %w", cp.opts.ConfigDir, err)
+	}
+	return nil
+}
+
+// shutdown stops accepting work, ends ADS streams (they never end by
+// themselves, so GracefulStop would otherwise wait for the timeout) and
+// drains HTTP requests, giving up after the timeout.
+func (cp *ControlPlane) shutdown() {
+	cp.server.Close()
+	cp.mods.Close()
+	stopped := make(chan struct{})
+	go func() {
+		cp.grpc.GracefulStop()
+		close(stopped)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), cp.opts.ShutdownTimeout)
+	defer cancel()
+	if err := cp.http.Shutdown(ctx); err != nil {
+		cp.log.Warn("http shutdown", "component", "serve", "error", err)
+	}
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		cp.grpc.Stop()
+		<-stopped
+	}
+}
+
+// notReady says why the control plane is not ready, nil when it is.
+func (cp *ControlPlane) notReady() error {
+	if !cp.server.Ready() {
+		return errors.New("no configuration built yet")
+	}
+	return nil
+}

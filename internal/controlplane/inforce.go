@@ -1,0 +1,117 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+)
+
+// inForce is the module a plugin is served with, as recorded in StateFile.
+type inForce struct {
+	SHA256 string `json:"sha256"`
+	URL    string `json:"url"` // the reference it was resolved from
+}
+
+// stateFile is StateFile's document.
+type stateFile struct {
+	Plugins map[string]inForce `json:"plugins"`
+}
+
+// restore seeds each recorded plugin with its module in force, if the
+// cache still holds it. The plugin's reference is resolved again as usual;
+// should that fail (say, the registry is down), the restored module keeps
+// serving, as it did before the restart.
+func (c *controller) restore() {
+	if c.opts.StateFile == "" {
+		return
+	}
+	b, err := os.ReadFile(c.opts.StateFile)
+	if os.IsNotExist(err) {
+		return
+	}
+	var doc stateFile
+	if err == nil {
+		err = json.Unmarshal(b, &doc)
+	}
+	if err != nil {
+		c.log.Warn("modules in force not restored", "file", c.opts.StateFile, "error", err)
+		return
+	}
+	for name, f := range doc.Plugins {
+		m, ok := c.opts.Modules.CachedModule(f.SHA256)
+		if !ok {
+			c.log.Warn("module in force left the cache", "plugin", name, "sha256", f.SHA256, "url", f.URL)
+			continue
+		}
+		m.URL = f.URL
+		c.res[name] = &resolution{module: &m}
+		c.inForce[name] = f
+	}
+	c.log.Info("modules in force restored", "file", c.opts.StateFile, "plugins", len(c.res))
+}
+
+// inForceLocked is every plugin's module in force.
+func (c *controller) inForceLocked() map[string]inForce {
+	out := make(map[string]inForce, len(c.res))
+	for name, r := range c.res {
+		if r.module != nil {
+			out[name] = inForce{SHA256: r.module.SHA256, URL: r.module.URL}
+		}
+	}
+	return out
+}
+
+// persist writes the modules in force when they changed. Only the loop
+// calls it. A failed write is logged: the modules keep being served, only
+// a restart with registries down would lose them.
+func (c *controller) persist(forced map[string]inForce) {
+	if c.opts.StateFile == "" || maps.Equal(forced, c.inForce) {
+		return
+	}
+	if err := writeJSONAtomic(c.opts.StateFile, stateFile{Plugins: forced}); err != nil {
+		c.log.Warn("modules in force not recorded", "file", c.opts.StateFile, "error", err)
+		return
+	}
+	c.inForce = forced
+}
+
+// writeJSONAtomic replaces path with v's JSON so that a crash leaves either
+// the old or the new document, never a torn one.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		var d *os.File
+		if d, err = os.Open(dir); err == nil {
+			err = d.Sync()
+			_ = d.Close()
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"go.uber.org/goleak"
+)
+
+// hangingRegistry accepts connections and never answers, like a registry
+// behind a stuck load balancer. It closes them when the test ends.
+func hangingRegistry(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return l.Addr().String()
+}
+
+const hungPluginSpec = `apiVersion: wasmxds.dev/v1alpha1
+kind: WasmPlugin
+metadata: {name: hung-%d}
+spec:
+  selector: {matchLabels: {app: web}}
+  url: oci://%s/filters/hung-%d:v1
+  failStrategy: FAIL_CLOSE
+  match: [{ports: [{number: 10000}]}]
+`
+
+const apiListenerSpec = `apiVersion: wasmxds.dev/v1alpha1
+kind: Listener
+metadata: {name: api}
+spec:
+  selector: {matchLabels: {app: web}}
+  port: 10001
+  routes:
+  - match: {prefix: /}
+    cluster: backend
+`
+
+// With pulls hanging on a registry that never answers, the control plane
+// starts, is ready, and pushes an unrelated edit at once; and Run, once
+// cancelled, stops every goroutine it started, the hanging pulls included.
+func TestHangingRegistryNeitherDelaysEditsNorLeaksOnShutdown(t *testing.T) {
+	reg := hangingRegistry(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+
+	root := t.TempDir()
+	f := &serveFixture{t: t, dir: filepath.Join(root, "configs")}
+	if err := mkdir(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 8080))
+	for i := range 6 {
+		f.write(fmt.Sprintf("hung-%d.yaml", i), fmt.Sprintf(hungPluginSpec, i, reg, i))
+	}
+	f.cp = newTestCP(t, Options{ConfigDir: f.dir, CacheDir: filepath.Join(root, "cache"), Delivery: "lds"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.cp.Run(ctx) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
+
+	// Readiness does not wait on the hanging registry.
+	waitUntil(t, "/readyz", func() bool { code, _ := f.get("/readyz"); return code == 200 })
+	rep := f.status()
+	if len(rep.Plugins) != 6 || rep.Plugins[0].State != PluginPending {
+		t.Fatalf("plugins = %+v, want 6 pending", rep.Plugins)
+	}
+
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
+	e.waitFor("clusters", func() bool { return e.version(resource.ClusterType) != "" })
+	if got := e.listenerNames(); len(got) != 0 {
+		t.Errorf("listeners %v pushed while their fail-closed plugins are pending; want them held back", got)
+	}
+	start := time.Now()
+	f.write("api.yaml", apiListenerSpec)
+	e.waitFor("the new listener", func() bool { return slices.Equal(e.listenerNames(), []string{"api"}) })
+	t.Logf("unrelated edit reached the fake Envoy in %v with 6 pulls hanging", time.Since(start))
+
+	e.close()
+	cancel()
+	stopped = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return within 20s of cancellation")
+	}
+}
+
+func mkdir(dir string) error { return os.MkdirAll(dir, 0o755) }

@@ -1,0 +1,156 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// StatusReport is the /debug/status document, read back by `wasmxds status`.
+type StatusReport struct {
+	Ready        bool                 `json:"ready"`
+	ConfigDir    string               `json:"configDir"`
+	SpecErrors   []string             `json:"specErrors"`   // "file:line: message"
+	SpecWarnings []string             `json:"specWarnings"` // "file:line: message"
+	Listeners    int                  `json:"listeners"`
+	Clusters     int                  `json:"clusters"`
+	Plugins      []PluginReport       `json:"plugins"`
+	Modules      []fetcher.ModuleInfo `json:"modules"`
+	Nodes        []xds.NodeStatus     `json:"nodes"`
+	Problems     []ProblemReport      `json:"problems"` // resources translation had to drop
+}
+
+// Plugin module states in PluginReport.State.
+const (
+	PluginReady   = "ready"   // served with the module its spec names
+	PluginPending = "pending" // a resolution is under way; what Envoys run keeps running
+	PluginFailed  = "failed"  // the latest resolution failed (a last good module may still serve)
+)
+
+// PluginReport is one plugin and the module it is served with.
+type PluginReport struct {
+	Name           string     `json:"name"`
+	Source         string     `json:"source"` // file:line
+	URL            string     `json:"url"`
+	Phase          string     `json:"phase"`
+	Priority       int32      `json:"priority"`
+	FailStrategy   string     `json:"failStrategy"`
+	PullPolicy     string     `json:"pullPolicy"`
+	State          string     `json:"state"`                  // ready, pending or failed
+	PendingSince   *time.Time `json:"pendingSince,omitempty"` // when the running resolution started
+	SHA256         string     `json:"sha256,omitempty"`       // the module served, possibly the last good one
+	ManifestDigest string     `json:"manifestDigest,omitempty"`
+	Error          string     `json:"error,omitempty"` // why the latest resolution failed
+}
+
+// ProblemReport is a resource translation dropped.
+type ProblemReport struct {
+	Source  string `json:"source"` // file:line
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+// pluginReports describes every plugin's module for /debug/status.
+func (c *controller) pluginReports() []PluginReport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == nil {
+		return []PluginReport{}
+	}
+	out := make([]PluginReport, 0, len(c.state.Plugins))
+	for _, p := range c.state.Plugins {
+		rep := PluginReport{Name: p.Name, Source: p.Source.String(), URL: p.URL, Phase: p.Phase.String(),
+			Priority: p.Priority, FailStrategy: string(p.FailStrategy), PullPolicy: string(p.PullPolicy),
+			State: PluginPending}
+		if r := c.res[p.Name]; r != nil {
+			rep.Error = r.err
+			if r.module != nil {
+				rep.SHA256, rep.ManifestDigest = r.module.SHA256, r.module.ManifestDigest
+			}
+			switch {
+			case r.pending():
+				since := r.since
+				rep.PendingSince = &since
+			case r.err != "":
+				rep.State = PluginFailed
+			default:
+				rep.State = PluginReady
+			}
+		}
+		out = append(out, rep)
+	}
+	return out
+}
+
+// Status returns the status document.
+func (cp *ControlPlane) Status() StatusReport {
+	rep := StatusReport{
+		Ready: cp.server.Ready(), ConfigDir: cp.opts.ConfigDir,
+		SpecErrors: []string{}, SpecWarnings: []string{},
+		Plugins: cp.ctrl.pluginReports(), Modules: cp.mods.Modules(),
+		Nodes: cp.server.Status(), Problems: []ProblemReport{},
+	}
+	if st := cp.ctrl.currentState(); st != nil {
+		for _, e := range st.Errors {
+			rep.SpecErrors = append(rep.SpecErrors, e.Error())
+		}
+		for _, e := range st.Warnings {
+			rep.SpecWarnings = append(rep.SpecWarnings, e.Error())
+		}
+		rep.Listeners, rep.Clusters = len(st.Listeners), len(st.Clusters)
+	}
+	for _, p := range cp.server.Problems() {
+		rep.Problems = append(rep.Problems, ProblemReport{Source: p.Source.String(), Kind: p.Kind, Name: p.Name, Message: p.Message})
+	}
+	if rep.Modules == nil {
+		rep.Modules = []fetcher.ModuleInfo{}
+	}
+	return rep
+}
+
+// handler serves modules, health, metrics and the status document.
+func (cp *ControlPlane) handler(gatherer prometheus.Gatherer) http.Handler {
+	log := cp.log.With("component", "http")
+	mux := http.NewServeMux()
+	mux.Handle("/modules/", cp.mods.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := cp.notReady(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if cp.opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, log, cp.Status())
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, log *slog.Logger, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		log.Debug("writing status", "error", err)
+	}
+}
