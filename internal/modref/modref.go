@@ -121,7 +121,7 @@ func Parse(raw, dir string) (Ref, error) {
 	case "file":
 		return parseFile(raw)
 	}
-	return Ref{}, invalid(raw, "unsupported scheme %q (want oci://, http://, https:// or file:)", scheme)
+	return Ref{}, invalid(raw, "unsupported scheme %q (want oci://, http://, https://, file:///abs or file:rel)", scheme)
 }
 
 // String is the canonical spelling of r; it never holds credentials.
