@@ -56,7 +56,7 @@
 //	spec:
 //	  selector: {matchLabels: {app: httpbin}}
 //	  url: oci://registry:5000/filters/add-header:v1
-//	  sha256: ""                  # optional pin: 64 lowercase hex
+//	  sha256: ""                  # optional pin: 64 hex digits, sha256: optional
 //	  imagePullPolicy: IfNotPresent
 //	  imagePullSecret: ""         # docker config.json credentials entry or file name
 //	  pluginConfig: {header: x-wasm}
