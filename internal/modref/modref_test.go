@@ -167,3 +167,15 @@ func TestValidHex(t *testing.T) {
 }
 
 func quote(s string) string { return `"` + s + `"` }
+
+// BenchmarkParse measures parsing the shared examples, one of each spelling.
+func BenchmarkParse(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, c := range modreftest.Examples {
+			if _, err := Parse(c.In, "/specs"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
