@@ -56,7 +56,7 @@
 //	spec:
 //	  selector: {matchLabels: {app: httpbin}}
 //	  url: oci://registry:5000/filters/add-header:v1
-//	  sha256: ""                  # optional pin: 64 lowercase hex
+//	  sha256: ""                  # optional pin: 64 hex digits, sha256: optional
 //	  imagePullPolicy: IfNotPresent
 //	  imagePullSecret: ""         # docker config.json credentials entry or file name
 //	  pluginConfig: {header: x-wasm}
@@ -70,12 +70,21 @@
 //
 // Field rules:
 //
-//   - url: a reference without a scheme gets oci://. oci:// references are
-//     registry/repository[:tag][@sha256:hex]. http:// and https:// are
-//     allowed. file:///abs/path is kept; file:rel/path and file:./path (no
-//     "//") are resolved against the spec file's directory and become
-//     file:///abs/path. Any other scheme is an error.
-//   - sha256: when the url carries @sha256:hex, a sha256 pin must equal it.
+//   - url: parsed by the one grammar of internal/modref, which the fetcher
+//     and the CLI share, and kept in its canonical spelling. A reference
+//     without a scheme gets oci://. oci:// references are
+//     [registry/]repository[:tag][@sha256:hex] with Docker's shorthand: a
+//     first element that is not a host (no "." or ":", not localhost) means
+//     docker.io, and a single-element Docker Hub repository lives under
+//     library/ (add-header:v1 is oci://docker.io/library/add-header:v1). No
+//     tag and no digest means :latest. http:// and https:// are allowed.
+//     file:///abs/path is kept; file:rel/path and file:./path (no "//") are
+//     resolved against the spec file's directory and become
+//     file:///abs/path. Credentials in the url (user:password@) are refused:
+//     use imagePullSecret. Any other scheme is an error.
+//   - sha256: 64 hex digits in any case, optionally prefixed with sha256:;
+//     kept as lowercase hex. When the url carries @sha256:hex, the pin must
+//     equal it.
 //   - imagePullPolicy: UNSPECIFIED_POLICY, IfNotPresent or Always. Unset
 //     means IfNotPresent, except Always for an oci:// url with the tag
 //     latest or no tag, and no digest or pin (as Istio and Kubernetes do).

@@ -122,7 +122,8 @@ type Plugin struct {
 	Source     Source
 	APIVersion string            // which apiVersion the document used
 	Selector   map[string]string // empty matches every node
-	// URL is normalised: a reference with no scheme gets oci://.
+	// URL is the canonical spelling of the module reference (modref.Ref's
+	// String): what the fetcher pulls, status shows and logs name.
 	URL          string
 	SHA256       string // optional pin: 64 lowercase hex, manifest or module digest
 	PullPolicy   PullPolicy

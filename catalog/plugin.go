@@ -69,34 +69,6 @@ func boundedString(f *fields, key string, max int) string {
 	return v
 }
 
-// parsePluginURL sets URL and SHA256 and reports whether the url is an OCI
-// reference by the latest (or no) tag.
-func parsePluginURL(spec *fields, pl *Plugin, dir string) bool {
-	raw, n := spec.str("url")
-	if spec.missing("url") || (n != nil && raw == "") {
-		spec.p.add(orNode(n, spec.line("url")), "spec.url: missing (oci://, http(s):// or file:// module location)")
-	}
-	var m moduleURL
-	if raw != "" {
-		var err error
-		if m, err = normaliseURL(raw, dir); err != nil {
-			spec.p.add(n, "spec.url: %v", err)
-		}
-	}
-	pl.URL = m.url
-	sum, sn := spec.str("sha256")
-	switch {
-	case sn == nil || sum == "":
-	case !sha256RE.MatchString(sum):
-		spec.p.add(sn, "spec.sha256: %q must be 64 lowercase hex characters", sum)
-	case m.digest != "" && m.digest != sum:
-		spec.p.add(sn, "spec.sha256: %s does not match the digest in url (sha256:%s)", sum, m.digest)
-	default:
-		pl.SHA256 = sum
-	}
-	return m.latest
-}
-
 // parsePullPolicy applies Istio's default: IfNotPresent, except Always for an
 // OCI reference by the latest tag, mirroring Kubernetes.
 func parsePullPolicy(spec *fields, latest bool) PullPolicy {

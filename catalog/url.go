@@ -1,96 +1,37 @@
 package catalog
 
 import (
-	"errors"
-	"fmt"
-	"net/url"
-	"path/filepath"
-	"regexp"
-	"strings"
-
-	"oras.land/oras-go/v2/registry"
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
-var sha256RE = regexp.MustCompile(`^[a-f0-9]{64}$`)
-
-// moduleURL is a plugin url after normalisation.
-type moduleURL struct {
-	url    string
-	digest string // hex of an @sha256: pin inside an oci:// url
-	latest bool   // oci:// reference by the "latest" tag or by no tag
-}
-
-// normaliseURL turns a WasmPlugin url into one the fetcher can use without
-// knowing where the spec file lives: no scheme means oci://, and a relative
-// file: url (no "//") is resolved against dir, the spec file's directory.
-func normaliseURL(raw, dir string) (moduleURL, error) {
-	if strings.HasPrefix(raw, "file:") && !strings.HasPrefix(raw, "file://") {
-		return relativeFileURL(strings.TrimPrefix(raw, "file:"), dir)
+// parsePluginURL sets URL (the canonical spelling, as the fetcher pulls it)
+// and SHA256 (lowercase hex), and reports whether the url is an OCI
+// reference by the latest tag, written or implied.
+func parsePluginURL(spec *fields, pl *Plugin, dir string) bool {
+	raw, n := spec.str("url")
+	if spec.missing("url") || (n != nil && raw == "") {
+		spec.p.add(orNode(n, spec.line("url")), "spec.url: missing (oci://, http(s):// or file:// module location)")
 	}
-	if !strings.Contains(raw, "://") {
-		raw = "oci://" + raw
-	}
-	scheme, rest, _ := strings.Cut(raw, "://")
-	switch strings.ToLower(scheme) {
-	case "oci":
-		return ociURL(rest)
-	case "http", "https":
-		u, err := url.Parse(raw)
-		if err != nil || u.Host == "" {
-			return moduleURL{}, fmt.Errorf("invalid %s url %q", scheme, raw)
+	var ref modref.Ref
+	if raw != "" {
+		var err error
+		if ref, err = modref.Parse(raw, dir); err != nil {
+			spec.p.add(n, "spec.url: %v", err)
 		}
-		return moduleURL{url: raw}, nil
-	case "file":
-		return absoluteFileURL(raw)
+	}
+	pl.URL = ref.String()
+	sum, sn := spec.str("sha256")
+	if sn == nil || sum == "" {
+		return ref.Latest()
+	}
+	pin, err := modref.ParseSHA256(sum)
+	switch {
+	case err != nil:
+		spec.p.add(sn, "spec.sha256: %v", err)
+	case ref.Digest != "" && ref.Digest != pin:
+		spec.p.add(sn, "spec.sha256: %s does not match the digest in url (sha256:%s)", pin, ref.Digest)
 	default:
-		return moduleURL{}, fmt.Errorf("unsupported URL scheme %q (want oci://, http://, https:// or file://)", scheme)
+		pl.SHA256 = pin
 	}
-}
-
-func relativeFileURL(path, dir string) (moduleURL, error) {
-	if path == "" {
-		return moduleURL{}, errors.New("file: url has no path")
-	}
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(dir, path)
-	}
-	return moduleURL{url: fileURL(path)}, nil
-}
-
-func absoluteFileURL(raw string) (moduleURL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return moduleURL{}, fmt.Errorf("invalid file url %q", raw)
-	}
-	if u.Host != "" && u.Host != "localhost" {
-		return moduleURL{}, fmt.Errorf("file url %q names host %q; only local files can be read", raw, u.Host)
-	}
-	if u.Path == "" || !strings.HasPrefix(u.Path, "/") {
-		return moduleURL{}, fmt.Errorf("file url %q has no absolute path", raw)
-	}
-	return moduleURL{url: fileURL(u.Path)}, nil
-}
-
-func fileURL(path string) string {
-	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(filepath.Clean(path))}).String()
-}
-
-// ociURL validates registry/repository[:tag][@sha256:hex].
-func ociURL(rest string) (moduleURL, error) {
-	m := moduleURL{url: "oci://" + rest}
-	base := rest
-	if i := strings.Index(rest, "@"); i >= 0 {
-		base = rest[:i]
-		hex, ok := strings.CutPrefix(rest[i+1:], "sha256:")
-		if !ok || !sha256RE.MatchString(hex) {
-			return moduleURL{}, fmt.Errorf("oci url %q: digest must be sha256: followed by 64 lowercase hex characters", m.url)
-		}
-		m.digest = hex
-	}
-	ref, err := registry.ParseReference(base)
-	if err != nil {
-		return moduleURL{}, fmt.Errorf("oci url %q is not registry/repository[:tag][@sha256:digest]: %w", m.url, err)
-	}
-	m.latest = m.digest == "" && (ref.Reference == "" || ref.Reference == "latest")
-	return m, nil
+	return ref.Latest()
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 const (
@@ -132,7 +134,7 @@ func (c *cache) reconcile() {
 	for _, e := range entries {
 		hex, ok := strings.CutSuffix(e.Name(), ".wasm")
 		info, err := e.Info()
-		if !ok || !validHex(hex) || err != nil || !info.Mode().IsRegular() {
+		if !ok || !modref.ValidHex(hex) || err != nil || !info.Mode().IsRegular() {
 			continue
 		}
 		if _, known := c.idx.Modules[hex]; !known {

@@ -23,7 +23,7 @@ func (f *Fetcher) Cached(req Request) (Module, bool) {
 	if req.SHA256, err = parsePin(req.SHA256); err != nil {
 		return Module{}, false
 	}
-	req.Always = false
+	req.URL, req.Always = src.key, false
 	m, ok := f.fromCache(src, req)
 	if ok {
 		f.metrics.cacheHits.Inc()

@@ -12,6 +12,8 @@ import (
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 // Sentinel errors returned (wrapped) by Resolve and Push. Test with errors.Is.
@@ -37,9 +39,10 @@ var (
 	ErrUnavailable = errors.New("source unavailable")
 	// ErrClosed: the Fetcher was closed; no more pulls start.
 	ErrClosed = errors.New("fetcher closed")
-	// ErrInvalidReference: the URL or sha256 pin is malformed or uses an
-	// unsupported scheme.
-	ErrInvalidReference = errors.New("invalid reference")
+	// ErrInvalidReference: the URL or sha256 pin is malformed, uses an
+	// unsupported scheme or holds credentials. It is modref.ErrInvalid, so
+	// every parse error of the shared module-reference grammar matches it.
+	ErrInvalidReference = modref.ErrInvalid
 	// ErrUnsupported: the artifact's media types hold no recognisable module.
 	ErrUnsupported = errors.New("unsupported artifact")
 	// ErrStale is returned together with a usable Module when re-resolving

@@ -69,8 +69,9 @@ type Options struct {
 // Request names a module to resolve.
 type Request struct {
 	// URL: oci://host/repo:tag or @sha256:<hex> (oci:// is the default when
-	// there is no scheme; a missing tag means latest), http(s)://..., or
-	// file:///absolute/path.
+	// there is no scheme; a missing tag means latest; Docker's shorthand
+	// applies), http(s)://..., or file:///absolute/path: the grammar of
+	// internal/modref. Logs, errors and Module.URL use its canonical form.
 	URL string
 	// SHA256 optionally pins the content: the OCI manifest digest (of the
 	// reference or the chosen index entry) or the module's own sha256, as
@@ -94,7 +95,7 @@ type Module struct {
 	SHA256         string // the module's own sha256, 64 lowercase hex
 	Size           int64
 	ManifestDigest string // "sha256:..." the OCI reference resolved to; "" otherwise
-	URL            string // the Request.URL it was resolved for
+	URL            string // the canonical spelling of the Request.URL it was resolved for
 	Path           string // the cached file
 }
 
@@ -162,13 +163,16 @@ func New(opts Options) (*Fetcher, error) {
 // pull. Errors name the reference and wrap this package's sentinel errors;
 // with ErrStale, the returned Module is the last good one and usable.
 func (f *Fetcher) Resolve(ctx context.Context, req Request) (Module, error) {
-	src, err := parseSource(req.URL)
+	src, err := parseSource(req.URL) // its errors name the URL, credentials redacted
 	if err == nil {
-		req.SHA256, err = parsePin(req.SHA256)
+		req.URL = src.key
+		if req.SHA256, err = parsePin(req.SHA256); err != nil {
+			err = fmt.Errorf("%s: %w", src.key, err)
+		}
 	}
 	if err != nil {
 		f.metrics.pullDone(err, 0)
-		return Module{}, fmt.Errorf("%s: %w", req.URL, err)
+		return Module{}, err
 	}
 	if m, ok := f.fromCache(src, req); ok {
 		f.metrics.cacheHits.Inc()

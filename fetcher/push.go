@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -39,7 +38,7 @@ func Push(ctx context.Context, module []byte, ref string, opts PushOptions) (str
 	if err := Verify(ctx, module); err != nil {
 		return "", fmt.Errorf("push %s: %w", ref, err)
 	}
-	src, err := parseOCI(strings.TrimPrefix(ref, "oci://"))
+	src, err := parseOCI(ref)
 	if err != nil {
 		return "", fmt.Errorf("push: %w", err)
 	}

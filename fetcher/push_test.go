@@ -47,6 +47,24 @@ func TestPushThenPullIdenticalBytes(t *testing.T) {
 	}
 }
 
+func TestPushRefusesWhatIsNotATag(t *testing.T) {
+	tr := newTestRegistry(t)
+	module := validModule(t)
+	for _, ref := range []string{
+		"https://" + tr.ref("filters/x.wasm"),
+		tr.ref("filters/x@sha256:" + sha(module)),
+		"oci://bob:hunter2@" + tr.ref("filters/x:v1"),
+	} {
+		_, err := Push(context.Background(), module, ref, PushOptions{DockerConfig: tr.dockerConfig(t)})
+		if !errors.Is(err, ErrInvalidReference) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Push(%q) err = %v; want ErrInvalidReference, no password", ref, err)
+		}
+	}
+	if n := tr.count("PUT manifest"); n != 0 {
+		t.Errorf("%d manifest PUTs; want none", n)
+	}
+}
+
 func TestPushRefusesNonProxyWasm(t *testing.T) {
 	tr := newTestRegistry(t)
 	_, err := Push(context.Background(), []byte("not wasm"), tr.ref("filters/x:v1"), PushOptions{})

@@ -2,11 +2,10 @@ package fetcher
 
 import (
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"strings"
 
 	"oras.land/oras-go/v2/registry"
+
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 type sourceKind int
@@ -17,100 +16,59 @@ const (
 	kindFile
 )
 
-// source is a parsed Request.URL. key is its canonical spelling, used for
-// the index and to coalesce concurrent pulls of the same reference.
+// source is a parsed Request.URL. key is its canonical spelling (modref's),
+// used for the index, to coalesce concurrent pulls of the same reference,
+// and in logs and errors.
 type source struct {
 	kind sourceKind
 	key  string
+	mod  modref.Ref
 	ref  registry.Reference // kindOCI
 	url  string             // kindHTTP
 	path string             // kindFile
 }
 
 // immutable reports whether the source can never resolve to other content.
-func (s source) immutable() bool {
-	if s.kind != kindOCI {
-		return false
-	}
-	_, err := s.ref.Digest()
-	return err == nil
-}
+func (s source) immutable() bool { return s.mod.Immutable() }
 
+// parseSource parses a Request.URL with the project's one grammar. A
+// relative file: URL has no directory to resolve against here and is
+// refused; the catalog resolves those before they reach the fetcher.
 func parseSource(raw string) (source, error) {
-	raw = strings.TrimSpace(raw)
-	scheme, rest, hasScheme := strings.Cut(raw, "://")
-	if !hasScheme {
-		scheme, rest = "oci", raw
-	}
-	switch strings.ToLower(scheme) {
-	case "oci":
-		return parseOCI(rest)
-	case "http", "https":
-		u, err := url.Parse(raw)
-		if err != nil || u.Host == "" {
-			return source{}, fmt.Errorf("%w: %q is not a valid http(s) URL", ErrInvalidReference, raw)
-		}
-		return source{kind: kindHTTP, key: u.String(), url: u.String()}, nil
-	case "file":
-		u, err := url.Parse(raw)
-		if err != nil || (u.Host != "" && u.Host != "localhost") || !filepath.IsAbs(u.Path) {
-			return source{}, fmt.Errorf("%w: %q: file URLs need an absolute path (file:///abs/path)", ErrInvalidReference, raw)
-		}
-		p := filepath.Clean(u.Path)
-		return source{kind: kindFile, key: "file://" + p, path: p}, nil
-	}
-	return source{}, fmt.Errorf("%w: %q: unsupported scheme %q (use oci://, http(s):// or file://)",
-		ErrInvalidReference, raw, scheme)
-}
-
-func parseOCI(s string) (source, error) {
-	ref, err := registry.ParseReference(normalizeDockerHub(s))
+	r, err := modref.Parse(raw, "")
 	if err != nil {
-		return source{}, fmt.Errorf("%w: %q: %w", ErrInvalidReference, s, err)
+		return source{}, err
 	}
-	if ref.Reference == "" {
-		ref.Reference = "latest"
+	s := source{key: r.String(), mod: r}
+	switch r.Kind {
+	case modref.KindOCI:
+		s.kind, s.ref = kindOCI, r.OCI()
+	case modref.KindHTTP:
+		s.kind, s.url = kindHTTP, r.URL
+	case modref.KindFile:
+		s.kind, s.path = kindFile, r.Path
 	}
-	return source{kind: kindOCI, key: "oci://" + ref.String(), ref: ref}, nil
+	return s, nil
 }
 
-// normalizeDockerHub applies Docker's shorthand: a first path element that
-// is not a host ("name/repo", "repo") means Docker Hub, and single-element
-// Docker Hub repositories live under library/.
-func normalizeDockerHub(s string) string {
-	first, rest, ok := strings.Cut(s, "/")
-	isHost := ok && (strings.ContainsAny(first, ".:") || first == "localhost")
-	if !isHost {
-		rest, first = s, "docker.io"
+// parseOCI parses a reference Push publishes to: OCI, by tag.
+func parseOCI(raw string) (source, error) {
+	s, err := parseSource(raw)
+	switch {
+	case err != nil:
+		return source{}, err
+	case s.kind != kindOCI:
+		return source{}, fmt.Errorf("%w: %s is not an OCI reference (registry/repository:tag)", ErrInvalidReference, s.key)
+	case s.mod.Digest != "":
+		return source{}, fmt.Errorf("%w: %s: push to a tag, not a digest", ErrInvalidReference, s.key)
 	}
-	if first == "docker.io" && !strings.Contains(strings.SplitN(rest, "@", 2)[0], "/") {
-		rest = "library/" + rest
-	}
-	return first + "/" + rest
+	return s, nil
 }
 
-// parsePin validates a sha256 pin: 64 hex digits, optionally "sha256:"-prefixed.
+// parsePin parses an optional sha256 pin ("" = none) to lowercase hex.
 func parsePin(pin string) (string, error) {
 	if pin == "" {
 		return "", nil
 	}
-	hex := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(pin), "sha256:"))
-	if !validHex(hex) {
-		return "", fmt.Errorf("%w: sha256 %q is not 64 hex digits", ErrInvalidReference, pin)
-	}
-	return hex, nil
-}
-
-// validHex reports whether s is exactly 64 lowercase hex digits.
-func validHex(s string) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	return modref.ParseSHA256(pin)
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 // ModulePathPrefix is the URL path under which Handler serves modules:
@@ -37,7 +39,7 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 		http.NotFound(w, r)
 		return http.StatusNotFound
 	}
-	if !validHex(hex) {
+	if !modref.ValidHex(hex) {
 		http.Error(w, "module path must end in 64 lowercase hex digits", http.StatusBadRequest)
 		return http.StatusBadRequest
 	}

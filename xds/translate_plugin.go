@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"slices"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 const (
@@ -38,8 +38,6 @@ const (
 	// plugin that cannot run.
 	unavailableSuffix = ".unavailable"
 )
-
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // pluginFilter is one plugin's translation, shared by every listener of the
 // node that uses the plugin (its config does not depend on the listener).
@@ -270,7 +268,7 @@ func envVars(env []catalog.EnvVar) (*wasmv3.EnvironmentVariables, error) {
 // against sha256 and caches modules by it, so a malformed digest would make
 // the plugin fail on every Envoy; it is rejected here instead.
 func remoteCode(m Module) (*corev3.AsyncDataSource, error) {
-	if !sha256Hex.MatchString(m.SHA256) {
+	if !modref.ValidHex(m.SHA256) {
 		return nil, fmt.Errorf("module sha256 %q is not 64 lowercase hex digits", m.SHA256)
 	}
 	if u, err := url.Parse(m.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 // defaultCacheDir is where modules are cached unless --cache-dir says
@@ -38,10 +39,12 @@ func newPullCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pull URL",
 		Short: "Fetch and verify a Wasm module into the cache and print its sha256",
-		Long: `Resolve URL (oci://host/repo:tag, host/repo@sha256:..., http(s)://..., file:///path)
-to a verified proxy-wasm module, store it in the cache and print
-"sha256:<hex> <bytes> <url>". A reference already in the cache is not fetched
-again unless --always is given.`,
+		Long: `Resolve URL (oci://host/repo:tag, host/repo@sha256:..., repo:tag on Docker Hub,
+http(s)://..., file:///path, file:relative/path) to a verified proxy-wasm
+module, store it in the cache and print "sha256:<hex> <bytes> <url>", where
+<url> is the canonical spelling that specs, status and logs use (e.g.
+add-header:v1 is oci://docker.io/library/add-header:v1). A reference already
+in the cache is not fetched again unless --always is given.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPull(cmd, args[0], fl)
@@ -58,20 +61,31 @@ again unless --always is given.`,
 	return cmd
 }
 
-func runPull(cmd *cobra.Command, url string, fl pullFlags) error {
+func runPull(cmd *cobra.Command, raw string, fl pullFlags) error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	ref, err := modref.Parse(raw, cwd) // file:rel/path is relative to the working directory
+	if err != nil {
+		return err
+	}
+	url := ref.String()
 	level := slog.LevelWarn
 	if fl.verbose {
 		level = slog.LevelInfo
 	}
+	logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 	f, err := fetcher.New(fetcher.Options{
 		CacheDir:           fl.cacheDir,
 		InsecureRegistries: fl.insecure,
 		DockerConfig:       fl.dockerConfig,
-		Logger:             slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})),
+		Logger:             logger,
 	})
 	if err != nil {
 		return err
 	}
+	logger.Info("pulling", "component", "pull", "url", url)
 	m, err := f.Resolve(commandContext(cmd), fetcher.Request{URL: url, SHA256: fl.sha256, Always: fl.always, PullSecret: fl.pullSecret})
 	if err != nil && !errors.Is(err, fetcher.ErrStale) {
 		return err

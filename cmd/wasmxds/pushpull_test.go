@@ -53,7 +53,8 @@ func TestPushThenPullReturnsIdenticalBytes(t *testing.T) {
 	cache := t.TempDir()
 	sum := sha256.Sum256(module)
 	want := fmt.Sprintf("sha256:%s %d oci://%s\n", hex.EncodeToString(sum[:]), len(module), ref)
-	out, err := runCLI(t, "pull", "oci://"+ref, "--cache-dir", cache, "--sha256", strings.TrimSpace(strings.TrimPrefix(digest, "sha256:")))
+	// No scheme and an uppercase pin: the canonical spelling is printed.
+	out, err := runCLI(t, "pull", ref, "--cache-dir", cache, "--sha256", strings.ToUpper(strings.TrimSpace(digest)))
 	if err != nil || out != want {
 		t.Fatalf("pull = %q, %v; want %q", out, err, want)
 	}
@@ -72,5 +73,28 @@ func TestPullRejectsMismatchedPin(t *testing.T) {
 	out, err := runCLI(t, "pull", "file://"+file, "--cache-dir", dir, "--sha256", strings.Repeat("0", 64))
 	if err == nil || out != "" || !strings.Contains(err.Error(), "digest mismatch") {
 		t.Fatalf("pull with a wrong pin = %q, %v; want a digest mismatch error and no output", out, err)
+	}
+}
+
+func TestPullPrintsTheCanonicalURL(t *testing.T) {
+	dir := t.TempDir()
+	module := fetchertest.ProxyWasm(t.Name())
+	if err := os.WriteFile(filepath.Join(dir, "filter.wasm"), module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	sum := sha256.Sum256(module)
+	want := fmt.Sprintf("sha256:%s %d file://%s\n", hex.EncodeToString(sum[:]), len(module), filepath.Join(dir, "filter.wasm"))
+	out, err := runCLI(t, "pull", "file:./sub/../filter.wasm", "--cache-dir", filepath.Join(dir, "cache"))
+	if err != nil || out != want {
+		t.Fatalf("pull = %q, %v; want %q", out, err, want)
+	}
+}
+
+func TestPullRefusesCredentialsInTheURL(t *testing.T) {
+	out, err := runCLI(t, "pull", "https://bob:hunter2@example.com/f.wasm", "--cache-dir", t.TempDir())
+	if err == nil || out != "" || strings.Contains(err.Error(), "hunter2") ||
+		!strings.Contains(err.Error(), "credentials in module URLs are not supported") {
+		t.Fatalf("pull = %q, %v; want a refusal that does not repeat the password", out, err)
 	}
 }
