@@ -139,35 +139,31 @@ type sdsFile struct {
 
 // renderSDSFiles renders the secrets that --tls-sds-dir refers to: the
 // trusted CA and, with a client certificate, the certificate and key.
+// Envoy watches the directories of the files they name: a move there (a
+// file renamed into place, or the ..data symlink swap of a Kubernetes Secret
+// volume) makes it read them again.
 func renderSDSFiles(o tlsOptions) ([]sdsFile, error) {
 	if o.sdsDir == "" {
 		return nil, nil
 	}
-	secrets := []*tlsv3.Secret{{
-		Name: sdsCASecret,
-		Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: fileSource(o.caFile),
-		}},
+	ca := &tlsv3.Secret{Name: sdsCASecret, Type: &tlsv3.Secret_ValidationContext{
+		ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: fileSource(o.caFile)},
 	}}
-	if o.certFile != "" {
-		secrets = append(secrets, &tlsv3.Secret{
-			Name: sdsCertSecret,
-			Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: clientCertificate(o)},
-		})
+	files, err := appendSDSFile(nil, filepath.Join(o.sdsDir, sdsCAFile), ca)
+	if err != nil || o.certFile == "" {
+		return files, err
 	}
-	files := make([]sdsFile, 0, len(secrets))
-	for _, s := range secrets {
-		content, err := sdsYAML(s)
-		if err != nil {
-			return nil, err
-		}
-		name := sdsCAFile
-		if s.Name == sdsCertSecret {
-			name = sdsCertFile
-		}
-		files = append(files, sdsFile{path: filepath.Join(o.sdsDir, name), content: content})
+	return appendSDSFile(files, filepath.Join(o.sdsDir, sdsCertFile), &tlsv3.Secret{
+		Name: sdsCertSecret, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: clientCertificate(o)},
+	})
+}
+
+func appendSDSFile(files []sdsFile, path string, s *tlsv3.Secret) ([]sdsFile, error) {
+	content, err := sdsYAML(s)
+	if err != nil {
+		return nil, err
 	}
-	return files, nil
+	return append(files, sdsFile{path: path, content: content}), nil
 }
 
 // sdsYAML is the discovery response Envoy reads from a path config source.
