@@ -55,11 +55,12 @@ func (o tlsOptions) check() error {
 	case o.sdsDir != "" && o.caFile == "":
 		return errors.New("--tls-sds-dir needs --tls-ca-file")
 	}
-	for flag, path := range map[string]string{
-		"--tls-ca-file": o.caFile, "--tls-cert-file": o.certFile, "--tls-key-file": o.keyFile, "--tls-sds-dir": o.sdsDir,
+	// Envoy would resolve a relative path against its own working directory.
+	for _, f := range []struct{ flag, path string }{
+		{"--tls-ca-file", o.caFile}, {"--tls-cert-file", o.certFile}, {"--tls-key-file", o.keyFile}, {"--tls-sds-dir", o.sdsDir},
 	} {
-		if path != "" && !filepath.IsAbs(path) {
-			return fmt.Errorf("%s %q: want an absolute path, as Envoy sees it", flag, path)
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			return fmt.Errorf("%s %q: want an absolute path, as Envoy sees it", f.flag, f.path)
 		}
 	}
 	return nil
