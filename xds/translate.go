@@ -20,6 +20,10 @@ import (
 // downloads its module from the module server.
 const ModuleClusterName = "wasmxds_modules"
 
+// XDSClusterName is the static cluster through which an Envoy bootstrapped
+// by `wasmxds bootstrap` reaches the ADS server.
+const XDSClusterName = "wasmxds_xds"
+
 // FilterNamePrefix prefixes the HTTP filter name (and, with DeliveryECDS, the
 // TypedExtensionConfig resource name) generated for each plugin.
 const FilterNamePrefix = "wasmxds."
@@ -145,14 +149,14 @@ func sortResources[T namedResource](s []T) {
 	slices.SortFunc(s, func(a, b T) int { return cmp.Compare(a.GetName(), b.GetName()) })
 }
 
-// validatingMessage is implemented by every generated Envoy message.
-type validatingMessage interface {
+// ValidatingMessage is implemented by every generated Envoy message.
+type ValidatingMessage interface {
 	proto.Message
 	ValidateAll() error
 }
 
-// packValid validates m and wraps it in an Any with deterministic bytes.
-func packValid(m validatingMessage) (*anypb.Any, error) {
+// PackValid validates m and wraps it in an Any with deterministic bytes.
+func PackValid(m ValidatingMessage) (*anypb.Any, error) {
 	if err := m.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("invalid %s: %w", m.ProtoReflect().Descriptor().Name(), err)
 	}

@@ -41,7 +41,7 @@ func (t *translator) cluster(name string) (c *clusterv3.Cluster, ok bool) {
 }
 
 func specCluster(name string, eps []catalog.Endpoint) (*clusterv3.Cluster, error) {
-	c, err := newCluster(name, eps)
+	c, err := NewCluster(name, eps)
 	if err != nil {
 		return nil, err
 	}
@@ -51,10 +51,11 @@ func specCluster(name string, eps []catalog.Endpoint) (*clusterv3.Cluster, error
 	return c, nil
 }
 
-// newCluster builds a cluster with an inline load assignment: endpoints come
+// NewCluster builds a cluster with an inline load assignment: endpoints come
 // from specs, not from a discovery system, so EDS would add a resource type
-// and nothing else.
-func newCluster(name string, eps []catalog.Endpoint) (*clusterv3.Cluster, error) {
+// and nothing else. All-IP endpoints give a STATIC cluster, any DNS name a
+// STRICT_DNS one that Envoy re-resolves.
+func NewCluster(name string, eps []catalog.Endpoint) (*clusterv3.Cluster, error) {
 	typ := clusterv3.Cluster_STATIC
 	lbs := make([]*endpointv3.LbEndpoint, 0, len(eps))
 	for _, ep := range eps {
@@ -68,7 +69,7 @@ func newCluster(name string, eps []catalog.Endpoint) (*clusterv3.Cluster, error)
 		}
 		lbs = append(lbs, &endpointv3.LbEndpoint{
 			HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: socketAddress(ep.Host, ep.Port),
+				Address: SocketAddress(ep.Host, ep.Port),
 			}},
 		})
 	}
@@ -89,7 +90,8 @@ func newCluster(name string, eps []catalog.Endpoint) (*clusterv3.Cluster, error)
 	return c, nil
 }
 
-func socketAddress(host string, port uint32) *corev3.Address {
+// SocketAddress is a TCP host:port address.
+func SocketAddress(host string, port uint32) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Protocol:      corev3.SocketAddress_TCP,
 		Address:       host,
@@ -115,7 +117,7 @@ func moduleCluster(base string) (*clusterv3.Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module server URL %q: %w", base, err)
 	}
-	c, err := newCluster(ModuleClusterName, []catalog.Endpoint{{Host: host, Port: port}})
+	c, err := NewCluster(ModuleClusterName, []catalog.Endpoint{{Host: host, Port: port}})
 	if err != nil {
 		return nil, fmt.Errorf("module server URL %q: %w", base, err)
 	}
@@ -150,16 +152,34 @@ func urlPort(u *url.URL) (uint32, error) {
 // module's integrity does not depend on the channel because Envoy checks
 // every download against the sha256 in the filter config.
 func moduleTLS(host string) (*corev3.TransportSocket, error) {
-	tls := &tlsv3.UpstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{}}
-	if _, err := netip.ParseAddr(host); err != nil {
-		tls.Sni = host // SNI carries DNS names only (RFC 6066)
-	}
-	a, err := packValid(tls)
+	return TLSTransportSocket(&tlsv3.UpstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{},
+		Sni:              SNI(host),
+	})
+}
+
+// TLSTransportSocket wraps an upstream TLS context into a cluster's
+// transport socket.
+func TLSTransportSocket(tls *tlsv3.UpstreamTlsContext) (*corev3.TransportSocket, error) {
+	a, err := PackValid(tls)
 	if err != nil {
 		return nil, err
 	}
 	return &corev3.TransportSocket{
-		Name:       "envoy.transport_sockets.tls",
+		Name:       tlsTransportSocketName,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a},
 	}, nil
+}
+
+// tlsTransportSocketName is the name Envoy registers its TLS transport
+// socket under.
+const tlsTransportSocketName = "envoy.transport_sockets.tls"
+
+// SNI is the server name to send for host: the host itself for a DNS name,
+// empty for an IP address, since SNI carries DNS names only (RFC 6066).
+func SNI(host string) string {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return ""
+	}
+	return host
 }

@@ -98,7 +98,7 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	hcm, err := packValid(&hcmv3.HttpConnectionManager{
+	hcm, err := PackValid(&hcmv3.HttpConnectionManager{
 		StatPrefix: l.Name,
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -112,7 +112,7 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 	}
 	lis := &listenerv3.Listener{
 		Name:    l.Name,
-		Address: socketAddress(addr, l.Port),
+		Address: SocketAddress(addr, l.Port),
 		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 			Name:       hcmFilterName,
 			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
@@ -151,7 +151,7 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 			exts = append(exts, pf.ext)
 		}
 	}
-	router, err := packValid(&routerv3.Router{})
+	router, err := PackValid(&routerv3.Router{})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -99,7 +99,7 @@ func denyAllFilter(name string) (*hcmv3.HttpFilter, error) {
 			Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}},
 		}},
 	}}
-	a, err := packValid(rbac)
+	a, err := PackValid(rbac)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (t *translator) wasmFilter(p catalog.Plugin, m Module) (pluginFilter, error
 	if err != nil {
 		return pluginFilter{}, err
 	}
-	cfg, err := packValid(w)
+	cfg, err := PackValid(w)
 	if err != nil {
 		return pluginFilter{}, err
 	}

@@ -208,7 +208,7 @@ func shippableErrors(res *Resources) []error {
 			}
 			prev = n
 			seen[n] = true
-			if err := m.(validatingMessage).ValidateAll(); err != nil {
+			if err := m.(ValidatingMessage).ValidateAll(); err != nil {
 				errs = append(errs, fmt.Errorf("%s %s invalid: %w", kind, n, err))
 			}
 		}

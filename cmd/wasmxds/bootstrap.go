@@ -13,7 +13,6 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -22,10 +21,10 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"gopkg.in/yaml.v3"
-)
 
-// xdsClusterName is the bootstrap's only static cluster: the way to wasmxds.
-const xdsClusterName = "wasmxds_xds"
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/xds"
+)
 
 type bootstrapOptions struct {
 	nodeID       string
@@ -35,6 +34,7 @@ type bootstrapOptions struct {
 	adminAddress string
 	adminPort    uint32
 	delta        bool
+	tls          tlsOptions
 }
 
 func newBootstrapCmd() *cobra.Command {
@@ -44,14 +44,23 @@ func newBootstrapCmd() *cobra.Command {
 		Short: "Print an Envoy bootstrap that takes all its configuration from wasmxds",
 		Long: `Print an Envoy v3 bootstrap (YAML) whose only static resource is a cluster to
 wasmxds's ADS endpoint. The node's labels select which listeners and Wasm plugins
-it receives; nodes with the same labels share one configuration.`,
+it receives; nodes with the same labels share one configuration.
+
+With --tls-ca-file Envoy connects over TLS and verifies the server's certificate
+against that CA and the --xds-address host; --tls-cert-file and --tls-key-file
+add a client certificate. File paths are as Envoy sees them. With --tls-sds-dir
+the files are referenced through file-based SDS, written into that directory, so
+that Envoy picks up rotated certificates without a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out, err := renderBootstrap(o)
 			if err != nil {
 				return err
 			}
-			_, err = io.WriteString(cmd.OutOrStdout(), out)
+			if err := writeSDSFiles(out.sdsFiles); err != nil {
+				return err
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), out.bootstrap)
 			return err
 		},
 	}
@@ -63,21 +72,35 @@ it receives; nodes with the same labels share one configuration.`,
 	f.StringVar(&o.adminAddress, "admin-address", "127.0.0.1", "Envoy admin listen address")
 	f.Uint32Var(&o.adminPort, "admin-port", 9901, "Envoy admin listen port")
 	f.BoolVar(&o.delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")
+	addTLSFlags(f, &o.tls)
 	_ = cmd.MarkFlagRequired("node-id")
 	return cmd
 }
 
+// renderedBootstrap is the bootstrap YAML and the SDS files it refers to.
+type renderedBootstrap struct {
+	bootstrap string
+	sdsFiles  []sdsFile
+}
+
 // renderBootstrap builds the bootstrap proto, validates it and renders it
-// as YAML with Envoy's field names.
-func renderBootstrap(o bootstrapOptions) (string, error) {
+// as YAML with Envoy's field names. It writes nothing.
+func renderBootstrap(o bootstrapOptions) (renderedBootstrap, error) {
 	bs, err := buildBootstrap(o)
 	if err != nil {
-		return "", err
+		return renderedBootstrap{}, err
 	}
 	if err := bs.ValidateAll(); err != nil {
-		return "", fmt.Errorf("generated bootstrap is invalid: %w", err)
+		return renderedBootstrap{}, fmt.Errorf("generated bootstrap is invalid: %w", err)
 	}
-	return protoYAML(bs)
+	out := renderedBootstrap{}
+	if out.bootstrap, err = protoYAML(bs); err != nil {
+		return renderedBootstrap{}, err
+	}
+	if out.sdsFiles, err = renderSDSFiles(o.tls); err != nil {
+		return renderedBootstrap{}, err
+	}
+	return out, nil
 }
 
 func buildBootstrap(o bootstrapOptions) (*bootstrapv3.Bootstrap, error) {
@@ -88,7 +111,7 @@ func buildBootstrap(o bootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, err
 	}
-	xds, err := xdsCluster(o.xdsAddress)
+	cluster, err := xdsCluster(o.xdsAddress, o.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -104,16 +127,16 @@ func buildBootstrap(o bootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	}
 	return &bootstrapv3.Bootstrap{
 		Node:  &corev3.Node{Id: o.nodeID, Cluster: o.nodeCluster, Metadata: meta},
-		Admin: &bootstrapv3.Admin{Address: socketAddr(o.adminAddress, o.adminPort)},
+		Admin: &bootstrapv3.Admin{Address: xds.SocketAddress(o.adminAddress, o.adminPort)},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Clusters: []*clusterv3.Cluster{xds},
+			Clusters: []*clusterv3.Cluster{cluster},
 		},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
 				ApiType:             apiType,
 				TransportApiVersion: corev3.ApiVersion_V3,
 				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: xdsClusterName},
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: xds.XDSClusterName},
 				}}},
 				SetNodeOnFirstMessageOnly: true,
 			},
@@ -140,8 +163,9 @@ func labelsMetadata(labels map[string]string) (*structpb.Struct, error) {
 }
 
 // xdsCluster is the HTTP/2 cluster to wasmxds: STATIC for an IP address,
-// STRICT_DNS for a name (re-resolved, so a moved control plane is found).
-func xdsCluster(address string) (*clusterv3.Cluster, error) {
+// STRICT_DNS for a name (re-resolved, so a moved control plane is found),
+// over TLS when a CA is given.
+func xdsCluster(address string, tls tlsOptions) (*clusterv3.Cluster, error) {
 	host, portStr, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, fmt.Errorf("--xds-address %q: %w", address, err)
@@ -150,35 +174,28 @@ func xdsCluster(address string) (*clusterv3.Cluster, error) {
 	if err != nil || port == 0 || host == "" {
 		return nil, fmt.Errorf("--xds-address %q: want HOST:PORT", address)
 	}
-	discovery := clusterv3.Cluster_STRICT_DNS
-	if net.ParseIP(host) != nil {
-		discovery = clusterv3.Cluster_STATIC
+	c, err := xds.NewCluster(xds.XDSClusterName, []catalog.Endpoint{{Host: host, Port: uint32(port)}})
+	if err != nil {
+		return nil, fmt.Errorf("--xds-address %q: %w", address, err)
 	}
 	opts, err := xdsProtocolOptions()
 	if err != nil {
 		return nil, err
 	}
-	return &clusterv3.Cluster{
-		Name:                 xdsClusterName,
-		ConnectTimeout:       durationpb.New(2 * time.Second),
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: discovery},
-		TypedExtensionProtocolOptions: map[string]*anypb.Any{
-			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts,
-		},
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{
-			ClusterName: xdsClusterName,
-			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
-				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-					Address: socketAddr(host, uint32(port)),
-				}},
-			}}}},
-		},
-	}, nil
+	c.TypedExtensionProtocolOptions = map[string]*anypb.Any{protocolOptionsKey: opts}
+	if c.TransportSocket, err = xdsTransportSocket(host, tls); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
+
+// protocolOptionsKey is where a cluster's typed_extension_protocol_options
+// take HttpProtocolOptions: under the message's full name.
+var protocolOptionsKey = string((&httpv3.HttpProtocolOptions{}).ProtoReflect().Descriptor().FullName())
 
 // xdsProtocolOptions makes the ADS connection HTTP/2, as gRPC requires.
 func xdsProtocolOptions() (*anypb.Any, error) {
-	return anypb.New(&httpv3.HttpProtocolOptions{
+	return xds.PackValid(&httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
 			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
@@ -196,12 +213,6 @@ func xdsProtocolOptions() (*anypb.Any, error) {
 	})
 }
 
-func socketAddr(host string, port uint32) *corev3.Address {
-	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
-	}}}
-}
-
 // protoYAML renders a message as YAML with proto field names, keeping
 // protojson's field order.
 func protoYAML(m proto.Message) (string, error) {
@@ -213,7 +224,9 @@ func protoYAML(m proto.Message) (string, error) {
 	if err := yaml.Unmarshal(js, &node); err != nil {
 		return "", fmt.Errorf("converting to YAML: %w", err)
 	}
-	clearStyle(&node)
+	if err := blockStyle(&node); err != nil {
+		return "", fmt.Errorf("converting to YAML: %w", err)
+	}
 	var b strings.Builder
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
@@ -223,11 +236,26 @@ func protoYAML(m proto.Message) (string, error) {
 	return b.String(), enc.Close()
 }
 
-// clearStyle turns JSON's flow style into block style, and drops the
-// quotes JSON put on every key and string where YAML does not need them.
-func clearStyle(n *yaml.Node) {
+// blockStyle turns JSON's flow style into block style, and gives every
+// string (key or value) the style yaml.v3 gives a Go string: quoted exactly
+// when plain text would read as something else. That covers YAML 1.2's
+// non-strings (true, null, ~, "", 0123, 1e3) and also YAML 1.1's booleans
+// (yes, no, on, off, y, n), which Envoy's YAML parser still reads as bools;
+// a node id "n" left plain would be false, and a label value "yes" a bool
+// that wasmxds ignores.
+func blockStyle(n *yaml.Node) error {
 	n.Style = 0
-	for _, c := range n.Content {
-		clearStyle(c)
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		var asGoString yaml.Node
+		if err := asGoString.Encode(n.Value); err != nil {
+			return err
+		}
+		n.Style = asGoString.Style
 	}
+	for _, c := range n.Content {
+		if err := blockStyle(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,15 +47,7 @@ func TestBootstrapPassesEnvoyValidate(t *testing.T) {
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
-			out := runBootstrap(t, args...)
-			path := filepath.Join(t.TempDir(), "envoy.yaml")
-			if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(envoy, "--mode", "validate", "-c", path, "--log-level", "warn")
-			if msg, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("envoy rejected the bootstrap: %v\n%s\n---\n%s", err, msg, out)
-			}
+			envoyValidate(t, envoy, runBootstrap(t, args...))
 		})
 	}
 }
@@ -114,5 +108,91 @@ func TestBootstrapRejectsBadInput(t *testing.T) {
 				t.Errorf("bootstrap %v succeeded", args)
 			}
 		})
+	}
+}
+
+// trickyStrings are strings that some YAML reader takes for something
+// else: YAML 1.1 booleans (Envoy's parser still reads them so), nulls,
+// numbers in several notations, and text with YAML syntax in it.
+var trickyStrings = []string{
+	"yes", "No", "ON", "off", "y", "n", "N", "true", "False",
+	"~", "null", "NULL", "0123", "0x1F", "+1", "-0", "1e3", ".inf", "12:30", "1_000", "2001-12-14",
+	"<<", "=", "a: b", "x #y", "#x", "- a", "{a}", "[a]", "'q'", `"dq"`, "@x", " padded ", "two\nlines", "plain",
+}
+
+// TestBootstrapKeepsStringsStrings feeds each tricky string as node id,
+// node cluster and label value (and label name) through Envoy: Envoy must
+// accept the file and report the very same strings.
+func TestBootstrapKeepsStringsStrings(t *testing.T) {
+	envoy := envoyPath(t)
+	labels := map[string]string{"empty": ""}
+	for i, s := range trickyStrings {
+		labels[fmt.Sprintf("v%02d", i)] = s
+		if !strings.Contains(s, "\n") {
+			labels[s] = "key"
+		}
+	}
+	for _, id := range trickyStrings {
+		t.Run(fmt.Sprintf("%q", id), func(t *testing.T) {
+			out, err := renderBootstrap(bootstrapOptions{
+				nodeID: id, nodeCluster: id, labels: labels,
+				xdsAddress: "127.0.0.1:18000", adminAddress: "127.0.0.1", adminPort: 0,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			envoyValidate(t, envoy, out.bootstrap)
+			node := startBootstrapEnvoy(t, out.bootstrap).node(t)
+			if node.ID != id || node.Cluster != id {
+				t.Errorf("Envoy reads node id %q, cluster %q; want %q", node.ID, node.Cluster, id)
+			}
+			assertStringLabels(t, node, labels)
+		})
+	}
+}
+
+// TestBootstrapLabelFlagKeepsStrings is the command line as a user types
+// it: --labels canary=yes must reach Envoy as the string "yes", and
+// --node-id n as "n" (plain n is false, which Envoy refuses as an id).
+func TestBootstrapLabelFlagKeepsStrings(t *testing.T) {
+	out := runBootstrap(t, "--node-id", "n", "--labels", "canary=yes,stage=on,build=0123,zone=~",
+		"--admin-port", "0")
+	envoyValidate(t, envoyPath(t), out)
+	node := startBootstrapEnvoy(t, out).node(t)
+	if node.ID != "n" {
+		t.Errorf("Envoy reads node id %q, want \"n\"", node.ID)
+	}
+	assertStringLabels(t, node, map[string]string{"canary": "yes", "stage": "on", "build": "0123", "zone": "~"})
+}
+
+func envoyValidate(t *testing.T, envoy, bootstrap string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(path, []byte(bootstrap), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(envoy, "--mode", "validate", "-c", path, "--log-level", "warn")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("envoy rejected the bootstrap: %v\n%s\n---\n%s", err, msg, bootstrap)
+	}
+}
+
+// assertStringLabels checks that Envoy holds each label as a JSON string
+// equal to the one given.
+func assertStringLabels(t *testing.T, node envoyNode, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		raw, ok := node.Metadata.Labels[k]
+		if !ok {
+			t.Errorf("label %q missing in Envoy's node metadata", k)
+			continue
+		}
+		var got string
+		if err := json.Unmarshal(raw, &got); err != nil || got != v {
+			t.Errorf("label %q: Envoy holds %s, want the string %q", k, raw, v)
+		}
+	}
+	if len(node.Metadata.Labels) != len(want) {
+		t.Errorf("Envoy holds %d labels, want %d", len(node.Metadata.Labels), len(want))
 	}
 }

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+)
+
+// connectTimeout bounds how long Envoy may take to open its ADS stream:
+// generous, since the machine is shared and Envoy retries with backoff.
+const connectTimeout = 30 * time.Second
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+	path string // PEM file
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool(), path: filepath.Join(t.TempDir(), "ca.pem")}
+	ca.pool.AddCert(cert)
+	writePEM(t, ca.path, "CERTIFICATE", der)
+	return ca
+}
+
+func newKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// leafCert is an issued certificate, in memory and as tls.crt and tls.key
+// in its own directory.
+type leafCert struct {
+	tls      tls.Certificate
+	dir      string
+	certPath string
+	keyPath  string
+}
+
+// issue signs a server certificate for names (DNS names or IP addresses),
+// or a client certificate for a spiffe URI when client is set.
+func (ca *testCA) issue(t *testing.T, client bool, names ...string) leafCert {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, n := range names {
+		switch ip := net.ParseIP(n); {
+		case client:
+			u, err := url.Parse(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl.URIs = append(tmpl.URIs, u)
+			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		case ip != nil:
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		default:
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := leafCert{dir: t.TempDir()}
+	l.certPath, l.keyPath = filepath.Join(l.dir, "tls.crt"), filepath.Join(l.dir, "tls.key")
+	writePEM(t, l.certPath, "CERTIFICATE", der)
+	writePEM(t, l.keyPath, "PRIVATE KEY", keyDER)
+	l.tls = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return l
+}
+
+// adsStream is what the fake ADS server learnt from one stream.
+type adsStream struct {
+	node     string
+	identity string // the client certificate's URI SAN; empty without one
+}
+
+// fakeADS is an ADS server that only records who opened a stream.
+type fakeADS struct {
+	discoverygrpc.UnimplementedAggregatedDiscoveryServiceServer
+	streams chan adsStream
+	addr    string
+	stop    func() // stops the server and waits for it; safe to call twice
+}
+
+// StreamAggregatedResources records the node and peer of the stream's first
+// request, then holds the stream open until the client or server ends it.
+func (f *fakeADS) StreamAggregatedResources(s discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	req, err := s.Recv()
+	if err != nil {
+		return err
+	}
+	st := adsStream{node: req.GetNode().GetId()}
+	if p, ok := peer.FromContext(s.Context()); ok {
+		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
+			if uris := info.State.PeerCertificates[0].URIs; len(uris) > 0 {
+				st.identity = uris[0].String()
+			}
+		}
+	}
+	select {
+	case f.streams <- st:
+	case <-s.Context().Done():
+	}
+	<-s.Context().Done()
+	return nil
+}
+
+// serveADS serves a fake ADS over TLS on addr (127.0.0.1:0 for any port).
+// With clientCAs, a client certificate from those CAs is required.
+func serveADS(t *testing.T, addr string, cert tls.Certificate, clientCAs *x509.CertPool) *fakeADS {
+	t.Helper()
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAs != nil {
+		cfg.ClientCAs, cfg.ClientAuth = clientCAs, tls.RequireAndVerifyClientCert
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeADS{streams: make(chan adsStream, 16), addr: lis.Addr().String()}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(srv, f)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(lis)
+	}()
+	f.stop = sync.OnceFunc(func() {
+		srv.Stop()
+		<-served
+	})
+	t.Cleanup(f.stop)
+	return f
+}
+
+// next waits for the next stream Envoy opens.
+func (f *fakeADS) next(t *testing.T, e *bootstrappedEnvoy) adsStream {
+	t.Helper()
+	select {
+	case s := <-f.streams:
+		return s
+	case <-time.After(connectTimeout):
+		t.Fatalf("Envoy opened no ADS stream within %v\n%s", connectTimeout, e.log())
+		return adsStream{}
+	}
+}
+
+// port is the port of the server's address.
+func (f *fakeADS) port(t *testing.T) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+const envoyIdentity = "spiffe://wasmxds.test/envoy/edge-1"
+
+// TestBootstrapTLSConnects starts Envoy from bootstraps with TLS flags
+// against a gRPC server that requires (or not) a client certificate: Envoy
+// must connect, and the server must see the certificate's identity.
+func TestBootstrapTLSConnects(t *testing.T) {
+	ca := newTestCA(t, "wasmxds test CA")
+	client := ca.issue(t, true, envoyIdentity)
+	for _, tc := range []struct {
+		name, host string
+		mutual     bool
+		sds        bool
+	}{
+		{name: "mutual, DNS name", host: "localhost", mutual: true},
+		{name: "mutual, IP address", host: "127.0.0.1", mutual: true},
+		{name: "mutual, file SDS", host: "localhost", mutual: true, sds: true},
+		{name: "server verification only", host: "localhost"},
+		{name: "server verification only, file SDS", host: "127.0.0.1", sds: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clientCAs *x509.CertPool
+			args := []string{"--node-id", "edge-1", "--admin-port", "0", "--tls-ca-file", ca.path}
+			if tc.mutual {
+				clientCAs = ca.pool
+				args = append(args, "--tls-cert-file", client.certPath, "--tls-key-file", client.keyPath)
+			}
+			if tc.sds {
+				args = append(args, "--tls-sds-dir", t.TempDir())
+			}
+			ads := serveADS(t, "127.0.0.1:0", ca.issue(t, false, tc.host).tls, clientCAs)
+			args = append(args, "--xds-address", net.JoinHostPort(tc.host, ads.port(t)))
+			envoy := startBootstrapEnvoy(t, runBootstrap(t, args...))
+			got := ads.next(t, envoy)
+			want := adsStream{node: "edge-1"}
+			if tc.mutual {
+				want.identity = envoyIdentity
+			}
+			if got != want {
+				t.Errorf("server saw %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestBootstrapTLSRefusesUnverifiedServer: a server certificate from
+// another CA, or for another name, must not get Envoy's ADS stream.
+func TestBootstrapTLSRefusesUnverifiedServer(t *testing.T) {
+	ca := newTestCA(t, "wasmxds test CA")
+	other := newTestCA(t, "another CA")
+	client := ca.issue(t, true, envoyIdentity)
+	for _, tc := range []struct {
+		name   string
+		server leafCert
+		stat   string // the counter that says why Envoy refused
+	}{
+		{"server certificate from another CA", other.issue(t, false, "localhost"), "cluster.wasmxds_xds.ssl.fail_verify_error"},
+		{"server certificate for another name", ca.issue(t, false, "cp.example"), "cluster.wasmxds_xds.ssl.fail_verify_san"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ads := serveADS(t, "127.0.0.1:0", tc.server.tls, ca.pool)
+			envoy := startBootstrapEnvoy(t, runBootstrap(t, "--node-id", "edge-1", "--admin-port", "0",
+				"--xds-address", "localhost:"+ads.port(t), "--tls-ca-file", ca.path,
+				"--tls-cert-file", client.certPath, "--tls-key-file", client.keyPath))
+			envoy.waitCounter(t, tc.stat, 1, connectTimeout)
+			select {
+			case s := <-ads.streams:
+				t.Errorf("Envoy opened a stream to an unverified server: %+v", s)
+			default:
+			}
+		})
+	}
+}
+
+// TestBootstrapTLSReloadsRotatedCertificate: with --tls-sds-dir, a client
+// certificate rotated the way Kubernetes updates a mounted Secret (an
+// atomic swap of the ..data symlink) is what Envoy presents next, without
+// a restart.
+func TestBootstrapTLSReloadsRotatedCertificate(t *testing.T) {
+	ca := newTestCA(t, "wasmxds test CA")
+	mount := t.TempDir()
+	mountSecret(t, mount, ca.issue(t, true, envoyIdentity), "..v1")
+	ads := serveADS(t, "127.0.0.1:0", ca.issue(t, false, "localhost").tls, ca.pool)
+	envoy := startBootstrapEnvoy(t, runBootstrap(t, "--node-id", "edge-1", "--admin-port", "0",
+		"--xds-address", "localhost:"+ads.port(t), "--tls-ca-file", ca.path,
+		"--tls-cert-file", filepath.Join(mount, "tls.crt"), "--tls-key-file", filepath.Join(mount, "tls.key"),
+		"--tls-sds-dir", t.TempDir()))
+	if got := ads.next(t, envoy).identity; got != envoyIdentity {
+		t.Fatalf("first connection presented %q, want %q", got, envoyIdentity)
+	}
+
+	const rotated = "spiffe://wasmxds.test/envoy/edge-1-rotated"
+	// Envoy counts TLS context updates from SDS, file rotations included.
+	const sdsUpdates = "cluster.wasmxds_xds.client_ssl_socket_factory.ssl_context_update_by_sds"
+	updates := envoy.counter(t, sdsUpdates)
+	mountSecret(t, mount, ca.issue(t, true, rotated), "..v2")
+	envoy.waitCounter(t, sdsUpdates, updates+1, connectTimeout)
+
+	// A new connection shows the certificate in use: restart the server.
+	ads.stop()
+	ads = serveADS(t, ads.addr, ca.issue(t, false, "localhost").tls, ca.pool)
+	if got := ads.next(t, envoy).identity; got != rotated {
+		t.Errorf("after rotation Envoy presented %q, want %q", got, rotated)
+	}
+}
+
+// mountSecret lays out cert as Kubernetes mounts a Secret: the files live
+// in a versioned directory, ..data points at it, and tls.crt and tls.key
+// point through ..data. A second call swaps ..data in one rename.
+func mountSecret(t *testing.T, mount string, cert leafCert, version string) {
+	t.Helper()
+	if err := os.Rename(cert.dir, filepath.Join(mount, version)); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(mount, "..data_tmp")
+	if err := os.Symlink(version, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(mount, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tls.crt", "tls.key"} {
+		link := filepath.Join(mount, f)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", f), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestBootstrapTLSFlagCombinations: TLS flags go together sensibly, and a
+// refused combination says why and writes nothing.
+func TestBootstrapTLSFlagCombinations(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"cert without key":  {[]string{"--tls-ca-file", "/ca.pem", "--tls-cert-file", "/c.pem"}, "--tls-cert-file needs --tls-key-file"},
+		"key without cert":  {[]string{"--tls-ca-file", "/ca.pem", "--tls-key-file", "/k.pem"}, "--tls-key-file needs --tls-cert-file"},
+		"client without CA": {[]string{"--tls-cert-file", "/c.pem", "--tls-key-file", "/k.pem"}, "needs --tls-ca-file"},
+		"SDS without CA":    {[]string{"--tls-sds-dir", "SDSDIR", "--tls-cert-file", "/c.pem", "--tls-key-file", "/k.pem"}, "needs --tls-ca-file"},
+		"relative CA":       {[]string{"--tls-ca-file", "ca.pem"}, "want an absolute path"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sdsDir := t.TempDir()
+			args := []string{"--node-id", "n"}
+			for _, a := range tc.args {
+				args = append(args, strings.ReplaceAll(a, "SDSDIR", sdsDir))
+			}
+			cmd := newBootstrapCmd()
+			cmd.SilenceUsage = true // as under the root command
+			var out bytes.Buffer
+			cmd.SetOut(&out)
+			cmd.SetErr(&bytes.Buffer{})
+			cmd.SetArgs(args)
+			err := cmd.Execute()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want one containing %q", err, tc.want)
+			}
+			if out.Len() != 0 {
+				t.Errorf("printed a bootstrap anyway:\n%s", out.String())
+			}
+			if written, _ := os.ReadDir(sdsDir); len(written) != 0 {
+				t.Errorf("wrote %d SDS files anyway", len(written))
+			}
+		})
+	}
+}
