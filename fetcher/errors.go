@@ -27,8 +27,9 @@ var (
 	ErrTooLarge = errors.New("module too large")
 	// ErrNotWasm: the content lacks the Wasm magic number and version 1.
 	ErrNotWasm = errors.New("not a WebAssembly module")
-	// ErrPreflight: the module does not compile, or lacks the proxy-wasm ABI
-	// version export or an allocator export.
+	// ErrPreflight: the module's sections are malformed, or it lacks the
+	// proxy-wasm ABI version export or an allocator export. (A module that
+	// only fails to compile is accepted with a warning; see Preflight.)
 	ErrPreflight = errors.New("module failed preflight")
 	// ErrAmbiguous: an image index or manifest holds more than one distinct module.
 	ErrAmbiguous = errors.New("ambiguous module")

@@ -97,6 +97,10 @@ type Module struct {
 	ManifestDigest string // "sha256:..." the OCI reference resolved to; "" otherwise
 	URL            string // the canonical spelling of the Request.URL it was resolved for
 	Path           string // the cached file
+	// Warnings are what the preflight could not check when this process
+	// pulled the module (e.g. a Wasm feature its compiler lacks); nil when
+	// it checked everything or the module came from the cache at startup.
+	Warnings []string
 }
 
 // Fetcher resolves, caches and serves modules. It is safe for concurrent use.
@@ -109,6 +113,7 @@ type Fetcher struct {
 	client  *http.Client
 	store   credentials.Store
 	group   singleflight.Group
+	notes   preflightWarnings
 
 	authMu      sync.Mutex
 	authClients map[string]*auth.Client
@@ -246,7 +251,8 @@ func pinMatches(pin string, r refEntry) bool {
 }
 
 func (f *Fetcher) module(url string, r refEntry, size int64) Module {
-	return Module{SHA256: r.SHA256, Size: size, ManifestDigest: r.ManifestDigest, URL: url, Path: f.cache.path(r.SHA256)}
+	return Module{SHA256: r.SHA256, Size: size, ManifestDigest: r.ManifestDigest, URL: url, Path: f.cache.path(r.SHA256),
+		Warnings: f.notes.of(r.SHA256)}
 }
 
 // pull runs once per reference however many callers wait for it.
@@ -331,11 +337,15 @@ func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, r
 		}
 		return Module{}, fmt.Errorf("%w: expected sha256:%s, got %s", ErrDigestMismatch, req.SHA256, got)
 	}
-	if err := Verify(ctx, b); err != nil {
+	report, err := Preflight(ctx, b)
+	if err != nil {
 		return Module{}, err
 	}
 	if err := f.cache.store(src.key, r, b); err != nil {
 		return Module{}, err
+	}
+	if f.notes.note(r.SHA256, report.Warnings) {
+		f.log.Warn("module preflight incomplete", "ref", src.key, "sha256", r.SHA256, "warnings", report.Warnings)
 	}
 	f.log.Info("module pulled", "ref", src.key, "sha256", r.SHA256, "size", len(b), "manifest", r.ManifestDigest)
 	return f.module(req.URL, r, int64(len(b))), nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/opencontainers/image-spec/specs-go"
@@ -23,7 +24,8 @@ type PushOptions struct {
 	DockerConfig       string            // "" = $DOCKER_CONFIG or ~/.docker/config.json
 	Transport          http.RoundTripper // nil = default transport
 	Retry              RetryPolicy
-	Title              string // org.opencontainers.image.title of the layer, e.g. the file name
+	Title              string       // org.opencontainers.image.title of the layer, e.g. the file name
+	Logger             *slog.Logger // preflight warnings go here; nil = slog.Default()
 }
 
 // wasmConfig is the artifact's config blob; proxies read nothing from it.
@@ -35,8 +37,16 @@ var wasmConfig = []byte("{}")
 // manifest digest ("sha256:..."). The manifest carries no timestamp, so
 // pushing the same bytes again yields the same digest.
 func Push(ctx context.Context, module []byte, ref string, opts PushOptions) (string, error) {
-	if err := Verify(ctx, module); err != nil {
+	report, err := Preflight(ctx, module)
+	if err != nil {
 		return "", fmt.Errorf("push %s: %w", ref, err)
+	}
+	if len(report.Warnings) > 0 {
+		log := opts.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		log.Warn("module preflight incomplete", "component", "push", "ref", ref, "warnings", report.Warnings)
 	}
 	src, err := parseOCI(ref)
 	if err != nil {

@@ -1,0 +1,31 @@
+;; A minimal proxy-wasm (ABI 0.2.1) HTTP filter that uses exception handling
+;; (a tag, throw, and try/catch as LLVM emits them).
+;; Built by gen.sh:  wat2wasm --enable-exceptions exceptions.wat -o exceptions.wasm
+;;
+;; On each request it adds the header "x-wasm-feature: exceptions" and lets the
+;; request continue, so a test sees through Envoy that the VM started and the
+;; filter ran. proxy_on_vm_start and proxy_on_request_headers take their
+;; result from $feature (which returns 1), so the feature's code runs in both.
+(module
+  (import "env" "proxy_add_header_map_value"
+    (func $add_header (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "x-wasm-feature")
+  (data (i32.const 32) "exceptions")
+  (global $heap (mut i32) (i32.const 1024))
+  (tag $e (param i32))
+  (func $feature (result i32)
+    (try (result i32)
+      (do (throw $e (i32.const 1)))
+      (catch $e)))
+
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (global.get $heap)
+    (global.set $heap (i32.add (global.get $heap) (local.get $size))))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (call $feature))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (drop (call $add_header (i32.const 0) (i32.const 16) (i32.const 14) (i32.const 32) (i32.const 10)))
+    (i32.sub (call $feature) (i32.const 1))))
