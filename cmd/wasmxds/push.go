@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -30,6 +31,7 @@ Registries on localhost/127.0.0.1 are reached over plain HTTP.`,
 				InsecureRegistries: insecure,
 				DockerConfig:       dockerConfig,
 				Title:              filepath.Base(args[0]),
+				Logger:             slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
 			})
 			if err != nil {
 				return err
