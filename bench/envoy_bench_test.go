@@ -15,12 +15,11 @@ import (
 
 // envoyResult is what one delivery mode showed through a real Envoy.
 type envoyResult struct {
-	delivery  xds.Delivery
-	edits     []time.Duration // spec edit → new config visible, idle Envoy
-	updates   []time.Duration // the same, under load
-	requests  int
-	failures  []string
-	loadConns string
+	delivery xds.Delivery
+	edits    []time.Duration // spec edit → new config visible, idle Envoy
+	updates  []time.Duration // the same, under load
+	requests int
+	failures []string
 }
 
 // BenchmarkEnvoy runs wasmxds with one real Envoy (config-echo filter) for

@@ -41,7 +41,7 @@ func loadMesh(t *testing.T) *mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	project, err := cli.ProjectFromOptions(context.Background(), opts)
+	project, err := opts.LoadProject(context.Background())
 	if err != nil {
 		t.Fatalf("docker-compose.yaml does not load: %v", err)
 	}
