@@ -47,7 +47,14 @@ func BenchmarkModuleServerParallel(b *testing.B) {
 		b.Fatal(err)
 	}
 	hex := sha(module)
-	if err := f.cache.store("bench", refEntry{SHA256: hex}, module); err != nil {
+	sp, err := f.cache.newSpool()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := sp.Write(module); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.cache.commit("bench", refEntry{SHA256: hex}, sp); err != nil {
 		b.Fatal(err)
 	}
 	f.SetInUse([]string{hex})
