@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -42,7 +43,7 @@ func extractModule(r io.Reader, max int64, w io.Writer) error {
 			return fmt.Errorf("%w: bad gzip stream: %w", ErrNotWasm, err)
 		}
 		defer gz.Close()
-		inner := newCapReader(gz, limit, "decompressed archive")
+		inner := newCapReader(gzipErrors{gz}, limit, "decompressed archive")
 		return extractUncompressed(bufio.NewReaderSize(inner, 4096), max, w)
 	}
 	return extractUncompressed(br, max, w)
@@ -108,6 +109,19 @@ func copyCapped(w io.Writer, r io.Reader, max int64) error {
 		return fmt.Errorf("%w: more than %d bytes (the module size limit)", ErrTooLarge, max)
 	}
 	return nil
+}
+
+// gzipErrors marks corrupt compressed data as ErrNotWasm; the errors of
+// the reader underneath (a network read) pass unchanged.
+type gzipErrors struct{ r io.Reader }
+
+func (g gzipErrors) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	var corrupt flate.CorruptInputError
+	if errors.As(err, &corrupt) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) {
+		err = fmt.Errorf("%w: bad gzip stream: %w", ErrNotWasm, err)
+	}
+	return n, err
 }
 
 // capReader fails with ErrTooLarge once more than limit bytes were read,
