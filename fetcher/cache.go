@@ -245,7 +245,8 @@ func (c *cache) degraded() error {
 	return c.writeErr
 }
 
-// lookup returns the cached resolution of ref whose module file is present.
+// lookup returns the cached resolution of ref; callers check the file with
+// Fetcher.intact.
 func (c *cache) lookup(ref string) (refEntry, moduleEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -254,7 +255,7 @@ func (c *cache) lookup(ref string) (refEntry, moduleEntry, bool) {
 		return refEntry{}, moduleEntry{}, false
 	}
 	m, ok := c.idx.Modules[r.SHA256]
-	if !ok || !fileExists(c.path(r.SHA256)) {
+	if !ok {
 		return refEntry{}, moduleEntry{}, false
 	}
 	return r, m, true
@@ -264,12 +265,12 @@ func (c *cache) lookup(ref string) (refEntry, moduleEntry, bool) {
 func (c *cache) findPinned(pin string) (refEntry, moduleEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m, ok := c.idx.Modules[pin]; ok && fileExists(c.path(pin)) {
+	if m, ok := c.idx.Modules[pin]; ok {
 		return refEntry{SHA256: pin}, m, true
 	}
 	for _, r := range c.idx.Refs {
 		if r.ManifestDigest == "sha256:"+pin {
-			if m, ok := c.idx.Modules[r.SHA256]; ok && fileExists(c.path(r.SHA256)) {
+			if m, ok := c.idx.Modules[r.SHA256]; ok {
 				return r, m, true
 			}
 		}
@@ -420,10 +421,6 @@ func mergeKeys(a, b map[string]bool) map[string]bool {
 	return out
 }
 
-func fileExists(p string) bool {
-	info, err := os.Stat(p)
-	return err == nil && info.Mode().IsRegular()
-}
 
 func (c *cache) totalBytes() int64 {
 	c.mu.Lock()

@@ -100,6 +100,9 @@ func (f *Fetcher) verifyAll() {
 // intact reports whether the cached file of a module may be used: see
 // checkFile.
 func (f *Fetcher) intact(want, check string) bool {
+	if info, err := os.Stat(f.cache.path(want)); err == nil && f.cache.verifiedAs(want, info) {
+		return true // the common case: one stat
+	}
 	file, err := os.Open(f.cache.path(want))
 	if err != nil {
 		return false
