@@ -421,7 +421,6 @@ func mergeKeys(a, b map[string]bool) map[string]bool {
 	return out
 }
 
-
 func (c *cache) totalBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
