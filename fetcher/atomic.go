@@ -31,16 +31,20 @@ func writeTemp(dir string, b []byte) (string, error) {
 	return name, nil
 }
 
-// writeFileAtomic replaces path with b: temp file in tmpDir (same file
-// system), fsync, rename, fsync of the parent directory.
-func writeFileAtomic(tmpDir, path string, b []byte) error {
-	tmp, err := writeTemp(tmpDir, b)
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
+// writeIndexFiles replaces path, then path+prevSuffix, with b, each by an
+// fsynced temp file renamed into place, then fsyncs the directory. The two
+// copies are never mid-write together, so whatever tears or garbles one
+// (a crash, a full disk, a stray edit) leaves the other whole.
+func writeIndexFiles(tmpDir, path string, b []byte) error {
+	for _, p := range []string{path, path + prevSuffix} {
+		tmp, err := writeTemp(tmpDir, b)
+		if err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
 	}
 	return syncDir(filepath.Dir(path))
 }

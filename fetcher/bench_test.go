@@ -2,6 +2,7 @@ package fetcher
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -47,7 +48,14 @@ func BenchmarkModuleServerParallel(b *testing.B) {
 		b.Fatal(err)
 	}
 	hex := sha(module)
-	if err := f.cache.store("bench", refEntry{SHA256: hex}, module); err != nil {
+	sp, err := f.cache.newSpool()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := sp.Write(module); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.cache.commit("bench", refEntry{SHA256: hex}, sp); err != nil {
 		b.Fatal(err)
 	}
 	f.SetInUse([]string{hex})
@@ -70,4 +78,39 @@ func BenchmarkModuleServerParallel(b *testing.B) {
 
 func fetchertestModule(b *testing.B) []byte {
 	return buildTestModule(b.Name(), "proxy_abi_version_0_2_1", "proxy_on_memory_allocate")
+}
+
+// BenchmarkNewVerifiesCache measures New on a cache of 16 modules of 4 MiB:
+// every cached module is hashed before anything is served.
+func BenchmarkNewVerifiesCache(b *testing.B) {
+	dir := b.TempDir()
+	f, err := New(Options{CacheDir: dir, DockerConfig: filepath.Join(b.TempDir(), "none.json")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var total int64
+	for i := range 16 {
+		module := append(buildTestModule(fmt.Sprint(b.Name(), i), "proxy_abi_version_0_2_1"), make([]byte, 4<<20)...)
+		sp, err := f.cache.newSpool()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := sp.Write(module); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.cache.commit(fmt.Sprint("bench", i), refEntry{SHA256: sha(module)}, sp); err != nil {
+			b.Fatal(err)
+		}
+		total += int64(len(module))
+	}
+	b.SetBytes(total)
+	for b.Loop() {
+		g, err := New(Options{CacheDir: dir, DockerConfig: filepath.Join(b.TempDir(), "none.json")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(g.Problems()) != 0 || len(g.Modules()) != 16 {
+			b.Fatalf("problems %v, %d modules", g.Problems(), len(g.Modules()))
+		}
+	}
 }

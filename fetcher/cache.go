@@ -19,6 +19,7 @@ import (
 
 const (
 	indexName    = "index.json"
+	prevSuffix   = ".prev"
 	indexVersion = 1
 	// touchPersistEvery bounds index writes caused only by cache hits;
 	// last-used times need minute precision at best for a GC grace of hours.
@@ -52,9 +53,12 @@ type indexFile struct {
 	Modules map[string]moduleEntry `json:"modules"`
 }
 
-// cache is the content-addressed module store plus its index. The index is
-// rewritten whole (temp file, fsync, rename) under mu, so a crash leaves
-// either the old or the new index, never a torn one.
+// cache is the content-addressed module store plus its index. The index
+// lives in memory; it is written whole to index.json and a second copy,
+// index.json.prev (temp file, fsync, rename each, then a directory fsync),
+// when a reference mapping changes, and at most once per touchPersistEvery
+// for last-used times alone. A write that fails leaves the index dirty for
+// the next attempt and the cache degraded until a write succeeds.
 type cache struct {
 	dir   string
 	log   *slog.Logger
@@ -62,28 +66,43 @@ type cache struct {
 	mu    sync.Mutex
 	idx   indexFile
 	inUse map[string]bool
+	// saved is when the index was last written, or a write last failed.
 	saved time.Time
+	// dirty: idx holds changes index.json lacks.
+	dirty bool
+	// writeErr is the last failed write to the cache directory, nil once a
+	// later write succeeded.
+	writeErr error
+	// verified holds, per module, the file's identity, size and mtime when
+	// its content last hashed to its name.
+	verified map[string]os.FileInfo
 }
 
-func openCache(dir string, log *slog.Logger, now func() time.Time) (*cache, error) {
-	c := &cache{dir: dir, log: log, now: now, inUse: map[string]bool{}}
+// openCache opens the cache in dir. It never fails: an unreadable index
+// falls back to its copy, then to the module files; a directory that
+// cannot be written leaves the cache degraded but serving what it holds.
+func openCache(dir string, log *slog.Logger, now func() time.Time) *cache {
+	c := &cache{dir: dir, log: log, now: now, inUse: map[string]bool{}, verified: map[string]os.FileInfo{}}
 	for _, d := range []string{c.modulesDir(), c.tmpDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("create cache directory: %w", err)
+			c.writeErr = fmt.Errorf("%w: create cache directory: %w", ErrCacheWrite, err)
 		}
 	}
 	c.cleanTmp()
-	if err := c.load(); err != nil {
-		return nil, err
-	}
+	c.load()
 	c.reconcile()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c, c.saveLocked()
+	if err := c.saveLocked(); err != nil {
+		c.log.Warn("module cache not writable: serving the modules it holds, new pulls fail", "dir", dir, "error", err)
+	}
+	return c
 }
 
-func (c *cache) modulesDir() string { return filepath.Join(c.dir, "sha256") }
-func (c *cache) tmpDir() string     { return filepath.Join(c.dir, "tmp") }
+func (c *cache) modulesDir() string    { return filepath.Join(c.dir, "sha256") }
+func (c *cache) tmpDir() string        { return filepath.Join(c.dir, "tmp") }
+func (c *cache) quarantineDir() string { return filepath.Join(c.dir, "quarantine") }
+func (c *cache) indexPath() string     { return filepath.Join(c.dir, indexName) }
 
 // path is where the module with the given sha256 hex lives.
 func (c *cache) path(hex string) string { return filepath.Join(c.modulesDir(), hex+".wasm") }
@@ -97,29 +116,52 @@ func (c *cache) cleanTmp() {
 	}
 }
 
-func (c *cache) load() error {
+// load reads index.json, or its copy when it is unreadable. Modules are
+// self-describing, so with neither only the reference mapping is lost,
+// which costs one pull per reference.
+func (c *cache) load() {
 	c.idx = indexFile{Version: indexVersion, Refs: map[string]refEntry{}, Modules: map[string]moduleEntry{}}
-	b, err := os.ReadFile(filepath.Join(c.dir, indexName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+	main, prev := c.indexPath(), c.indexPath()+prevSuffix
+	idx, err := readIndex(main)
+	if err == nil {
+		c.use(idx)
+		return
 	}
-	if err != nil {
-		return fmt.Errorf("read cache index: %w", err)
+	pidx, perr := readIndex(prev)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && errors.Is(perr, fs.ErrNotExist):
+		// A new cache.
+	case perr == nil:
+		c.log.Warn("cache index unreadable, using its copy", "file", main, "copy", prev, "error", err)
+		c.use(pidx)
+	default:
+		c.log.Warn("cache index and its copy unreadable, rebuilding from module files; references pull again",
+			"file", main, "error", err, "copyError", perr)
 	}
+}
+
+func readIndex(path string) (indexFile, error) {
 	var idx indexFile
-	if err := json.Unmarshal(b, &idx); err != nil || idx.Version != indexVersion {
-		// The modules themselves are intact and self-describing; only the
-		// reference mapping is lost, which costs one re-resolve per reference.
-		c.log.Warn("cache index unreadable, rebuilding from module files", "error", err)
-		return nil
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return idx, err
 	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return idx, fmt.Errorf("%s: %w", path, err)
+	}
+	if idx.Version != indexVersion {
+		return idx, fmt.Errorf("%s: version %d, want %d", path, idx.Version, indexVersion)
+	}
+	return idx, nil
+}
+
+func (c *cache) use(idx indexFile) {
 	if idx.Refs != nil {
 		c.idx.Refs = idx.Refs
 	}
 	if idx.Modules != nil {
 		c.idx.Modules = idx.Modules
 	}
-	return nil
 }
 
 // reconcile makes the index agree with the files on disk: entries without a
@@ -148,19 +190,65 @@ func (c *cache) reconcile() {
 	}
 }
 
+// saveLocked writes the index now.
 func (c *cache) saveLocked() error {
 	b, err := json.MarshalIndent(c.idx, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode cache index: %w", err)
 	}
-	if err := writeFileAtomic(c.tmpDir(), filepath.Join(c.dir, indexName), b); err != nil {
-		return fmt.Errorf("write cache index: %w", err)
-	}
 	c.saved = c.now()
+	err = os.MkdirAll(c.tmpDir(), 0o755) // gone if the directory was unwritable at start
+	if err == nil {
+		err = writeIndexFiles(c.tmpDir(), c.indexPath(), b)
+	}
+	if err != nil {
+		c.dirty = true
+		c.writeErr = fmt.Errorf("%w: write cache index: %w", ErrCacheWrite, err)
+		return c.writeErr
+	}
+	c.dirty, c.writeErr = false, nil
 	return nil
 }
 
-// lookup returns the cached resolution of ref whose module file is present.
+// saveSoonLocked writes a dirty index if the last write (or attempt) is
+// touchPersistEvery old: for changes that only move last-used times.
+func (c *cache) saveSoonLocked() {
+	if c.dirty && c.now().Sub(c.saved) >= touchPersistEvery {
+		if err := c.saveLocked(); err != nil {
+			c.log.Warn("cache index not saved", "error", err)
+		}
+	}
+}
+
+// flush writes the index if it has unsaved changes or the last write
+// failed, which makes it the probe that ends a degraded state.
+func (c *cache) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dirty && c.writeErr == nil {
+		return nil
+	}
+	return c.saveLocked()
+}
+
+// writeFailed records a failed write to the cache directory.
+func (c *cache) writeFailed(err error) error {
+	err = fmt.Errorf("%w: %w", ErrCacheWrite, err)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.writeErr = err
+	return err
+}
+
+// degraded returns the last failed write, nil once a write succeeded.
+func (c *cache) degraded() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writeErr
+}
+
+// lookup returns the cached resolution of ref; callers check the file with
+// Fetcher.intact.
 func (c *cache) lookup(ref string) (refEntry, moduleEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -169,7 +257,7 @@ func (c *cache) lookup(ref string) (refEntry, moduleEntry, bool) {
 		return refEntry{}, moduleEntry{}, false
 	}
 	m, ok := c.idx.Modules[r.SHA256]
-	if !ok || !fileExists(c.path(r.SHA256)) {
+	if !ok {
 		return refEntry{}, moduleEntry{}, false
 	}
 	return r, m, true
@@ -179,12 +267,12 @@ func (c *cache) lookup(ref string) (refEntry, moduleEntry, bool) {
 func (c *cache) findPinned(pin string) (refEntry, moduleEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if m, ok := c.idx.Modules[pin]; ok && fileExists(c.path(pin)) {
+	if m, ok := c.idx.Modules[pin]; ok {
 		return refEntry{SHA256: pin}, m, true
 	}
 	for _, r := range c.idx.Refs {
 		if r.ManifestDigest == "sha256:"+pin {
-			if m, ok := c.idx.Modules[r.SHA256]; ok && fileExists(c.path(r.SHA256)) {
+			if m, ok := c.idx.Modules[r.SHA256]; ok {
 				return r, m, true
 			}
 		}
@@ -192,32 +280,46 @@ func (c *cache) findPinned(pin string) (refEntry, moduleEntry, bool) {
 	return refEntry{}, moduleEntry{}, false
 }
 
-// store writes module bytes (already verified) under their sha256 and
-// records ref → module in the index.
-func (c *cache) store(ref string, r refEntry, b []byte) error {
-	tmp, err := writeTemp(c.tmpDir(), b)
-	if err != nil {
-		return fmt.Errorf("write module to cache: %w", err)
+// commit moves a spooled, verified module into place under its sha256
+// and records ref → module in the index.
+func (c *cache) commit(ref string, r refEntry, sp *spool) error {
+	if err := sp.finish(); err != nil {
+		return c.writeFailed(fmt.Errorf("write module: %w", err))
 	}
-	defer os.Remove(tmp) // no-op after a successful rename
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	// Renaming under mu keeps GC from deleting the file between the rename
 	// and the index update.
-	if err := os.Rename(tmp, c.path(r.SHA256)); err != nil {
-		return fmt.Errorf("write module to cache: %w", err)
+	if err := c.renameLocked(sp.name, c.path(r.SHA256)); err != nil {
+		c.writeErr = fmt.Errorf("%w: write module: %w", ErrCacheWrite, err)
+		return c.writeErr
 	}
-	if err := syncDir(c.modulesDir()); err != nil {
-		return fmt.Errorf("write module to cache: %w", err)
+	sp.committed = true
+	if info, err := os.Stat(c.path(r.SHA256)); err == nil {
+		c.verified[r.SHA256] = info // its content was hashed on the way in
 	}
 	now := c.now()
 	r.Resolved = now
 	c.idx.Refs[ref] = r
-	c.idx.Modules[r.SHA256] = moduleEntry{Size: int64(len(b)), LastUsed: now}
-	return c.saveLocked()
+	c.idx.Modules[r.SHA256] = moduleEntry{Size: sp.size, LastUsed: now}
+	if err := c.saveLocked(); err != nil {
+		c.log.Warn("cache index not saved", "error", err)
+	}
+	return nil
 }
 
-// record maps ref to a module already in the cache.
+func (c *cache) renameLocked(from, to string) error {
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(to))
+}
+
+// record maps ref to a module already in the cache. A changed mapping is
+// written at once; a confirmed one only with the last-used rate limit.
 func (c *cache) record(ref string, r refEntry) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -225,12 +327,21 @@ func (c *cache) record(ref string, r refEntry) error {
 	if !ok {
 		return fmt.Errorf("module sha256:%s left the cache: %w", r.SHA256, ErrNotFound)
 	}
+	old, had := c.idx.Refs[ref]
 	now := c.now()
 	r.Resolved = now
 	c.idx.Refs[ref] = r
 	m.LastUsed = now
 	c.idx.Modules[r.SHA256] = m
-	return c.saveLocked()
+	c.dirty = true
+	if had && old.SHA256 == r.SHA256 && old.ManifestDigest == r.ManifestDigest && slices.Equal(old.Digests, r.Digests) {
+		c.saveSoonLocked()
+		return nil
+	}
+	if err := c.saveLocked(); err != nil {
+		c.log.Warn("cache index not saved", "error", err)
+	}
+	return nil
 }
 
 // touch marks a module used now; the index is persisted at most once per
@@ -244,16 +355,14 @@ func (c *cache) touch(hex string) {
 	}
 	m.LastUsed = c.now()
 	c.idx.Modules[hex] = m
-	if c.now().Sub(c.saved) >= touchPersistEvery {
-		if err := c.saveLocked(); err != nil {
-			c.log.Warn("cache index not saved", "error", err)
-		}
-	}
+	c.dirty = true
+	c.saveSoonLocked()
 }
 
-// setInUse replaces the in-use set. Modules entering or leaving it are
+// setInUse replaces the in-use set. Modules in the old or the new set are
 // marked used now, so the GC grace period starts when a module stops being
-// served.
+// served. It never writes: it runs on every config push, and the times it
+// changes reach the disk with the next rate-limited or explicit flush.
 func (c *cache) setInUse(hexes []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -266,12 +375,18 @@ func (c *cache) setInUse(hexes []string) {
 		if m, ok := c.idx.Modules[h]; ok {
 			m.LastUsed = now
 			c.idx.Modules[h] = m
+			c.dirty = true
 		}
 	}
 	c.inUse = next
-	if err := c.saveLocked(); err != nil {
-		c.log.Warn("cache index not saved", "error", err)
-	}
+}
+
+// holds reports whether the module is indexed (not forgotten or quarantined).
+func (c *cache) holds(hex string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.idx.Modules[hex]
+	return ok
 }
 
 func (c *cache) isInUse(hex string) bool {
@@ -306,11 +421,6 @@ func mergeKeys(a, b map[string]bool) map[string]bool {
 		out[k] = true
 	}
 	return out
-}
-
-func fileExists(p string) bool {
-	info, err := os.Stat(p)
-	return err == nil && info.Mode().IsRegular()
 }
 
 func (c *cache) totalBytes() int64 {

@@ -50,6 +50,10 @@ var (
 	// (Always, file://) failed but an earlier good module for the same
 	// reference is cached: keep serving the Module and report the error.
 	ErrStale = errors.New("serving last good module")
+	// ErrCacheWrite: the module could not be written to the cache directory
+	// (read-only, full, or not a directory); modules already cached are
+	// still served. See Fetcher.Degraded.
+	ErrCacheWrite = errors.New("cannot write to the module cache")
 )
 
 // Reason labels (bounded) for metrics and logs.
@@ -65,6 +69,7 @@ const (
 	reasonUnavailable    = "unavailable"
 	reasonInvalid        = "invalid_reference"
 	reasonUnsupported    = "unsupported"
+	reasonCacheWrite     = "cache_write"
 	reasonCanceled       = "canceled"
 	reasonOther          = "other"
 )
@@ -83,6 +88,7 @@ var reasonsBySentinel = []struct {
 	{ErrUnavailable, reasonUnavailable},
 	{ErrInvalidReference, reasonInvalid},
 	{ErrUnsupported, reasonUnsupported},
+	{ErrCacheWrite, reasonCacheWrite},
 	{context.Canceled, reasonCanceled},
 }
 

@@ -10,8 +10,6 @@ package fetcher
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	"oras.land/oras-go/v2/registry/remote/auth"
@@ -60,10 +57,18 @@ type Options struct {
 	// Transport is the base HTTP transport for registries and http(s)
 	// sources; nil = a default transport with connect/header timeouts.
 	Transport http.RoundTripper
-	// Logger; nil = slog.Default(). A component=fetcher attribute is added.
+	// Logger; nil = discard. A component=fetcher attribute is added.
 	Logger *slog.Logger
 	// Registerer for metrics; nil = no metrics registered.
 	Registerer prometheus.Registerer
+	// OnModuleLost, if set, is called with the sha256 hex of a cached module
+	// whose file no longer matches its name (checked at New, and whenever
+	// the file changed before it is served or resolved from the cache). The
+	// module has been quarantined and forgotten with the references to it,
+	// so the next Resolve of any of them pulls again; see Problems. It is
+	// called without locks held, possibly during New or from a module
+	// server request, and should return quickly (schedule a re-resolve).
+	OnModuleLost func(sha256 string)
 }
 
 // Request names a module to resolve.
@@ -114,6 +119,8 @@ type Fetcher struct {
 	store   credentials.Store
 	group   singleflight.Group
 	notes   preflightWarnings
+	// problems are corrupt modules found, for Problems.
+	problems problems
 
 	authMu      sync.Mutex
 	authClients map[string]*auth.Client
@@ -127,7 +134,10 @@ type Fetcher struct {
 	closed bool
 }
 
-// New opens (creating if needed) the cache in opts.CacheDir.
+// New opens (creating if needed) the cache in opts.CacheDir and hashes
+// every cached module, quarantining those that do not match their name. A
+// cache directory that cannot be written does not make New fail: the
+// Fetcher serves what the cache holds and reports it with Degraded.
 func New(opts Options) (*Fetcher, error) {
 	if opts.CacheDir == "" {
 		return nil, errors.New("fetcher: CacheDir is required")
@@ -144,7 +154,7 @@ func New(opts Options) (*Fetcher, error) {
 		f.opts.GCGrace = DefaultGCGrace
 	}
 	if f.log == nil {
-		f.log = slog.Default()
+		f.log = slog.New(slog.DiscardHandler)
 	}
 	f.log = f.log.With("component", "fetcher")
 	var err error
@@ -152,12 +162,11 @@ func New(opts Options) (*Fetcher, error) {
 		return nil, fmt.Errorf("fetcher: %w", err)
 	}
 	f.client = newHTTPClient(opts.Transport, opts.Retry)
-	if f.cache, err = openCache(opts.CacheDir, f.log, time.Now); err != nil {
-		return nil, fmt.Errorf("fetcher: %w", err)
-	}
+	f.cache = openCache(opts.CacheDir, f.log, time.Now)
 	if f.metrics, err = newMetrics(opts.Registerer, f.cache); err != nil {
 		return nil, fmt.Errorf("fetcher: %w", err)
 	}
+	f.verifyAll()
 	return f, nil
 }
 
@@ -224,7 +233,7 @@ func (f *Fetcher) fromCache(src source, req Request) (Module, bool) {
 		return Module{}, false
 	}
 	if !req.Always || src.immutable() {
-		if r, m, ok := f.cache.lookup(src.key); ok && pinMatches(req.SHA256, r) {
+		if r, m, ok := f.cache.lookup(src.key); ok && pinMatches(req.SHA256, r) && f.intact(r.SHA256, checkResolve) {
 			f.cache.touch(r.SHA256)
 			return f.module(req.URL, r, m.Size), true
 		}
@@ -234,7 +243,7 @@ func (f *Fetcher) fromCache(src source, req Request) (Module, bool) {
 	}
 	// Content is what a pin asks for; whichever reference brought it in.
 	r, m, ok := f.cache.findPinned(req.SHA256)
-	if !ok {
+	if !ok || !f.intact(r.SHA256, checkResolve) {
 		return Module{}, false
 	}
 	if r.ManifestDigest != "" && src.kind != kindOCI {
@@ -261,7 +270,7 @@ func (f *Fetcher) pull(ctx context.Context, src source, req Request) (Module, er
 	defer cancel()
 	start := time.Now()
 	prev, prevMod, hasPrev := f.cache.lookup(src.key)
-	hasPrev = hasPrev && pinMatches(req.SHA256, prev)
+	hasPrev = hasPrev && pinMatches(req.SHA256, prev) && f.intact(prev.SHA256, checkResolve)
 	m, err := f.fetch(ctx, src, req, prev, hasPrev)
 	f.metrics.pullDone(err, time.Since(start))
 	if err == nil {
@@ -277,59 +286,55 @@ func (f *Fetcher) pull(ctx context.Context, src source, req Request) (Module, er
 	return Module{}, err
 }
 
-// fetch pulls from the source, verifies and stores. For an OCI reference
-// with a cached resolution it first resolves the manifest digest (HEAD) and
-// keeps the cached module when the digest did not change.
+// fetch pulls from the source into a temp file, verifies it and moves it
+// into the cache. For an OCI reference with a cached resolution it first
+// resolves the manifest digest (HEAD) and keeps the cached module when the
+// digest did not change, which needs no cache write.
 func (f *Fetcher) fetch(ctx context.Context, src source, req Request, prev refEntry, hasPrev bool) (Module, error) {
+	var o ociTarget
+	if src.kind == kindOCI {
+		var unchanged bool
+		var err error
+		if o, unchanged, err = f.headOCI(ctx, src, req, prev, hasPrev); err != nil {
+			return Module{}, err
+		}
+		if unchanged {
+			return f.keep(src, req, prev)
+		}
+	}
+	sp, err := f.cache.newSpool()
+	if err != nil {
+		return Module{}, err
+	}
+	defer sp.discard()
 	var r refEntry
-	var b []byte
-	var err error
 	switch src.kind {
 	case kindOCI:
-		var unchanged bool
-		b, r, unchanged, err = f.fetchOCI(ctx, src, req, prev, hasPrev)
-		if err == nil && unchanged {
-			if err := f.cache.record(src.key, prev); err != nil {
-				return Module{}, err
-			}
-			m, _ := f.lookupModule(src.key, req.URL)
-			return m, nil
-		}
+		r, err = f.pullOCI(ctx, o, sp)
 	case kindHTTP:
-		b, err = f.fetchHTTP(ctx, src.url)
+		err = f.fetchHTTP(ctx, src.url, sp)
 	case kindFile:
-		b, err = readFileModule(src.path, f.maxSize)
+		err = readFileModule(src.path, f.maxSize, sp)
 	}
 	if err != nil {
 		return Module{}, err
 	}
-	return f.verifyAndStore(ctx, src, req, r, b)
+	return f.verifyAndStore(ctx, src, req, r, sp)
 }
 
-func (f *Fetcher) fetchOCI(ctx context.Context, src source, req Request, prev refEntry, hasPrev bool) ([]byte, refEntry, bool, error) {
-	repo, err := f.repository(src.ref, req.PullSecret)
-	if err != nil {
-		return nil, refEntry{}, false, err
+// keep answers with the cached module prev, which the source still names.
+func (f *Fetcher) keep(src source, req Request, prev refEntry) (Module, error) {
+	if err := f.cache.record(src.key, prev); err != nil {
+		return Module{}, err
 	}
-	var desc ocispec.Descriptor
-	if hasPrev && prev.ManifestDigest != "" {
-		if desc, err = resolveOCI(ctx, repo, src.ref); err != nil {
-			return nil, refEntry{}, false, err
-		}
-		if desc.Digest.String() == prev.ManifestDigest {
-			return nil, prev, true, nil
-		}
-	}
-	res, err := f.pullOCI(ctx, repo, src.ref, desc)
-	if err != nil {
-		return nil, refEntry{}, false, err
-	}
-	return res.module, refEntry{ManifestDigest: res.manifest, Digests: res.digests}, false, nil
+	m, _ := f.lookupModule(src.key, req.URL)
+	return m, nil
 }
 
-func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, r refEntry, b []byte) (Module, error) {
-	sum := sha256.Sum256(b)
-	r.SHA256 = hex.EncodeToString(sum[:])
+// verifyAndStore checks the pin and the preflight on the spooled module,
+// read back now that it is known to fit the size cap, then commits it.
+func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, r refEntry, sp *spool) (Module, error) {
+	r.SHA256 = sp.sum()
 	if req.SHA256 != "" && !pinMatches(req.SHA256, r) {
 		got := "module sha256:" + r.SHA256
 		if r.ManifestDigest != "" {
@@ -337,18 +342,23 @@ func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, r
 		}
 		return Module{}, fmt.Errorf("%w: expected sha256:%s, got %s", ErrDigestMismatch, req.SHA256, got)
 	}
+	b, err := sp.contents()
+	if err != nil {
+		return Module{}, err
+	}
 	report, err := Preflight(ctx, b)
 	if err != nil {
 		return Module{}, err
 	}
-	if err := f.cache.store(src.key, r, b); err != nil {
+	if err := f.cache.commit(src.key, r, sp); err != nil {
 		return Module{}, err
 	}
 	if f.notes.note(r.SHA256, report.Warnings) {
 		f.log.Warn("module preflight incomplete", "ref", src.key, "sha256", r.SHA256, "warnings", report.Warnings)
 	}
-	f.log.Info("module pulled", "ref", src.key, "sha256", r.SHA256, "size", len(b), "manifest", r.ManifestDigest)
-	return f.module(req.URL, r, int64(len(b))), nil
+	f.problems.clear(r.SHA256)
+	f.log.Info("module pulled", "ref", src.key, "sha256", r.SHA256, "size", sp.size, "manifest", r.ManifestDigest)
+	return f.module(req.URL, r, sp.size), nil
 }
 
 func (f *Fetcher) lookupModule(key, url string) (Module, bool) {
@@ -366,6 +376,26 @@ func (f *Fetcher) SetInUse(sha256Hexes []string) { f.cache.setInUse(sha256Hexes)
 // Modules lists the cached modules, sorted by sha256.
 func (f *Fetcher) Modules() []ModuleInfo { return f.cache.modules() }
 
+// Problems lists the cached modules found corrupt and quarantined that
+// have not been stored again since, oldest first.
+func (f *Fetcher) Problems() []Problem { return f.problems.list() }
+
+// Degraded returns why the cache directory cannot be written (it wraps
+// ErrCacheWrite), or nil. While degraded, cached modules are resolved and
+// served, and pulls of new ones fail. It clears as soon as a write
+// succeeds: a pull, Flush, or the periodic flush of RunGC.
+func (f *Fetcher) Degraded() error { return f.cache.degraded() }
+
+// Flush writes the cache index if it has changes not yet on disk (last-used
+// times are written at most once a minute otherwise) or if the last write
+// failed. Call it before exiting; RunGC calls it every minute.
+func (f *Fetcher) Flush() error {
+	if err := f.cache.flush(); err != nil {
+		return fmt.Errorf("fetcher: %w", err)
+	}
+	return nil
+}
+
 // GC deletes modules not in use that were unused for GCGrace, then the least
 // recently used ones not in use while the cache exceeds MaxCacheBytes.
 func (f *Fetcher) GC() error {
@@ -380,17 +410,25 @@ func (f *Fetcher) GC() error {
 	return nil
 }
 
-// RunGC calls GC every interval until ctx ends, logging failures.
+// RunGC calls GC every interval and Flush every minute until ctx ends,
+// logging failures. The flush persists last-used times and retries the
+// writes of a degraded cache, so it recovers without waiting for a pull.
 func (f *Fetcher) RunGC(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	gc := time.NewTicker(interval)
+	defer gc.Stop()
+	flush := time.NewTicker(touchPersistEvery)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-gc.C:
 			if err := f.GC(); err != nil {
 				f.log.Warn("garbage collection failed", "error", err)
+			}
+		case <-flush.C:
+			if err := f.Flush(); err != nil {
+				f.log.Warn("cache index not saved", "error", err)
 			}
 		}
 	}

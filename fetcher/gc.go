@@ -45,7 +45,7 @@ func (c *cache) gc(grace time.Duration, maxBytes int64) ([]string, error) {
 		total -= cd.m.Size
 		removed = append(removed, cd.hex)
 	}
-	if len(removed) > 0 {
+	if len(removed) > 0 || c.dirty || c.writeErr != nil {
 		errs = append(errs, c.saveLocked())
 	}
 	return removed, errors.Join(errs...)
@@ -53,6 +53,7 @@ func (c *cache) gc(grace time.Duration, maxBytes int64) ([]string, error) {
 
 func (c *cache) forgetLocked(hex string) {
 	delete(c.idx.Modules, hex)
+	delete(c.verified, hex)
 	for ref, r := range c.idx.Refs {
 		if r.SHA256 == hex {
 			delete(c.idx.Refs, ref)

@@ -15,6 +15,7 @@ type metrics struct {
 	servedBytes prometheus.Counter
 	requests    *prometheus.CounterVec
 	gcRemoved   prometheus.Counter
+	corrupt     *prometheus.CounterVec
 }
 
 // newMetrics builds the fetcher's metrics and registers them on reg when
@@ -46,6 +47,10 @@ func newMetrics(reg prometheus.Registerer, c *cache) (*metrics, error) {
 			Name: "wasmxds_fetcher_gc_removed_total",
 			Help: "Modules deleted from the cache by garbage collection.",
 		}),
+		corrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmxds_fetcher_cache_corrupt_total",
+			Help: "Cached modules whose content no longer matched their sha256, quarantined, by check (startup, serve, resolve).",
+		}, []string{"check"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -54,8 +59,18 @@ func newMetrics(reg prometheus.Registerer, c *cache) (*metrics, error) {
 		Name: "wasmxds_fetcher_cache_bytes",
 		Help: "Total size of the modules in the cache.",
 	}, func() float64 { return float64(c.totalBytes()) })
+	degraded := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "wasmxds_fetcher_cache_degraded",
+		Help: "1 while the cache directory cannot be written (new pulls fail; cached modules are served), else 0.",
+	}, func() float64 {
+		if c.degraded() != nil {
+			return 1
+		}
+		return 0
+	})
 	var errs []error
-	for _, col := range []prometheus.Collector{m.pulls, m.duration, m.cacheHits, m.servedBytes, m.requests, m.gcRemoved, cacheBytes} {
+	for _, col := range []prometheus.Collector{m.pulls, m.duration, m.cacheHits, m.servedBytes, m.requests, m.gcRemoved,
+		m.corrupt, cacheBytes, degraded} {
 		errs = append(errs, reg.Register(col))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -39,11 +39,29 @@ type manifestDoc struct {
 	Manifests []ocispec.Descriptor `json:"manifests"`
 }
 
-// ociResult is a module pulled from a registry with the digests a pin may name.
-type ociResult struct {
-	module   []byte
-	manifest string   // the digest the reference resolved to
-	digests  []string // every manifest digest on the way (index, chosen child)
+// ociTarget is what an OCI pull needs: the repository, the reference and,
+// when it was already resolved, the manifest descriptor.
+type ociTarget struct {
+	repo *remote.Repository
+	ref  registry.Reference
+	desc ocispec.Descriptor
+}
+
+// headOCI prepares a pull. With a cached resolution prev, it resolves the
+// reference (HEAD) and reports whether it still names prev's manifest.
+func (f *Fetcher) headOCI(ctx context.Context, src source, req Request, prev refEntry, hasPrev bool) (ociTarget, bool, error) {
+	repo, err := f.repository(src.ref, req.PullSecret)
+	if err != nil {
+		return ociTarget{}, false, err
+	}
+	o := ociTarget{repo: repo, ref: src.ref}
+	if hasPrev && prev.ManifestDigest != "" {
+		if o.desc, err = resolveOCI(ctx, repo, src.ref); err != nil {
+			return o, false, err
+		}
+		return o, o.desc.Digest.String() == prev.ManifestDigest, nil
+	}
+	return o, false, nil
 }
 
 // resolveOCI returns the manifest descriptor ref currently points at (HEAD).
@@ -55,35 +73,36 @@ func resolveOCI(ctx context.Context, repo *remote.Repository, ref registry.Refer
 	return desc, nil
 }
 
-// pullOCI pulls the module ref names. If desc is non-zero it is the already
-// resolved manifest, fetched by digest; otherwise the reference is fetched
-// with a single manifest GET.
-func (f *Fetcher) pullOCI(ctx context.Context, repo *remote.Repository, ref registry.Reference, desc ocispec.Descriptor) (ociResult, error) {
+// pullOCI pulls the module o names into sp and returns its resolution:
+// the digest the reference resolved to, and every manifest digest on the
+// way (index, chosen child) that a pin may name. Without a resolved
+// descriptor the reference is fetched with a single manifest GET.
+func (f *Fetcher) pullOCI(ctx context.Context, o ociTarget, sp *spool) (refEntry, error) {
+	desc := o.desc
 	var body []byte
 	var err error
 	if desc.Digest == "" {
-		desc, body, err = fetchManifestRef(ctx, repo, ref.Reference)
+		desc, body, err = fetchManifestRef(ctx, o.repo, o.ref.Reference)
 	} else {
-		body, err = fetchManifest(ctx, repo, desc)
+		body, err = fetchManifest(ctx, o.repo, desc)
 	}
 	if err != nil {
-		return ociResult{}, err
+		return refEntry{}, err
 	}
-	res := ociResult{manifest: desc.Digest.String(), digests: []string{desc.Digest.String()}}
+	r := refEntry{ManifestDigest: desc.Digest.String(), Digests: []string{desc.Digest.String()}}
 	doc, err := parseManifest(desc, body)
 	if err != nil {
-		return ociResult{}, err
+		return refEntry{}, err
 	}
 	if isIndex(desc.MediaType, doc) {
 		var child ocispec.Descriptor
-		child, doc, err = chooseFromIndex(ctx, repo, doc)
+		child, doc, err = chooseFromIndex(ctx, o.repo, doc)
 		if err != nil {
-			return ociResult{}, err
+			return refEntry{}, err
 		}
-		res.digests = append(res.digests, child.Digest.String())
+		r.Digests = append(r.Digests, child.Digest.String())
 	}
-	res.module, err = f.moduleFromManifest(ctx, repo, doc)
-	return res, err
+	return r, f.moduleFromManifest(ctx, o.repo, doc, sp)
 }
 
 func fetchManifestRef(ctx context.Context, repo *remote.Repository, reference string) (ocispec.Descriptor, []byte, error) {
@@ -142,20 +161,15 @@ func isIndex(mediaType string, doc manifestDoc) bool {
 		(len(doc.Manifests) > 0 && len(doc.Layers) == 0)
 }
 
-// chooseFromIndex picks the one child manifest that holds a module. Children
-// carrying Wasm layers win over image children; image children (one per
-// platform) are interchangeable only if their layers are identical, which
-// is what a FROM scratch multi-platform build produces.
+// chooseFromIndex fetches the index entries that may hold a module and
+// picks the one that does (see pickChild).
 func chooseFromIndex(ctx context.Context, repo *remote.Repository, index manifestDoc) (ocispec.Descriptor, manifestDoc, error) {
-	if len(index.Manifests) > maxIndexEntries {
-		return ocispec.Descriptor{}, manifestDoc{}, fmt.Errorf("%w: index lists %d manifests (limit %d)",
-			ErrUnsupported, len(index.Manifests), maxIndexEntries)
+	cands, err := indexCandidates(index)
+	if err != nil {
+		return ocispec.Descriptor{}, manifestDoc{}, err
 	}
-	var wasm, images []indexChild
-	for _, d := range index.Manifests {
-		if d.Annotations[annotationRefType] != "" || (d.MediaType != ocispec.MediaTypeImageManifest && d.MediaType != mediaTypeDockerManifest) {
-			continue // attestations, nested indexes, unknown types
-		}
+	children := make([]indexChild, 0, len(cands))
+	for _, d := range cands {
 		body, err := fetchManifest(ctx, repo, d)
 		if err != nil {
 			return ocispec.Descriptor{}, manifestDoc{}, err
@@ -164,9 +178,39 @@ func chooseFromIndex(ctx context.Context, repo *remote.Repository, index manifes
 		if err != nil {
 			return ocispec.Descriptor{}, manifestDoc{}, err
 		}
-		if c := (indexChild{d, doc}); c.hasWasm() {
+		children = append(children, indexChild{d, doc})
+	}
+	c, err := pickChild(children)
+	return c.desc, c.doc, err
+}
+
+// indexCandidates lists the index entries worth fetching: image manifests
+// that are not attestations (nested indexes and unknown types are skipped).
+func indexCandidates(index manifestDoc) ([]ocispec.Descriptor, error) {
+	if len(index.Manifests) > maxIndexEntries {
+		return nil, fmt.Errorf("%w: index lists %d manifests (limit %d)",
+			ErrUnsupported, len(index.Manifests), maxIndexEntries)
+	}
+	var out []ocispec.Descriptor
+	for _, d := range index.Manifests {
+		if d.Annotations[annotationRefType] != "" || (d.MediaType != ocispec.MediaTypeImageManifest && d.MediaType != mediaTypeDockerManifest) {
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// pickChild picks the one child manifest that holds a module. Children
+// carrying Wasm layers win over image children; image children (one per
+// platform) are interchangeable only if their layers are identical, which
+// is what a FROM scratch multi-platform build produces.
+func pickChild(children []indexChild) (indexChild, error) {
+	var wasm, images []indexChild
+	for _, c := range children {
+		if c.hasWasm() {
 			wasm = append(wasm, c)
-		} else if len(doc.Layers) > 0 {
+		} else if len(c.doc.Layers) > 0 {
 			images = append(images, c)
 		}
 	}
@@ -175,12 +219,12 @@ func chooseFromIndex(ctx context.Context, repo *remote.Repository, index manifes
 			continue
 		}
 		if distinct := distinctLayerSets(group); len(distinct) > 1 {
-			return ocispec.Descriptor{}, manifestDoc{}, fmt.Errorf("%w: image index holds %d different modules (%s); reference one manifest by digest",
+			return indexChild{}, fmt.Errorf("%w: image index holds %d different modules (%s); reference one manifest by digest",
 				ErrAmbiguous, len(distinct), strings.Join(distinct, ", "))
 		}
-		return group[0].desc, group[0].doc, nil
+		return group[0], nil
 	}
-	return ocispec.Descriptor{}, manifestDoc{}, fmt.Errorf("%w: image index holds no manifest with a module", ErrNotFound)
+	return indexChild{}, fmt.Errorf("%w: image index holds no manifest with a module", ErrNotFound)
 }
 
 type indexChild struct {
@@ -227,11 +271,39 @@ func describeChild(d ocispec.Descriptor) string {
 	return d.Digest.String()
 }
 
-// moduleFromManifest finds the module in a manifest's layers. A Wasm layer
-// wins; otherwise layers are searched from the topmost down, each being
-// either the module itself or a tar/tar+gzip holding plugin.wasm, as the
-// topmost copy of a file is what a container would see.
-func (f *Fetcher) moduleFromManifest(ctx context.Context, repo *remote.Repository, doc manifestDoc) ([]byte, error) {
+// moduleFromManifest writes the module of a manifest to sp, trying the
+// layers layerCandidates lists in order.
+func (f *Fetcher) moduleFromManifest(ctx context.Context, repo *remote.Repository, doc manifestDoc, sp *spool) error {
+	layers, err := layerCandidates(doc)
+	if err != nil {
+		return err
+	}
+	var firstErr error
+	for i, l := range layers {
+		if i > 0 {
+			if err := sp.reset(); err != nil {
+				return err
+			}
+		}
+		err := f.fetchLayer(ctx, repo, l, sp)
+		if err == nil {
+			return nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		if !errors.Is(err, errNoPluginFile) && !errors.Is(err, errUnrecognized) {
+			return err
+		}
+	}
+	return firstErr
+}
+
+// layerCandidates lists the layers that may hold the module. A Wasm layer
+// wins; otherwise every layer but a config, from the topmost down, each
+// being either the module itself or a tar/tar+gzip holding plugin.wasm, as
+// the topmost copy of a file is what a container would see.
+func layerCandidates(doc manifestDoc) ([]ocispec.Descriptor, error) {
 	var wasmLayers []ocispec.Descriptor
 	for _, l := range doc.Layers {
 		if l.MediaType == MediaTypeWasmLayer && !containsDigest(wasmLayers, l) {
@@ -242,29 +314,18 @@ func (f *Fetcher) moduleFromManifest(ctx context.Context, repo *remote.Repositor
 	case len(wasmLayers) > 1:
 		return nil, fmt.Errorf("%w: manifest has %d different %s layers", ErrAmbiguous, len(wasmLayers), MediaTypeWasmLayer)
 	case len(wasmLayers) == 1:
-		return f.fetchLayer(ctx, repo, wasmLayers[0])
+		return wasmLayers, nil
 	}
-	var firstErr error
+	var out []ocispec.Descriptor
 	for i := len(doc.Layers) - 1; i >= 0; i-- {
-		l := doc.Layers[i]
-		if l.MediaType == MediaTypeWasmConfig {
-			continue
-		}
-		b, err := f.fetchLayer(ctx, repo, l)
-		if err == nil {
-			return b, nil
-		}
-		if firstErr == nil {
-			firstErr = err
-		}
-		if !errors.Is(err, errNoPluginFile) && !errors.Is(err, errUnrecognized) {
-			return nil, err
+		if doc.Layers[i].MediaType != MediaTypeWasmConfig {
+			out = append(out, doc.Layers[i])
 		}
 	}
-	if firstErr == nil {
+	if len(out) == 0 {
 		return nil, fmt.Errorf("%w: manifest has no layers", ErrNotFound)
 	}
-	return nil, firstErr
+	return out, nil
 }
 
 func containsDigest(ds []ocispec.Descriptor, d ocispec.Descriptor) bool {
@@ -276,31 +337,31 @@ func containsDigest(ds []ocispec.Descriptor, d ocispec.Descriptor) bool {
 	return false
 }
 
-// fetchLayer streams one blob through digest verification and extraction.
-func (f *Fetcher) fetchLayer(ctx context.Context, repo *remote.Repository, l ocispec.Descriptor) ([]byte, error) {
+// fetchLayer streams one blob through digest verification and extraction
+// into sp.
+func (f *Fetcher) fetchLayer(ctx context.Context, repo *remote.Repository, l ocispec.Descriptor, sp *spool) error {
 	limit := f.maxSize
 	if l.MediaType != MediaTypeWasmLayer {
 		limit = archiveExpansion * f.maxSize // compressed archives may hold more than the module
 	}
 	if l.Size > limit {
-		return nil, fmt.Errorf("%w: layer %s is %d bytes, limit %d", ErrTooLarge, l.Digest, l.Size, limit)
+		return fmt.Errorf("%w: layer %s is %d bytes, limit %d", ErrTooLarge, l.Digest, l.Size, limit)
 	}
 	rc, err := repo.Fetch(ctx, l)
 	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", l.Digest, classify(err))
+		return fmt.Errorf("layer %s: %w", l.Digest, classify(err))
 	}
 	defer rc.Close()
 	vr := content.NewVerifyReader(rc, l)
-	b, err := extractModule(vr, f.maxSize)
-	if err != nil {
-		return nil, fmt.Errorf("layer %s: %w", l.Digest, classify(err))
+	if err := extractModule(vr, f.maxSize, sp); err != nil {
+		return fmt.Errorf("layer %s: %w", l.Digest, classify(err))
 	}
 	// The rest of an archive still has to match the layer digest.
 	if _, err := io.Copy(io.Discard, vr); err != nil {
-		return nil, fmt.Errorf("layer %s: %w", l.Digest, classify(err))
+		return fmt.Errorf("layer %s: %w", l.Digest, classify(err))
 	}
 	if err := vr.Verify(); err != nil {
-		return nil, fmt.Errorf("layer %s: %w", l.Digest, classify(err))
+		return fmt.Errorf("layer %s: %w", l.Digest, classify(err))
 	}
-	return b, nil
+	return nil
 }

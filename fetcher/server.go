@@ -1,6 +1,7 @@
 package fetcher
 
 import (
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -18,7 +19,10 @@ const ModulePathPrefix = "/modules/sha256/"
 // Handler serves GET and HEAD ModulePathPrefix+<hex> for modules in the
 // in-use set (see SetInUse), and 404 for anything else. Content never
 // changes for a digest, so responses carry a strong ETag and immutable
-// caching headers; ranges and If-None-Match are honoured.
+// caching headers; ranges and If-None-Match are honoured. A file whose
+// size or mtime changed since it was verified is hashed again first; one
+// that no longer matches its name is quarantined and answered with 503
+// (as are its later requests, until a Resolve brings it back).
 func (f *Fetcher) Handler() http.Handler {
 	return http.HandlerFunc(f.serveModule)
 }
@@ -47,11 +51,13 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 		http.NotFound(w, r)
 		return http.StatusNotFound
 	}
-	file, err := os.Open(f.cache.path(hex))
-	if err != nil {
-		f.log.Error("in-use module missing from cache", "sha256", hex, "error", err)
-		http.NotFound(w, r)
-		return http.StatusNotFound
+	file, code := f.openServable(hex)
+	if file == nil {
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		http.Error(w, http.StatusText(code), code)
+		return code
 	}
 	defer file.Close()
 	h := w.Header()
@@ -63,6 +69,31 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 	http.ServeContent(cw, r, "", time.Time{}, file)
 	f.metrics.servedBytes.Add(float64(cw.n))
 	return cw.code
+}
+
+// openServable opens an in-use module whose content matches its name, or
+// returns the status to answer: 404 for a module the cache does not hold,
+// 503 for one that it lost (quarantined, or its file unreadable).
+func (f *Fetcher) openServable(hex string) (*os.File, int) {
+	if !f.cache.holds(hex) {
+		if f.problems.has(hex) {
+			return nil, http.StatusServiceUnavailable
+		}
+		return nil, http.StatusNotFound
+	}
+	file, err := os.Open(f.cache.path(hex))
+	if err != nil {
+		f.log.Error("in-use module missing from cache", "sha256", hex, "error", err)
+		return nil, http.StatusServiceUnavailable
+	}
+	if err := f.checkFile(hex, file, checkServe); err != nil {
+		_ = file.Close()
+		if !errors.Is(err, errCorrupt) {
+			f.log.Error("in-use module unreadable", "sha256", hex, "error", err)
+		}
+		return nil, http.StatusServiceUnavailable
+	}
+	return file, http.StatusOK
 }
 
 // countingWriter counts body bytes and keeps ReadFrom so that ServeContent

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -27,99 +28,126 @@ var (
 	gzipMagic   = []byte{0x1f, 0x8b}
 )
 
-// extractModule returns the module in r: r is either the module itself, or
-// a tar (optionally gzip-compressed) holding plugin.wasm at its root. max
-// caps the module size.
-func extractModule(r io.Reader, max int64) ([]byte, error) {
-	br := bufio.NewReaderSize(r, 4096)
+// extractModule writes the module in r to w: r is either the module
+// itself, or a tar (optionally gzip-compressed) holding plugin.wasm at its
+// root. max caps the module size; r may be up to archiveExpansion×max
+// bytes, and so may a decompressed archive. Nothing is buffered beyond
+// small copy buffers, so the caps hold while streaming.
+func extractModule(r io.Reader, max int64, w io.Writer) error {
+	limit := archiveExpansion * max
+	br := bufio.NewReaderSize(newCapReader(r, limit, "input"), 4096)
 	head, _ := br.Peek(512)
 	if bytes.HasPrefix(head, gzipMagic) {
 		gz, err := gzip.NewReader(br)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad gzip stream: %w", ErrNotWasm, err)
+			return fmt.Errorf("%w: bad gzip stream: %w", ErrNotWasm, err)
 		}
 		defer gz.Close()
-		limit := archiveExpansion*max + 1<<20
-		inner := &capReader{r: gz, n: limit, limit: limit}
-		return extractUncompressed(bufio.NewReaderSize(inner, 4096), max)
+		inner := newCapReader(gzipErrors{gz}, limit, "decompressed archive")
+		return extractUncompressed(bufio.NewReaderSize(inner, 4096), max, w)
 	}
-	return extractUncompressed(br, max)
+	return extractUncompressed(br, max, w)
 }
 
-func extractUncompressed(br *bufio.Reader, max int64) ([]byte, error) {
+func extractUncompressed(br *bufio.Reader, max int64, w io.Writer) error {
 	head, _ := br.Peek(512)
 	switch {
 	case isWasm(head):
-		return readCapped(br, max)
+		return copyCapped(w, br, max)
 	case isTar(head):
-		return findInTar(tar.NewReader(br), max)
+		return findInTar(tar.NewReader(br), max, w)
 	}
-	return nil, errUnrecognized
+	return errUnrecognized
 }
 
 func isTar(head []byte) bool {
 	return len(head) >= 262 && string(head[257:262]) == "ustar"
 }
 
-// findInTar returns plugin.wasm from the archive root ("plugin.wasm",
-// "./plugin.wasm" or "/plugin.wasm").
-func findInTar(tr *tar.Reader, max int64) ([]byte, error) {
+// findInTar writes plugin.wasm from the archive root ("plugin.wasm",
+// "./plugin.wasm" or "/plugin.wasm") to w.
+func findInTar(tr *tar.Reader, max int64, w io.Writer) error {
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil, errNoPluginFile
+			return errNoPluginFile
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: bad tar archive: %w", ErrNotWasm, err)
+			return fmt.Errorf("%w: bad tar archive: %w", ErrNotWasm, err)
 		}
 		name := strings.TrimPrefix(path.Clean("/"+hdr.Name), "/")
 		switch {
 		case name == ".wh."+pluginFile:
-			return nil, errWhiteout
+			return errWhiteout
 		case name != pluginFile:
 			continue
 		case hdr.Typeflag != tar.TypeReg:
-			return nil, fmt.Errorf("%w: %s in archive is not a regular file", ErrNotWasm, pluginFile)
+			return fmt.Errorf("%w: %s in archive is not a regular file", ErrNotWasm, pluginFile)
 		case hdr.Size > max:
-			return nil, fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, pluginFile, hdr.Size, max)
+			return fmt.Errorf("%w: %s is %d bytes, limit %d", ErrTooLarge, pluginFile, hdr.Size, max)
 		}
-		b, err := readCapped(tr, max)
-		if err != nil {
-			return nil, err
+		head := make([]byte, len(wasmHeader))
+		n, err := io.ReadFull(tr, head)
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: bad tar archive: %w", ErrNotWasm, err)
 		}
-		if !isWasm(b) {
-			return nil, fmt.Errorf("%w: %s lacks the Wasm magic number and version 1 header", ErrNotWasm, pluginFile)
+		if !isWasm(head[:n]) {
+			return fmt.Errorf("%w: %s lacks the Wasm magic number and version 1 header", ErrNotWasm, pluginFile)
 		}
-		return b, nil
+		return copyCapped(w, io.MultiReader(bytes.NewReader(head), tr), max)
 	}
 }
 
-// readCapped reads r to the end, failing with ErrTooLarge past max bytes.
-func readCapped(r io.Reader, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
+// copyCapped copies r to w to the end, failing with ErrTooLarge past max
+// bytes.
+func copyCapped(w io.Writer, r io.Reader, max int64) error {
+	n, err := io.Copy(w, io.LimitReader(r, max+1))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, max)
+	if n > max {
+		return fmt.Errorf("%w: more than %d bytes (the module size limit)", ErrTooLarge, max)
 	}
-	return b, nil
+	return nil
 }
 
-// capReader fails with ErrTooLarge instead of silently truncating.
+// gzipErrors marks corrupt compressed data as ErrNotWasm; the errors of
+// the reader underneath (a network read) pass unchanged.
+type gzipErrors struct{ r io.Reader }
+
+func (g gzipErrors) Read(p []byte) (int, error) {
+	n, err := g.r.Read(p)
+	var corrupt flate.CorruptInputError
+	if errors.As(err, &corrupt) || errors.Is(err, gzip.ErrChecksum) || errors.Is(err, gzip.ErrHeader) {
+		err = fmt.Errorf("%w: bad gzip stream: %w", ErrNotWasm, err)
+	}
+	return n, err
+}
+
+// capReader fails with ErrTooLarge once more than limit bytes were read,
+// instead of silently truncating.
 type capReader struct {
-	r        io.Reader
-	n, limit int64
+	r     io.Reader
+	n     int64 // bytes left, plus one to tell "exactly limit" from "more"
+	limit int64
+	what  string
+}
+
+func newCapReader(r io.Reader, limit int64, what string) *capReader {
+	return &capReader{r: r, n: limit + 1, limit: limit, what: what}
 }
 
 func (c *capReader) Read(p []byte) (int, error) {
 	if c.n <= 0 {
-		return 0, fmt.Errorf("%w: archive expands past %d bytes", ErrTooLarge, c.limit)
+		return 0, fmt.Errorf("%w: %s exceeds %d bytes", ErrTooLarge, c.what, c.limit)
 	}
 	if int64(len(p)) > c.n {
 		p = p[:c.n]
 	}
 	n, err := c.r.Read(p)
 	c.n -= int64(n)
+	if c.n <= 0 && err == nil {
+		err = fmt.Errorf("%w: %s exceeds %d bytes", ErrTooLarge, c.what, c.limit)
+	}
 	return n, err
 }

@@ -278,6 +278,25 @@ func (c *controller) finish(j pullJob, m fetcher.Module, err error) {
 	c.trigger()
 }
 
+// moduleLost re-resolves the plugins served with a module the cache lost
+// (it was corrupt on disk). Envoys that loaded it keep running it; until the
+// pull brings it back, new downloads are told to retry.
+func (c *controller) moduleLost(sha256Hex string) {
+	c.mu.Lock()
+	n := 0
+	for _, r := range c.res {
+		if r.module != nil && r.module.SHA256 == sha256Hex && r.inflight == 0 {
+			r.key, r.done = "", false
+			n++
+		}
+	}
+	c.mu.Unlock()
+	if n > 0 {
+		c.log.Warn("cached module lost; pulling it again", "sha256", sha256Hex, "plugins", n)
+		c.trigger()
+	}
+}
+
 func (c *controller) trigger() {
 	select {
 	case c.kick <- struct{}{}:

@@ -155,7 +155,13 @@ func (cp *ControlPlane) build() error {
 	var err error
 	cp.mods, err = fetcher.New(fetcher.Options{CacheDir: cp.opts.CacheDir, MaxModuleSize: cp.opts.MaxModuleSize,
 		InsecureRegistries: cp.opts.InsecureRegistries, DockerConfig: cp.opts.DockerConfig,
-		Logger: cp.log, Registerer: cp.reg})
+		Logger: cp.log, Registerer: cp.reg, OnModuleLost: func(sha string) {
+			// Called during fetcher.New too, before there is a controller:
+			// those modules left the index, so they are pulled anyway.
+			if c := cp.ctrl; c != nil {
+				c.moduleLost(sha)
+			}
+		}})
 	if err != nil {
 		return err
 	}
@@ -249,6 +255,9 @@ func (cp *ControlPlane) watch(ctx context.Context) error {
 func (cp *ControlPlane) shutdown() {
 	cp.server.Close()
 	cp.mods.Close()
+	if err := cp.mods.Flush(); err != nil {
+		cp.log.Warn("module cache index not saved", "component", "serve", "error", err)
+	}
 	stopped := make(chan struct{})
 	go func() {
 		cp.grpc.GracefulStop()

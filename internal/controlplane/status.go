@@ -24,8 +24,13 @@ type StatusReport struct {
 	Clusters     int                  `json:"clusters"`
 	Plugins      []PluginReport       `json:"plugins"`
 	Modules      []fetcher.ModuleInfo `json:"modules"`
-	Nodes        []xds.NodeStatus     `json:"nodes"`
-	Problems     []ProblemReport      `json:"problems"` // resources translation had to drop
+	// ModuleProblems are cached modules found corrupt and quarantined.
+	ModuleProblems []fetcher.Problem `json:"moduleProblems"`
+	// CacheDegraded says why the module cache cannot be written; cached
+	// modules keep being served meanwhile.
+	CacheDegraded string           `json:"cacheDegraded,omitempty"`
+	Nodes         []xds.NodeStatus `json:"nodes"`
+	Problems      []ProblemReport  `json:"problems"` // resources translation had to drop
 }
 
 // Plugin module states in PluginReport.State.
@@ -113,6 +118,12 @@ func (cp *ControlPlane) Status() StatusReport {
 	}
 	if rep.Modules == nil {
 		rep.Modules = []fetcher.ModuleInfo{}
+	}
+	if rep.ModuleProblems = cp.mods.Problems(); rep.ModuleProblems == nil {
+		rep.ModuleProblems = []fetcher.Problem{}
+	}
+	if err := cp.mods.Degraded(); err != nil {
+		rep.CacheDegraded = err.Error()
 	}
 	return rep
 }
