@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/fetcher"
@@ -38,9 +39,14 @@ const (
 type Options struct {
 	ConfigDir string // spec files, watched
 	CacheDir  string // module cache
-	// XDSListen and HTTPListen are listen addresses ("127.0.0.1:0" picks a
-	// port; see XDSAddr and HTTPAddr).
-	XDSListen, HTTPListen string
+	// XDSListen, HTTPListen (modules) and AdminListen (health, metrics,
+	// status, profiles) are listen addresses ("127.0.0.1:0" picks a port;
+	// see XDSAddr, HTTPAddr and AdminAddr). AdminListen "" = 127.0.0.1:0.
+	XDSListen, HTTPListen, AdminListen string
+	// TLSCertFile and TLSKeyFile turn on TLS for the xDS and module
+	// listeners; ClientCAFile then requires and verifies client certificates
+	// signed by it. The files are reloaded when they change.
+	TLSCertFile, TLSKeyFile, ClientCAFile string
 	// AdvertiseURL is the module server URL Envoys download from;
 	// "" = http://127.0.0.1:<HTTP port>.
 	AdvertiseURL string
@@ -78,13 +84,16 @@ type ControlPlane struct {
 	opts      Options
 	log       *slog.Logger
 	xl, hl    net.Listener
+	al        net.Listener // admin
+	tls       *tlsReloader // nil without TLS
 	advertise string
 	reg       *prometheus.Registry
 	mods      *fetcher.Fetcher
 	server    *xds.Server
 	ctrl      *controller
 	grpc      *grpc.Server
-	http      *http.Server
+	http      *http.Server // modules
+	admin     *http.Server
 
 	watching     chan struct{} // closed once the config directory was read
 	watchingOnce sync.Once
@@ -129,7 +138,11 @@ func (o Options) validate() error {
 	if o.ConfigDir == "" || o.CacheDir == "" {
 		return errors.New("a config directory and a cache directory are required")
 	}
-	return nil
+	return o.tlsFiles().validate()
+}
+
+func (o Options) tlsFiles() tlsFiles {
+	return tlsFiles{cert: o.TLSCertFile, key: o.TLSKeyFile, clientCA: o.ClientCAFile}
 }
 
 func (cp *ControlPlane) listen() error {
@@ -141,14 +154,22 @@ func (cp *ControlPlane) listen() error {
 		_ = cp.xl.Close()
 		return fmt.Errorf("--http-listen: %w", err)
 	}
-	if cp.advertise, err = advertiseURL(cp.opts.AdvertiseURL, cp.hl.Addr()); err != nil {
+	if cp.al, err = net.Listen("tcp", cmp.Or(cp.opts.AdminListen, "127.0.0.1:0")); err != nil {
+		_, _ = cp.xl.Close(), cp.hl.Close()
+		return fmt.Errorf("--admin-listen: %w", err)
+	}
+	scheme := "http"
+	if cp.opts.tlsFiles().enabled() {
+		scheme = "https"
+	}
+	if cp.advertise, err = advertiseURL(cp.opts.AdvertiseURL, scheme, cp.hl.Addr()); err != nil {
 		cp.closeListeners()
 		return err
 	}
 	return nil
 }
 
-func (cp *ControlPlane) closeListeners() { _, _ = cp.xl.Close(), cp.hl.Close() }
+func (cp *ControlPlane) closeListeners() { _, _, _ = cp.xl.Close(), cp.hl.Close(), cp.al.Close() }
 
 // build makes the components; none starts a goroutine.
 func (cp *ControlPlane) build() error {
@@ -171,18 +192,33 @@ func (cp *ControlPlane) build() error {
 	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,
 		Advertise: cp.advertise, Delivery: cp.opts.Delivery, Resync: cp.opts.Resync,
 		StateFile: filepath.Join(cp.opts.CacheDir, "plugins.json")})
-	cp.grpc = grpc.NewServer(xds.GRPCServerOptions()...)
+	grpcOpts := xds.GRPCServerOptions()
+	if cp.opts.tlsFiles().enabled() {
+		if cp.tls, err = newTLSReloader(cp.opts.tlsFiles(), cp.log); err != nil {
+			return err
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(cp.tls.serverConfig("h2"))))
+	}
+	cp.grpc = grpc.NewServer(grpcOpts...)
 	cp.server.Register(cp.grpc)
-	cp.http = &http.Server{Handler: cp.handler(cp.reg), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
+	// Modules are read by Envoys in one request each; the timeouts bound
+	// what a client that stops reading (or never sends) can hold.
+	cp.http = &http.Server{Handler: cp.moduleHandler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(cp.log.With("component", "modules").Handler(), slog.LevelDebug)}
+	if cp.tls != nil {
+		cp.http.TLSConfig = cp.tls.serverConfig("http/1.1")
+	}
+	cp.admin = &http.Server{Handler: cp.adminHandler(cp.reg), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 2 * time.Minute}
 	return nil
 }
 
 // advertiseURL defaults to the HTTP listener's port on loopback, which
 // suits Envoys on the same host.
-func advertiseURL(flag string, addr net.Addr) (string, error) {
+func advertiseURL(flag, scheme string, addr net.Addr) (string, error) {
 	if flag == "" {
-		return fmt.Sprintf("http://127.0.0.1:%d", addr.(*net.TCPAddr).Port), nil
+		return fmt.Sprintf("%s://127.0.0.1:%d", scheme, addr.(*net.TCPAddr).Port), nil
 	}
 	if !strings.HasPrefix(flag, "http://") && !strings.HasPrefix(flag, "https://") {
 		return "", fmt.Errorf("--advertise-url %q: want http(s)://host:port", flag)
@@ -193,8 +229,11 @@ func advertiseURL(flag string, addr net.Addr) (string, error) {
 // XDSAddr is the ADS listener's address.
 func (cp *ControlPlane) XDSAddr() string { return cp.xl.Addr().String() }
 
-// HTTPAddr is the HTTP listener's address.
+// HTTPAddr is the module listener's address.
 func (cp *ControlPlane) HTTPAddr() string { return cp.hl.Addr().String() }
+
+// AdminAddr is the admin listener's address.
+func (cp *ControlPlane) AdminAddr() string { return cp.al.Addr().String() }
 
 // AdvertiseURL is the module server URL pushed to Envoys.
 func (cp *ControlPlane) AdvertiseURL() string { return cp.advertise }
@@ -216,8 +255,18 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
-		if err := cp.http.Serve(cp.hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http server: %w", err)
+		serve := cp.http.Serve
+		if cp.tls != nil {
+			serve = func(l net.Listener) error { return cp.http.ServeTLS(l, "", "") }
+		}
+		if err := serve(cp.hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("module server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := cp.admin.Serve(cp.al); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin server: %w", err)
 		}
 		return nil
 	})
@@ -265,8 +314,10 @@ func (cp *ControlPlane) shutdown() {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), cp.opts.ShutdownTimeout)
 	defer cancel()
-	if err := cp.http.Shutdown(ctx); err != nil {
-		cp.log.Warn("http shutdown", "component", "serve", "error", err)
+	for _, srv := range []*http.Server{cp.http, cp.admin} {
+		if err := srv.Shutdown(ctx); err != nil {
+			cp.log.Warn("http shutdown", "component", "serve", "error", err)
+		}
 	}
 	select {
 	case <-stopped:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -135,7 +136,7 @@ func (f *serveFixture) write(name, content string) {
 
 func (f *serveFixture) get(path string) (int, []byte) {
 	f.t.Helper()
-	resp, err := http.Get("http://" + f.cp.HTTPAddr() + path)
+	resp, err := http.Get("http://" + f.cp.AdminAddr() + path)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -272,7 +273,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestReadyzBeforeFirstConfig(t *testing.T) {
 	cp := newTestCP(t, Options{ConfigDir: t.TempDir(), CacheDir: t.TempDir()})
 	t.Cleanup(cp.closeListeners)
-	h := cp.handler(cp.reg)
+	h := cp.adminHandler(cp.reg)
 	get := func(path string) int {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
@@ -299,9 +300,42 @@ func TestPprofOnlyWhenAskedFor(t *testing.T) {
 		cp := newTestCP(t, Options{ConfigDir: t.TempDir(), CacheDir: t.TempDir(), Pprof: on})
 		t.Cleanup(cp.closeListeners)
 		rec := httptest.NewRecorder()
-		cp.handler(cp.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
+		cp.adminHandler(cp.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/heap?debug=1", nil))
 		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; rec.Code != want {
 			t.Errorf("--pprof=%t: /debug/pprof/heap = %d, want %d", on, rec.Code, want)
 		}
+	}
+}
+
+// The module listener, the one Envoys reach, serves modules and nothing
+// about the control plane; the admin listener serves no modules.
+func TestModuleAndAdminListenersApart(t *testing.T) {
+	f := startFixture(t)
+	waitUntil(t, "/readyz", func() bool { code, _ := f.get("/readyz"); return code == http.StatusOK })
+	sum := sha256.Sum256(f.module)
+	modulePath := "/modules/sha256/" + hex.EncodeToString(sum[:])
+	waitUntil(t, "the module served", func() bool {
+		resp, err := http.Get(f.cp.AdvertiseURL() + modulePath)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/debug/status", "/debug/pprof/cmdline"} {
+		resp, err := http.Get("http://" + f.cp.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("module listener %s = %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if code, _ := f.get(modulePath); code != http.StatusNotFound {
+		t.Errorf("admin listener %s = %d, want 404", modulePath, code)
+	}
+	if host, _, _ := net.SplitHostPort(f.cp.AdminAddr()); host != "127.0.0.1" {
+		t.Errorf("admin listener on %s, want loopback by default", f.cp.AdminAddr())
 	}
 }

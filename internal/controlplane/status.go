@@ -128,11 +128,19 @@ func (cp *ControlPlane) Status() StatusReport {
 	return rep
 }
 
-// handler serves modules, health, metrics and the status document.
-func (cp *ControlPlane) handler(gatherer prometheus.Gatherer) http.Handler {
-	log := cp.log.With("component", "http")
+// moduleHandler serves modules and nothing else: the module listener is
+// the one Envoys reach, so nothing about the control plane is on it.
+func (cp *ControlPlane) moduleHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/modules/", cp.mods.Handler())
+	return mux
+}
+
+// adminHandler serves health, metrics, the status document and, with
+// Pprof, profiles. It listens on loopback unless told otherwise.
+func (cp *ControlPlane) adminHandler(gatherer prometheus.Gatherer) http.Handler {
+	log := cp.log.With("component", "admin")
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
