@@ -3,7 +3,6 @@ package catalog
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -96,8 +95,9 @@ func BenchmarkParseLargePluginConfig(b *testing.B) {
 	}
 }
 
-// BenchmarkParseManyDocuments measures spec parse throughput on a 1 MB file
-// of 2,000 small Listener, Cluster and WasmPlugin documents.
+// BenchmarkParseManyDocuments measures spec parse throughput on a 260 KB
+// file of 2,100 small Listener, Cluster and WasmPlugin documents, where
+// yaml.v3's own parser takes about 60% of the time.
 func BenchmarkParseManyDocuments(b *testing.B) {
 	var sb strings.Builder
 	for i := range 700 {
@@ -109,7 +109,7 @@ func BenchmarkParseManyDocuments(b *testing.B) {
 	data := []byte(sb.String())
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if pf := parseFile("many.yaml", filepath.FromSlash("/specs"), data); len(pf.errs) != 0 {
+		if pf := parseFile("many.yaml", "/specs", data); len(pf.errs) != 0 {
 			b.Fatal(pf.errs[0])
 		}
 	}
