@@ -67,6 +67,29 @@ func TestWatchConfigDirReplacedWithinTheDebounce(t *testing.T) {
 	h.waitFor("edit in the replaced directory", func(s *State) bool { return endpointOf(s, "a") == "a:3" })
 }
 
+// A directory swapped for another by renames (mv specs specs.old; mv
+// new specs) is watched at its new content, not followed to specs.old.
+func TestWatchConfigDirSwappedByRename(t *testing.T) {
+	parent := t.TempDir()
+	dir, next := filepath.Join(parent, "specs"), filepath.Join(parent, "specs.new")
+	write(t, filepath.Join(dir, "a.yaml"), clusterYAML("a", "a:1"))
+	write(t, filepath.Join(next, "a.yaml"), clusterYAML("a", "a:2"))
+	h, _ := startWatch(t, dir)
+	if err := os.Rename(dir, filepath.Join(parent, "specs.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, dir); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor("swapped-in directory read", func(s *State) bool { return endpointOf(s, "a") == "a:2" })
+	write(t, filepath.Join(parent, "specs.old", "a.yaml"), clusterYAML("a", "a:old"))
+	write(t, filepath.Join(dir, "a.yaml"), clusterYAML("a", "a:3"))
+	st := h.waitFor("edit in the swapped-in directory", func(s *State) bool { return endpointOf(s, "a") != "a:2" })
+	if got := endpointOf(st, "a"); got != "a:3" {
+		t.Errorf("cluster a = %q, want a:3 from the directory now at %s", got, dir)
+	}
+}
+
 // A chmod alone makes the watcher read the file again, so that fixing the
 // permissions of an unreadable spec applies it.
 //
