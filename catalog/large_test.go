@@ -142,3 +142,16 @@ func TestPluginConfigAliasBombIsRefused(t *testing.T) {
 		}
 	}
 }
+
+// The cap counts every byte: a config whose last value crosses it is refused.
+func TestPluginConfigOneByteOverTheCapIsRefused(t *testing.T) {
+	// {"k":"…"} is 8 bytes around the value.
+	for _, size := range []int{MaxPluginConfigBytes - 8, MaxPluginConfigBytes - 7} {
+		data := []byte("apiVersion: wasmxds.dev/v1alpha1\nkind: WasmPlugin\nmetadata: {name: edge}\n" +
+			"spec:\n  url: oci://registry.local/x:v1\n  pluginConfig: {k: " + strings.Repeat("v", size) + "}\n")
+		pf := parseFile("edge.yaml", "/specs", data)
+		if over := size+8 > MaxPluginConfigBytes; over != (len(pf.errs) == 1) {
+			t.Errorf("config of %d bytes: errors %v", size+8, pf.errs)
+		}
+	}
+}

@@ -59,6 +59,9 @@ func encodePluginConfig(n *yaml.Node) (string, *configError) {
 	if err := e.value(n); err != nil {
 		return "", err
 	}
+	if err := e.spend(0); err != nil { // the last value may have crossed the cap
+		return "", err
+	}
 	return e.buf.String(), nil
 }
 
