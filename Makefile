@@ -45,6 +45,7 @@ run: deps build filters
 
 bench: deps build filters
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/...
+	$(GO) test -run '^$$' -bench Parse ./catalog
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -89,7 +89,7 @@
 //     means IfNotPresent, except Always for an oci:// url with the tag
 //     latest or no tag, and no digest or pin (as Istio and Kubernetes do).
 //   - pluginConfig: any mapping; it reaches the filter as compact JSON with
-//     sorted keys.
+//     sorted keys, at most MaxPluginConfigBytes (1 MiB) of it.
 //   - phase: UNSPECIFIED_PHASE, AUTHN, AUTHZ or STATS; plugins run AUTHN,
 //     AUTHZ, STATS, then unspecified (just before the router), by priority
 //     (higher first, default 0), then by name.

@@ -2,7 +2,6 @@ package catalog
 
 import (
 	"fmt"
-	"io"
 	"log/slog"
 	"path/filepath"
 )
@@ -12,7 +11,7 @@ import (
 // documents they affect are left out while every other document applies. The
 // error is for a directory that cannot be read at all.
 func Load(dir string) (*State, error) {
-	t, err := newTracker(dir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t, err := newTracker(dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +43,7 @@ type tracker struct {
 	root    string
 	log     *slog.Logger
 	include func(rel string) bool // nil: every file
+	parsed  func()                // nil, or called for every file parsed
 	gen     int64
 	files   map[string]*fileState
 	applied map[docKey]*document // listener documents in the last State
@@ -87,6 +87,9 @@ func (t *tracker) update(sf sourceFile, prev *fileState) *fileState {
 		return emptied(sf, h, prev, t.log)
 	}
 	pf := sf.parse()
+	if t.parsed != nil {
+		t.parsed()
+	}
 	if pf.notSpec != "" {
 		t.log.Debug("skipping file that holds no specs", "file", sf.rel, "reason", pf.notSpec)
 	}

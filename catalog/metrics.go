@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -14,14 +15,16 @@ const (
 )
 
 type metrics struct {
-	reloads    *prometheus.CounterVec
-	specErrors prometheus.Gauge
+	reloads       *prometheus.CounterVec
+	specErrors    prometheus.Gauge
+	parses        prometheus.Counter
+	dirUnreadable prometheus.Gauge
 }
 
-// newMetrics creates the watcher's metrics, registering them when reg is not
-// nil. A second watcher on the same registry shares the first one's
-// collectors rather than failing.
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics creates the watcher's metrics and registers them on reg when
+// reg is not nil. A registration that fails (a name already taken, by a
+// second watcher or anything else) is an error.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmxds_catalog_reloads_total",
@@ -31,22 +34,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "wasmxds_catalog_spec_errors",
 			Help: "Spec errors in the current desired state.",
 		}),
+		parses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasmxds_catalog_file_parses_total",
+			Help: "Spec files parsed; a rescan parses only the files whose content changed.",
+		}),
+		dirUnreadable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "wasmxds_catalog_dir_unreadable",
+			Help: "1 while the config directory is missing or unreadable (the last desired state stays in force), else 0.",
+		}),
 	}
-	if reg != nil {
-		m.reloads = register(reg, m.reloads)
-		m.specErrors = register(reg, m.specErrors)
+	if reg == nil {
+		return m, nil
 	}
-	return m
-}
-
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.reloads, m.specErrors, m.parses, m.dirUnreadable} {
+		errs = append(errs, reg.Register(c))
 	}
-	return c
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("register catalog metrics: %w", err)
+	}
+	return m, nil
 }

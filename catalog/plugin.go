@@ -1,9 +1,6 @@
 package catalog
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"math"
 	"regexp"
 	"slices"
@@ -103,65 +100,16 @@ func parsePluginConfig(spec *fields) string {
 		spec.p.add(v, "spec.pluginConfig: must be a mapping")
 		return ""
 	}
-	var raw any
-	if err := v.Decode(&raw); err != nil {
-		spec.p.add(v, "spec.pluginConfig: %v", err)
+	out, err := encodePluginConfig(v)
+	if err != nil {
+		at := err.node
+		if err.atKey || at == nil {
+			at = spec.line("pluginConfig")
+		}
+		spec.p.add(at, "spec.pluginConfig: %s", err.msg)
 		return ""
 	}
-	val, err := jsonable(raw)
-	if err == nil {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err = enc.Encode(val); err == nil {
-			return strings.TrimSuffix(buf.String(), "\n")
-		}
-	}
-	spec.p.add(v, "spec.pluginConfig: cannot be expressed as JSON: %v", err)
-	return ""
-}
-
-// jsonable converts decoded YAML into values encoding/json accepts.
-func jsonable(v any) (any, error) {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, e := range t {
-			c, err := jsonable(e)
-			if err != nil {
-				return nil, err
-			}
-			t[k] = c
-		}
-		return t, nil
-	case map[any]any:
-		out := make(map[string]any, len(t))
-		for k, e := range t {
-			ks, ok := k.(string)
-			if !ok {
-				return nil, fmt.Errorf("key %v is not a string", k)
-			}
-			c, err := jsonable(e)
-			if err != nil {
-				return nil, err
-			}
-			out[ks] = c
-		}
-		return out, nil
-	case []any:
-		for i, e := range t {
-			c, err := jsonable(e)
-			if err != nil {
-				return nil, err
-			}
-			t[i] = c
-		}
-		return t, nil
-	case float64:
-		if math.IsInf(t, 0) || math.IsNaN(t) {
-			return nil, fmt.Errorf("%v is not a JSON number", t)
-		}
-	}
-	return v, nil
+	return out
 }
 
 // parseVMConfig reads vmConfig.env.

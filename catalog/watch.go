@@ -3,7 +3,9 @@ package catalog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"time"
@@ -22,6 +24,10 @@ import (
 // fails to parse, or is empty, keeps its last good documents.
 const DefaultDebounce = 25 * time.Millisecond
 
+// missingPoll is how often Watch looks for a config directory that is
+// missing or unreadable: no file event can announce that it is back.
+const missingPoll = 500 * time.Millisecond
+
 // WatchOptions configures Watch. The zero value is ready to use.
 type WatchOptions struct {
 	// Debounce is how long the tree must be quiet before it is re-read, so
@@ -34,10 +40,19 @@ type WatchOptions struct {
 	// written (cat >, or the temporary file of a rename save), and a
 	// partly written file can be valid YAML with a value cut short.
 	Debounce time.Duration
-	// Logger receives reload and spec error logs; nil means slog.Default().
+	// Logger receives reload and spec error logs; nil means none are written.
 	Logger *slog.Logger
 	// Registerer receives the catalog metrics; nil means none are registered.
+	// Watch fails if they cannot be registered (e.g. a second Watch on the
+	// same registry).
 	Registerer prometheus.Registerer
+	// OnHealth, when set, is told when the config directory becomes missing
+	// or unreadable after the start (err names the directory and the cause)
+	// and when it is read again (err is nil). It runs on Watch's goroutine,
+	// before the onChange call that any new content brings. Meanwhile the
+	// last State stays in force; an owner shows err in its status and
+	// readiness.
+	OnHealth func(err error)
 }
 
 // Watch loads dir, calls onChange with the State, then watches the whole tree
@@ -46,42 +61,32 @@ type WatchOptions struct {
 // only when the State differs in content (errors and warnings included) from
 // the last one delivered.
 //
-// Every change (create, write, remove, rename, an editor's write-then-rename,
-// a new subdirectory, a ConfigMap ..data symlink swap) triggers a rescan of
-// the tree after the debounce; files whose content did not change are not
-// parsed again. A file that loaded without errors and is then edited into a
+// Every change (create, write, remove, rename, chmod, an editor's
+// write-then-rename, a new subdirectory, a ConfigMap ..data symlink swap)
+// triggers a rescan of the tree after the debounce; files whose content did
+// not change are not parsed again, so a large file costs its parse only
+// when it changes. A file that loaded without errors and is then edited into a
 // state with errors keeps its last good documents in force, and its new
 // errors are reported in State.Errors; other files' changes still apply, and
-// fixing the file applies it. A file truncated to zero bytes (an in-place
+// fixing the file applies it (a chmod that makes an unreadable file readable
+// counts as a fix). A file truncated to zero bytes (an in-place
 // save seen between its truncate and its write) likewise keeps its last good
 // documents, with a warning; a file left with only comments has no documents.
 // A removed file's documents go away. Conflicts
 // between files are settled in favour of the older document (see the
 // package documentation).
 //
-// Watch fails only if dir cannot be read or watched at the start. If dir
-// becomes unreadable later, the last State stays in force and the error is
-// logged.
+// Watch fails only if dir cannot be read or watched at the start, or the
+// metrics cannot be registered. If dir goes missing or becomes unreadable
+// later, the last State stays in force, OnHealth is told, and dir is looked
+// for every 500 ms; once it is back (recreated, remounted, made readable) it
+// is watched again and its content applies like any change.
 func Watch(ctx context.Context, dir string, opts WatchOptions, onChange func(*State)) error {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("component", "catalog")
-	t, err := newTracker(dir, log)
+	w, err := newWatcher(dir, opts, onChange)
 	if err != nil {
 		return err
 	}
-	fsw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return err
-	}
-	defer fsw.Close()
-	w := &watcher{t: t, fsw: fsw, log: log, watched: map[string]string{}, onChange: onChange,
-		debounce: opts.Debounce, metrics: newMetrics(opts.Registerer)}
-	if w.debounce <= 0 {
-		w.debounce = DefaultDebounce
-	}
+	defer w.fsw.Close()
 	st, err := w.reload()
 	if err != nil {
 		return err
@@ -90,65 +95,135 @@ func Watch(ctx context.Context, dir string, opts WatchOptions, onChange func(*St
 	return w.loop(ctx)
 }
 
+func newWatcher(dir string, opts WatchOptions, onChange func(*State)) (*watcher, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "catalog")
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	t, err := newTracker(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	t.parsed = m.parses.Inc
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("catalog: file watcher: %w", err)
+	}
+	w := &watcher{t: t, fsw: fsw, log: log, watched: map[string]string{}, onChange: onChange,
+		onHealth: opts.OnHealth, debounce: opts.Debounce, metrics: m}
+	if w.debounce <= 0 {
+		w.debounce = DefaultDebounce
+	}
+	return w, nil
+}
+
 type watcher struct {
 	t        *tracker
 	fsw      *fsnotify.Watcher
 	log      *slog.Logger
 	watched  map[string]string // watched directory → the real directory it resolved to
 	onChange func(*State)
+	onHealth func(error)
 	debounce time.Duration
 	metrics  *metrics
 	last     *State
+	dirErr   error // why the last rescan failed; nil when it succeeded
 }
 
 func (w *watcher) loop(ctx context.Context) error {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	var pendingSince time.Time
-	schedule := func() {
-		now := time.Now()
-		if pendingSince.IsZero() {
-			pendingSince = now
-		}
-		delay := w.debounce
-		if now.Sub(pendingSince) > 10*w.debounce {
-			delay = 0
-		}
-		timer.Reset(delay)
-	}
+	d := debouncer{quiet: w.debounce, timer: time.NewTimer(time.Hour)}
+	d.timer.Stop()
+	defer d.timer.Stop()
+	var poll *time.Ticker
 	for {
+		var pollC <-chan time.Time
+		if poll != nil {
+			pollC = poll.C
+		}
 		select {
 		case <-ctx.Done():
-			timer.Stop()
+			if poll != nil {
+				poll.Stop()
+			}
 			return nil
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
 				return errors.New("catalog: file watcher closed")
 			}
-			if ev.Op == fsnotify.Chmod {
-				continue // metadata only; content is unchanged
-			}
 			w.log.Debug("file event", "path", ev.Name, "op", ev.Op.String())
-			schedule()
+			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				w.forget(ev.Name)
+			}
+			d.schedule()
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return errors.New("catalog: file watcher closed")
 			}
 			// Overflow means lost events: a rescan recovers whatever they were.
 			w.log.Warn("file watcher error; rescanning", "err", err)
-			schedule()
-		case <-timer.C:
-			pendingSince = time.Time{}
+			d.schedule()
+		case <-pollC:
+			if info, err := os.Stat(w.t.root); err == nil && info.IsDir() {
+				d.schedule() // back: the rescan watches it again
+			}
+		case <-d.timer.C:
+			d.fired()
 			w.apply()
 		}
+		poll = w.pollWhileUnhealthy(poll)
 	}
 }
 
+// pollWhileUnhealthy starts the missing-directory poll when the last rescan
+// failed and stops it once one succeeded.
+func (w *watcher) pollWhileUnhealthy(poll *time.Ticker) *time.Ticker {
+	switch {
+	case w.dirErr != nil && poll == nil:
+		return time.NewTicker(missingPoll)
+	case w.dirErr == nil && poll != nil:
+		poll.Stop()
+		return nil
+	}
+	return poll
+}
+
+// debouncer runs a rescan once events have been quiet for a while, or at
+// the latest 10 quiet periods after the first of a steady stream.
+type debouncer struct {
+	quiet        time.Duration
+	timer        *time.Timer
+	pendingSince time.Time
+}
+
+func (d *debouncer) schedule() {
+	now := time.Now()
+	if d.pendingSince.IsZero() {
+		d.pendingSince = now
+	}
+	delay := d.quiet
+	if now.Sub(d.pendingSince) > 10*d.quiet {
+		delay = 0
+	}
+	d.timer.Reset(delay)
+}
+
+func (d *debouncer) fired() { d.pendingSince = time.Time{} }
+
 func (w *watcher) apply() {
 	st, err := w.reload()
+	w.setHealth(err)
 	if err != nil {
+		// Whatever comes back at these paths is another directory, and
+		// inotify's watches went with the old ones.
+		for dir := range w.watched {
+			w.forget(dir)
+		}
 		w.metrics.reloads.WithLabelValues(resultFailed).Inc()
-		w.log.Error("config directory unreadable; keeping the last desired state", "err", err)
 		return
 	}
 	if reflect.DeepEqual(st, w.last) {
@@ -157,6 +232,30 @@ func (w *watcher) apply() {
 	}
 	w.metrics.reloads.WithLabelValues(resultChanged).Inc()
 	w.deliver(st)
+}
+
+// setHealth records the outcome of a rescan, logging and reporting only
+// the transitions between readable and not.
+func (w *watcher) setHealth(err error) {
+	was := w.dirErr
+	w.dirErr = err
+	switch {
+	case err != nil && was == nil:
+		w.metrics.dirUnreadable.Set(1)
+		w.log.Error("config directory unreadable; keeping the last desired state and looking for it every "+
+			missingPoll.String(), "dir", w.t.root, "err", err)
+	case err != nil:
+		w.log.Debug("config directory still unreadable", "dir", w.t.root, "err", err)
+		return
+	case was != nil:
+		w.metrics.dirUnreadable.Set(0)
+		w.log.Info("config directory readable again; watching it", "dir", w.t.root)
+	default:
+		return
+	}
+	if w.onHealth != nil {
+		w.onHealth(err)
+	}
 }
 
 // deliver logs what is new in st and hands it to onChange.
@@ -224,4 +323,16 @@ func (w *watcher) watch(dir string) {
 		return
 	}
 	w.watched[dir] = real
+}
+
+// forget drops the watch of a directory that was removed or renamed away,
+// so that one created in its place, even within the debounce, is watched
+// again. (Comparing inode numbers would not do: ext4 reuses a deleted
+// directory's number for the next one made.) path need not be a directory.
+func (w *watcher) forget(path string) {
+	if _, ok := w.watched[path]; !ok {
+		return
+	}
+	_ = w.fsw.Remove(path) // inotify has usually dropped it already
+	delete(w.watched, path)
 }

@@ -21,6 +21,7 @@ type watchHarness struct {
 	t      *testing.T
 	dir    string
 	states chan *State
+	health chan error // what OnHealth was told
 	reg    *prometheus.Registry
 }
 
@@ -34,10 +35,17 @@ func startWatch(t *testing.T, dir string) (*watchHarness, *State) {
 func startWatchDebounced(t *testing.T, dir string, debounce time.Duration) (*watchHarness, *State) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &watchHarness{t: t, dir: dir, states: make(chan *State, 64), reg: prometheus.NewRegistry()}
+	h := &watchHarness{t: t, dir: dir, states: make(chan *State, 64), health: make(chan error, 64),
+		reg: prometheus.NewRegistry()}
 	done := make(chan error, 1)
 	opts := WatchOptions{Debounce: debounce, Registerer: h.reg,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		OnHealth: func(err error) {
+			select {
+			case h.health <- err:
+			case <-ctx.Done():
+			}
+		}}
 	go func() {
 		done <- Watch(ctx, dir, opts, func(s *State) {
 			select {
@@ -83,20 +91,41 @@ func (h *watchHarness) waitFor(what string, ok func(*State) bool) *State {
 	}
 }
 
+// nextHealth returns what OnHealth is told next.
+func (h *watchHarness) nextHealth() error {
+	h.t.Helper()
+	select {
+	case err := <-h.health:
+		return err
+	case <-time.After(waitLimit):
+		h.t.Fatalf("OnHealth not called within %v", waitLimit)
+		return nil
+	}
+}
+
 // reloads reads wasmxds_catalog_reloads_total{result}.
 func (h *watchHarness) reloads(result string) float64 {
+	return h.metric("wasmxds_catalog_reloads_total", result)
+}
+
+// metric reads a counter or gauge, with the given label value if any.
+func (h *watchHarness) metric(name string, label ...string) float64 {
 	mfs, err := h.reg.Gather()
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "wasmxds_catalog_reloads_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if m.GetLabel()[0].GetValue() == result {
+			if len(label) > 0 && m.GetLabel()[0].GetValue() != label[0] {
+				continue
+			}
+			if m.GetCounter() != nil {
 				return m.GetCounter().GetValue()
 			}
+			return m.GetGauge().GetValue()
 		}
 	}
 	return 0
