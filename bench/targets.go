@@ -36,10 +36,11 @@ var Debounce = catalog.DefaultDebounce
 
 // WasmxdsProc is `wasmxds serve` run from its binary on a fixture.
 type WasmxdsProc struct {
-	proc     *Proc
-	addr     string
-	HTTPAddr string // module server and health endpoints
-	fixture  *Fixture
+	proc      *Proc
+	addr      string
+	HTTPAddr  string // module server
+	AdminAddr string // health, metrics, status
+	fixture   *Fixture
 }
 
 // StartWasmxds runs `wasmxds serve` on the fixture's config directory and
@@ -65,14 +66,18 @@ func StartServe(bin, configDir string, delivery xds.Delivery, dir string) (*Wasm
 	if err != nil {
 		return nil, err
 	}
+	adminAddr, err := FreeAddr()
+	if err != nil {
+		return nil, err
+	}
 	p, err := StartProc("wasmxds", filepath.Join(dir, "wasmxds.log"), bin, "serve", "--config-dir", configDir,
-		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr,
+		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr,
 		"--advertise-url", "http://"+httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String())
 	if err != nil {
 		return nil, err
 	}
-	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr}
-	if err := WaitHTTP(p, "http://"+httpAddr+"/readyz", 60*time.Second); err != nil {
+	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr, AdminAddr: adminAddr}
+	if err := WaitHTTP(p, "http://"+adminAddr+"/readyz", 60*time.Second); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("wasmxds not ready: %w", err)
 	}

@@ -28,7 +28,8 @@ type server struct {
 	configDir string
 	cacheDir  string
 	xdsAddr   string
-	httpAddr  string
+	httpAddr  string // modules
+	adminAddr string // health, status, metrics
 	logPath   string
 	proc      *proc
 }
@@ -47,9 +48,10 @@ func startServerWith(t testing.TB, opts serverOptions, before func(*server)) *se
 	dir := t.TempDir()
 	s := &server{t: t, opts: opts,
 		configDir: filepath.Join(dir, "configs"), cacheDir: filepath.Join(dir, "cache"),
-		xdsAddr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		httpAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		logPath:  filepath.Join(dir, "wasmxds.log")}
+		xdsAddr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		httpAddr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		adminAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		logPath:   filepath.Join(dir, "wasmxds.log")}
 	if opts.configDir != "" {
 		s.configDir = opts.configDir
 	}
@@ -76,7 +78,7 @@ func (s *server) start() {
 	s.t.Helper()
 	args := []string{tools.wasmxds, "serve",
 		"--config-dir", s.configDir, "--cache-dir", s.cacheDir,
-		"--xds-listen", s.xdsAddr, "--http-listen", s.httpAddr,
+		"--xds-listen", s.xdsAddr, "--http-listen", s.httpAddr, "--admin-listen", s.adminAddr,
 		"--advertise-url", "http://" + s.httpAddr}
 	if s.opts.delivery != "" {
 		args = append(args, "--filter-delivery", s.opts.delivery)
@@ -104,8 +106,8 @@ func (s *server) restart() {
 	s.start()
 }
 
-// url returns an http URL on the server's HTTP listener.
-func (s *server) url(path string) string { return "http://" + s.httpAddr + path }
+// url returns an http URL on the server's admin listener.
+func (s *server) url(path string) string { return "http://" + s.adminAddr + path }
 
 // get fetches path and, when into is not nil, decodes its JSON body.
 func (s *server) get(path string, into any) error {

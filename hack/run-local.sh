@@ -20,7 +20,7 @@ python3 -m http.server 8081 --bind 127.0.0.1 --directory "$upstream_root" >/dev/
 pids+=($!)
 
 for _ in $(seq 1 100); do
-  curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1 && break
+  curl -fsS http://127.0.0.1:18081/readyz >/dev/null 2>&1 && break
   sleep 0.1
 done
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os/signal"
 	"syscall"
 	"time"
@@ -23,7 +24,11 @@ type serveConfig struct {
 	cacheDir      string
 	xdsListen     string
 	httpListen    string
-	advertiseURL  string // "" = http://127.0.0.1:<http port>
+	adminListen   string
+	advertiseURL  string // "" = http(s)://127.0.0.1:<http port>
+	tlsCert       string
+	tlsKey        string
+	clientCA      string
 	delivery      string
 	resync        time.Duration
 	gcInterval    time.Duration
@@ -44,8 +49,14 @@ func newServeCmd() *cobra.Command {
 		Long: `Watch --config-dir for Listener, Cluster and WasmPlugin specs, pull each plugin's
 module into --cache-dir, and serve the resulting configuration to every Envoy
 that connects to --xds-listen (ADS, state-of-the-world or delta). Envoys download
-modules from --advertise-url, which must reach --http-listen. The HTTP listener
-also serves /healthz, /readyz, /metrics and /debug/status.`,
+modules from --advertise-url, which must reach --http-listen; that listener serves
+modules only. --admin-listen (loopback by default) serves /healthz, /readyz,
+/metrics, /debug/status and, with --pprof, /debug/pprof/.
+
+With --tls-cert-file and --tls-key-file, the xDS and module listeners speak TLS;
+with --client-ca-file they also require client certificates signed by that CA,
+and a node is then the identity in its certificate. The files are reloaded when
+they change.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(cmd.ErrOrStderr(), cfg.logLevel, cfg.logFormat)
@@ -59,7 +70,11 @@ also serves /healthz, /readyz, /metrics and /debug/status.`,
 	f.StringVar(&cfg.configDir, "config-dir", "./configs", "directory of spec files (watched)")
 	f.StringVar(&cfg.cacheDir, "cache-dir", defaultCacheDir(), "module cache directory")
 	f.StringVar(&cfg.xdsListen, "xds-listen", ":18000", "ADS gRPC listen address")
-	f.StringVar(&cfg.httpListen, "http-listen", ":18080", "HTTP listen address (modules, health, metrics, status)")
+	f.StringVar(&cfg.httpListen, "http-listen", ":18080", "module server listen address (serves /modules/ only)")
+	f.StringVar(&cfg.adminListen, "admin-listen", "127.0.0.1:18081", "admin listen address: health, readiness, metrics, status, profiles")
+	f.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate for TLS on the xDS and module listeners (reloaded on change)")
+	f.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	f.StringVar(&cfg.clientCA, "client-ca-file", "", "PEM CA bundle: require and verify client certificates signed by it on the xDS and module listeners")
 	f.StringVar(&cfg.advertiseURL, "advertise-url", "", "module server URL Envoys download from (default http://127.0.0.1:<http port>)")
 	f.StringVar(&cfg.delivery, "filter-delivery", string(xds.DeliveryECDS), "how Wasm filter config reaches Envoy: ecds (TypedExtensionConfig, no listener drain on config edits) or lds (inline)")
 	f.DurationVar(&cfg.resync, "resync", 5*time.Minute, "how often Always plugins are re-resolved and failed pulls retried")
@@ -104,6 +119,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	defer stop()
 	cp, err := controlplane.New(controlplane.Options{
 		ConfigDir: cfg.configDir, CacheDir: cfg.cacheDir, XDSListen: cfg.xdsListen, HTTPListen: cfg.httpListen,
+		AdminListen: cfg.adminListen, TLSCertFile: cfg.tlsCert, TLSKeyFile: cfg.tlsKey, ClientCAFile: cfg.clientCA,
 		AdvertiseURL: cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
@@ -112,12 +128,28 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("serving", "component", "serve", "xds", cp.XDSAddr(), "http", cp.HTTPAddr(),
-		"advertise", cp.AdvertiseURL(), "config_dir", cfg.configDir, "delivery", cfg.delivery)
+	log.Info("serving", "component", "serve", "xds", cp.XDSAddr(), "modules", cp.HTTPAddr(), "admin", cp.AdminAddr(),
+		"advertise", cp.AdvertiseURL(), "config_dir", cfg.configDir, "delivery", cfg.delivery,
+		"tls", cfg.tlsCert != "", "client_certificates", cfg.clientCA != "")
+	if cfg.clientCA == "" && !loopbackOnly(cp.XDSAddr()) {
+		log.Warn("xDS listens beyond loopback without client certificates: any client that reaches it may claim "+
+			"any node labels and receive their configuration; set --tls-cert-file, --tls-key-file and --client-ca-file",
+			"component", "serve", "xds", cp.XDSAddr())
+	}
 	if err := cp.Run(ctx); err != nil {
 		log.Error("stopped", "component", "serve", "error", err)
 		return err
 	}
 	log.Info("stopped", "component", "serve")
 	return nil
+}
+
+// loopbackOnly reports whether a listener's address is a loopback one.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

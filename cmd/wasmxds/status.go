@@ -46,7 +46,7 @@ spec errors.`,
 			return printStatus(cmd.OutOrStdout(), rep, time.Now())
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:18080", "wasmxds HTTP address")
+	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:18081", "wasmxds admin address (serve --admin-listen)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON document")
 	return cmd
 }

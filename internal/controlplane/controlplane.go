@@ -97,6 +97,9 @@ type ControlPlane struct {
 
 	watching     chan struct{} // closed once the config directory was read
 	watchingOnce sync.Once
+
+	healthMu sync.Mutex
+	dirErr   error // the config directory went missing or unreadable; the last good state serves
 }
 
 // New validates opts, binds the listeners and opens the module cache.
@@ -288,7 +291,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 // state over and goes on: the controller's loop does all waiting.
 func (cp *ControlPlane) watch(ctx context.Context) error {
 	err := catalog.Watch(ctx, cp.opts.ConfigDir, catalog.WatchOptions{Debounce: cp.opts.Debounce,
-		Logger: cp.log, Registerer: cp.reg}, func(st *catalog.State) {
+		Logger: cp.log, Registerer: cp.reg, OnHealth: cp.setDirErr}, func(st *catalog.State) {
 		cp.ctrl.onChange(st)
 		cp.watchingOnce.Do(func() { close(cp.watching) })
 	})
@@ -327,10 +330,25 @@ func (cp *ControlPlane) shutdown() {
 	}
 }
 
+func (cp *ControlPlane) setDirErr(err error) {
+	cp.healthMu.Lock()
+	defer cp.healthMu.Unlock()
+	cp.dirErr = err
+}
+
+func (cp *ControlPlane) configDirErr() error {
+	cp.healthMu.Lock()
+	defer cp.healthMu.Unlock()
+	return cp.dirErr
+}
+
 // notReady says why the control plane is not ready, nil when it is.
 func (cp *ControlPlane) notReady() error {
 	if !cp.server.Ready() {
 		return errors.New("no configuration built yet")
+	}
+	if err := cp.configDirErr(); err != nil {
+		return fmt.Errorf("%w (the last good configuration keeps serving)", err)
 	}
 	return nil
 }

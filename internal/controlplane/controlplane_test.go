@@ -339,3 +339,41 @@ func TestModuleAndAdminListenersApart(t *testing.T) {
 		t.Errorf("admin listener on %s, want loopback by default", f.cp.AdminAddr())
 	}
 }
+
+// A config directory deleted and recreated is watched again; meanwhile the
+// last good configuration keeps serving and readiness says why it is not
+// ready.
+func TestConfigDirRemovedAndRecreated(t *testing.T) {
+	f := startFixture(t)
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
+	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1 })
+	listeners := e.version(resource.ListenerType)
+
+	if err := os.RemoveAll(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	var body []byte
+	waitUntil(t, "/readyz to name the missing directory", func() bool {
+		var code int
+		code, body = f.get("/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	if !strings.Contains(string(body), f.dir) {
+		t.Errorf("/readyz = %q, want the missing directory named", body)
+	}
+	if rep := f.status(); rep.ConfigDirError == "" || rep.Ready {
+		t.Errorf("status ready=%v configDirError=%q, want not ready with the reason", rep.Ready, rep.ConfigDirError)
+	}
+	if got := e.version(resource.ListenerType); got != listeners {
+		t.Errorf("listener version changed %s → %s when the directory vanished", listeners, got)
+	}
+
+	if err := os.Mkdir(f.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9090))
+	f.write("plugin.yaml", fmt.Sprintf(pluginSpec, f.modPath, "x-first"))
+	clusters := e.version(resource.ClusterType)
+	e.waitFor("the recreated directory's config", func() bool { return e.version(resource.ClusterType) != clusters })
+	waitUntil(t, "ready again", func() bool { code, _ := f.get("/readyz"); return code == http.StatusOK })
+}

@@ -16,14 +16,18 @@ import (
 
 // StatusReport is the /debug/status document, read back by `wasmxds status`.
 type StatusReport struct {
-	Ready        bool                 `json:"ready"`
-	ConfigDir    string               `json:"configDir"`
-	SpecErrors   []string             `json:"specErrors"`   // "file:line: message"
-	SpecWarnings []string             `json:"specWarnings"` // "file:line: message"
-	Listeners    int                  `json:"listeners"`
-	Clusters     int                  `json:"clusters"`
-	Plugins      []PluginReport       `json:"plugins"`
-	Modules      []fetcher.ModuleInfo `json:"modules"`
+	Ready     bool   `json:"ready"`
+	NotReady  string `json:"notReady,omitempty"` // why not ready
+	ConfigDir string `json:"configDir"`
+	// ConfigDirError says why the config directory cannot be read (it went
+	// missing, say); the last good configuration keeps serving.
+	ConfigDirError string               `json:"configDirError,omitempty"`
+	SpecErrors     []string             `json:"specErrors"`   // "file:line: message"
+	SpecWarnings   []string             `json:"specWarnings"` // "file:line: message"
+	Listeners      int                  `json:"listeners"`
+	Clusters       int                  `json:"clusters"`
+	Plugins        []PluginReport       `json:"plugins"`
+	Modules        []fetcher.ModuleInfo `json:"modules"`
 	// ModuleProblems are cached modules found corrupt and quarantined.
 	ModuleProblems []fetcher.Problem `json:"moduleProblems"`
 	// CacheDegraded says why the module cache cannot be written; cached
@@ -103,6 +107,12 @@ func (cp *ControlPlane) Status() StatusReport {
 		SpecErrors: []string{}, SpecWarnings: []string{},
 		Plugins: cp.ctrl.pluginReports(), Modules: cp.mods.Modules(),
 		Nodes: cp.server.Status(), Problems: []ProblemReport{},
+	}
+	if err := cp.notReady(); err != nil {
+		rep.Ready, rep.NotReady = false, err.Error()
+	}
+	if err := cp.configDirErr(); err != nil {
+		rep.ConfigDirError = err.Error()
 	}
 	if st := cp.ctrl.currentState(); st != nil {
 		for _, e := range st.Errors {
