@@ -83,7 +83,7 @@ func TestValidCasesMatchGoldenIR(t *testing.T) {
 			if len(st.Errors) != 0 {
 				t.Errorf("valid case has errors: %v", st.Errors)
 			}
-			if len(st.Listeners)+len(st.Clusters)+len(st.Plugins) == 0 {
+			if len(st.Listeners)+len(st.Clusters)+len(st.Plugins)+len(st.NodeAccess) == 0 {
 				t.Errorf("valid case produced nothing")
 			}
 			out, err := json.MarshalIndent(st, "", "  ")

@@ -12,6 +12,9 @@ type State struct {
 	// Plugins sorted by phase (AUTHN, AUTHZ, STATS, unspecified), then
 	// priority descending, then name.
 	Plugins []Plugin
+	// NodeAccess sorted by name: what identities may claim, when nodes
+	// authenticate with client certificates.
+	NodeAccess []NodeAccess
 	// Errors lists every problem found, sorted by file and line. A file with
 	// errors keeps contributing its last good documents (see Watch).
 	Errors []SpecError

@@ -54,6 +54,9 @@ func assemble(files map[string]*fileState, applied map[docKey]*document) *State 
 			st.Plugins = append(st.Plugins, *d.plugin)
 			warnUnmatchedPorts(d, st)
 		}
+		if d.access != nil {
+			st.NodeAccess = append(st.NodeAccess, *d.access)
+		}
 	}
 	sortState(st)
 	return st
@@ -210,6 +213,7 @@ func warnUnmatchedPorts(d *document, st *State) {
 func sortState(st *State) {
 	slices.SortFunc(st.Listeners, func(a, b Listener) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(st.Clusters, func(a, b Cluster) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.NodeAccess, func(a, b NodeAccess) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(st.Plugins, func(a, b Plugin) int {
 		return cmp.Or(cmp.Compare(a.Phase, b.Phase), cmp.Compare(b.Priority, a.Priority), cmp.Compare(a.Name, b.Name))
 	})

@@ -49,6 +49,7 @@ type document struct {
 	listener *Listener
 	cluster  *Cluster
 	plugin   *Plugin
+	access   *NodeAccess
 	routes   []ref // listener: cluster references
 	ports    []ref // plugin: match ports
 }
@@ -110,6 +111,9 @@ func parseSpec(p *problems, doc *document, spec *fields, dir string) {
 	case KindWasmPlugin:
 		doc.plugin, doc.ports = parsePlugin(spec, dir)
 		doc.plugin.Name, doc.plugin.Source = name, src
+	case KindNodeAccess:
+		doc.access = parseNodeAccess(spec)
+		doc.access.Name, doc.access.Source = name, src
 	}
 	spec.finish()
 }
@@ -125,13 +129,13 @@ func checkKind(p *problems, top *fields) (apiVersion, kind string, ok bool) {
 	case avNode == nil:
 		p.add(top.node, "missing apiVersion (want %s or %s)", APIVersion, IstioAPIVersion)
 	case kindNode == nil:
-		p.add(top.node, "missing kind (want Listener, Cluster or WasmPlugin)")
-	case apiVersion == APIVersion && (kind == KindListener || kind == KindCluster || kind == KindWasmPlugin):
+		p.add(top.node, "missing kind (want Listener, Cluster, WasmPlugin or NodeAccess)")
+	case apiVersion == APIVersion && (kind == KindListener || kind == KindCluster || kind == KindWasmPlugin || kind == KindNodeAccess):
 		return apiVersion, kind, true
 	case apiVersion == IstioAPIVersion && kind == KindWasmPlugin:
 		return apiVersion, kind, true
 	case apiVersion == APIVersion:
-		p.add(kindNode, "unknown kind %q for %s (want Listener, Cluster or WasmPlugin)", kind, apiVersion)
+		p.add(kindNode, "unknown kind %q for %s (want Listener, Cluster, WasmPlugin or NodeAccess)", kind, apiVersion)
 	case apiVersion == IstioAPIVersion:
 		p.add(kindNode, "kind %q of %s is not supported (only WasmPlugin is)", kind, apiVersion)
 	default:

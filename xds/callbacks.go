@@ -7,7 +7,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"google.golang.org/genproto/googleapis/rpc/status"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // callbacks are the ADS server's hooks into go-control-plane. They are a
@@ -16,13 +18,13 @@ type callbacks struct{ s *Server }
 
 var _ serverv3.Callbacks = callbacks{}
 
-func (c callbacks) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	c.s.tracker.open(streamKey{id: id})
+func (c callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.tracker.open(streamKey{id: id}, peerIdentity(ctx))
 	return nil
 }
 
-func (c callbacks) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	c.s.tracker.open(streamKey{delta: true, id: id})
+func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	c.s.tracker.open(streamKey{delta: true, id: id}, peerIdentity(ctx))
 	return nil
 }
 
@@ -33,8 +35,11 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
-	rejected := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
+	rejected, err := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
 		req.GetResponseNonce(), req.GetErrorDetail())
+	if err != nil {
+		return err
+	}
 	if rejected != "" {
 		// A SotW NACK carries the last accepted version, which differs from
 		// the snapshot's, so the cache would resend the rejected config at
@@ -48,9 +53,9 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
 	// Delta needs no NACK handling: the cache compares per-resource
 	// versions with what it sent, so a rejected config is not resent.
-	c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
+	_, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
 		req.GetResponseNonce(), req.GetErrorDetail())
-	return nil
+	return err
 }
 
 func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
@@ -87,12 +92,22 @@ func (s *Server) closeStream(key streamKey) {
 	s.metrics.connectedNodes.Set(float64(nodes))
 }
 
-// attach records the node behind a stream on its first request and makes
-// sure its group has a snapshot before the request's watch is created.
-func (s *Server) attach(key streamKey, node *corev3.Node) {
+// attach records the node behind a stream on its first request, if it is
+// admitted, and makes sure its group has a snapshot before the request's
+// watch is created.
+func (s *Server) attach(key streamKey, node *corev3.Node) error {
+	identity, pending := s.tracker.pending(key)
+	if !pending {
+		return nil
+	}
+	if s.authorize != nil {
+		if err := s.authorize(identity, node); err != nil {
+			return s.refuse(key, identity, node, err)
+		}
+	}
 	a := s.tracker.attach(key, node)
 	if a == nil {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	// Connections are a natural moment to forget label sets gone idle,
@@ -114,12 +129,23 @@ func (s *Server) attach(key streamKey, node *corev3.Node) {
 			"(quote them in the bootstrap)", "node", a.nodeID, "labels", a.ignored)
 	}
 	s.ensureGroup(a.group)
+	return nil
+}
+
+// refuse records a refused node and returns the error that ends its stream.
+func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why error) error {
+	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: node.GetId(), Reason: why.Error(), Time: time.Now()})
+	s.metrics.refused.Inc()
+	s.log.Warn("node refused", "node", node.GetId(), "identity", identity, "reason", why)
+	return status.Error(codes.PermissionDenied, "wasmxds refused node "+node.GetId()+": "+why.Error())
 }
 
 // onRequest records an ACK or NACK; for a NACK it returns the rejected
 // version when known.
-func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *status.Status) string {
-	s.attach(key, node)
+func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *rpcstatus.Status) (string, error) {
+	if err := s.attach(key, node); err != nil {
+		return "", err
+	}
 	nack, acked, nodeID := s.tracker.request(key, typeURL, version, nonce, errDetail)
 	s.log.Debug("discovery request", "node", nodeID, "type", typeLabel(typeURL), "version", version,
 		"nonce", nonce, "nack", errDetail != nil)
@@ -127,12 +153,12 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		s.log.Warn("envoy rejected configuration", "node", nodeID, "type", typeLabel(typeURL),
 			"version", nack.Version, "error", oneLine(nack.Error))
-		return nack.Version
+		return nack.Version, nil
 	}
 	if acked != nil {
 		s.observeConvergence(acked)
 	}
-	return ""
+	return "", nil
 }
 
 func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {

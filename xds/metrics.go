@@ -21,6 +21,7 @@ type serverMetrics struct {
 	connectedNodes prometheus.Gauge
 	nodeGroups     prometheus.Gauge
 	groupsDropped  prometheus.Counter
+	refused        prometheus.Counter
 	pushes         *prometheus.CounterVec
 	nacks          *prometheus.CounterVec
 	snapshotErrors *prometheus.CounterVec
@@ -41,6 +42,10 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		groupsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wasmxds_xds_node_groups_dropped_total",
 			Help: "Label sets whose snapshot was dropped because no node used them (idle timeout or too many idle).",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasmxds_xds_nodes_refused_total",
+			Help: "Nodes refused on connection: their identity may not claim their node id or labels (NodeAccess).",
 		}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmxds_xds_pushes_total",
@@ -68,7 +73,7 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connectedNodes, m.nodeGroups, m.groupsDropped, m.pushes,
+	for _, c := range []prometheus.Collector{m.connectedNodes, m.nodeGroups, m.groupsDropped, m.refused, m.pushes,
 		m.nacks, m.snapshotErrors, m.buildDuration, m.convergence} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("xds metrics: %w", err)

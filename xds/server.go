@@ -37,6 +37,8 @@ type ServerOptions struct {
 	// MaxIdleGroups caps the label sets kept with no connected node; the
 	// longest idle are dropped first. Zero means 256.
 	MaxIdleGroups int
+	// Authorize, if set, admits or refuses each node on its first request.
+	Authorize AuthorizeFunc
 }
 
 // Server serves ADS (state-of-the-world and delta) from one snapshot per
@@ -50,6 +52,7 @@ type Server struct {
 	xds         serverv3.Server
 	cancel      context.CancelFunc
 	tracker     *tracker
+	authorize   AuthorizeFunc
 	// translate is Translate; in-package tests replace it to feed the
 	// server resources that real specs cannot produce.
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
@@ -92,6 +95,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		maxIdle:     cmp.Or(opts.MaxIdleGroups, 256),
 		groups:      map[string]*group{},
 		tracker:     newTracker(),
+		authorize:   opts.Authorize,
 		translate:   Translate,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -151,6 +155,9 @@ func (s *Server) Streams(reset bool) (open, peak int) {
 
 // Status returns every connected node, sorted by id.
 func (s *Server) Status() []NodeStatus { return s.tracker.status() }
+
+// Refusals returns the latest nodes refused, newest last.
+func (s *Server) Refusals() []Refusal { return s.tracker.refused() }
 
 // Ready reports whether the first Input has been processed, i.e. every
 // group known at that time has a snapshot and groups that connect later get

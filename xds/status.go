@@ -24,6 +24,8 @@ type NodeStatus struct {
 	ID      string            `json:"id"`
 	Cluster string            `json:"cluster"`
 	Labels  map[string]string `json:"labels"`
+	// Identity is the node's client certificate identity, "" without one.
+	Identity string `json:"identity,omitempty"`
 	// IgnoredLabels are labels the node sent with a value that is not a
 	// string (e.g. an unquoted yes in a YAML bootstrap became a boolean).
 	// Selectors never match them.
@@ -62,6 +64,8 @@ type streamKey struct {
 
 type streamState struct {
 	opened   time.Time
+	identity string // the client certificate's identity, "" without one
+	refused  bool
 	attached bool // the first request (carrying the node) was seen
 	nodeID   string
 	group    string
@@ -79,9 +83,10 @@ type sentResponse struct {
 // tracker follows every stream and node: what was sent, ACKed and NACKed.
 // It knows nothing of snapshots; the server asks it who is connected.
 type tracker struct {
-	mu      sync.Mutex
-	streams map[streamKey]*streamState
-	nodes   map[string]*NodeStatus
+	mu       sync.Mutex
+	streams  map[streamKey]*streamState
+	nodes    map[string]*NodeStatus
+	refusals []Refusal // the latest, newest last, at most maxRefusals
 	// peak is the most streams open at once since it was last reset.
 	peak int
 }
@@ -103,10 +108,21 @@ type ack struct {
 	opened                  time.Time
 }
 
-func (t *tracker) open(key streamKey) {
+// Refusal is a node the server refused to serve.
+type Refusal struct {
+	Identity string    `json:"identity"` // the client certificate's identity
+	NodeID   string    `json:"nodeId"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+}
+
+// maxRefusals bounds the refusals kept for status.
+const maxRefusals = 32
+
+func (t *tracker) open(key streamKey, identity string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[key] = &streamState{opened: time.Now(), inflight: map[string]sentResponse{}}
+	t.streams[key] = &streamState{opened: time.Now(), identity: identity, inflight: map[string]sentResponse{}}
 	t.peak = max(t.peak, len(t.streams))
 }
 
@@ -129,13 +145,45 @@ func (t *tracker) close(key streamKey) (group, nodeID string, attached, gone boo
 	return st.group, st.nodeID, true, gone
 }
 
+// pending returns a stream's identity and whether its node is still to be
+// admitted.
+func (t *tracker) pending(key streamKey) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.streams[key]
+	if st == nil {
+		return "", false
+	}
+	return st.identity, !st.attached && !st.refused
+}
+
+// refuse marks a stream refused and keeps the refusal for status.
+func (t *tracker) refuse(key streamKey, r Refusal) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.streams[key]; st != nil {
+		st.refused = true
+	}
+	t.refusals = append(t.refusals, r)
+	if len(t.refusals) > maxRefusals {
+		t.refusals = slices.Delete(t.refusals, 0, len(t.refusals)-maxRefusals)
+	}
+}
+
+// refused returns the latest refusals, newest last.
+func (t *tracker) refused() []Refusal {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.refusals)
+}
+
 // attach records the node behind a stream on its first request; it
 // returns nil when the stream had already attached or is unknown.
 func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.streams[key]
-	if st == nil || st.attached {
+	if st == nil || st.attached || st.refused {
 		return nil
 	}
 	labels, ignored := nodeLabels(node)
@@ -148,6 +196,7 @@ func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
 		t.nodes[a.nodeID] = n
 	}
 	n.ID, n.Cluster, n.Labels, n.IgnoredLabels, n.Group = a.nodeID, a.cluster, labels, ignored, a.group
+	n.Identity = st.identity
 	n.Delta = key.delta
 	n.Streams++
 	return a

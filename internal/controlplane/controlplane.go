@@ -189,7 +189,7 @@ func (cp *ControlPlane) build() error {
 	if err != nil {
 		return err
 	}
-	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg}); err != nil {
+	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize}); err != nil {
 		return err
 	}
 	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,

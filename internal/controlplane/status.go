@@ -34,7 +34,10 @@ type StatusReport struct {
 	// modules keep being served meanwhile.
 	CacheDegraded string           `json:"cacheDegraded,omitempty"`
 	Nodes         []xds.NodeStatus `json:"nodes"`
-	Problems      []ProblemReport  `json:"problems"` // resources translation had to drop
+	// Refused are the latest nodes refused for claiming what their
+	// identity is not granted (with client certificates), newest last.
+	Refused  []xds.Refusal   `json:"refused"`
+	Problems []ProblemReport `json:"problems"` // resources translation had to drop
 }
 
 // Plugin module states in PluginReport.State.
@@ -106,7 +109,7 @@ func (cp *ControlPlane) Status() StatusReport {
 		Ready: cp.server.Ready(), ConfigDir: cp.opts.ConfigDir,
 		SpecErrors: []string{}, SpecWarnings: []string{},
 		Plugins: cp.ctrl.pluginReports(), Modules: cp.mods.Modules(),
-		Nodes: cp.server.Status(), Problems: []ProblemReport{},
+		Nodes: cp.server.Status(), Refused: cp.server.Refusals(), Problems: []ProblemReport{},
 	}
 	if err := cp.notReady(); err != nil {
 		rep.Ready, rep.NotReady = false, err.Error()
@@ -128,6 +131,9 @@ func (cp *ControlPlane) Status() StatusReport {
 	}
 	if rep.Modules == nil {
 		rep.Modules = []fetcher.ModuleInfo{}
+	}
+	if rep.Refused == nil {
+		rep.Refused = []xds.Refusal{}
 	}
 	if rep.ModuleProblems = cp.mods.Problems(); rep.ModuleProblems == nil {
 		rep.ModuleProblems = []fetcher.Problem{}
