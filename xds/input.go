@@ -40,7 +40,9 @@ type Input struct {
 	// ModuleServerURL is the module server's advertised base URL, e.g.
 	// http://127.0.0.1:18080. The module cluster is built from its host:port.
 	ModuleServerURL string
-	Delivery        Delivery
+	// ModuleTLS says how Envoys verify an https ModuleServerURL.
+	ModuleTLS ModuleTLS
+	Delivery  Delivery
 	// Established names the listeners Envoys already run. While a
 	// FAIL_CLOSE plugin's first module is pending, an established listener
 	// keeps running without it (as it did before the plugin existed), and a

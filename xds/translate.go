@@ -96,7 +96,7 @@ func newTranslator(in Input, labels map[string]string) *translator {
 }
 
 func (t *translator) run() {
-	if mc, err := moduleCluster(t.in.ModuleServerURL); err != nil {
+	if mc, err := moduleCluster(t.in.ModuleServerURL, t.in.ModuleTLS); err != nil {
 		t.problem(catalog.Source{}, kindCluster, ModuleClusterName, err)
 	} else {
 		t.moduleOK = true

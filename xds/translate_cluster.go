@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"path"
 	"strconv"
 	"time"
+
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -101,7 +104,7 @@ func SocketAddress(host string, port uint32) *corev3.Address {
 
 // moduleCluster builds the cluster Envoy downloads modules through, from the
 // module server's advertised base URL.
-func moduleCluster(base string) (*clusterv3.Cluster, error) {
+func moduleCluster(base string, mtls ModuleTLS) (*clusterv3.Cluster, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, fmt.Errorf("module server URL: %w", err)
@@ -122,7 +125,7 @@ func moduleCluster(base string) (*clusterv3.Cluster, error) {
 		return nil, fmt.Errorf("module server URL %q: %w", base, err)
 	}
 	if u.Scheme == "https" {
-		if c.TransportSocket, err = moduleTLS(host); err != nil {
+		if c.TransportSocket, err = moduleTLS(host, mtls); err != nil {
 			return nil, err
 		}
 	}
@@ -147,15 +150,81 @@ func urlPort(u *url.URL) (uint32, error) {
 	return uint32(n), nil
 }
 
-// moduleTLS encrypts module downloads. The server certificate is not
-// verified: Envoy has no portable way to name the system trust store, and a
-// module's integrity does not depend on the channel because Envoy checks
-// every download against the sha256 in the filter config.
-func moduleTLS(host string) (*corev3.TransportSocket, error) {
-	return TLSTransportSocket(&tlsv3.UpstreamTlsContext{
-		CommonTlsContext: &tlsv3.CommonTlsContext{},
-		Sni:              SNI(host),
-	})
+// Names of the secrets an Envoy's bootstrap defines for its connections to
+// wasmxds (`wasmxds bootstrap --tls-*`): static secrets, or file-based SDS
+// secrets in the files named below under --tls-sds-dir. The module cluster
+// refers to the same secrets, so modules are downloaded with the same trust
+// and client certificate as the ADS connection.
+const (
+	SecretCA          = "wasmxds_xds_ca"
+	SecretClientCert  = "wasmxds_xds_client_cert"
+	SDSCAFile         = "wasmxds-xds-ca.yaml"
+	SDSClientCertFile = "wasmxds-xds-client-cert.yaml"
+)
+
+// ModuleTLS says how Envoys verify (and authenticate to) an https module
+// server: with the bootstrap's CA secret and, with ClientCert, its client
+// certificate secret; from the SDS files in SDSDir (as Envoy sees it) when
+// set, else from the bootstrap's static secrets.
+type ModuleTLS struct {
+	ClientCert bool
+	SDSDir     string
+}
+
+// secret refers to one of the bootstrap's secrets.
+func (m ModuleTLS) secret(name, file string) *tlsv3.SdsSecretConfig {
+	if m.SDSDir == "" {
+		return &tlsv3.SdsSecretConfig{Name: name}
+	}
+	return FileSDS(name, path.Join(m.SDSDir, file))
+}
+
+// FileSDS refers to a secret that Envoy loads from a file, watching it and
+// the files it names for moves.
+func FileSDS(name, file string) *tlsv3.SdsSecretConfig {
+	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: &corev3.ConfigSource{
+		ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{
+			PathConfigSource: &corev3.PathConfigSource{Path: file},
+		},
+	}}
+}
+
+// moduleTLS verifies the module server's certificate against the
+// bootstrap's CA and its name against the advertised host, and presents
+// the bootstrap's client certificate when the server requires one. Envoy
+// checks every module against its sha256 too, but an unverified channel
+// would let anyone on the path learn which modules a node runs and feed it
+// failures.
+func moduleTLS(host string, m ModuleTLS) (*corev3.TransportSocket, error) {
+	common := &tlsv3.CommonTlsContext{
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{
+			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext: &tlsv3.CertificateValidationContext{
+					MatchTypedSubjectAltNames: ServerNameMatchers(host),
+				},
+				ValidationContextSdsSecretConfig: m.secret(SecretCA, SDSCAFile),
+			},
+		},
+	}
+	if m.ClientCert {
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{m.secret(SecretClientCert, SDSClientCertFile)}
+	}
+	return TLSTransportSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: common, Sni: SNI(host)})
+}
+
+// ServerNameMatchers require a server certificate to carry host as a DNS
+// SAN, or as an IP SAN for an IP address. Without a matcher Envoy would
+// accept any certificate the CA signed.
+func ServerNameMatchers(host string) []*tlsv3.SubjectAltNameMatcher {
+	san := tlsv3.SubjectAltNameMatcher_DNS
+	if ip, err := netip.ParseAddr(host); err == nil {
+		san, host = tlsv3.SubjectAltNameMatcher_IP_ADDRESS, ip.String()
+	}
+	return []*tlsv3.SubjectAltNameMatcher{{
+		SanType: san,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}},
+	}}
 }
 
 // TLSTransportSocket wraps an upstream TLS context into a cluster's

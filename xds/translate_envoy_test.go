@@ -9,12 +9,15 @@ import (
 	"testing"
 	"time"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/wasmxds/wasmxds/internal/testenv"
+	"github.com/wasmxds/wasmxds/internal/testpki"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -91,13 +94,32 @@ func staticBootstrap(t *testing.T, res *Resources) *bootstrapv3.Bootstrap {
 		exts[e.Name] = e
 	}
 	boot := &bootstrapv3.Bootstrap{
-		Node:            &corev3.Node{Id: "validate", Cluster: "validate"},
-		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: res.Clusters},
+		Node: &corev3.Node{Id: "validate", Cluster: "validate"},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: res.Clusters,
+			Secrets: bootstrapSecrets(t)},
 	}
 	for _, l := range res.Listeners {
 		boot.StaticResources.Listeners = append(boot.StaticResources.Listeners, inlineListener(t, l, routes, exts))
 	}
 	return boot
+}
+
+// bootstrapSecrets are the static secrets `wasmxds bootstrap --tls-*`
+// defines, which an https module cluster refers to.
+func bootstrapSecrets(t *testing.T) []*tlsv3.Secret {
+	t.Helper()
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "validate")
+	caFile := ca.Write(t, dir, "ca")
+	cert, key := ca.Issue(t, testpki.Names{CN: "envoy"}).Write(t, dir, "envoy")
+	file := func(p string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: p}}
+	}
+	return []*tlsv3.Secret{
+		{Name: SecretCA, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: file(caFile)}}},
+		{Name: SecretClientCert, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: file(cert), PrivateKey: file(key)}}},
+	}
 }
 
 func inlineListener(t *testing.T, l *listenerv3.Listener, routes map[string]*routev3.RouteConfiguration,

@@ -130,6 +130,7 @@ func buildBootstrap(o bootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		Admin: &bootstrapv3.Admin{Address: xds.SocketAddress(o.adminAddress, o.adminPort)},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
 			Clusters: []*clusterv3.Cluster{cluster},
+			Secrets:  staticSecrets(o.tls),
 		},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{

@@ -3,27 +3,26 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wasmxds/wasmxds/xds"
 )
 
-// Names of the SDS secrets, and of the files under --tls-sds-dir that hold
-// them, for the ADS connection's CA and client certificate.
+// Names of the secrets for the connections to wasmxds (the ADS cluster
+// here, the module cluster wasmxds pushes), and of the files under
+// --tls-sds-dir that hold them.
 const (
-	sdsCASecret   = "wasmxds_xds_ca"
-	sdsCertSecret = "wasmxds_xds_client_cert"
-	sdsCAFile     = "wasmxds-xds-ca.yaml"
-	sdsCertFile   = "wasmxds-xds-client-cert.yaml"
+	sdsCASecret   = xds.SecretCA
+	sdsCertSecret = xds.SecretClientCert
+	sdsCAFile     = xds.SDSCAFile
+	sdsCertFile   = xds.SDSClientCertFile
 )
 
 // tlsOptions are the files, as Envoy sees them, that secure the ADS
@@ -75,42 +74,42 @@ func xdsTransportSocket(host string, o tlsOptions) (*corev3.TransportSocket, err
 		return nil, nil
 	}
 	common := &tlsv3.CommonTlsContext{AlpnProtocols: []string{"h2"}} // gRPC servers insist on h2
-	verify := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: serverNameMatchers(host)}
-	if o.sdsDir == "" {
-		verify.TrustedCa = fileSource(o.caFile)
-		common.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: verify}
-		if o.certFile != "" {
-			common.TlsCertificates = []*tlsv3.TlsCertificate{clientCertificate(o)}
+	verify := &tlsv3.CertificateValidationContext{MatchTypedSubjectAltNames: xds.ServerNameMatchers(host)}
+	// The secrets are static ones (read when Envoy starts) or, with
+	// --tls-sds-dir, file-based SDS (reloaded when rotated); either way the
+	// module cluster wasmxds pushes refers to the same names. The name check
+	// stays here; only the CA comes from the secret.
+	secret := func(name, file string) *tlsv3.SdsSecretConfig {
+		if o.sdsDir == "" {
+			return &tlsv3.SdsSecretConfig{Name: name}
 		}
-	} else {
-		// The name check stays in the bootstrap; only the CA comes from SDS.
-		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
-			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
-				DefaultValidationContext:         verify,
-				ValidationContextSdsSecretConfig: fileSDS(sdsCASecret, filepath.Join(o.sdsDir, sdsCAFile)),
-			},
-		}
-		if o.certFile != "" {
-			common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{
-				fileSDS(sdsCertSecret, filepath.Join(o.sdsDir, sdsCertFile)),
-			}
-		}
+		return xds.FileSDS(name, filepath.Join(o.sdsDir, file))
+	}
+	common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+		CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext:         verify,
+			ValidationContextSdsSecretConfig: secret(sdsCASecret, sdsCAFile),
+		},
+	}
+	if o.certFile != "" {
+		common.TlsCertificateSdsSecretConfigs = []*tlsv3.SdsSecretConfig{secret(sdsCertSecret, sdsCertFile)}
 	}
 	return xds.TLSTransportSocket(&tlsv3.UpstreamTlsContext{CommonTlsContext: common, Sni: xds.SNI(host)})
 }
 
-// serverNameMatchers requires the server certificate to carry the host of
-// --xds-address as a DNS SAN, or as an IP SAN for an IP address. Without a
-// matcher Envoy would accept any certificate the CA signed.
-func serverNameMatchers(host string) []*tlsv3.SubjectAltNameMatcher {
-	san := tlsv3.SubjectAltNameMatcher_DNS
-	if ip, err := netip.ParseAddr(host); err == nil {
-		san, host = tlsv3.SubjectAltNameMatcher_IP_ADDRESS, ip.String()
+// staticSecrets are the bootstrap's static secrets: the CA and client
+// certificate, by file name, unless --tls-sds-dir makes them file-based SDS.
+func staticSecrets(o tlsOptions) []*tlsv3.Secret {
+	if o.caFile == "" || o.sdsDir != "" {
+		return nil
 	}
-	return []*tlsv3.SubjectAltNameMatcher{{
-		SanType: san,
-		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}},
-	}}
+	out := []*tlsv3.Secret{{Name: sdsCASecret, Type: &tlsv3.Secret_ValidationContext{
+		ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: fileSource(o.caFile)}}}}
+	if o.certFile != "" {
+		out = append(out, &tlsv3.Secret{Name: sdsCertSecret, Type: &tlsv3.Secret_TlsCertificate{
+			TlsCertificate: clientCertificate(o)}})
+	}
+	return out
 }
 
 func clientCertificate(o tlsOptions) *tlsv3.TlsCertificate {
@@ -119,17 +118,6 @@ func clientCertificate(o tlsOptions) *tlsv3.TlsCertificate {
 
 func fileSource(path string) *corev3.DataSource {
 	return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: path}}
-}
-
-// fileSDS refers to a secret that Envoy loads from a file, watching it and
-// the files it names for moves.
-func fileSDS(name, path string) *tlsv3.SdsSecretConfig {
-	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: &corev3.ConfigSource{
-		ResourceApiVersion: corev3.ApiVersion_V3,
-		ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{
-			PathConfigSource: &corev3.PathConfigSource{Path: path},
-		},
-	}}
 }
 
 // sdsFile is one file-based SDS config to write.

@@ -29,6 +29,7 @@ type serveConfig struct {
 	tlsCert       string
 	tlsKey        string
 	clientCA      string
+	envoySDSDir   string
 	delivery      string
 	resync        time.Duration
 	gcInterval    time.Duration
@@ -74,6 +75,8 @@ they change.`,
 	f.StringVar(&cfg.adminListen, "admin-listen", "127.0.0.1:18081", "admin listen address: health, readiness, metrics, status, profiles")
 	f.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate for TLS on the xDS and module listeners (reloaded on change)")
 	f.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	f.StringVar(&cfg.envoySDSDir, "envoy-tls-sds-dir", "", "directory, as Envoys see it, of the SDS files `wasmxds bootstrap --tls-sds-dir` wrote: "+
+		"the module cluster then reloads rotated certificates too (default: the bootstrap's static secrets)")
 	f.StringVar(&cfg.clientCA, "client-ca-file", "", "PEM CA bundle: require and verify client certificates signed by it on the xDS and module listeners")
 	f.StringVar(&cfg.advertiseURL, "advertise-url", "", "module server URL Envoys download from (default http://127.0.0.1:<http port>)")
 	f.StringVar(&cfg.delivery, "filter-delivery", string(xds.DeliveryECDS), "how Wasm filter config reaches Envoy: ecds (TypedExtensionConfig, no listener drain on config edits) or lds (inline)")
@@ -120,7 +123,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	cp, err := controlplane.New(controlplane.Options{
 		ConfigDir: cfg.configDir, CacheDir: cfg.cacheDir, XDSListen: cfg.xdsListen, HTTPListen: cfg.httpListen,
 		AdminListen: cfg.adminListen, TLSCertFile: cfg.tlsCert, TLSKeyFile: cfg.tlsKey, ClientCAFile: cfg.clientCA,
-		AdvertiseURL: cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
+		EnvoyTLSSDSDir: cfg.envoySDSDir,
+		AdvertiseURL:   cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
 		ReleaseMemory: true, Logger: log,

@@ -36,6 +36,7 @@ type controllerOptions struct {
 	Modules   moduleSource
 	Server    snapshotSink
 	Advertise string // module server base URL, no trailing slash
+	ModuleTLS xds.ModuleTLS
 	Delivery  xds.Delivery
 	// PerRegistry bounds concurrent module resolutions against one registry
 	// host (or http host, or local files), so that a slow registry never
@@ -314,7 +315,7 @@ func (c *controller) push() {
 		return
 	}
 	in := xds.Input{State: c.state, Modules: map[string]xds.PluginModule{},
-		ModuleServerURL: c.opts.Advertise, Delivery: c.opts.Delivery, Established: maps.Clone(c.established)}
+		ModuleServerURL: c.opts.Advertise, ModuleTLS: c.opts.ModuleTLS, Delivery: c.opts.Delivery, Established: maps.Clone(c.established)}
 	now := time.Now()
 	for _, p := range c.state.Plugins {
 		in.Modules[p.Name] = c.pluginModuleLocked(p.Name, now)

@@ -47,6 +47,10 @@ type Options struct {
 	// listeners; ClientCAFile then requires and verifies client certificates
 	// signed by it. The files are reloaded when they change.
 	TLSCertFile, TLSKeyFile, ClientCAFile string
+	// EnvoyTLSSDSDir is the directory, as Envoys see it, holding the SDS
+	// files `wasmxds bootstrap --tls-sds-dir` wrote; "" = the bootstrap's
+	// static secrets. The module cluster refers to those secrets.
+	EnvoyTLSSDSDir string
 	// AdvertiseURL is the module server URL Envoys download from;
 	// "" = http://127.0.0.1:<HTTP port>.
 	AdvertiseURL string
@@ -194,6 +198,7 @@ func (cp *ControlPlane) build() error {
 	}
 	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,
 		Advertise: cp.advertise, Delivery: cp.opts.Delivery, Resync: cp.opts.Resync,
+		ModuleTLS: xds.ModuleTLS{ClientCert: cp.opts.ClientCAFile != "", SDSDir: cp.opts.EnvoyTLSSDSDir},
 		StateFile: filepath.Join(cp.opts.CacheDir, "plugins.json")})
 	grpcOpts := xds.GRPCServerOptions()
 	if cp.opts.tlsFiles().enabled() {
