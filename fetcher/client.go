@@ -57,6 +57,9 @@ func retryable(resp *http.Response, err error) (bool, error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return false, nil
 		}
+		if errors.Is(err, ErrRefused) {
+			return false, nil
+		}
 		return isNetworkError(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF), nil
 	}
 	switch {
@@ -69,16 +72,21 @@ func retryable(resp *http.Response, err error) (bool, error) {
 }
 
 // newHTTPClient wraps base (nil = a default transport with connect and
-// response-header timeouts) with retries.
-func newHTTPClient(base http.RoundTripper, p RetryPolicy) *http.Client {
+// response-header timeouts, whose dialer enforces pol) with retries, the
+// refusal of literal metadata addresses and the redirect limit.
+func newHTTPClient(base http.RoundTripper, p RetryPolicy, pol netPolicy) *http.Client {
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		t.DialContext = pol.dialer().DialContext
 		t.ResponseHeaderTimeout = 30 * time.Second
 		base = t
 	}
-	pol := p.policy()
-	return &http.Client{Transport: &retry.Transport{Base: base, Policy: func() retry.Policy { return pol }}}
+	rp := p.policy()
+	var rt http.RoundTripper = &retry.Transport{Base: base, Policy: func() retry.Policy { return rp }}
+	if !pol.allowLinkLocal {
+		rt = guardTransport{base: rt}
+	}
+	return &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 }
 
 // plainHTTP reports whether a registry is spoken to over plain HTTP.
@@ -116,53 +124,104 @@ func credentialStore(path string) (credentials.Store, error) {
 	return s, nil
 }
 
-// credentialFunc resolves a Request.PullSecret. A value containing a path
-// separator or ending in ".json" is a docker config.json file; any other
-// value names an entry (server address) of the default docker config whose
-// credentials are used whatever registry is pulled from.
-func credentialFunc(def credentials.Store, secret string) (auth.CredentialFunc, error) {
-	if secret == "" {
-		return credentials.Credential(def), nil
+// credentialFunc resolves a Request.PullSecret to the credentials of one
+// registry, reg, as docker does: whatever the source of credentials, only
+// reg's entry is used, and the function answers no other host. A value
+// containing a path separator or ending in ".json" is a docker config.json
+// file; any other value names an entry (server address) of the default
+// docker config, which must be reg's own: an entry for another registry is
+// refused (ErrRefused) before anything is sent.
+func credentialFunc(def credentials.Store, secret, reg string) (auth.CredentialFunc, error) {
+	store, err := secretStore(def, secret, reg)
+	if err != nil {
+		return nil, err
 	}
-	if strings.ContainsRune(secret, os.PathSeparator) || strings.HasSuffix(secret, ".json") {
-		if _, err := os.Stat(secret); err != nil {
-			return nil, fmt.Errorf("%w: pull secret file: %w", ErrUnauthorized, err)
+	lookup := credentials.Credential(store)
+	return func(ctx context.Context, hostport string) (auth.Credential, error) {
+		if !sameRegistry(hostport, reg) {
+			return auth.EmptyCredential, nil
 		}
-		s, err := credentialStore(secret)
-		if err != nil {
-			return nil, fmt.Errorf("%w: pull secret: %w", ErrUnauthorized, err)
-		}
-		return credentials.Credential(s), nil
-	}
-	return func(ctx context.Context, _ string) (auth.Credential, error) {
-		c, err := def.Get(ctx, secret)
-		if err == nil && c == auth.EmptyCredential {
+		c, err := lookup(ctx, hostport)
+		if err == nil && c == auth.EmptyCredential && isEntryName(secret) {
 			err = fmt.Errorf("%w: no credentials for pull secret entry %q in the docker config", ErrUnauthorized, secret)
 		}
 		return c, err
 	}, nil
 }
 
-// authClient returns the (cached) registry client for a pull secret, so
-// tokens are reused across pulls but never shared between secrets.
-func (f *Fetcher) authClient(secret string) (*auth.Client, error) {
+// secretStore returns the store a pull secret reads credentials from.
+func secretStore(def credentials.Store, secret, reg string) (credentials.Store, error) {
+	switch {
+	case secret == "":
+		return def, nil
+	case isEntryName(secret):
+		if !sameRegistry(secret, reg) {
+			return nil, fmt.Errorf("%w: pull secret entry %q holds credentials for registry %s, not for %s, the registry of the module URL",
+				ErrRefused, secret, registryHost(secret), reg)
+		}
+		return def, nil
+	}
+	if _, err := os.Stat(secret); err != nil {
+		return nil, fmt.Errorf("%w: pull secret file: %w", ErrUnauthorized, err)
+	}
+	s, err := credentialStore(secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: pull secret: %w", ErrUnauthorized, err)
+	}
+	return s, nil
+}
+
+// isEntryName reports whether a pull secret names a docker config entry
+// rather than a config.json file.
+func isEntryName(secret string) bool {
+	return secret != "" && !strings.ContainsRune(secret, os.PathSeparator) && !strings.ContainsRune(secret, '/') &&
+		!strings.HasSuffix(secret, ".json") || isURLEntry(secret)
+}
+
+// isURLEntry reports whether a secret is a server address spelled as a
+// URL, as docker config keys may be ("https://index.docker.io/v1/").
+func isURLEntry(secret string) bool {
+	return strings.HasPrefix(secret, "https://") || strings.HasPrefix(secret, "http://")
+}
+
+// registryHost reduces a docker config server address (a host[:port],
+// possibly with a scheme and path) to its lower-case host[:port], with
+// Docker Hub's names reduced to docker.io.
+func registryHost(addr string) string {
+	addr = strings.TrimPrefix(strings.TrimPrefix(addr, "https://"), "http://")
+	addr, _, _ = strings.Cut(addr, "/")
+	addr = strings.ToLower(addr)
+	switch addr {
+	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
+		return "docker.io"
+	}
+	return addr
+}
+
+// sameRegistry reports whether two server addresses name one registry.
+func sameRegistry(a, b string) bool { return registryHost(a) == registryHost(b) }
+
+// authClient returns the (cached) client for a pull secret and registry,
+// so tokens are reused across pulls but never shared between secrets.
+func (f *Fetcher) authClient(secret, reg string) (*auth.Client, error) {
 	f.authMu.Lock()
 	defer f.authMu.Unlock()
-	if c, ok := f.authClients[secret]; ok {
+	key := secret + "\x00" + registryHost(reg)
+	if c, ok := f.authClients[key]; ok {
 		return c, nil
 	}
-	cred, err := credentialFunc(f.store, secret)
+	cred, err := credentialFunc(f.store, secret, reg)
 	if err != nil {
 		return nil, err
 	}
-	c := &auth.Client{Client: f.client, Credential: cred, Cache: auth.NewCache()}
+	c := &auth.Client{Client: f.client, Credential: f.secrets.remember(cred), Cache: auth.NewCache()}
 	c.SetUserAgent("wasmxds")
-	f.authClients[secret] = c
+	f.authClients[key] = c
 	return c, nil
 }
 
 func (f *Fetcher) repository(ref registry.Reference, secret string) (*remote.Repository, error) {
-	client, err := f.authClient(secret)
+	client, err := f.authClient(secret, ref.Registry)
 	if err != nil {
 		return nil, err
 	}
