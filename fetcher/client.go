@@ -16,6 +16,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 	"oras.land/oras-go/v2/registry/remote/retry"
+
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 // RetryPolicy controls retries of requests that failed with a network error,
@@ -138,7 +140,7 @@ func credentialFunc(def credentials.Store, secret, reg string) (auth.CredentialF
 	}
 	lookup := credentials.Credential(store)
 	return func(ctx context.Context, hostport string) (auth.Credential, error) {
-		if !sameRegistry(hostport, reg) {
+		if !modref.SameRegistry(hostport, reg) {
 			return auth.EmptyCredential, nil
 		}
 		c, err := lookup(ctx, hostport)
@@ -149,15 +151,22 @@ func credentialFunc(def credentials.Store, secret, reg string) (auth.CredentialF
 	}, nil
 }
 
+// isEntryName reports whether a pull secret names a docker config entry
+// rather than a config.json file.
+func isEntryName(secret string) bool {
+	_, ok := modref.PullSecretRegistry(secret)
+	return ok
+}
+
 // secretStore returns the store a pull secret reads credentials from.
 func secretStore(def credentials.Store, secret, reg string) (credentials.Store, error) {
 	switch {
 	case secret == "":
 		return def, nil
 	case isEntryName(secret):
-		if !sameRegistry(secret, reg) {
+		if host, _ := modref.PullSecretRegistry(secret); !modref.SameRegistry(host, reg) {
 			return nil, fmt.Errorf("%w: pull secret entry %q holds credentials for registry %s, not for %s, the registry of the module URL",
-				ErrRefused, secret, registryHost(secret), reg)
+				ErrRefused, secret, host, reg)
 		}
 		return def, nil
 	}
@@ -171,42 +180,12 @@ func secretStore(def credentials.Store, secret, reg string) (credentials.Store, 
 	return s, nil
 }
 
-// isEntryName reports whether a pull secret names a docker config entry
-// rather than a config.json file.
-func isEntryName(secret string) bool {
-	return secret != "" && !strings.ContainsRune(secret, os.PathSeparator) && !strings.ContainsRune(secret, '/') &&
-		!strings.HasSuffix(secret, ".json") || isURLEntry(secret)
-}
-
-// isURLEntry reports whether a secret is a server address spelled as a
-// URL, as docker config keys may be ("https://index.docker.io/v1/").
-func isURLEntry(secret string) bool {
-	return strings.HasPrefix(secret, "https://") || strings.HasPrefix(secret, "http://")
-}
-
-// registryHost reduces a docker config server address (a host[:port],
-// possibly with a scheme and path) to its lower-case host[:port], with
-// Docker Hub's names reduced to docker.io.
-func registryHost(addr string) string {
-	addr = strings.TrimPrefix(strings.TrimPrefix(addr, "https://"), "http://")
-	addr, _, _ = strings.Cut(addr, "/")
-	addr = strings.ToLower(addr)
-	switch addr {
-	case "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com":
-		return "docker.io"
-	}
-	return addr
-}
-
-// sameRegistry reports whether two server addresses name one registry.
-func sameRegistry(a, b string) bool { return registryHost(a) == registryHost(b) }
-
 // authClient returns the (cached) client for a pull secret and registry,
 // so tokens are reused across pulls but never shared between secrets.
 func (f *Fetcher) authClient(secret, reg string) (*auth.Client, error) {
 	f.authMu.Lock()
 	defer f.authMu.Unlock()
-	key := secret + "\x00" + registryHost(reg)
+	key := secret + "\x00" + modref.RegistryHost(reg)
 	if c, ok := f.authClients[key]; ok {
 		return c, nil
 	}
