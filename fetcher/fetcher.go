@@ -106,9 +106,12 @@ type Request struct {
 	// and are still answered from the cache.
 	Always bool
 	// PullSecret optionally selects registry credentials: a value containing
-	// a path separator or ending in ".json" is a docker config.json file;
-	// any other value names an entry (server address) in the Options'
-	// docker config, whose credentials are then used for this pull.
+	// a path separator or ending in ".json" is a docker config.json file, of
+	// which only the entry for the URL's registry is used; any other value
+	// names an entry (server address) in the Options' docker config, which
+	// must be the URL's registry: an entry for another registry fails with
+	// ErrRefused before anything is sent. http(s) sources never get
+	// registry credentials.
 	PullSecret string
 }
 
