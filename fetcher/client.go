@@ -16,6 +16,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 	"oras.land/oras-go/v2/registry/remote/retry"
+
+	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
 // RetryPolicy controls retries of requests that failed with a network error,
@@ -57,6 +59,9 @@ func retryable(resp *http.Response, err error) (bool, error) {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return false, nil
 		}
+		if errors.Is(err, ErrRefused) {
+			return false, nil
+		}
 		return isNetworkError(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF), nil
 	}
 	switch {
@@ -69,16 +74,21 @@ func retryable(resp *http.Response, err error) (bool, error) {
 }
 
 // newHTTPClient wraps base (nil = a default transport with connect and
-// response-header timeouts) with retries.
-func newHTTPClient(base http.RoundTripper, p RetryPolicy) *http.Client {
+// response-header timeouts, whose dialer enforces pol) with retries, the
+// refusal of literal metadata addresses and the redirect limit.
+func newHTTPClient(base http.RoundTripper, p RetryPolicy, pol netPolicy) *http.Client {
 	if base == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		t.DialContext = pol.dialer().DialContext
 		t.ResponseHeaderTimeout = 30 * time.Second
 		base = t
 	}
-	pol := p.policy()
-	return &http.Client{Transport: &retry.Transport{Base: base, Policy: func() retry.Policy { return pol }}}
+	rp := p.policy()
+	var rt http.RoundTripper = &retry.Transport{Base: base, Policy: func() retry.Policy { return rp }}
+	if !pol.allowLinkLocal {
+		rt = guardTransport{base: rt}
+	}
+	return &http.Client{Transport: rt, CheckRedirect: checkRedirect}
 }
 
 // plainHTTP reports whether a registry is spoken to over plain HTTP.
@@ -116,53 +126,81 @@ func credentialStore(path string) (credentials.Store, error) {
 	return s, nil
 }
 
-// credentialFunc resolves a Request.PullSecret. A value containing a path
-// separator or ending in ".json" is a docker config.json file; any other
-// value names an entry (server address) of the default docker config whose
-// credentials are used whatever registry is pulled from.
-func credentialFunc(def credentials.Store, secret string) (auth.CredentialFunc, error) {
-	if secret == "" {
-		return credentials.Credential(def), nil
+// credentialFunc resolves a Request.PullSecret to the credentials of one
+// registry, reg, as docker does: whatever the source of credentials, only
+// reg's entry is used, and the function answers no other host. A value
+// containing a path separator or ending in ".json" is a docker config.json
+// file; any other value names an entry (server address) of the default
+// docker config, which must be reg's own: an entry for another registry is
+// refused (ErrRefused) before anything is sent.
+func credentialFunc(def credentials.Store, secret, reg string) (auth.CredentialFunc, error) {
+	store, err := secretStore(def, secret, reg)
+	if err != nil {
+		return nil, err
 	}
-	if strings.ContainsRune(secret, os.PathSeparator) || strings.HasSuffix(secret, ".json") {
-		if _, err := os.Stat(secret); err != nil {
-			return nil, fmt.Errorf("%w: pull secret file: %w", ErrUnauthorized, err)
+	lookup := credentials.Credential(store)
+	return func(ctx context.Context, hostport string) (auth.Credential, error) {
+		if !modref.SameRegistry(hostport, reg) {
+			return auth.EmptyCredential, nil
 		}
-		s, err := credentialStore(secret)
-		if err != nil {
-			return nil, fmt.Errorf("%w: pull secret: %w", ErrUnauthorized, err)
-		}
-		return credentials.Credential(s), nil
-	}
-	return func(ctx context.Context, _ string) (auth.Credential, error) {
-		c, err := def.Get(ctx, secret)
-		if err == nil && c == auth.EmptyCredential {
+		c, err := lookup(ctx, hostport)
+		if err == nil && c == auth.EmptyCredential && isEntryName(secret) {
 			err = fmt.Errorf("%w: no credentials for pull secret entry %q in the docker config", ErrUnauthorized, secret)
 		}
 		return c, err
 	}, nil
 }
 
-// authClient returns the (cached) registry client for a pull secret, so
-// tokens are reused across pulls but never shared between secrets.
-func (f *Fetcher) authClient(secret string) (*auth.Client, error) {
+// isEntryName reports whether a pull secret names a docker config entry
+// rather than a config.json file.
+func isEntryName(secret string) bool {
+	_, ok := modref.PullSecretRegistry(secret)
+	return ok
+}
+
+// secretStore returns the store a pull secret reads credentials from.
+func secretStore(def credentials.Store, secret, reg string) (credentials.Store, error) {
+	switch {
+	case secret == "":
+		return def, nil
+	case isEntryName(secret):
+		if host, _ := modref.PullSecretRegistry(secret); !modref.SameRegistry(host, reg) {
+			return nil, fmt.Errorf("%w: pull secret entry %q holds credentials for registry %s, not for %s, the registry of the module URL",
+				ErrRefused, secret, host, reg)
+		}
+		return def, nil
+	}
+	if _, err := os.Stat(secret); err != nil {
+		return nil, fmt.Errorf("%w: pull secret file: %w", ErrUnauthorized, err)
+	}
+	s, err := credentialStore(secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: pull secret: %w", ErrUnauthorized, err)
+	}
+	return s, nil
+}
+
+// authClient returns the (cached) client for a pull secret and registry,
+// so tokens are reused across pulls but never shared between secrets.
+func (f *Fetcher) authClient(secret, reg string) (*auth.Client, error) {
 	f.authMu.Lock()
 	defer f.authMu.Unlock()
-	if c, ok := f.authClients[secret]; ok {
+	key := secret + "\x00" + modref.RegistryHost(reg)
+	if c, ok := f.authClients[key]; ok {
 		return c, nil
 	}
-	cred, err := credentialFunc(f.store, secret)
+	cred, err := credentialFunc(f.store, secret, reg)
 	if err != nil {
 		return nil, err
 	}
-	c := &auth.Client{Client: f.client, Credential: cred, Cache: auth.NewCache()}
+	c := &auth.Client{Client: f.client, Credential: f.secrets.remember(cred), Cache: auth.NewCache()}
 	c.SetUserAgent("wasmxds")
-	f.authClients[secret] = c
+	f.authClients[key] = c
 	return c, nil
 }
 
 func (f *Fetcher) repository(ref registry.Reference, secret string) (*remote.Repository, error) {
-	client, err := f.authClient(secret)
+	client, err := f.authClient(secret, ref.Registry)
 	if err != nil {
 		return nil, err
 	}

@@ -54,6 +54,12 @@ var (
 	// (read-only, full, or not a directory); modules already cached are
 	// still served. See Fetcher.Degraded.
 	ErrCacheWrite = errors.New("cannot write to the module cache")
+	// ErrRefused: the fetch policy forbids the pull: a link-local or cloud
+	// metadata address (see Options.AllowLinkLocal), a file outside
+	// Options.AllowFileRoots, a PullSecret entry for another registry than
+	// the URL's, or more redirects than allowed. Nothing was sent to the
+	// refused destination.
+	ErrRefused = errors.New("refused by the fetch policy")
 )
 
 // Reason labels (bounded) for metrics and logs.
@@ -70,6 +76,7 @@ const (
 	reasonInvalid        = "invalid_reference"
 	reasonUnsupported    = "unsupported"
 	reasonCacheWrite     = "cache_write"
+	reasonRefused        = "refused"
 	reasonCanceled       = "canceled"
 	reasonOther          = "other"
 )
@@ -89,6 +96,7 @@ var reasonsBySentinel = []struct {
 	{ErrInvalidReference, reasonInvalid},
 	{ErrUnsupported, reasonUnsupported},
 	{ErrCacheWrite, reasonCacheWrite},
+	{ErrRefused, reasonRefused},
 	{context.Canceled, reasonCanceled},
 }
 

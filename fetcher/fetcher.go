@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"sync"
@@ -55,8 +56,24 @@ type Options struct {
 	// Retry configures retries of failed requests; zero value = defaults.
 	Retry RetryPolicy
 	// Transport is the base HTTP transport for registries and http(s)
-	// sources; nil = a default transport with connect/header timeouts.
+	// sources; nil = a default transport with connect/header timeouts whose
+	// dialer refuses metadata addresses (see AllowLinkLocal). A custom
+	// Transport is trusted to do its own dialing: only literal metadata
+	// addresses in URLs are refused then.
 	Transport http.RoundTripper
+	// AllowLinkLocal lets pulls (and the redirects they follow) contact
+	// link-local and cloud metadata addresses: 169.254.0.0/16, fe80::/10,
+	// fd00:ec2::254 and 100.100.100.200. By default they are refused with
+	// ErrRefused before any connection is made, whether a URL names the
+	// address or a host name resolves to it, so a spec cannot make the
+	// control plane fetch an instance's cloud credentials.
+	AllowLinkLocal bool
+	// AllowFileRoots, when non-empty, confines file:// modules to these
+	// directories: a path that is not inside one of them once symlinks are
+	// resolved is refused with ErrRefused. Empty = any readable file.
+	AllowFileRoots []string
+	// resolver replaces the system resolver when set (tests).
+	resolver *net.Resolver
 	// Logger; nil = discard. A component=fetcher attribute is added.
 	Logger *slog.Logger
 	// Registerer for metrics; nil = no metrics registered.
@@ -89,9 +106,12 @@ type Request struct {
 	// and are still answered from the cache.
 	Always bool
 	// PullSecret optionally selects registry credentials: a value containing
-	// a path separator or ending in ".json" is a docker config.json file;
-	// any other value names an entry (server address) in the Options'
-	// docker config, whose credentials are then used for this pull.
+	// a path separator or ending in ".json" is a docker config.json file, of
+	// which only the entry for the URL's registry is used; any other value
+	// names an entry (server address) in the Options' docker config, which
+	// must be the URL's registry: an entry for another registry fails with
+	// ErrRefused before anything is sent. http(s) sources never get
+	// registry credentials.
 	PullSecret string
 }
 
@@ -119,6 +139,11 @@ type Fetcher struct {
 	store   credentials.Store
 	group   singleflight.Group
 	notes   preflightWarnings
+	// fileRoots are the cleaned absolute Options.AllowFileRoots.
+	fileRoots []string
+	// secrets are the credentials this Fetcher sent, kept out of errors
+	// and logs.
+	secrets secrets
 	// problems are corrupt modules found, for Problems.
 	problems problems
 
@@ -161,7 +186,11 @@ func New(opts Options) (*Fetcher, error) {
 	if f.store, err = credentialStore(opts.DockerConfig); err != nil {
 		return nil, fmt.Errorf("fetcher: %w", err)
 	}
-	f.client = newHTTPClient(opts.Transport, opts.Retry)
+	if f.fileRoots, err = cleanRoots(opts.AllowFileRoots); err != nil {
+		return nil, fmt.Errorf("fetcher: %w", err)
+	}
+	f.client = newHTTPClient(opts.Transport, opts.Retry, netPolicy{allowLinkLocal: opts.AllowLinkLocal, resolver: opts.resolver})
+	f.client.Transport = f.secrets.recording(f.client.Transport)
 	f.cache = openCache(opts.CacheDir, f.log, time.Now)
 	if f.metrics, err = newMetrics(opts.Registerer, f.cache); err != nil {
 		return nil, fmt.Errorf("fetcher: %w", err)
@@ -276,7 +305,8 @@ func (f *Fetcher) pull(ctx context.Context, src source, req Request) (Module, er
 	if err == nil {
 		return m, nil
 	}
-	err = fmt.Errorf("%s: %w", src.key, err)
+	// A registry may echo credentials back in an error body.
+	err = f.secrets.redact(fmt.Errorf("%s: %w", src.key, err))
 	if hasPrev {
 		f.log.Warn("pull failed, keeping the last good module", "ref", src.key, "sha256", prev.SHA256,
 			"reason", reasonOf(err), "error", err)
@@ -314,7 +344,7 @@ func (f *Fetcher) fetch(ctx context.Context, src source, req Request, prev refEn
 	case kindHTTP:
 		err = f.fetchHTTP(ctx, src.url, sp)
 	case kindFile:
-		err = readFileModule(src.path, f.maxSize, sp)
+		err = f.readFileModule(src.path, sp)
 	}
 	if err != nil {
 		return Module{}, err

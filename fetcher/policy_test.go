@@ -186,13 +186,20 @@ func TestResolveWithCredentials(t *testing.T) {
 	mustResolve(t, newTestFetcher(t, "", func(o *Options) { o.DockerConfig = withCreds }), Request{URL: url}, module)
 	mustResolve(t, newTestFetcher(t, "", nil), Request{URL: url, PullSecret: withCreds}, module)
 
-	// An entry name: credentials stored for another server address.
-	entry := writeDockerConfig(t, map[string]any{"mirror.example": map[string]string{"username": "alice", "password": "s3cret"}})
-	mustResolve(t, newTestFetcher(t, "", func(o *Options) { o.DockerConfig = entry }),
-		Request{URL: url, PullSecret: "mirror.example"}, module)
-	_, err = newTestFetcher(t, "", func(o *Options) { o.DockerConfig = entry }).
-		Resolve(context.Background(), Request{URL: url, PullSecret: "nobody.example"})
-	if !errors.Is(err, ErrUnauthorized) {
-		t.Errorf("unknown pull secret entry: err = %v, want ErrUnauthorized", err)
+	// An entry name: the docker config's entry for the registry itself,
+	// spelled as a host or as a URL as older configs do.
+	entry := writeDockerConfig(t, map[string]any{"https://" + tr.host + "/v1/": map[string]string{"username": "alice", "password": "s3cret"}})
+	for _, name := range []string{tr.host, "https://" + tr.host + "/v1/"} {
+		mustResolve(t, newTestFetcher(t, "", func(o *Options) { o.DockerConfig = entry }),
+			Request{URL: url, PullSecret: name}, module)
+	}
+	_, err = newTestFetcher(t, "", nil).Resolve(context.Background(), Request{URL: url, PullSecret: tr.host})
+	if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "no credentials for pull secret entry") {
+		t.Errorf("pull secret entry missing from the docker config: err = %v, want ErrUnauthorized naming the entry", err)
+	}
+	_, err = newTestFetcher(t, "", func(o *Options) { o.DockerConfig = tr.dockerConfig(t) }).
+		Resolve(context.Background(), Request{URL: url, PullSecret: "localhost:1"})
+	if !errors.Is(err, ErrRefused) {
+		t.Errorf("pull secret entry of another registry: err = %v, want ErrRefused", err)
 	}
 }

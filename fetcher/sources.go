@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 )
 
 // fetchHTTP downloads an http(s) module into w: the body is the module or
@@ -34,8 +36,8 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, url string, w io.Writer) error 
 
 // readFileModule copies a local module (or the plugin.wasm of an archive)
 // into w.
-func readFileModule(path string, max int64, w io.Writer) error {
-	file, err := os.Open(path)
+func (f *Fetcher) readFileModule(path string, w io.Writer) error {
+	file, err := f.openFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
 	}
@@ -43,5 +45,48 @@ func readFileModule(path string, max int64, w io.Writer) error {
 		return err
 	}
 	defer file.Close()
-	return extractModule(file, max, w)
+	return extractModule(file, f.maxSize, w)
+}
+
+// openFile opens path, confined to the file roots when there are any. The
+// path is checked once its symlinks are resolved, and opened through
+// os.Root, so a symlink swapped in after the check cannot lead outside.
+func (f *Fetcher) openFile(path string) (*os.File, error) {
+	if len(f.fileRoots) == 0 {
+		return os.Open(path)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		real = path // judged by its name; opening it reports the error
+	}
+	for _, root := range f.fileRoots {
+		r, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(r, real); err == nil && filepath.IsLocal(rel) {
+			return os.OpenInRoot(r, rel)
+		}
+	}
+	if real != path {
+		path += " (resolving to " + real + ")"
+	}
+	return nil, fmt.Errorf("%w: file %s is outside the allowed file roots %s",
+		ErrRefused, path, strings.Join(f.fileRoots, ", "))
+}
+
+// cleanRoots makes the file roots absolute and clean.
+func cleanRoots(roots []string) ([]string, error) {
+	out := make([]string, 0, len(roots))
+	for _, r := range roots {
+		if r == "" {
+			return nil, errors.New("empty file root")
+		}
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return nil, fmt.Errorf("file root %s: %w", r, err)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
