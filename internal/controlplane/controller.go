@@ -49,6 +49,10 @@ type controllerOptions struct {
 	// Resync is how often Always plugins are re-resolved and failed ones
 	// retried; 0 means never.
 	Resync time.Duration
+	// Settle is how long a finished resolution waits for others still
+	// running before it is pushed, so that modules pulled together reach
+	// Envoys in one update; 0 means 2s. Edits never wait.
+	Settle time.Duration
 	// StateFile records, per plugin, the module in force, so that a restart
 	// serves what was served before even when registries are down; "" keeps
 	// nothing.
@@ -61,10 +65,11 @@ type controllerOptions struct {
 // pushes at once what is known. A plugin whose module is pending keeps what
 // Envoys run; it is never turned into a failure while it waits.
 type controller struct {
-	opts  controllerOptions
-	log   *slog.Logger
-	kick  chan struct{}
-	pulls sync.WaitGroup
+	opts   controllerOptions
+	log    *slog.Logger
+	kick   chan struct{} // the desired state changed
+	pulled chan struct{} // a resolution finished
+	pulls  sync.WaitGroup
 
 	mu          sync.Mutex
 	state       *catalog.State
@@ -104,12 +109,13 @@ type pullJob struct {
 func newController(opts controllerOptions) *controller {
 	opts.PerRegistry = cmp.Or(opts.PerRegistry, 4)
 	opts.InUseGrace = cmp.Or(opts.InUseGrace, 10*time.Minute)
+	opts.Settle = cmp.Or(opts.Settle, 2*time.Second)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &controller{
-		opts: opts, log: log.With("component", "controller"), kick: make(chan struct{}, 1),
+		opts: opts, log: log.With("component", "controller"), kick: make(chan struct{}, 1), pulled: make(chan struct{}, 1),
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
 	}
@@ -141,6 +147,9 @@ func (c *controller) run(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	settle := time.NewTimer(0)
+	<-settle.C
+	settling := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,8 +158,37 @@ func (c *controller) run(ctx context.Context) {
 			c.step(ctx, false)
 		case <-tick:
 			c.step(ctx, true)
+		case <-c.pulled:
+			// Modules that arrive together go out together: each module
+			// set Envoy sees is one listener (or filter) update, and an
+			// update that lands while Envoy still downloads a module of the
+			// previous one fails that filter in Envoy 1.40.
+			if c.inflight() == 0 {
+				settle.Stop()
+				settling = false
+				c.step(ctx, false)
+			} else if !settling {
+				settle.Reset(c.opts.Settle)
+				settling = true
+			}
+		case <-settle.C:
+			settling = false
+			c.step(ctx, false)
 		}
 	}
+}
+
+// inflight counts the resolutions running.
+func (c *controller) inflight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, r := range c.res {
+		if r.inflight != 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // step starts the resolutions the state needs and pushes what is known.
@@ -276,7 +314,10 @@ func (c *controller) finish(j pullJob, m fetcher.Module, err error) {
 	} else {
 		c.log.Info("module resolved", "plugin", j.plugin, "url", j.req.URL, "sha256", m.SHA256)
 	}
-	c.trigger()
+	select {
+	case c.pulled <- struct{}{}:
+	default: // the loop has yet to see an earlier one, and will see this too
+	}
 }
 
 // moduleLost re-resolves the plugins served with a module the cache lost
