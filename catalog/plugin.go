@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/wasmxds/wasmxds/internal/modref"
 	"gopkg.in/yaml.v3"
 )
 
@@ -26,6 +27,7 @@ func parsePlugin(spec *fields, dir string) (*Plugin, []ref) {
 	latest := parsePluginURL(spec, pl, dir)
 	pl.PullPolicy = parsePullPolicy(spec, latest && pl.SHA256 == "")
 	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
+	checkPullSecretRegistry(spec, pl)
 	pl.Config = parsePluginConfig(spec)
 	pl.RootID = boundedString(spec, "pluginName", 256)
 	if v, _ := spec.enum("phase", "UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"); v != "" {
@@ -197,4 +199,26 @@ func parseMatch(spec *fields) ([]uint32, []ref) {
 	}
 	slices.Sort(ports)
 	return slices.Compact(ports), refs
+}
+
+// checkPullSecretRegistry refuses an imagePullSecret that names a docker
+// config entry of another registry than the url's: credentials only ever go
+// to the registry they belong to.
+func checkPullSecretRegistry(spec *fields, pl *Plugin) {
+	secretHost, ok := modref.PullSecretRegistry(pl.PullSecret)
+	if !ok || pl.URL == "" {
+		return
+	}
+	ref, err := modref.Parse(pl.URL, "")
+	if err != nil || ref.Kind != modref.KindOCI {
+		if err == nil && ref.Kind != modref.KindFile {
+			spec.p.add(spec.line("imagePullSecret"), "spec.imagePullSecret: %q holds registry credentials; "+
+				"they are only sent to OCI registries, not to %s", pl.PullSecret, pl.URL)
+		}
+		return
+	}
+	if !modref.SameRegistry(secretHost, ref.Registry) {
+		spec.p.add(spec.line("imagePullSecret"), "spec.imagePullSecret: %q holds credentials for registry %s, "+
+			"not for %s, the registry of spec.url", pl.PullSecret, secretHost, ref.Registry)
+	}
 }

@@ -20,26 +20,28 @@ import (
 
 // serveConfig is everything `wasmxds serve` is configured with.
 type serveConfig struct {
-	configDir     string
-	cacheDir      string
-	xdsListen     string
-	httpListen    string
-	adminListen   string
-	advertiseURL  string // "" = http(s)://127.0.0.1:<http port>
-	tlsCert       string
-	tlsKey        string
-	clientCA      string
-	envoySDSDir   string
-	delivery      string
-	resync        time.Duration
-	gcInterval    time.Duration
-	insecure      []string
-	dockerConfig  string
-	maxModuleSize int64
-	logLevel      string
-	logFormat     string
-	debounce      time.Duration
-	pprof         bool
+	configDir      string
+	cacheDir       string
+	xdsListen      string
+	httpListen     string
+	adminListen    string
+	advertiseURL   string // "" = http(s)://127.0.0.1:<http port>
+	tlsCert        string
+	tlsKey         string
+	clientCA       string
+	envoySDSDir    string
+	allowLinkLocal bool
+	fileRoots      []string
+	delivery       string
+	resync         time.Duration
+	gcInterval     time.Duration
+	insecure       []string
+	dockerConfig   string
+	maxModuleSize  int64
+	logLevel       string
+	logFormat      string
+	debounce       time.Duration
+	pprof          bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -75,6 +77,9 @@ they change.`,
 	f.StringVar(&cfg.adminListen, "admin-listen", "127.0.0.1:18081", "admin listen address: health, readiness, metrics, status, profiles")
 	f.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate for TLS on the xDS and module listeners (reloaded on change)")
 	f.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	f.BoolVar(&cfg.allowLinkLocal, "allow-link-local-fetch", false, "let module fetches reach link-local and cloud metadata "+
+		"addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254), refused by default")
+	f.StringArrayVar(&cfg.fileRoots, "allow-file-root", nil, "confine file:// module URLs to this directory (repeatable; default: any readable file)")
 	f.StringVar(&cfg.envoySDSDir, "envoy-tls-sds-dir", "", "directory, as Envoys see it, of the SDS files `wasmxds bootstrap --tls-sds-dir` wrote: "+
 		"the module cluster then reloads rotated certificates too (default: the bootstrap's static secrets)")
 	f.StringVar(&cfg.clientCA, "client-ca-file", "", "PEM CA bundle: require and verify client certificates signed by it on the xDS and module listeners")
@@ -123,8 +128,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	cp, err := controlplane.New(controlplane.Options{
 		ConfigDir: cfg.configDir, CacheDir: cfg.cacheDir, XDSListen: cfg.xdsListen, HTTPListen: cfg.httpListen,
 		AdminListen: cfg.adminListen, TLSCertFile: cfg.tlsCert, TLSKeyFile: cfg.tlsKey, ClientCAFile: cfg.clientCA,
-		EnvoyTLSSDSDir: cfg.envoySDSDir,
-		AdvertiseURL:   cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
+		EnvoyTLSSDSDir: cfg.envoySDSDir, AllowLinkLocal: cfg.allowLinkLocal, AllowFileRoots: cfg.fileRoots,
+		AdvertiseURL: cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
 		ReleaseMemory: true, Logger: log,

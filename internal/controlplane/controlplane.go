@@ -67,6 +67,12 @@ type Options struct {
 	InsecureRegistries []string
 	DockerConfig       string
 	MaxModuleSize      int64 // 0 = fetcher.DefaultMaxModuleSize
+	// AllowLinkLocal lets module fetches reach link-local and cloud
+	// metadata addresses, which are refused by default.
+	AllowLinkLocal bool
+	// AllowFileRoots, when set, confines file:// module URLs to these
+	// directories.
+	AllowFileRoots []string
 	// Pprof serves Go profiles under /debug/pprof/.
 	Pprof bool
 	// ReleaseMemory returns freed memory to the OS once the open ADS
@@ -183,6 +189,7 @@ func (cp *ControlPlane) build() error {
 	var err error
 	cp.mods, err = fetcher.New(fetcher.Options{CacheDir: cp.opts.CacheDir, MaxModuleSize: cp.opts.MaxModuleSize,
 		InsecureRegistries: cp.opts.InsecureRegistries, DockerConfig: cp.opts.DockerConfig,
+		AllowLinkLocal: cp.opts.AllowLinkLocal, AllowFileRoots: cp.opts.AllowFileRoots,
 		Logger: cp.log, Registerer: cp.reg, OnModuleLost: func(sha string) {
 			// Called during fetcher.New too, before there is a controller:
 			// those modules left the index, so they are pulled anyway.
