@@ -33,10 +33,19 @@ type envoy struct {
 // is s, and waits until it has its initial configuration.
 func startEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string) *envoy {
 	t.Helper()
+	e := newEnvoy(t, s, nodeID, labels)
+	e.start()
+	return e
+}
+
+// newEnvoy writes an Envoy's bootstrap (`wasmxds bootstrap` with the extra
+// flags) without starting it.
+func newEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string, extra ...string) *envoy {
+	t.Helper()
 	dir := t.TempDir()
 	e := &envoy{t: t, nodeID: nodeID, adminPort: freePort(t),
 		bootstrap: filepath.Join(dir, "envoy.yaml"), logPath: filepath.Join(dir, "envoy.log")}
-	b, err := bootstrapYAML(nodeID, labels, s.xdsAddr, e.adminPort)
+	b, err := bootstrapYAML(nodeID, labels, s.xdsAddr, e.adminPort, extra...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,20 +58,19 @@ func startEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string
 			e.proc.stop()
 		}
 	})
-	e.start()
 	return e
 }
 
 // bootstrapYAML runs `wasmxds bootstrap` with an admin port of its own, so
 // that several Envoys can share the host.
-func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, adminPort int) ([]byte, error) {
+func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, adminPort int, extra ...string) ([]byte, error) {
 	var kv []string
 	for k, v := range labels {
 		kv = append(kv, k+"="+v)
 	}
 	sort.Strings(kv)
-	out, err := run(nil, tools.wasmxds, "bootstrap", "--node-id", nodeID,
-		"--labels", strings.Join(kv, ","), "--xds-address", xdsAddr, "--admin-port", strconv.Itoa(adminPort))
+	out, err := run(nil, append([]string{tools.wasmxds, "bootstrap", "--node-id", nodeID,
+		"--labels", strings.Join(kv, ","), "--xds-address", xdsAddr, "--admin-port", strconv.Itoa(adminPort)}, extra...)...)
 	return []byte(out), err
 }
 
@@ -70,18 +78,7 @@ func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, admi
 // Envoy reports once the first CDS and LDS responses are applied.
 func (e *envoy) start() {
 	e.t.Helper()
-	p, err := startProc("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
-		"-c", e.bootstrap, "--concurrency", strconv.Itoa(envoyConcurrency),
-		// The admin port is unique among running Envoys, so it makes a
-		// unique shared-memory base id too.
-		"--base-id", strconv.Itoa(e.adminPort),
-		"--log-path", e.logPath, "--log-level", "info",
-		// Flush the log often: tests read it while Envoy runs.
-		"--file-flush-interval-msec", "200")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.proc = p
+	p := e.launch()
 	eventually(e.t, 60*time.Second, func() error {
 		if err := p.alive(); err != nil {
 			return err
@@ -95,6 +92,24 @@ func (e *envoy) start() {
 		}
 		return nil
 	})
+}
+
+// launch starts Envoy without waiting for its configuration.
+func (e *envoy) launch() *proc {
+	e.t.Helper()
+	p, err := startProc("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
+		"-c", e.bootstrap, "--concurrency", strconv.Itoa(envoyConcurrency),
+		// The admin port is unique among running Envoys, so it makes a
+		// unique shared-memory base id too.
+		"--base-id", strconv.Itoa(e.adminPort),
+		"--log-path", e.logPath, "--log-level", "info",
+		// Flush the log often: tests read it while Envoy runs.
+		"--file-flush-interval-msec", "200")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.proc = p
+	return p
 }
 
 // restart stops Envoy and starts it again from the same bootstrap.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,8 @@ type serverOptions struct {
 	configDir string   // serve this directory instead of a new empty one
 	env       []string // extra environment, e.g. DOCKER_CONFIG
 	insecure  []string // registries spoken to over plain HTTP
+	args      []string // more serve flags
+	scheme    string   // of --advertise-url; empty: http
 }
 
 // server is a running `wasmxds serve` with its own config and cache
@@ -79,7 +82,8 @@ func (s *server) start() {
 	args := []string{tools.wasmxds, "serve",
 		"--config-dir", s.configDir, "--cache-dir", s.cacheDir,
 		"--xds-listen", s.xdsAddr, "--http-listen", s.httpAddr, "--admin-listen", s.adminAddr,
-		"--advertise-url", "http://" + s.httpAddr}
+		"--advertise-url", cmp.Or(s.opts.scheme, "http") + "://" + s.httpAddr}
+	args = append(args, s.opts.args...)
 	if s.opts.delivery != "" {
 		args = append(args, "--filter-delivery", s.opts.delivery)
 	}
