@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"helm.sh/helm/v4/pkg/action"
+	helmvalues "helm.sh/helm/v4/pkg/cli/values"
+	"helm.sh/helm/v4/pkg/getter"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -21,26 +23,30 @@ import (
 	"github.com/wasmxds/wasmxds/catalog"
 )
 
+// httpbinSpecs is a spec file with a listener and its cluster.
+const httpbinSpecs = `apiVersion: wasmxds.dev/v1alpha1
+kind: Listener
+metadata: {name: httpbin-ingress}
+spec:
+  selector: {matchLabels: {app: httpbin}}
+  port: 10000
+  routes:
+  - match: {prefix: /}
+    cluster: httpbin
+---
+apiVersion: wasmxds.dev/v1alpha1
+kind: Cluster
+metadata: {name: httpbin}
+spec:
+  endpoints: ["httpbin.mesh.svc.cluster.local:8080"]
+`
+
 // specsValues gives the chart spec files, one as text and one as a YAML
 // object, as a user may write either.
-const specsValues = `
+var specsValues = `
 specs:
   mesh.yaml: |
-    apiVersion: wasmxds.dev/v1alpha1
-    kind: Listener
-    metadata: {name: httpbin-ingress}
-    spec:
-      selector: {matchLabels: {app: httpbin}}
-      port: 10000
-      routes:
-      - match: {prefix: /}
-        cluster: httpbin
-    ---
-    apiVersion: wasmxds.dev/v1alpha1
-    kind: Cluster
-    metadata: {name: httpbin}
-    spec:
-      endpoints: ["httpbin.mesh.svc.cluster.local:8080"]
+    ` + strings.ReplaceAll(strings.TrimSpace(httpbinSpecs), "\n", "\n    ") + `
   plugins.yml:
     apiVersion: extensions.istio.io/v1alpha1
     kind: WasmPlugin
@@ -389,6 +395,33 @@ func TestSpecsConfigMapLoadsInTheCatalog(t *testing.T) {
 	}
 	if _, err := install(values(t, "specs: {'../x.yaml': 'a: b'}")); err == nil {
 		t.Error("a spec file name with a path in it renders; want an error")
+	}
+}
+
+// TestReadmeInstallFlagsRender parses the README's `helm install` value
+// flags as the helm CLI does: a spec file given with --set-file lands in the
+// specs ConfigMap unchanged, under its escaped dotted name.
+func TestReadmeInstallFlagsRender(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "httpbin.yaml")
+	if err := os.WriteFile(file, []byte(httpbinSpecs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	opts := helmvalues.Options{
+		Values:     []string{"image.repository=REGISTRY/wasmxds", "image.tag=TAG"},
+		FileValues: []string{`specs.plugins\.yaml=` + file},
+	}
+	vals, err := opts.MergeValues(getter.Getters())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := render(t, vals)
+	c, _ := r.container(t)
+	if c.Image != "REGISTRY/wasmxds:TAG" {
+		t.Errorf("image %s, want REGISTRY/wasmxds:TAG", c.Image)
+	}
+	cm := r.configMaps[fullname+"-specs"]
+	if cm == nil || cm.Data["plugins.yaml"] != httpbinSpecs {
+		t.Errorf("specs ConfigMap %v, want plugins.yaml with the file's text:\n%s", cm, httpbinSpecs)
 	}
 }
 
