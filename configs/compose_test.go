@@ -28,8 +28,18 @@ import (
 type mesh struct {
 	project *types.Project
 	state   *catalog.State
-	serve   serveFlags
+	// replicas are the wasmxds services, by name.
+	replicas []types.ServiceConfig
+	// serve are the flags of the replicas' serve command, which is the same
+	// for all of them.
+	serve serveFlags
 }
+
+// The wasmxds replicas and the one name sidecars reach them by.
+var (
+	replicaNames = []string{"wasmxds-1", "wasmxds-2"}
+	xdsAlias     = "wasmxds"
+)
 
 // serveFlags are the flags of the wasmxds service's serve command.
 type serveFlags map[string][]string
@@ -53,7 +63,10 @@ func loadMesh(t *testing.T) *mesh {
 		t.Errorf("configs/mesh: %v", e)
 	}
 	m := &mesh{project: project, state: state}
-	m.serve = parseServe(t, m.service(t, "wasmxds").Command)
+	for _, name := range replicaNames {
+		m.replicas = append(m.replicas, m.service(t, name))
+	}
+	m.serve = parseServe(t, m.replicas[0].Command)
 	return m
 }
 
@@ -138,7 +151,19 @@ func TestComposeBindMountsExist(t *testing.T) {
 
 func TestComposeServeFlagsPointAtMounts(t *testing.T) {
 	m := loadMesh(t)
-	wx := m.service(t, "wasmxds")
+	for _, wx := range m.replicas {
+		t.Run(wx.Name, func(t *testing.T) { checkServeMounts(t, m, wx) })
+	}
+	reg := m.service(t, "registry")
+	want := "registry:" + strconv.Itoa(int(reg.Ports[0].Target))
+	if got := m.serve.one(t, "insecure-registry"); got != want {
+		t.Errorf("--insecure-registry %s, want %s", got, want)
+	}
+}
+
+// checkServeMounts: a replica's --config-dir is the mesh specs and its
+// --cache-dir a named volume; it publishes its listen ports.
+func checkServeMounts(t *testing.T, m *mesh, wx types.ServiceConfig) {
 	cfg, ok := mountFor(wx, m.serve.one(t, "config-dir"))
 	if !ok || cfg.Type != types.VolumeTypeBind {
 		t.Fatalf("--config-dir %s is not a bind mount", m.serve.one(t, "config-dir"))
@@ -154,18 +179,63 @@ func TestComposeServeFlagsPointAtMounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if adv.Hostname() != "wasmxds" || adv.Port() != strconv.Itoa(int(m.serve.port(t, "http-listen"))) {
-		t.Errorf("--advertise-url %s: want http://wasmxds:<--http-listen port> so sidecars reach the module server", adv)
+	if adv.Hostname() != xdsAlias || adv.Port() != strconv.Itoa(int(m.serve.port(t, "http-listen"))) {
+		t.Errorf("--advertise-url %s: want http://%s:<--http-listen port> so sidecars reach the module server", adv, xdsAlias)
 	}
 	for _, flag := range []string{"xds-listen", "http-listen"} {
 		if !publishes(wx, m.serve.port(t, flag)) {
-			t.Errorf("wasmxds does not publish its --%s port %d", flag, m.serve.port(t, flag))
+			t.Errorf("%s does not publish its --%s port %d", wx.Name, flag, m.serve.port(t, flag))
 		}
 	}
-	reg := m.service(t, "registry")
-	want := "registry:" + strconv.Itoa(int(reg.Ports[0].Target))
-	if got := m.serve.one(t, "insecure-registry"); got != want {
-		t.Errorf("--insecure-registry %s, want %s", got, want)
+}
+
+// TestComposeReplicasAreEquivalentBehindOneName: both replicas run the same
+// command on the same specs, each with its own cache, and answer to one
+// network alias that sidecars resolve to both of them.
+func TestComposeReplicasAreEquivalentBehindOneName(t *testing.T) {
+	m := loadMesh(t)
+	if _, ok := m.project.Services[xdsAlias]; ok {
+		t.Errorf("a service is named %s, the replicas' shared alias", xdsAlias)
+	}
+	caches := map[string]string{}
+	hostPorts := map[string]string{}
+	for _, wx := range m.replicas {
+		if !slices.Equal(wx.Command, m.replicas[0].Command) {
+			t.Errorf("%s runs %q, %s runs %q; replicas must be equivalent", wx.Name, wx.Command, m.replicas[0].Name, m.replicas[0].Command)
+		}
+		if wx.Build == nil || m.replicas[0].Build == nil || wx.Build.Target != m.replicas[0].Build.Target {
+			t.Errorf("%s is not built like %s", wx.Name, m.replicas[0].Name)
+		}
+		nw, ok := wx.Networks["default"]
+		if !ok || nw == nil || !slices.Contains(nw.Aliases, xdsAlias) {
+			t.Errorf("%s has no alias %s on the default network (networks %v)", wx.Name, xdsAlias, wx.Networks)
+		}
+		cache, _ := mountFor(wx, m.serve.one(t, "cache-dir"))
+		if other, dup := caches[cache.Source]; dup {
+			t.Errorf("%s and %s share cache volume %s; a cache directory belongs to one process", other, wx.Name, cache.Source)
+		}
+		caches[cache.Source] = wx.Name
+		for _, p := range wx.Ports {
+			if other, dup := hostPorts[p.Published]; dup {
+				t.Errorf("%s and %s both publish host port %s", other, wx.Name, p.Published)
+			}
+			hostPorts[p.Published] = wx.Name
+		}
+	}
+	for _, sc := range m.sidecars(t) {
+		if sc.bootstrap.adsCluster().Type != "STRICT_DNS" {
+			t.Errorf("sidecar %s: ADS cluster type %q, want STRICT_DNS so that Envoy uses every replica the alias resolves to",
+				sc.name, sc.bootstrap.adsCluster().Type)
+		}
+		deps := m.service(t, sc.name).DependsOn
+		for _, name := range replicaNames {
+			if _, ok := deps[name]; !ok {
+				t.Errorf("sidecar %s does not depend on %s", sc.name, name)
+			}
+		}
+		if _, ok := m.service(t, sc.app).Networks["default"]; !ok {
+			t.Errorf("app %s (sidecar %s's network) is not on the default network, where the replicas are", sc.app, sc.name)
+		}
 	}
 }
 
@@ -212,6 +282,7 @@ type bootstrap struct {
 
 type bootstrapCluster struct {
 	Name           string `yaml:"name"`
+	Type           string `yaml:"type"`
 	LoadAssignment struct {
 		Endpoints []struct {
 			LBEndpoints []struct {
@@ -240,24 +311,34 @@ func readBootstrap(path string) (bootstrap, error) {
 	return b, nil
 }
 
+// adsCluster returns the static cluster the bootstrap's ADS config names,
+// or a zero cluster.
+func (b bootstrap) adsCluster() bootstrapCluster {
+	if len(b.DynamicResources.ADSConfig.GRPCServices) != 1 {
+		return bootstrapCluster{}
+	}
+	name := b.DynamicResources.ADSConfig.GRPCServices[0].EnvoyGRPC.ClusterName
+	for _, c := range b.StaticResources.Clusters {
+		if c.Name == name {
+			return c
+		}
+	}
+	return bootstrapCluster{}
+}
+
 // adsAddress returns host:port of the bootstrap's ADS cluster.
 func (b bootstrap) adsAddress() (string, error) {
 	if len(b.DynamicResources.ADSConfig.GRPCServices) != 1 {
 		return "", fmt.Errorf("want one ADS gRPC service, have %d", len(b.DynamicResources.ADSConfig.GRPCServices))
 	}
-	name := b.DynamicResources.ADSConfig.GRPCServices[0].EnvoyGRPC.ClusterName
-	for _, c := range b.StaticResources.Clusters {
-		if c.Name != name {
-			continue
-		}
-		for _, e := range c.LoadAssignment.Endpoints {
-			for _, lb := range e.LBEndpoints {
-				sa := lb.Endpoint.Address.SocketAddress
-				return net.JoinHostPort(sa.Address, strconv.Itoa(int(sa.PortValue))), nil
-			}
+	c := b.adsCluster()
+	for _, e := range c.LoadAssignment.Endpoints {
+		for _, lb := range e.LBEndpoints {
+			sa := lb.Endpoint.Address.SocketAddress
+			return net.JoinHostPort(sa.Address, strconv.Itoa(int(sa.PortValue))), nil
 		}
 	}
-	return "", fmt.Errorf("no static cluster %q with an endpoint", name)
+	return "", fmt.Errorf("no static cluster %q with an endpoint", b.DynamicResources.ADSConfig.GRPCServices[0].EnvoyGRPC.ClusterName)
 }
 
 // sidecars finds the Envoy services and loads their mounted bootstraps.
@@ -298,7 +379,7 @@ func (m *mesh) sidecars(t *testing.T) []sidecar {
 
 func TestComposeSidecarsMatchSpecs(t *testing.T) {
 	m := loadMesh(t)
-	xds := net.JoinHostPort("wasmxds", strconv.Itoa(int(m.serve.port(t, "xds-listen"))))
+	xds := net.JoinHostPort(xdsAlias, strconv.Itoa(int(m.serve.port(t, "xds-listen"))))
 	for _, sc := range m.sidecars(t) {
 		ads, err := sc.bootstrap.adsAddress()
 		if err != nil {
@@ -371,8 +452,10 @@ func TestComposePluginsComeFromTheRegistryService(t *testing.T) {
 	if !strings.Contains(push, host+"/filters/") {
 		t.Errorf("the filters service does not push to %s: %s", host, push)
 	}
-	if dep, ok := m.service(t, "wasmxds").DependsOn["filters"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
-		t.Errorf("wasmxds must start after the filters service completed, or its first pulls find nothing")
+	for _, wx := range m.replicas {
+		if dep, ok := wx.DependsOn["filters"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s must start after the filters service completed, or its first pulls find nothing", wx.Name)
+		}
 	}
 }
 
@@ -390,7 +473,7 @@ func TestComposeCommandsUseRealFlags(t *testing.T) {
 	serveHelp := help("serve")
 	for name := range m.serve {
 		if !strings.Contains(serveHelp, "--"+name+" ") {
-			t.Errorf("the wasmxds service uses --%s, which `wasmxds serve` does not have", name)
+			t.Errorf("the wasmxds replicas use --%s, which `wasmxds serve` does not have", name)
 		}
 	}
 	pushHelp := help("push")
@@ -435,12 +518,13 @@ func TestDockerfileServesComposeTargets(t *testing.T) {
 			t.Errorf("service %s builds target %q, which the Dockerfile does not have (stages %v)", name, s.Build.Target, stages)
 		}
 	}
-	wx := m.service(t, "wasmxds")
-	if wx.Build == nil {
-		t.Fatal("the wasmxds service is not built from the Dockerfile")
-	}
-	if user := stages[wx.Build.Target]; user == "" || user == "root" || strings.HasPrefix(user, "0") {
-		t.Errorf("the wasmxds image runs as %q, want a non-root USER", user)
+	for _, wx := range m.replicas {
+		if wx.Build == nil {
+			t.Fatalf("%s is not built from the Dockerfile", wx.Name)
+		}
+		if user := stages[wx.Build.Target]; user == "" || user == "root" || strings.HasPrefix(user, "0") {
+			t.Errorf("the %s image runs as %q, want a non-root USER", wx.Name, user)
+		}
 	}
 	if !strings.Contains(string(data), "CGO_ENABLED=0 go build") {
 		t.Error("the Dockerfile does not build wasmxds with CGO_ENABLED=0, so the binary may need a libc the runtime image lacks")
