@@ -70,9 +70,9 @@ var cases = map[string]string{
 }
 
 // pendingFlags are serve flags the chart passes that `wasmxds serve` does not
-// have yet (the admin listener and TLS are being added). The test fails once
-// one of them exists: then delete it from this list.
-var pendingFlags = []string{"admin-listen", "tls-cert-file", "tls-key-file", "client-ca-file"}
+// have yet. The test fails once one of them exists: then delete it from this
+// list.
+var pendingFlags = []string{}
 
 // forEachCase renders every value set and runs check on it.
 func forEachCase(t *testing.T, check func(t *testing.T, r *rendered)) {
