@@ -47,9 +47,12 @@ type Options struct {
 	// a non-nil error rejects it, with the error's text as error_detail.
 	NACK func(*Response) error
 	// OnResponse, when set, is called on the receiving goroutine after each
-	// response was applied (or rejected) and answered, with the response's
+	// response was answered and applied (or rejected), with the response's
 	// resources. Neither may be kept after it returns.
-	OnResponse func(r *Response, resources []*anypb.Any)
+	OnResponse func(c *Client, r *Response, resources []*anypb.Any)
+	// OnEnd, when set, is called on the receiving goroutine as the stream
+	// ends: with its error, or nil when Close ended it.
+	OnEnd func(err error)
 	// NoHistory stops recording responses; per-type counts remain.
 	NoHistory bool
 	// NoBodies keeps resource names and versions but not the resources.
@@ -192,21 +195,25 @@ func (c *Client) loop() {
 			err = c.receiveSotW()
 		}
 		if err != nil {
-			c.fail(err)
+			if err = c.fail(err); c.opts.OnEnd != nil {
+				c.opts.OnEnd(err)
+			}
 			return
 		}
 	}
 }
 
-// fail records why the stream ended and wakes the waiters.
-func (c *Client) fail(err error) {
+// fail records why the stream ended, unless Close ended it, wakes the
+// waiters and returns the error recorded.
+func (c *Client) fail(err error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ended = true
 	if !c.closed.Load() {
-		c.err = err
+		c.err = fmt.Errorf("%s: %w", c.node.GetId(), err)
 	}
 	c.signal()
+	return c.err
 }
 
 // signal wakes every WaitFor. Called with mu held.

@@ -333,7 +333,7 @@ func TestLightClientKeepsNamesOnly(t *testing.T) {
 	s.set(t, "n1", config(t, "v1", "web-routes", false))
 	var seen []string
 	c := xdstest.Start(t, s.addr, xdstest.Options{NodeID: "n1", NoHistory: true, NoBodies: true, Refs: xdstest.NewRefCache(),
-		OnResponse: func(r *xdstest.Response, res []*anypb.Any) {
+		OnResponse: func(_ *xdstest.Client, r *xdstest.Response, res []*anypb.Any) {
 			if len(res) != len(r.Names) {
 				t.Errorf("%s: %d resources for %d names", r.TypeURL, len(res), len(r.Names))
 			}

@@ -160,7 +160,7 @@ func (c *Client) answer(ts *typeState, bodies []*anypb.Any, apply func()) error 
 		}
 	}
 	if c.opts.OnResponse != nil {
-		c.opts.OnResponse(r, bodies)
+		c.opts.OnResponse(c, r, bodies)
 	}
 	return nil
 }
