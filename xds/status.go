@@ -239,9 +239,11 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		if matched {
 			nack.Version = sent.version
 		}
+		// Counted before it shows in status, so that whoever sees the
+		// NACK there finds it counted too.
+		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		n.status.LastNack = nack
 		s.mu.Unlock()
-		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		s.log.Warn("envoy rejected configuration", "node", st.nodeID, "type", typeLabel(typeURL),
 			"version", nack.Version, "error", oneLine(nack.Error))
 		return nack.Version
