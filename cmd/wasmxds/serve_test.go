@@ -23,6 +23,7 @@ import (
 	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/fetcher"
 	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -139,14 +140,12 @@ func TestServeDeliversConfigAndModules(t *testing.T) {
 		code, _ := f.get("/readyz")
 		return code == http.StatusOK
 	})
-	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
-	e.waitFor("listener, routes and the Wasm filter", func() bool {
-		return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1
-	})
+	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]string{"app": "web"}, nil)
+	st := e.Await(t, "listener, routes and the Wasm filter", hasWasmConfig)
 	sum := sha256.Sum256(f.module)
 	want := hex.EncodeToString(sum[:])
 	var remote struct{ uri, sha string }
-	for _, w := range e.wasmFilters() {
+	for _, w := range wasmFilters(st) {
 		r := w.GetConfig().GetVmConfig().GetCode().GetRemote()
 		remote.uri, remote.sha = r.GetHttpUri().GetUri(), r.GetSha256()
 	}
@@ -166,14 +165,13 @@ func TestServeDeliversConfigAndModules(t *testing.T) {
 
 func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 	f := startFixture(t)
-	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
-	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1 })
-	clusters := e.version(resource.ClusterType)
+	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]string{"app": "web"}, nil)
+	clusters := e.Await(t, "config", hasWasmConfig).Type(resource.ClusterType).Version
 
 	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9090))
-	e.waitFor("the edited cluster", func() bool { return e.version(resource.ClusterType) != clusters })
+	e.Await(t, "the edited cluster", func(s xdstest.State) bool { return s.Type(resource.ClusterType).Version != clusters })
 
-	listeners := e.version(resource.ListenerType)
+	listeners := e.State().Type(resource.ListenerType).Version
 	f.write("plugin.yaml", strings.Replace(fmt.Sprintf(pluginSpec, f.modPath, "x-first"), "failStrategy", "bogusField: 1\n  failStrategy", 1))
 	var rep statusReport
 	waitUntil(t, "the spec error in /debug/status", func() bool {
@@ -186,7 +184,7 @@ func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 	if len(rep.Plugins) != 1 || rep.Plugins[0].SHA256 == "" {
 		t.Errorf("plugins = %+v, want add-header still served from its last good spec", rep.Plugins)
 	}
-	if got := e.version(resource.ListenerType); got != listeners {
+	if got := e.State().Type(resource.ListenerType).Version; got != listeners {
 		t.Errorf("listener version changed %s → %s on a spec error", listeners, got)
 	}
 	if len(rep.Nodes) != 1 || rep.Nodes[0].Types[resource.ListenerType].Acked != listeners {
@@ -196,9 +194,10 @@ func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 
 func TestServeReportsNACKs(t *testing.T) {
 	f := startFixture(t)
-	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]any{"app": "web"})
-	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" })
-	e.rejectNext(resource.ClusterType, "cluster 'backend': rejected for the test")
+	rej := &xdstest.Rejecter{}
+	e := dialEnvoy(t, f.inst.xdsAddr, "web-1", map[string]string{"app": "web"}, rej)
+	e.Await(t, "config", func(s xdstest.State) bool { return s.Type(resource.RouteType).Version != "" })
+	rej.RejectNext(resource.ClusterType, "cluster 'backend': rejected for the test")
 	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9091))
 
 	var rep statusReport
