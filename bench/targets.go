@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/testproc"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -34,7 +35,7 @@ var Debounce = catalog.DefaultDebounce
 
 // WasmxdsProc is `wasmxds serve` run from its binary on a fixture.
 type WasmxdsProc struct {
-	proc     *Proc
+	proc     *testproc.Proc
 	addr     string
 	HTTPAddr string // module server and health endpoints
 	fixture  *Fixture
@@ -55,22 +56,22 @@ func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*
 // dir, and waits until it is ready. Its Prepare needs a fixture: use
 // StartWasmxds for convergence runs.
 func StartServe(bin, configDir string, delivery xds.Delivery, dir string) (*WasmxdsProc, error) {
-	xdsAddr, err := FreeAddr()
+	xdsAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := FreeAddr()
+	httpAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProc("wasmxds", filepath.Join(dir, "wasmxds.log"), bin, "serve", "--config-dir", configDir,
+	p, err := testproc.Start("wasmxds", filepath.Join(dir, "wasmxds.log"), nil, bin, "serve", "--config-dir", configDir,
 		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr,
 		"--advertise-url", "http://"+httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String())
 	if err != nil {
 		return nil, err
 	}
 	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr}
-	if err := WaitHTTP(p, "http://"+httpAddr+"/readyz", 60*time.Second); err != nil {
+	if err := p.WaitHTTP("http://"+httpAddr+"/readyz", 60*time.Second); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("wasmxds not ready: %w", err)
 	}
@@ -99,7 +100,7 @@ func (w *WasmxdsProc) Prepare(marker string) (func() error, error) {
 
 // FloorProc is the floor server run from its binary.
 type FloorProc struct {
-	proc     *Proc
+	proc     *testproc.Proc
 	addr     string
 	control  string
 	fixture  *Fixture
@@ -112,20 +113,20 @@ const floorModuleURL = "http://127.0.0.1:18080"
 
 // StartFloor runs the floor server and gives it the fixture's resources.
 func StartFloor(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*FloorProc, error) {
-	xdsAddr, err := FreeAddr()
+	xdsAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	control, err := FreeAddr()
+	control, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProc("xdsfloor", filepath.Join(dir, "xdsfloor.log"), bin, "--xds-listen", xdsAddr, "--control-listen", control)
+	p, err := testproc.Start("xdsfloor", filepath.Join(dir, "xdsfloor.log"), nil, bin, "--xds-listen", xdsAddr, "--control-listen", control)
 	if err != nil {
 		return nil, err
 	}
 	f := &FloorProc{proc: p, addr: xdsAddr, control: control, fixture: fx, delivery: delivery}
-	if err := WaitHTTP(p, "http://"+control+"/healthz", 30*time.Second); err != nil {
+	if err := p.WaitHTTP("http://"+control+"/healthz", 30*time.Second); err != nil {
 		p.Stop()
 		return nil, err
 	}
@@ -291,7 +292,7 @@ func StartInProcessXDS(fx *Fixture, delivery xds.Delivery) (Target, error) {
 	p.prepare = func(marker string) (func() error, error) {
 		return func() error { return fx.Edit(marker) }, nil
 	}
-	if err := Poll(10*time.Second, 5*time.Millisecond, func() error {
+	if err := testproc.Poll(10*time.Second, 5*time.Millisecond, func() error {
 		if !srv.Ready() {
 			return fmt.Errorf("xds server not ready")
 		}
