@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // envoyConcurrency is the worker count of every test Envoy. Each worker runs
@@ -26,7 +28,7 @@ type envoy struct {
 	adminPort int
 	bootstrap string
 	logPath   string
-	proc      *proc
+	proc      *testproc.Proc
 }
 
 // startEnvoy starts an Envoy whose node carries labels and whose ADS server
@@ -43,10 +45,10 @@ func startEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string
 	if err := os.WriteFile(e.bootstrap, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dumpOnFailure(t, "envoy "+nodeID, e.logPath)
+	testproc.DumpOnFailure(t, "envoy "+nodeID, e.logPath)
 	t.Cleanup(func() {
 		if e.proc != nil {
-			e.proc.stop()
+			e.proc.Stop()
 		}
 	})
 	e.start()
@@ -70,7 +72,7 @@ func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, admi
 // Envoy reports once the first CDS and LDS responses are applied.
 func (e *envoy) start() {
 	e.t.Helper()
-	p, err := startProc("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
+	p, err := testproc.Start("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
 		"-c", e.bootstrap, "--concurrency", strconv.Itoa(envoyConcurrency),
 		// The admin port is unique among running Envoys, so it makes a
 		// unique shared-memory base id too.
@@ -83,7 +85,7 @@ func (e *envoy) start() {
 	}
 	e.proc = p
 	eventually(e.t, 60*time.Second, func() error {
-		if err := p.alive(); err != nil {
+		if err := p.Alive(); err != nil {
 			return err
 		}
 		body, err := e.admin("/ready")
@@ -100,7 +102,7 @@ func (e *envoy) start() {
 // restart stops Envoy and starts it again from the same bootstrap.
 func (e *envoy) restart() {
 	e.t.Helper()
-	e.proc.stop()
+	e.proc.Stop()
 	e.start()
 }
 
