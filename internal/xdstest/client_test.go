@@ -303,7 +303,8 @@ func TestNACKKeepsTheLastAcceptedConfig(t *testing.T) {
 func TestWaitForEndsOnStreamFailureAndClose(t *testing.T) {
 	s := startADS(t)
 	s.set(t, "n1", config(t, "v1", "web-routes", false))
-	c := xdstest.Start(t, s.addr, xdstest.Options{NodeID: "n1"})
+	ended := make(chan error, 1)
+	c := xdstest.Start(t, s.addr, xdstest.Options{NodeID: "n1", OnEnd: func(err error) { ended <- err }})
 	c.Await(t, "v1", xdstest.Complete)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -317,14 +318,18 @@ func TestWaitForEndsOnStreamFailureAndClose(t *testing.T) {
 	if err := c.WaitFor(context.Background(), never); err == nil || errors.Is(err, xdstest.ErrClosed) {
 		t.Errorf("WaitFor after the server stopped = %v, want the stream's error", err)
 	}
-	if c.Err() == nil {
-		t.Error("Err() = nil after the server stopped")
+	if c.Err() == nil || <-ended == nil {
+		t.Errorf("Err() = %v after the server stopped; OnEnd told nothing", c.Err())
 	}
 
-	c2 := xdstest.Start(t, startADS(t).addr, xdstest.Options{NodeID: "n2"})
+	ended2 := make(chan error, 1)
+	c2 := xdstest.Start(t, startADS(t).addr, xdstest.Options{NodeID: "n2", OnEnd: func(err error) { ended2 <- err }})
 	c2.Close()
 	if err := c2.WaitFor(context.Background(), never); !errors.Is(err, xdstest.ErrClosed) || c2.Err() != nil {
 		t.Errorf("WaitFor after Close = %v (Err %v), want ErrClosed", err, c2.Err())
+	}
+	if err := <-ended2; err != nil {
+		t.Errorf("OnEnd after Close = %v, want nil", err)
 	}
 }
 
