@@ -117,6 +117,7 @@ type ExitedError struct {
 	Tail          string
 }
 
+// Error names the process, how it exited and the end of its log.
 func (e *ExitedError) Error() string {
 	return fmt.Sprintf("%s exited (%v); log %s:\n%s", e.Name, e.Err, e.LogPath, e.Tail)
 }

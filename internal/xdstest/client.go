@@ -45,6 +45,7 @@ type Options struct {
 	DialOptions []grpc.DialOption
 	// NACK, when set, is asked about every response before it is applied:
 	// a non-nil error rejects it, with the error's text as error_detail.
+	// It runs on the receiving goroutine and must not keep the Response.
 	NACK func(*Response) error
 	// OnResponse, when set, is called on the receiving goroutine after each
 	// response was answered and applied (or rejected), with the response's
