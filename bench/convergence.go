@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // ConvergenceOptions configures RunConvergence.
@@ -145,7 +147,7 @@ func settleRSS(t Target, idle int64, timeout time.Duration) (int64, time.Duratio
 	}
 	start := time.Now()
 	var rss int64
-	_ = Poll(timeout, 500*time.Millisecond, func() error {
+	_ = testproc.Poll(timeout, 500*time.Millisecond, func() error {
 		rss = rssOf(t)
 		if float64(rss) > 1.1*float64(idle) {
 			return fmt.Errorf("rss %d above idle %d", rss, idle)

@@ -7,13 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/wasmxds/wasmxds/internal/testenv"
 	"gopkg.in/yaml.v3"
+
+	"github.com/wasmxds/wasmxds/internal/testenv"
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // EnvoyBin finds Envoy: $ENVOY_BIN, then PATH, then the copy `make deps`
@@ -23,12 +24,12 @@ func EnvoyBin() (string, error) { return testenv.Envoy() }
 // StartEnvoy bootstraps an Envoy with `wasmxds bootstrap` (node id,
 // labels, ADS address), its admin on a free port, and waits until it is
 // live.
-func StartEnvoy(wasmxdsBin, xdsAddr, nodeID string, labels map[string]string, dir string) (*Proc, error) {
+func StartEnvoy(wasmxdsBin, xdsAddr, nodeID string, labels map[string]string, dir string) (*testproc.Proc, error) {
 	envoy, err := EnvoyBin()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := FreeAddr()
+	admin, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -49,12 +50,12 @@ func StartEnvoy(wasmxdsBin, xdsAddr, nodeID string, labels map[string]string, di
 	if err := os.WriteFile(bootstrap, out, 0o644); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	p, err := StartProc("envoy", filepath.Join(dir, "envoy.log"), envoy, "-c", bootstrap,
+	p, err := testproc.Start("envoy", filepath.Join(dir, "envoy.log"), nil, envoy, "-c", bootstrap,
 		"--concurrency", "2", "--base-id", adminPort, "--log-level", "warn")
 	if err != nil {
 		return nil, err
 	}
-	if err := WaitHTTP(p, "http://"+admin+"/ready", 60*time.Second); err != nil {
+	if err := p.WaitHTTP("http://"+admin+"/ready", 60*time.Second); err != nil {
 		p.Stop()
 		return nil, err
 	}
@@ -162,7 +163,7 @@ spec:
 
 // WaitHeader polls url until header x-plugin-config contains want.
 func WaitHeader(c *http.Client, url, want string, timeout time.Duration) error {
-	return Poll(timeout, 2*time.Millisecond, func() error {
+	return testproc.Poll(timeout, 2*time.Millisecond, func() error {
 		resp, err := c.Get(url)
 		if err != nil {
 			return err
@@ -173,14 +174,4 @@ func WaitHeader(c *http.Client, url, want string, timeout time.Duration) error {
 		}
 		return nil
 	})
-}
-
-// FreePort returns a loopback port that was free a moment ago.
-func FreePort() (int, error) {
-	addr, err := FreeAddr()
-	if err != nil {
-		return 0, err
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	return strconv.Atoi(port)
 }

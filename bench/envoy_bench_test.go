@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmxds/wasmxds/internal/testproc"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -74,7 +75,7 @@ func envoyRun(b *testing.B, bins Binaries, d xds.Delivery, module, upstream stri
 	if err := os.MkdirAll(configDir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	port, err := FreePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func envoyRun(b *testing.B, bins Binaries, d xds.Delivery, module, upstream stri
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	probe := &http.Client{Timeout: 5 * time.Second}
 	if err := WaitHeader(probe, url, "start", 60*time.Second); err != nil {
-		b.Fatalf("%s: initial config never visible: %v\n%s", d, err, Tail(envoy.LogPath, 20))
+		b.Fatalf("%s: initial config never visible: %v\n%s", d, err, testproc.Tail(envoy.LogPath, 20))
 	}
 	res := envoyResult{delivery: d}
 	res.edits = timedEdits(b, configDir, module, url, probe, "edit", edits)

@@ -1,19 +1,17 @@
 package bench
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
 // Mode is how a simulated Envoy speaks ADS.
@@ -44,19 +42,21 @@ type FleetOptions struct {
 	Dialing int
 }
 
-// Fleet is a set of simulated Envoys, each on its own gRPC connection and
-// ADS stream, that subscribe to clusters and listeners, follow listeners to
-// their route configurations and ECDS filters, and ACK every response.
+// Fleet is a set of simulated Envoys (xdstest clients), each on its own
+// gRPC connection and ADS stream, that subscribe to clusters and
+// listeners, follow listeners to their route configurations and ECDS
+// filters, and ACK every response.
 type Fleet struct {
-	opts    FleetOptions
-	clients []*client
-	ready   atomic.Int64
-	failed  atomic.Int64
-	round   atomic.Pointer[Round]
-	refs    refCache
+	opts     FleetOptions
+	clients  []*xdstest.Client
+	refs     *xdstest.RefCache
+	ready    atomic.Int64
+	allReady chan struct{} // closed when every client holds its configuration
+	round    atomic.Pointer[Round]
 
 	errMu    sync.Mutex
 	firstErr error
+	failed   chan struct{} // closed on the first failure
 }
 
 // StartFleet connects every client and waits until each holds clusters,
@@ -74,19 +74,24 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	if opts.Dialing <= 0 {
 		opts.Dialing = 128
 	}
-	f := &Fleet{opts: opts, clients: make([]*client, opts.Clients)}
+	f := &Fleet{opts: opts, clients: make([]*xdstest.Client, opts.Clients), refs: xdstest.NewRefCache(),
+		allReady: make(chan struct{}), failed: make(chan struct{})}
+	if opts.Clients == 0 {
+		close(f.allReady)
+	}
 	sem := make(chan struct{}, opts.Dialing)
 	var wg sync.WaitGroup
 	for i := range f.clients {
-		c := f.newClient(i)
-		f.clients[i] = c
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := c.start(); err != nil {
-				f.fail(fmt.Errorf("client %d: %w", c.idx, err))
+			c, err := xdstest.Dial(opts.Addr, f.clientOptions(i))
+			if err != nil {
+				f.fail(fmt.Errorf("client %d: %w", i, err))
+				return
 			}
+			f.clients[i] = c
 		}()
 	}
 	wg.Wait()
@@ -97,22 +102,67 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	return f, nil
 }
 
+// clientOptions make client i: its group's labels, SotW or delta by the
+// mode, and nothing kept beyond names and versions.
+func (f *Fleet) clientOptions(i int) xdstest.Options {
+	return xdstest.Options{
+		Delta:       f.opts.Mode == ModeDelta || (f.opts.Mode == ModeMixed && i%2 == 1),
+		NodeID:      fmt.Sprintf("bench-%05d", i),
+		Cluster:     "bench",
+		Labels:      f.opts.Labels(i % f.opts.Groups),
+		DialOptions: clientDialOptions(),
+		NoHistory:   true,
+		NoBodies:    true,
+		Refs:        f.refs,
+		OnResponse:  f.observer(i),
+		OnEnd: func(err error) {
+			if err != nil {
+				f.fail(fmt.Errorf("client %d: %w", i, err))
+			}
+		},
+	}
+}
+
+// observer is client idx's OnResponse: it counts the client ready once it
+// holds its whole configuration, and records its ACK of the round's
+// change.
+func (f *Fleet) observer(idx int) func(*xdstest.Client, *xdstest.Response, []*anypb.Any) {
+	ready := false // only this client's receiving goroutine touches it
+	return func(c *xdstest.Client, r *xdstest.Response, resources []*anypb.Any) {
+		if round := f.round.Load(); round != nil && !r.NACKed && carries(resources, round.marker) {
+			round.record(idx)
+		}
+		if !ready && c.Check(xdstest.Complete) {
+			ready = true
+			if f.ready.Add(1) == int64(len(f.clients)) {
+				close(f.allReady)
+			}
+		}
+	}
+}
+
+func carries(resources []*anypb.Any, marker []byte) bool {
+	for _, a := range resources {
+		if bytes.Contains(a.GetValue(), marker) {
+			return true
+		}
+	}
+	return false
+}
+
 // DefaultLabels are the labels of a group when FleetOptions.Labels is nil.
 func DefaultLabels(group int) map[string]string {
 	return map[string]string{"app": "bench", "group": fmt.Sprintf("g%03d", group)}
 }
 
-// WaitReady polls until every client holds its full configuration.
+// WaitReady waits until every client holds its full configuration, a
+// client fails, or ctx ends.
 func (f *Fleet) WaitReady(ctx context.Context) error {
-	for f.ready.Load() < int64(len(f.clients)) {
-		if err := f.Err(); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d clients ready: %w", f.ready.Load(), len(f.clients), ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
+	select {
+	case <-f.allReady:
+	case <-f.failed:
+	case <-ctx.Done():
+		return fmt.Errorf("%d of %d clients ready: %w", f.ready.Load(), len(f.clients), ctx.Err())
 	}
 	return f.Err()
 }
@@ -125,11 +175,11 @@ func (f *Fleet) Err() error {
 }
 
 func (f *Fleet) fail(err error) {
-	f.failed.Add(1)
 	f.errMu.Lock()
 	defer f.errMu.Unlock()
 	if f.firstErr == nil {
 		f.firstErr = err
+		close(f.failed)
 	}
 }
 
@@ -141,7 +191,7 @@ func (f *Fleet) Close() {
 			continue
 		}
 		wg.Add(1)
-		go func() { defer wg.Done(); c.close() }()
+		go func() { defer wg.Done(); c.Close() }()
 	}
 	wg.Wait()
 }
@@ -153,32 +203,33 @@ type Round struct {
 	start  time.Time
 	acked  []atomic.Int64 // per client: nanoseconds from start + 1; 0 = not yet
 	count  atomic.Int64
+	all    chan struct{} // closed when every client ACKed
 }
 
 // Begin starts tracking a change whose resources contain marker, timed from
 // now. Call it just before making the change.
 func (f *Fleet) Begin(marker string) *Round {
-	r := &Round{marker: []byte(marker), acked: make([]atomic.Int64, len(f.clients))}
+	r := &Round{marker: []byte(marker), acked: make([]atomic.Int64, len(f.clients)), all: make(chan struct{})}
+	if len(f.clients) == 0 {
+		close(r.all)
+	}
 	r.start = time.Now()
 	f.round.Store(r)
 	return r
 }
 
-// Wait polls until every client has ACKed the change or ctx ends, and
-// returns the per-client delays; clients that never ACKed are left out.
+// Wait waits until every client has ACKed the change, a client fails, or
+// ctx ends, and returns the per-client delays; clients that never ACKed
+// are left out.
 func (r *Round) Wait(ctx context.Context, f *Fleet) ([]time.Duration, error) {
 	var err error
-	for r.count.Load() < int64(len(r.acked)) {
-		if err = f.Err(); err != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			err = fmt.Errorf("%d of %d clients ACKed: %w", r.count.Load(), len(r.acked), ctx.Err())
-		case <-time.After(5 * time.Millisecond):
-			continue
-		}
-		break
+	select {
+	case <-r.all:
+		err = f.Err()
+	case <-f.failed:
+		err = f.Err()
+	case <-ctx.Done():
+		err = fmt.Errorf("%d of %d clients ACKed: %w", r.count.Load(), len(r.acked), ctx.Err())
 	}
 	out := make([]time.Duration, 0, len(r.acked))
 	for i := range r.acked {
@@ -191,146 +242,19 @@ func (r *Round) Wait(ctx context.Context, f *Fleet) ([]time.Duration, error) {
 
 func (r *Round) record(idx int) {
 	if r.acked[idx].CompareAndSwap(0, int64(time.Since(r.start))+1) {
-		r.count.Add(1)
+		if r.count.Add(1) == int64(len(r.acked)) {
+			close(r.all)
+		}
 	}
-}
-
-// client is one simulated Envoy.
-type client struct {
-	f      *Fleet
-	idx    int
-	delta  bool
-	node   *corev3.Node
-	conn   *grpc.ClientConn
-	cancel context.CancelFunc
-	done   chan struct{}
-	closed atomic.Bool
-	sotw   discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResourcesClient
-	dstr   discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
-	// Owned by the receive goroutine once it runs.
-	types   map[string]*typeState
-	isReady bool
-}
-
-// typeState is what a client holds for one resource type.
-type typeState struct {
-	version    string
-	nonce      string
-	received   bool
-	subscribed []string          // names, for RDS and ECDS
-	listeners  map[string][]byte // listener bytes by name, for following references
-}
-
-func (f *Fleet) newClient(i int) *client {
-	group := i % f.opts.Groups
-	delta := f.opts.Mode == ModeDelta || (f.opts.Mode == ModeMixed && i%2 == 1)
-	return &client{f: f, idx: i, delta: delta, done: make(chan struct{}),
-		node:  benchNode(fmt.Sprintf("bench-%05d", i), f.opts.Labels(group)),
-		types: map[string]*typeState{}}
-}
-
-func benchNode(id string, labels map[string]string) *corev3.Node {
-	fields := make(map[string]any, len(labels))
-	for k, v := range labels {
-		fields[k] = v
-	}
-	meta, err := structpb.NewStruct(map[string]any{"labels": fields})
-	if err != nil {
-		panic(err) // strings only: cannot fail
-	}
-	return &corev3.Node{Id: id, Cluster: "bench", Metadata: meta}
 }
 
 // clientDialOptions keep the load generator's own memory small: its
 // buffers are not what is being measured.
 func clientDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithReadBufferSize(8 << 10),
 		grpc.WithWriteBufferSize(8 << 10),
 		grpc.WithSharedWriteBuffer(true),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
 	}
 }
-
-// start opens the stream and sends the initial wildcard requests for
-// clusters and listeners, as Envoy does with ADS.
-func (c *client) start() error {
-	conn, err := grpc.NewClient("passthrough:///"+c.f.opts.Addr, clientDialOptions()...)
-	if err != nil {
-		close(c.done)
-		return fmt.Errorf("dial: %w", err)
-	}
-	c.conn = conn
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	ads := discoverygrpc.NewAggregatedDiscoveryServiceClient(conn)
-	if c.delta {
-		c.dstr, err = ads.DeltaAggregatedResources(ctx)
-	} else {
-		c.sotw, err = ads.StreamAggregatedResources(ctx)
-	}
-	if err == nil {
-		err = c.send(resource.ClusterType, c.node, nil, nil)
-	}
-	if err == nil {
-		err = c.send(resource.ListenerType, nil, nil, nil)
-	}
-	if err != nil {
-		close(c.done)
-		return fmt.Errorf("open stream: %w", err)
-	}
-	go c.loop()
-	return nil
-}
-
-func (c *client) close() {
-	c.closed.Store(true)
-	if c.cancel != nil {
-		c.cancel()
-	}
-	<-c.done
-	if c.conn != nil {
-		_ = c.conn.Close()
-	}
-}
-
-func (c *client) loop() {
-	defer close(c.done)
-	for {
-		err := c.receive()
-		if err != nil {
-			if !c.closed.Load() {
-				c.f.fail(fmt.Errorf("client %d: %w", c.idx, err))
-			}
-			return
-		}
-	}
-}
-
-// markReady counts the client once it holds every type it asked for.
-func (c *client) markReady() {
-	if c.isReady {
-		return
-	}
-	for _, t := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType, resource.ExtensionConfigType} {
-		st := c.types[t]
-		needed := t == resource.ClusterType || t == resource.ListenerType || (st != nil && len(st.subscribed) > 0)
-		if needed && (st == nil || !st.received) {
-			return
-		}
-	}
-	c.isReady = true
-	c.f.ready.Add(1)
-}
-
-func (c *client) state(typeURL string) *typeState {
-	st := c.types[typeURL]
-	if st == nil {
-		st = &typeState{}
-		c.types[typeURL] = st
-	}
-	return st
-}
-
-var errUnexpectedType = errors.New("response of a type never requested")

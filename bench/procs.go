@@ -2,11 +2,8 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,77 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 )
-
-// Proc is a child process whose output goes to a log file.
-type Proc struct {
-	Name    string
-	LogPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-}
-
-// StartProc starts argv with stdout and stderr appended to logPath. The
-// child is killed if this process dies first.
-func StartProc(name, logPath string, argv ...string) (*Proc, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("%s: open log: %w", name, err)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("%s: start: %w", name, err)
-	}
-	p := &Proc{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// PID is the child's process id.
-func (p *Proc) PID() int { return p.cmd.Process.Pid }
-
-// Alive returns an error, with the end of the log, once the process exited.
-func (p *Proc) Alive() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited (%v); log %s:\n%s", p.Name, p.waitErr, p.LogPath, Tail(p.LogPath, 20))
-	default:
-		return nil
-	}
-}
-
-// Stop sends SIGTERM and kills the process if it has not exited in 10 s.
-func (p *Proc) Stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// Tail returns the last n lines of a file, for error messages.
-func Tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
-}
 
 // RSS returns a process's resident set size in bytes, from
 // /proc/<pid>/status VmRSS.
@@ -120,47 +47,6 @@ func RaiseFileLimit() (uint64, error) {
 		return 0, fmt.Errorf("setrlimit: %w", err)
 	}
 	return lim.Cur, nil
-}
-
-// FreeAddr returns a 127.0.0.1 address whose port was free a moment ago.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
-// Poll calls f until it returns nil or timeout passes, then returns f's
-// last error.
-func Poll(timeout, every time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(every)
-	}
-}
-
-// WaitHTTP polls url until it answers 200, failing early if p exits.
-func WaitHTTP(p *Proc, url string, timeout time.Duration) error {
-	return Poll(timeout, 20*time.Millisecond, func() error {
-		if err := p.Alive(); err != nil {
-			return err
-		}
-		resp, err := http.Get(url)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		return nil
-	})
 }
 
 // RepoRoot is the module root: this package lives in <root>/bench.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/internal/controlplane"
+	"github.com/wasmxds/wasmxds/internal/testproc"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -36,7 +37,7 @@ var Debounce = catalog.DefaultDebounce
 
 // WasmxdsProc is `wasmxds serve` run from its binary on a fixture.
 type WasmxdsProc struct {
-	proc      *Proc
+	proc      *testproc.Proc
 	addr      string
 	HTTPAddr  string // module server
 	AdminAddr string // health, metrics, status
@@ -58,26 +59,26 @@ func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*
 // dir, and waits until it is ready. Its Prepare needs a fixture: use
 // StartWasmxds for convergence runs.
 func StartServe(bin, configDir string, delivery xds.Delivery, dir string) (*WasmxdsProc, error) {
-	xdsAddr, err := FreeAddr()
+	xdsAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	httpAddr, err := FreeAddr()
+	httpAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	adminAddr, err := FreeAddr()
+	adminAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProc("wasmxds", filepath.Join(dir, "wasmxds.log"), bin, "serve", "--config-dir", configDir,
+	p, err := testproc.Start("wasmxds", filepath.Join(dir, "wasmxds.log"), nil, bin, "serve", "--config-dir", configDir,
 		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr,
 		"--advertise-url", "http://"+httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String())
 	if err != nil {
 		return nil, err
 	}
 	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr, AdminAddr: adminAddr}
-	if err := WaitHTTP(p, "http://"+adminAddr+"/readyz", 60*time.Second); err != nil {
+	if err := p.WaitHTTP("http://"+adminAddr+"/readyz", 60*time.Second); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("wasmxds not ready: %w", err)
 	}
@@ -106,7 +107,7 @@ func (w *WasmxdsProc) Prepare(marker string) (func() error, error) {
 
 // FloorProc is the floor server run from its binary.
 type FloorProc struct {
-	proc     *Proc
+	proc     *testproc.Proc
 	addr     string
 	control  string
 	fixture  *Fixture
@@ -119,20 +120,20 @@ const floorModuleURL = "http://127.0.0.1:18080"
 
 // StartFloor runs the floor server and gives it the fixture's resources.
 func StartFloor(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*FloorProc, error) {
-	xdsAddr, err := FreeAddr()
+	xdsAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	control, err := FreeAddr()
+	control, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartProc("xdsfloor", filepath.Join(dir, "xdsfloor.log"), bin, "--xds-listen", xdsAddr, "--control-listen", control)
+	p, err := testproc.Start("xdsfloor", filepath.Join(dir, "xdsfloor.log"), nil, bin, "--xds-listen", xdsAddr, "--control-listen", control)
 	if err != nil {
 		return nil, err
 	}
 	f := &FloorProc{proc: p, addr: xdsAddr, control: control, fixture: fx, delivery: delivery}
-	if err := WaitHTTP(p, "http://"+control+"/healthz", 30*time.Second); err != nil {
+	if err := p.WaitHTTP("http://"+control+"/healthz", 30*time.Second); err != nil {
 		p.Stop()
 		return nil, err
 	}
@@ -295,7 +296,7 @@ func StartInProcessXDS(fx *Fixture, delivery xds.Delivery) (Target, error) {
 		_ = os.RemoveAll(cacheDir)
 	}
 	p := &runtimeTarget{addr: cp.XDSAddr(), stop: stop, fx: fx}
-	if err := Poll(30*time.Second, 5*time.Millisecond, func() error {
+	if err := testproc.Poll(30*time.Second, 5*time.Millisecond, func() error {
 		if !cp.Status().Ready {
 			return errors.New("wasmxds not ready")
 		}

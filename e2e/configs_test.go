@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // TestLocalDemoSpecsResolve serves the shipped configs/local as it is and
@@ -184,7 +186,7 @@ func TestMeshSpecsAsLocalProcesses(t *testing.T) {
 	// Envoy writes its log file in batches, so poll for the line.
 	for _, e := range []*envoy{fe, be} {
 		eventually(t, applyTimeout, func() error {
-			if !strings.Contains(tail(e.logPath, 2000), loggerLine) {
+			if !strings.Contains(testproc.Tail(e.logPath, 2000), loggerLine) {
 				return fmt.Errorf("Envoy %s: header-logger did not log %q", e.nodeID, loggerLine)
 			}
 			return nil

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // envoyConcurrency is the worker count of every test Envoy. Each worker runs
@@ -26,7 +28,7 @@ type envoy struct {
 	adminPort int
 	bootstrap string
 	logPath   string
-	proc      *proc
+	proc      *testproc.Proc
 }
 
 // startEnvoy starts an Envoy whose node carries labels and whose ADS server
@@ -52,10 +54,10 @@ func newEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string, 
 	if err := os.WriteFile(e.bootstrap, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	dumpOnFailure(t, "envoy "+nodeID, e.logPath)
+	testproc.DumpOnFailure(t, "envoy "+nodeID, e.logPath)
 	t.Cleanup(func() {
 		if e.proc != nil {
-			e.proc.stop()
+			e.proc.Stop()
 		}
 	})
 	return e
@@ -80,7 +82,7 @@ func (e *envoy) start() {
 	e.t.Helper()
 	p := e.launch()
 	eventually(e.t, 60*time.Second, func() error {
-		if err := p.alive(); err != nil {
+		if err := p.Alive(); err != nil {
 			return err
 		}
 		body, err := e.admin("/ready")
@@ -95,9 +97,9 @@ func (e *envoy) start() {
 }
 
 // launch starts Envoy without waiting for its configuration.
-func (e *envoy) launch() *proc {
+func (e *envoy) launch() *testproc.Proc {
 	e.t.Helper()
-	p, err := startProc("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
+	p, err := testproc.Start("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
 		"-c", e.bootstrap, "--concurrency", strconv.Itoa(envoyConcurrency),
 		// The admin port is unique among running Envoys, so it makes a
 		// unique shared-memory base id too.
@@ -115,7 +117,7 @@ func (e *envoy) launch() *proc {
 // restart stops Envoy and starts it again from the same bootstrap.
 func (e *envoy) restart() {
 	e.t.Helper()
-	e.proc.stop()
+	e.proc.Stop()
 	e.start()
 }
 

@@ -50,7 +50,7 @@ func newSingle(t *testing.T, opts serverOptions, app string, specs map[string]st
 func (f *single) waitFor(t *testing.T, check func() error) {
 	t.Helper()
 	eventually(t, applyTimeout, func() error {
-		if err := f.srv.proc.alive(); err != nil {
+		if err := f.srv.proc.Alive(); err != nil {
 			return err
 		}
 		return steady(steadyReplies, check)()

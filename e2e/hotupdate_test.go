@@ -142,7 +142,7 @@ func (l *load) step(t *testing.T, f *single, what, spec string, isNew func(reply
 	edit := time.Now()
 	f.srv.writeSpec(pluginFile, spec)
 	err := poll(applyTimeout, func() error {
-		if err := f.srv.proc.alive(); err != nil {
+		if err := f.srv.proc.Alive(); err != nil {
 			return err
 		}
 		for name := range loadClients {

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // toolPaths are the external programs the suite runs.
@@ -63,7 +65,7 @@ func runSuite(m *testing.M) int {
 	shared.registry.stop()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "---- shared registry log, last lines:\n%s\n",
-			tail(filepath.Join(shared.registry.dir, "registry.log"), 40))
+			testproc.Tail(filepath.Join(shared.registry.dir, "registry.log"), 40))
 	}
 	return code
 }

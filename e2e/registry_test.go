@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // registry is a running Debian docker-registry (distribution 2.x) on
@@ -20,13 +22,13 @@ type registry struct {
 	cfgPath  string
 	user     string // set when htpasswd auth is on
 	password string
-	proc     *proc
+	proc     *testproc.Proc
 }
 
 // startRegistry starts docker-registry with filesystem storage under dir.
 // With user set, it requires htpasswd basic auth.
 func startRegistry(dir, user, password string) (*registry, error) {
-	port, err := nextFreePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -66,14 +68,14 @@ http:
 
 // start (re)starts the registry process on its address and waits for /v2/.
 func (r *registry) start() error {
-	p, err := startProc("registry", filepath.Join(r.dir, "registry.log"), nil,
+	p, err := testproc.Start("registry", filepath.Join(r.dir, "registry.log"), nil,
 		tools.registry, "serve", r.cfgPath)
 	if err != nil {
 		return err
 	}
 	r.proc = p
 	err = poll(20*time.Second, func() error {
-		if err := p.alive(); err != nil {
+		if err := p.Alive(); err != nil {
 			return err
 		}
 		resp, err := http.Get("http://" + r.addr + "/v2/")
@@ -88,7 +90,7 @@ func (r *registry) start() error {
 		return nil
 	})
 	if err != nil {
-		p.stop()
+		p.Stop()
 		return fmt.Errorf("registry on %s: %w", r.addr, err)
 	}
 	return nil
@@ -96,7 +98,7 @@ func (r *registry) start() error {
 
 func (r *registry) stop() {
 	if r.proc != nil {
-		r.proc.stop()
+		r.proc.Stop()
 	}
 }
 
@@ -108,7 +110,7 @@ func startRegistryT(t testing.TB, user, password string) *registry {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.stop)
-	dumpOnFailure(t, "registry", filepath.Join(r.dir, "registry.log"))
+	testproc.DumpOnFailure(t, "registry", filepath.Join(r.dir, "registry.log"))
 	return r
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // serverOptions configures a wasmxds serve process.
@@ -34,7 +36,7 @@ type server struct {
 	httpAddr  string // modules
 	adminAddr string // health, status, metrics
 	logPath   string
-	proc      *proc
+	proc      *testproc.Proc
 }
 
 // startServer starts wasmxds on free ports with an empty config directory
@@ -63,10 +65,10 @@ func startServerWith(t testing.TB, opts serverOptions, before func(*server)) *se
 			t.Fatal(err)
 		}
 	}
-	dumpOnFailure(t, "wasmxds", s.logPath)
+	testproc.DumpOnFailure(t, "wasmxds", s.logPath)
 	t.Cleanup(func() {
 		if s.proc != nil {
-			s.proc.stop()
+			s.proc.Stop()
 		}
 	})
 	if before != nil {
@@ -90,13 +92,13 @@ func (s *server) start() {
 	for _, r := range append([]string{shared.registry.addr}, s.opts.insecure...) {
 		args = append(args, "--insecure-registry", r)
 	}
-	p, err := startProc("wasmxds", s.logPath, s.opts.env, args...)
+	p, err := testproc.Start("wasmxds", s.logPath, s.opts.env, args...)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	s.proc = p
 	eventually(s.t, 30*time.Second, func() error {
-		if err := p.alive(); err != nil {
+		if err := p.Alive(); err != nil {
 			return err
 		}
 		return s.get("/readyz", nil)
@@ -106,7 +108,7 @@ func (s *server) start() {
 // restart stops the process and starts it again with the same flags.
 func (s *server) restart() {
 	s.t.Helper()
-	s.proc.stop()
+	s.proc.Stop()
 	s.start()
 }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // staticMesh is one wasmxds with two Envoys (app=a, app=b) and specs that do
@@ -113,7 +115,7 @@ func (m *staticMesh) addHeaderOnMatchingNode(t *testing.T) {
 		if _, err := get(m.portB, "/"); err != nil {
 			return err
 		}
-		if !strings.Contains(tail(m.b.logPath, 1000), loggerLine) {
+		if !strings.Contains(testproc.Tail(m.b.logPath, 1000), loggerLine) {
 			return fmt.Errorf("Envoy b's log has no %q", loggerLine)
 		}
 		return nil

@@ -146,11 +146,15 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 	if err := s.attach(key, node); err != nil {
 		return "", err
 	}
+	if errDetail != nil {
+		// Counted before status shows it, so that a reader who sees the
+		// NACK in status also sees it in the metric.
+		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
+	}
 	nack, acked, nodeID := s.tracker.request(key, typeURL, version, nonce, errDetail)
 	s.log.Debug("discovery request", "node", nodeID, "type", typeLabel(typeURL), "version", version,
 		"nonce", nonce, "nack", errDetail != nil)
 	if nack != nil {
-		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		s.log.Warn("envoy rejected configuration", "node", nodeID, "type", typeLabel(typeURL),
 			"version", nack.Version, "error", oneLine(nack.Error))
 		return nack.Version, nil

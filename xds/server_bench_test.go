@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
 // benchServer is a server with n node groups known, as if one node of each
@@ -21,9 +21,9 @@ func benchServer(b *testing.B, groups int) *Server {
 	for i := range groups {
 		key := streamKey{id: int64(i)}
 		srv.tracker.open(key, "")
-		srv.attach(key, &corev3.Node{Id: fmt.Sprint("n", i), Metadata: fxNode("", map[string]string{
+		srv.attach(key, xdstest.Node(fmt.Sprint("n", i), "", map[string]string{
 			"app": []string{"a", "b"}[i%2], "shard": fmt.Sprint(i),
-		}).GetMetadata()})
+		}))
 	}
 	return srv
 }

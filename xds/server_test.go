@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
 var modes = []struct {
@@ -23,15 +25,15 @@ func TestNodeReceivesItsGroupConfigAndACKs(t *testing.T) {
 			srv, addr, _ := startServer(t, ServerOptions{})
 			srv.Update(testInput(8080, DeliveryLDS))
 			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
-			e.waitFor("config", hasConfig)
+			e.Await(t, "config", xdstest.Complete)
 
-			if got := e.names(resource.ListenerType); !slices.Equal(got, []string{"ingress-a"}) {
+			if got := e.State().Type(resource.ListenerType).Names(); !slices.Equal(got, []string{"ingress-a"}) {
 				t.Errorf("listeners = %v, want only ingress-a (selected by app=a)", got)
 			}
-			if got := e.names(resource.RouteType); !slices.Equal(got, []string{"ingress-a"}) {
+			if got := e.State().Type(resource.RouteType).Names(); !slices.Equal(got, []string{"ingress-a"}) {
 				t.Errorf("routes = %v", got)
 			}
-			if got := e.names(resource.ClusterType); !slices.Equal(got, []string{"backend"}) {
+			if got := e.State().Type(resource.ClusterType).Names(); !slices.Equal(got, []string{"backend"}) {
 				t.Errorf("clusters = %v", got)
 			}
 			waitStatus(t, srv, "envoy-a", func(n NodeStatus) bool { return allACKed(n, 3) })
@@ -39,8 +41,8 @@ func TestNodeReceivesItsGroupConfigAndACKs(t *testing.T) {
 			if n.Group != "app=a" || n.Cluster != "test" || n.Delta != m.delta || n.Labels["app"] != "a" {
 				t.Errorf("status = %+v", n)
 			}
-			if got := n.Types[resource.ListenerType].Acked; got != e.snapshot(resource.ListenerType).version {
-				t.Errorf("acked listener version %q, envoy holds %q", got, e.snapshot(resource.ListenerType).version)
+			if got := n.Types[resource.ListenerType].Acked; got != e.State().Type(resource.ListenerType).Version {
+				t.Errorf("acked listener version %q, envoy holds %q", got, e.State().Type(resource.ListenerType).Version)
 			}
 		})
 	}
@@ -52,10 +54,10 @@ func TestECDSDeliversExtensionConfigs(t *testing.T) {
 			srv, addr, _ := startServer(t, ServerOptions{})
 			srv.Update(testInput(8080, DeliveryECDS))
 			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
-			e.waitFor("extension configs", func(e *fakeEnvoy) bool {
-				return hasConfig(e) && e.snapshot(resource.ExtensionConfigType).version != ""
+			e.Await(t, "extension configs", func(s xdstest.State) bool {
+				return xdstest.Complete(s) && s.Type(resource.ExtensionConfigType).Version != ""
 			})
-			if got := e.names(resource.ExtensionConfigType); !slices.Equal(got, []string{"plugin-a"}) {
+			if got := e.State().Type(resource.ExtensionConfigType).Names(); !slices.Equal(got, []string{"plugin-a"}) {
 				t.Errorf("extension configs = %v, want [plugin-a]", got)
 			}
 		})
@@ -70,20 +72,20 @@ func TestGroupsShareSnapshotsByLabelSet(t *testing.T) {
 			a1 := connectEnvoy(t, addr, "a1", map[string]string{"app": "a"}, m.delta)
 			a2 := connectEnvoy(t, addr, "a2", map[string]string{"app": "a"}, m.delta)
 			b := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, m.delta)
-			for _, e := range []*fakeEnvoy{a1, a2, b} {
-				e.waitFor("config", hasConfig)
+			for _, e := range []*xdstest.Client{a1, a2, b} {
+				e.Await(t, "config", xdstest.Complete)
 			}
-			if v1, v2 := a1.snapshot(resource.ListenerType).version, a2.snapshot(resource.ListenerType).version; v1 != v2 {
+			if v1, v2 := a1.State().Type(resource.ListenerType).Version, a2.State().Type(resource.ListenerType).Version; v1 != v2 {
 				t.Errorf("same labels, different listener versions %q and %q", v1, v2)
 			}
-			if va, vb := a1.snapshot(resource.ListenerType).version, b.snapshot(resource.ListenerType).version; va == vb {
+			if va, vb := a1.State().Type(resource.ListenerType).Version, b.State().Type(resource.ListenerType).Version; va == vb {
 				t.Errorf("app=a and app=b got the same listener version %q", va)
 			}
-			if got := b.names(resource.ListenerType); !slices.Equal(got, []string{"ingress-b"}) {
+			if got := b.State().Type(resource.ListenerType).Names(); !slices.Equal(got, []string{"ingress-b"}) {
 				t.Errorf("b listeners = %v", got)
 			}
 			// The cluster set does not depend on labels: equal content, equal version.
-			if va, vb := a1.snapshot(resource.ClusterType).version, b.snapshot(resource.ClusterType).version; va != vb {
+			if va, vb := a1.State().Type(resource.ClusterType).Version, b.State().Type(resource.ClusterType).Version; va != vb {
 				t.Errorf("identical clusters got versions %q and %q", va, vb)
 			}
 			if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 2 {
@@ -102,31 +104,31 @@ func TestNewInputReachesNodeAndIdenticalInputPushesNothing(t *testing.T) {
 			srv, addr, _ := startServer(t, ServerOptions{})
 			srv.Update(testInput(8080, DeliveryLDS))
 			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
-			e.waitFor("config", hasConfig)
-			first := e.snapshot(resource.ClusterType)
-			listeners := e.snapshot(resource.ListenerType)
+			e.Await(t, "config", xdstest.Complete)
+			first := e.State().Type(resource.ClusterType)
+			listeners := e.State().Type(resource.ListenerType)
 
 			srv.Update(testInput(9090, DeliveryLDS))
-			e.waitFor("new cluster version", func(e *fakeEnvoy) bool {
-				return e.snapshot(resource.ClusterType).version != first.version
+			e.Await(t, "new cluster version", func(s xdstest.State) bool {
+				return s.Type(resource.ClusterType).Version != first.Version
 			})
-			second := e.snapshot(resource.ClusterType)
-			if second.responses != first.responses+1 {
-				t.Errorf("cluster responses %d → %d, want one more", first.responses, second.responses)
+			second := e.State().Type(resource.ClusterType)
+			if second.Responses != first.Responses+1 {
+				t.Errorf("cluster responses %d → %d, want one more", first.Responses, second.Responses)
 			}
 
 			// Rebuilt but identical input: nothing is sent. The next real
 			// change must then be the very next response.
 			srv.Update(testInput(9090, DeliveryLDS))
 			srv.Update(testInput(7070, DeliveryLDS))
-			e.waitFor("third cluster version", func(e *fakeEnvoy) bool {
-				return e.snapshot(resource.ClusterType).version != second.version
+			e.Await(t, "third cluster version", func(s xdstest.State) bool {
+				return s.Type(resource.ClusterType).Version != second.Version
 			})
-			if got := e.snapshot(resource.ClusterType).responses; got != second.responses+1 {
-				t.Errorf("cluster responses %d → %d: the identical input pushed something", second.responses, got)
+			if got := e.State().Type(resource.ClusterType).Responses; got != second.Responses+1 {
+				t.Errorf("cluster responses %d → %d: the identical input pushed something", second.Responses, got)
 			}
-			if got := e.snapshot(resource.ListenerType); got.responses != listeners.responses || got.version != listeners.version {
-				t.Errorf("listeners did not change but were pushed again: %d → %d responses", listeners.responses, got.responses)
+			if got := e.State().Type(resource.ListenerType); got.Responses != listeners.Responses || got.Version != listeners.Version {
+				t.Errorf("listeners did not change but were pushed again: %d → %d responses", listeners.Responses, got.Responses)
 			}
 		})
 	}
@@ -139,9 +141,9 @@ func TestVersionsAreContentHashes(t *testing.T) {
 		srv, addr, _ := startServer(t, ServerOptions{})
 		srv.Update(testInput(8080, DeliveryLDS))
 		e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, false)
-		e.waitFor("config", hasConfig)
-		return fmt.Sprint(e.snapshot(resource.ClusterType).version, e.snapshot(resource.ListenerType).version,
-			e.snapshot(resource.RouteType).version)
+		e.Await(t, "config", xdstest.Complete)
+		return fmt.Sprint(e.State().Type(resource.ClusterType).Version, e.State().Type(resource.ListenerType).Version,
+			e.State().Type(resource.RouteType).Version)
 	}
 	if v1, v2 := versions(), versions(); v1 != v2 {
 		t.Errorf("versions differ across servers: %s vs %s", v1, v2)
@@ -153,11 +155,13 @@ func TestNACKAppearsInStatusAndMetrics(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			srv, addr, reg := startServer(t, ServerOptions{})
 			srv.Update(testInput(8080, DeliveryLDS))
-			e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, m.delta)
-			e.waitFor("config", hasConfig)
-			good := e.snapshot(resource.ClusterType).version
+			rej := &xdstest.Rejecter{}
+			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "envoy-a", Labels: map[string]string{"app": "a"},
+				Delta: m.delta, NACK: rej.Decide})
+			e.Await(t, "config", xdstest.Complete)
+			good := e.State().Type(resource.ClusterType).Version
 
-			e.rejectNext(resource.ClusterType, "cluster backend: bad\nendpoint")
+			rej.RejectNext(resource.ClusterType, "cluster backend: bad\nendpoint")
 			srv.Update(testInput(9090, DeliveryLDS))
 			n := waitStatus(t, srv, "envoy-a", func(n NodeStatus) bool { return n.LastNack != nil })
 			if n.LastNack.TypeURL != resource.ClusterType || n.LastNack.Error != "cluster backend: bad\nendpoint" {
@@ -178,13 +182,13 @@ func TestNACKAppearsInStatusAndMetrics(t *testing.T) {
 
 			// The rejected config is not resent in a loop: the next
 			// response is the next change.
-			rejected := e.snapshot(resource.ClusterType)
+			rejected := e.State().Type(resource.ClusterType)
 			srv.Update(testInput(7070, DeliveryLDS))
-			e.waitFor("fixed cluster", func(e *fakeEnvoy) bool {
-				return e.snapshot(resource.ClusterType).version != good
+			e.Await(t, "fixed cluster", func(s xdstest.State) bool {
+				return s.Type(resource.ClusterType).Version != good
 			})
-			if got := e.snapshot(resource.ClusterType).responses; got != rejected.responses+1 {
-				t.Errorf("cluster responses %d → %d after a NACK, want one more", rejected.responses, got)
+			if got := e.State().Type(resource.ClusterType).Responses; got != rejected.Responses+1 {
+				t.Errorf("cluster responses %d → %d after a NACK, want one more", rejected.Responses, got)
 			}
 		})
 	}
@@ -202,8 +206,8 @@ func TestInconsistentSnapshotKeepsPrevious(t *testing.T) {
 	srv, addr, _ := startServerTranslating(t, ServerOptions{}, translate)
 	srv.Update(testInput(8080, DeliveryLDS))
 	e := connectEnvoy(t, addr, "envoy-a", map[string]string{"app": "a"}, false)
-	e.waitFor("config", hasConfig)
-	before := e.snapshot(resource.ClusterType)
+	e.Await(t, "config", xdstest.Complete)
+	before := e.State().Type(resource.ClusterType)
 
 	broken = true
 	srv.Update(testInput(9090, DeliveryLDS))
@@ -212,9 +216,9 @@ func TestInconsistentSnapshotKeepsPrevious(t *testing.T) {
 	}
 	broken = false
 	srv.Update(testInput(7070, DeliveryLDS))
-	e.waitFor("fixed config", func(e *fakeEnvoy) bool { return e.snapshot(resource.ClusterType).version != before.version })
-	if got := e.snapshot(resource.ClusterType).responses; got != before.responses+1 {
-		t.Errorf("cluster responses %d → %d: the inconsistent snapshot was pushed", before.responses, got)
+	e.Await(t, "fixed config", func(s xdstest.State) bool { return s.Type(resource.ClusterType).Version != before.Version })
+	if got := e.State().Type(resource.ClusterType).Responses; got != before.Responses+1 {
+		t.Errorf("cluster responses %d → %d: the inconsistent snapshot was pushed", before.Responses, got)
 	}
 }
 
@@ -233,7 +237,7 @@ func TestReadyAndProblems(t *testing.T) {
 		t.Errorf("problems with no node groups = %v", got)
 	}
 	e := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, false)
-	e.waitFor("config", hasConfig)
+	e.Await(t, "config", xdstest.Complete)
 	got := srv.Problems()
 	if len(got) != 1 || got[0].Name != "plugin-b" || got[0].Source.String() != "b.yaml:7" {
 		t.Errorf("problems = %+v, want plugin-b's unresolved module at b.yaml:7", got)
@@ -244,13 +248,15 @@ func TestDisconnectedNodeLeavesStatus(t *testing.T) {
 	srv, addr, reg := startServer(t, ServerOptions{})
 	srv.Update(testInput(8080, DeliveryLDS))
 	e := connectEnvoy(t, addr, "gone", nil, true)
-	e.waitFor("config", func(e *fakeEnvoy) bool {
-		return e.snapshot(resource.ClusterType).version != "" && e.snapshot(resource.ListenerType).version != ""
+	e.Await(t, "config", func(s xdstest.State) bool {
+		return s.Type(resource.ClusterType).Version != "" && s.Type(resource.ListenerType).Version != ""
 	})
-	if n := nodeStatus(t, srv, "gone"); n.Group != "_" {
+	// The client holds what it has ACKed; the server may not have read
+	// the ACKs yet, and closing drops what it has not.
+	if n := waitStatus(t, srv, "gone", func(n NodeStatus) bool { return allACKed(n, 2) }); n.Group != "_" {
 		t.Errorf("group of a node without labels = %q, want _", n.Group)
 	}
-	e.close()
+	e.Close()
 	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })
 	if got := gaugeValue(t, reg, "wasmxds_xds_connected_nodes"); got != 0 {
 		t.Errorf("connected nodes = %v", got)
@@ -264,17 +270,17 @@ func TestIdleGroupsAreDropped(t *testing.T) {
 	srv, addr, reg := startServer(t, ServerOptions{GroupIdleTimeout: 1})
 	srv.Update(testInput(8080, DeliveryLDS))
 	e := connectEnvoy(t, addr, "a", map[string]string{"app": "a"}, false)
-	e.waitFor("config", hasConfig)
-	e.close()
+	e.Await(t, "config", xdstest.Complete)
+	e.Close()
 	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })
 	other := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, false)
-	other.waitFor("config", hasConfig)
+	other.Await(t, "config", xdstest.Complete)
 	if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 1 {
 		t.Errorf("node groups = %v after app=a's only node left and app=b's connected, want 1", got)
 	}
 	// A node returning with the same labels gets a fresh snapshot.
 	e2 := connectEnvoy(t, addr, "a", map[string]string{"app": "a"}, false)
-	e2.waitFor("config", hasConfig)
+	e2.Await(t, "config", xdstest.Complete)
 }
 
 func TestGroupKey(t *testing.T) {
@@ -298,12 +304,18 @@ func TestGroupKey(t *testing.T) {
 }
 
 func TestNodeLabelsIgnoresNonStrings(t *testing.T) {
-	node := fxNode("n", nil)
+	node := xdstest.Node("n", "test", nil)
 	node.Metadata.Fields["labels"].GetStructValue().Fields["app"] = structString("x")
 	node.Metadata.Fields["labels"].GetStructValue().Fields["n"] = structNumber(3)
 	if got := NodeLabels(node); len(got) != 1 || got["app"] != "x" {
 		t.Errorf("labels = %v, want only app=x", got)
 	}
+}
+
+// connectEnvoy starts a fake Envoy that ACKs everything.
+func connectEnvoy(t *testing.T, addr, id string, labels map[string]string, delta bool) *xdstest.Client {
+	t.Helper()
+	return xdstest.Start(t, addr, xdstest.Options{NodeID: id, Labels: labels, Delta: delta})
 }
 
 func allACKed(n NodeStatus, types int) bool {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -167,14 +168,12 @@ func TestServeDeliversConfigAndModules(t *testing.T) {
 		code, _ := f.get("/readyz")
 		return code == http.StatusOK
 	})
-	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
-	e.waitFor("listener, routes and the Wasm filter", func() bool {
-		return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1
-	})
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]string{"app": "web"}, nil)
+	st := e.Await(t, "listener, routes and the Wasm filter", hasWasmConfig)
 	sum := sha256.Sum256(f.module)
 	want := hex.EncodeToString(sum[:])
 	var remote struct{ uri, sha string }
-	for _, w := range e.wasmFilters() {
+	for _, w := range wasmFilters(st) {
 		r := w.GetConfig().GetVmConfig().GetCode().GetRemote()
 		remote.uri, remote.sha = r.GetHttpUri().GetUri(), r.GetSha256()
 	}
@@ -194,14 +193,13 @@ func TestServeDeliversConfigAndModules(t *testing.T) {
 
 func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 	f := startFixture(t)
-	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
-	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1 })
-	clusters := e.version(resource.ClusterType)
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]string{"app": "web"}, nil)
+	clusters := e.Await(t, "config", hasWasmConfig).Type(resource.ClusterType).Version
 
 	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9090))
-	e.waitFor("the edited cluster", func() bool { return e.version(resource.ClusterType) != clusters })
+	e.Await(t, "the edited cluster", func(s xdstest.State) bool { return s.Type(resource.ClusterType).Version != clusters })
 
-	listeners := e.version(resource.ListenerType)
+	listeners := e.State().Type(resource.ListenerType).Version
 	f.write("plugin.yaml", strings.Replace(fmt.Sprintf(pluginSpec, f.modPath, "x-first"), "failStrategy", "bogusField: 1\n  failStrategy", 1))
 	var rep StatusReport
 	waitUntil(t, "the spec error in /debug/status", func() bool {
@@ -214,7 +212,7 @@ func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 	if len(rep.Plugins) != 1 || rep.Plugins[0].SHA256 == "" {
 		t.Errorf("plugins = %+v, want add-header still served from its last good spec", rep.Plugins)
 	}
-	if got := e.version(resource.ListenerType); got != listeners {
+	if got := e.State().Type(resource.ListenerType).Version; got != listeners {
 		t.Errorf("listener version changed %s → %s on a spec error", listeners, got)
 	}
 	if len(rep.Nodes) != 1 || rep.Nodes[0].Types[resource.ListenerType].Acked != listeners {
@@ -224,9 +222,10 @@ func TestServeAppliesEditsAndKeepsLastGoodOnBadSpec(t *testing.T) {
 
 func TestServeReportsNACKs(t *testing.T) {
 	f := startFixture(t)
-	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
-	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" })
-	e.rejectNext(resource.ClusterType, "cluster 'backend': rejected for the test")
+	rej := &xdstest.Rejecter{}
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]string{"app": "web"}, rej)
+	e.Await(t, "config", func(s xdstest.State) bool { return s.Type(resource.RouteType).Version != "" })
+	rej.RejectNext(resource.ClusterType, "cluster 'backend': rejected for the test")
 	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9091))
 
 	var rep StatusReport
@@ -345,9 +344,8 @@ func TestModuleAndAdminListenersApart(t *testing.T) {
 // ready.
 func TestConfigDirRemovedAndRecreated(t *testing.T) {
 	f := startFixture(t)
-	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
-	e.waitFor("config", func() bool { return e.version(resource.RouteType) != "" && len(e.wasmFilters()) == 1 })
-	listeners := e.version(resource.ListenerType)
+	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]string{"app": "web"}, nil)
+	listeners := e.Await(t, "config", hasWasmConfig).Type(resource.ListenerType).Version
 
 	if err := os.RemoveAll(f.dir); err != nil {
 		t.Fatal(err)
@@ -364,7 +362,7 @@ func TestConfigDirRemovedAndRecreated(t *testing.T) {
 	if rep := f.status(); rep.ConfigDirError == "" || rep.Ready {
 		t.Errorf("status ready=%v configDirError=%q, want not ready with the reason", rep.Ready, rep.ConfigDirError)
 	}
-	if got := e.version(resource.ListenerType); got != listeners {
+	if got := e.State().Type(resource.ListenerType).Version; got != listeners {
 		t.Errorf("listener version changed %s → %s when the directory vanished", listeners, got)
 	}
 
@@ -373,7 +371,9 @@ func TestConfigDirRemovedAndRecreated(t *testing.T) {
 	}
 	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 9090))
 	f.write("plugin.yaml", fmt.Sprintf(pluginSpec, f.modPath, "x-first"))
-	clusters := e.version(resource.ClusterType)
-	e.waitFor("the recreated directory's config", func() bool { return e.version(resource.ClusterType) != clusters })
+	clusters := e.State().Type(resource.ClusterType).Version
+	e.Await(t, "the recreated directory's config", func(s xdstest.State) bool {
+		return s.Type(resource.ClusterType).Version != clusters
+	})
 	waitUntil(t, "ready again", func() bool { code, _ := f.get("/readyz"); return code == http.StatusOK })
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 	"go.uber.org/goleak"
 )
 
@@ -106,17 +107,23 @@ func TestHangingRegistryNeitherDelaysEditsNorLeaksOnShutdown(t *testing.T) {
 		t.Fatalf("plugins = %+v, want 6 pending", rep.Plugins)
 	}
 
-	e := dialEnvoy(t, f.cp.XDSAddr(), "web-1", map[string]any{"app": "web"})
-	e.waitFor("clusters", func() bool { return e.version(resource.ClusterType) != "" })
-	if got := e.listenerNames(); len(got) != 0 {
+	e, err := xdstest.Dial(f.cp.XDSAddr(), xdstest.Options{NodeID: "web-1", Labels: map[string]string{"app": "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	st := e.Await(t, "clusters", func(s xdstest.State) bool { return s.Type(resource.ClusterType).Version != "" })
+	if got := st.Type(resource.ListenerType).Names(); len(got) != 0 {
 		t.Errorf("listeners %v pushed while their fail-closed plugins are pending; want them held back", got)
 	}
 	start := time.Now()
 	f.write("api.yaml", apiListenerSpec)
-	e.waitFor("the new listener", func() bool { return slices.Equal(e.listenerNames(), []string{"api"}) })
+	e.Await(t, "the new listener", func(s xdstest.State) bool {
+		return slices.Equal(s.Type(resource.ListenerType).Names(), []string{"api"})
+	})
 	t.Logf("unrelated edit reached the fake Envoy in %v with 6 pulls hanging", time.Since(start))
 
-	e.close()
+	e.Close()
 	cancel()
 	stopped = true
 	select {
