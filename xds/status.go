@@ -98,8 +98,8 @@ func newTracker() *tracker {
 // attachment is a node newly attached to a stream.
 type attachment struct {
 	nodeID, cluster, group, ip string
-	labels                 map[string]string
-	ignored                []string
+	labels                     map[string]string
+	ignored                    []string
 }
 
 // ack is an ACK that matched the response it answers.

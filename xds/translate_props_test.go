@@ -3,9 +3,11 @@ package xds
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	"google.golang.org/protobuf/proto"
@@ -238,5 +240,31 @@ func BenchmarkTranslate(b *testing.B) {
 				Translate(in, labels)
 			}
 		})
+	}
+}
+
+// Filters-only: a node no Listener spec selects still gets, with ECDS, the
+// extension config of every plugin selecting it and the module cluster, so
+// its own listeners can name wasmxds.<plugin>; with LDS there is nothing to
+// put a filter in.
+func TestFiltersOnlyNodeGetsExtensionsAndModuleCluster(t *testing.T) {
+	in := bigInput(DeliveryECDS)
+	in.State.Listeners = nil
+	in.State.Plugins[7].Selector = map[string]string{"app": "other"}
+	res, _ := Translate(in, map[string]string{"app": "web"})
+	if len(res.Listeners) != 0 || len(res.Routes) != 0 {
+		t.Fatalf("listeners or routes for a node no listener selects: %d, %d", len(res.Listeners), len(res.Routes))
+	}
+	if len(res.Extensions) != 19 || slices.ContainsFunc(res.Extensions, func(e *corev3.TypedExtensionConfig) bool {
+		return e.Name == FilterNamePrefix+"p07"
+	}) {
+		t.Errorf("want the 19 plugins selecting the node, got %d", len(res.Extensions))
+	}
+	if len(res.Clusters) != 1 || res.Clusters[0].Name != ModuleClusterName {
+		t.Errorf("want only the module cluster, got %v", res.Clusters)
+	}
+	lds, _ := Translate(func() Input { in.Delivery = DeliveryLDS; return in }(), map[string]string{"app": "web"})
+	if len(lds.Extensions) != 0 {
+		t.Errorf("LDS served %d extension configs", len(lds.Extensions))
 	}
 }
