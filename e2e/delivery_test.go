@@ -152,10 +152,12 @@ func swapUnderLoad(t *testing.T, app string, mods []swapModule) {
 	l := startLoad(t, f.port)
 	defer l.stop()
 	var keepAlive, fresh []time.Duration
+	requests := 0
 	for i, m := range mods[1:] {
 		p.url, p.config = oci(m.ref), m.config
 		ka, fc := swapOnce(t, f, l, fmt.Sprintf("swap %d", i+1), p.spec(), m.value)
-		keepAlive, fresh = append(keepAlive, ka), append(fresh, fc)
+		keepAlive, fresh = append(keepAlive, ka.converged), append(fresh, fc.converged)
+		requests += ka.requests + fc.requests
 	}
 	l.stop()
 	if got := waitAcked(t, f.srv, f.envoy.nodeID)[resource.ListenerType]; got != listener {
@@ -168,16 +170,17 @@ func swapUnderLoad(t *testing.T, app string, mods []swapModule) {
 	if p := plugins["swap"]; p.State != "running" {
 		t.Errorf("after the swaps the node reports %+v, want running", p)
 	}
-	line := fmt.Sprintf("%d module swaps (%s): edit → new module seen, p50/max: keep-alive connection %s/%s, "+
-		"new connections %s/%s", len(mods)-1, app, median(keepAlive), slices.Max(keepAlive), median(fresh), slices.Max(fresh))
+	line := fmt.Sprintf("%d module swaps (%s), %d requests (failures fail the test): edit → new module seen, p50/max: "+
+		"keep-alive connection %s/%s, new connections %s/%s", len(mods)-1, app, requests,
+		median(keepAlive), slices.Max(keepAlive).Round(time.Millisecond), median(fresh), slices.Max(fresh).Round(time.Millisecond))
 	t.Log(line)
 	writeResults(t, "module-"+app, []string{line})
 }
 
 // swapOnce applies one edit and waits until both clients have seen the new
 // module on 20 consecutive requests; any failed request fails the test. It
-// returns how long each client took to see the new module.
-func swapOnce(t *testing.T, f *single, l *load, what, spec, value string) (keepAlive, fresh time.Duration) {
+// returns what each client saw, with how long it took to see the new module.
+func swapOnce(t *testing.T, f *single, l *load, what, spec, value string) (keepAlive, fresh convergence) {
 	t.Helper()
 	// The small module adds a request header (the upstream echoes it), the
 	// add-header example a response header.
@@ -211,7 +214,7 @@ func swapOnce(t *testing.T, f *single, l *load, what, spec, value string) (keepA
 	if err != nil {
 		t.Fatalf("%s: %v\nEnvoy's Wasm stats:\n%s", what, err, f.envoy.wasmStats())
 	}
-	return ka.converged, fc.converged
+	return ka, fc
 }
 
 func median(d []time.Duration) time.Duration {
