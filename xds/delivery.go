@@ -181,6 +181,18 @@ func (d *deliveries) status(node string) []PluginStatus {
 	return out
 }
 
+// allRunning reports whether every one of nodes runs plugin name.
+func (d *deliveries) allRunning(nodes []string, name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range nodes {
+		if p := d.nodes[n][name]; p == nil || p.State != PluginRunning {
+			return false
+		}
+	}
+	return len(nodes) > 0
+}
+
 // count returns how many (node, plugin) pairs are in state.
 func (d *deliveries) count(state string) int {
 	d.mu.Lock()

@@ -75,11 +75,27 @@ func TestCacheMissIsRepushedAndRefusalFails(t *testing.T) {
 				t.Errorf("expected cache miss reported as a NACK: %+v", n.LastNack)
 			}
 
+			plain := n.Types[resource.ExtensionConfigType].Sent // the version NACKed
 			srv.ModuleServed(strings.Repeat("a", 64), "127.0.0.1:40000")
-			e.waitFor("re-push", func(e *fakeEnvoy) bool { return strings.HasSuffix(heldURL(t, e), "?attempt=1") })
 			n = waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginRunning })
 			if p := pluginState(n); p.SHA256 != strings.Repeat("a", 64) || n.LastNack != nil {
 				t.Errorf("after the re-push: %+v, last NACK %+v", p, n.LastNack)
+			}
+			if got := testutil.ToFloat64(srv.metrics.repushes); got != 1 {
+				t.Errorf("re-pushes = %v, want 1", got)
+			}
+			// Once every node runs it, the config drops its attempt mark:
+			// versions are content hashes of specs and modules again.
+			e.waitFor("settled config", func(e *fakeEnvoy) bool {
+				st := e.snapshot(resource.ExtensionConfigType)
+				return st.responses >= 3 && !strings.Contains(heldURL(t, e), "attempt") && st.version != ""
+			})
+			n = waitStatus(t, srv, "n", func(n NodeStatus) bool {
+				ts := n.Types[resource.ExtensionConfigType]
+				return ts.Acked == ts.Sent
+			})
+			if got := n.Types[resource.ExtensionConfigType].Acked; got != plain {
+				t.Errorf("settled on version %q, want the plain one %q", got, plain)
 			}
 
 			// A new module: missed, downloaded, then refused.

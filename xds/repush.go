@@ -17,8 +17,12 @@ import (
 	"github.com/wasmxds/wasmxds/catalog"
 )
 
-// repushKey is one plugin's extension config in one group's snapshot.
-type repushKey struct{ group, plugin string }
+// repushKey is one plugin's extension config in one group's snapshot;
+// settle marks the push that drops the attempt mark again.
+type repushKey struct {
+	group, plugin string
+	settle        bool
+}
 
 // repusher runs delayed re-pushes, at most one pending per key. Close stops
 // them and waits for any that is running.
@@ -129,11 +133,49 @@ func (s *Server) repushPlugin(k repushKey) {
 		s.mu.Unlock()
 		return
 	}
-	g.retries[k.plugin]++
-	g.repushed[k.plugin] = time.Now()
+	if k.settle {
+		g.retries[k.plugin] = 0
+	} else {
+		g.retries[k.plugin]++
+		g.repushed[k.plugin] = time.Now()
+		s.metrics.repushes.Inc()
+	}
 	s.mu.Unlock()
-	s.metrics.repushes.Inc()
 	s.rebuild(k.group, *in)
+}
+
+// settleLater drops the attempt mark of plugins that every node of the
+// group now runs: their config goes back to the plain one, a function of
+// the specs and modules alone, so that versions are again the same in every
+// replica and after restarts. Envoy takes the plain config as a config
+// change: it finds the code cached and the VM running, and only
+// reconfigures the plugin.
+func (s *Server) settleLater(group string) {
+	s.mu.Lock()
+	g := s.groups[group]
+	var marked []string
+	if g != nil {
+		for name, n := range g.retries {
+			if _, refused := g.refused[name]; n > 0 && !refused {
+				marked = append(marked, name)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(marked) == 0 {
+		return
+	}
+	var members []string
+	for _, n := range s.tracker.status() {
+		if n.Group == group {
+			members = append(members, n.ID)
+		}
+	}
+	for _, name := range marked {
+		if s.deliveries.allRunning(members, name) {
+			s.repush.schedule(repushKey{group: group, plugin: name, settle: true}, "", 0)
+		}
+	}
 }
 
 // streamIP is the IP address an ADS stream comes from, "" if unknown.
@@ -210,6 +252,7 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 	}
 	s.mu.Unlock()
 	s.deliveries.acked(nodeID, entries, refused)
+	s.settleLater(a.group)
 }
 
 // ecdsSent records the plugins of a version sent to a node as pending.
