@@ -165,12 +165,7 @@ func (s *Server) settleLater(group string) {
 	if len(marked) == 0 {
 		return
 	}
-	var members []string
-	for _, n := range s.tracker.status() {
-		if n.Group == group {
-			members = append(members, n.ID)
-		}
-	}
+	members := s.tracker.members(group)
 	for _, name := range marked {
 		if s.deliveries.allRunning(members, name) {
 			s.repush.schedule(repushKey{group: group, plugin: name, settle: true}, "", 0)

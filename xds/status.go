@@ -243,6 +243,19 @@ func (t *tracker) status() []NodeStatus {
 	return out
 }
 
+// members returns the ids of the connected nodes of a group.
+func (t *tracker) members(group string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []string
+	for id, n := range t.nodes {
+		if n.Group == group {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
 // counts returns the open streams, the peak since the last reset and the
 // connected nodes; reset starts a new peak at the current count.
 func (t *tracker) counts(reset bool) (open, peak, nodes int) {
