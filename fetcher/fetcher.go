@@ -86,6 +86,10 @@ type Options struct {
 	// called without locks held, possibly during New or from a module
 	// server request, and should return quickly (schedule a re-resolve).
 	OnModuleLost func(sha256 string)
+	// OnServed, if set, is called after Handler sent a whole module with a
+	// 200: sha256 is its hex digest, remote the client's address (host:port).
+	// It runs on the request's goroutine and must not block.
+	OnServed func(sha256, remote string)
 }
 
 // Request names a module to resolve.

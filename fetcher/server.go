@@ -68,6 +68,11 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 	cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
 	http.ServeContent(cw, r, "", time.Time{}, file)
 	f.metrics.servedBytes.Add(float64(cw.n))
+	if fn := f.opts.OnServed; fn != nil && r.Method == http.MethodGet && cw.code == http.StatusOK {
+		if st, err := file.Stat(); err == nil && st.Size() == cw.n {
+			fn(hex, r.RemoteAddr)
+		}
+	}
 	return cw.code
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -133,4 +134,42 @@ func TestModuleServerConcurrentDownloads(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// OnServed hears of every whole module sent, and of nothing else: a HEAD, a
+// range, a 304 or a refused digest tell an Envoy nothing it could cache.
+func TestModuleServerReportsWholeDownloads(t *testing.T) {
+	served := make(chan string, 10)
+	module := validModule(t)
+	f := newTestFetcher(t, "", func(o *Options) {
+		o.OnServed = func(sha, remote string) { served <- sha + " " + remote[:len("127.0.0.1:")] }
+	})
+	path := t.TempDir() + "/m.wasm"
+	if err := writeFile(path, module); err != nil {
+		t.Fatal(err)
+	}
+	m := mustResolve(t, f, Request{URL: "file://" + path}, module)
+	f.SetInUse([]string{m.SHA256})
+	srv := httptest.NewServer(f.Handler())
+	t.Cleanup(srv.Close)
+	url := srv.URL + ModulePathPrefix + m.SHA256
+
+	get(t, http.MethodHead, url)
+	get(t, http.MethodGet, url, "Range", "bytes=0-3")
+	get(t, http.MethodGet, url, "If-None-Match", `"sha256:`+m.SHA256+`"`)
+	get(t, http.MethodGet, srv.URL+ModulePathPrefix+sha([]byte("unknown")))
+	get(t, http.MethodGet, url)
+	// The client may have the body before the handler returns.
+	select {
+	case got := <-served:
+		if want := m.SHA256 + " 127.0.0.1:"; got != want {
+			t.Errorf("OnServed(%q), want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnServed not called for a whole GET")
+	}
+	srv.Close() // waits for every handler
+	if len(served) != 0 {
+		t.Errorf("OnServed called %d more times: %q", len(served), <-served)
+	}
 }

@@ -6,6 +6,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -19,12 +20,12 @@ type callbacks struct{ s *Server }
 var _ serverv3.Callbacks = callbacks{}
 
 func (c callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.tracker.open(streamKey{id: id}, peerIdentity(ctx))
+	c.s.tracker.open(streamKey{id: id}, peerIdentity(ctx), streamIP(ctx))
 	return nil
 }
 
 func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.tracker.open(streamKey{delta: true, id: id}, peerIdentity(ctx))
+	c.s.tracker.open(streamKey{delta: true, id: id}, peerIdentity(ctx), streamIP(ctx))
 	return nil
 }
 
@@ -86,6 +87,7 @@ func (s *Server) closeStream(key streamKey) {
 	}
 	s.mu.Unlock()
 	if gone {
+		s.deliveries.forget(nodeID)
 		s.log.Info("node disconnected", "node", nodeID, "group", group)
 	}
 	_, _, nodes := s.tracker.counts(false)
@@ -115,7 +117,7 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 	s.dropIdleGroupsLocked(time.Now())
 	g := s.groups[a.group]
 	if g == nil {
-		g = &group{labels: a.labels}
+		g = newGroup(a.labels)
 		s.groups[a.group] = g
 		s.metrics.nodeGroups.Set(float64(len(s.groups)))
 	}
@@ -123,6 +125,7 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 	s.mu.Unlock()
 	_, _, nodes := s.tracker.counts(false)
 	s.metrics.connectedNodes.Set(float64(nodes))
+	s.deliveries.setAddr(a.nodeID, a.ip)
 	s.log.Info("node connected", "node", a.nodeID, "cluster", a.cluster, "group", a.group, "delta", key.delta)
 	if len(a.ignored) > 0 {
 		s.log.Warn("node sent labels whose values are not strings; selectors ignore them "+
@@ -146,20 +149,24 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 	if err := s.attach(key, node); err != nil {
 		return "", err
 	}
-	if errDetail != nil {
-		// Counted before status shows it, so that a reader who sees the
-		// NACK in status also sees it in the metric.
-		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
-	}
-	nack, acked, nodeID := s.tracker.request(key, typeURL, version, nonce, errDetail)
+	nack, acked, nodeID, group := s.tracker.request(key, typeURL, version, nonce, errDetail)
 	s.log.Debug("discovery request", "node", nodeID, "type", typeLabel(typeURL), "version", version,
 		"nonce", nonce, "nack", errDetail != nil)
+	isECDS := typeURL == resource.ExtensionConfigType
 	if nack != nil {
+		if isECDS && s.ecdsNack(nodeID, group, nack) {
+			return nack.Version, nil
+		}
+		s.tracker.setLastNack(nodeID, nack)
+		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		s.log.Warn("envoy rejected configuration", "node", nodeID, "type", typeLabel(typeURL),
 			"version", nack.Version, "error", oneLine(nack.Error))
 		return nack.Version, nil
 	}
 	if acked != nil {
+		if isECDS {
+			s.ecdsAck(nodeID, acked)
+		}
 		s.observeConvergence(acked)
 	}
 	return "", nil
@@ -167,7 +174,10 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 
 func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
 	s.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
-	nodeID := s.tracker.response(key, typeURL, nonce, version)
+	nodeID, group := s.tracker.response(key, typeURL, nonce, version)
+	if typeURL == resource.ExtensionConfigType {
+		s.ecdsSent(nodeID, group, version)
+	}
 	s.log.Debug("discovery response", "node", nodeID, "type", typeLabel(typeURL), "version", version, "nonce", nonce)
 }
 

@@ -27,6 +27,9 @@ type serverMetrics struct {
 	snapshotErrors *prometheus.CounterVec
 	buildDuration  prometheus.Histogram
 	convergence    *prometheus.HistogramVec
+	cacheMisses    prometheus.Counter
+	repushes       prometheus.Counter
+	reg            prometheus.Registerer
 }
 
 func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
@@ -69,17 +72,43 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Help:    "Time from a snapshot version being set (or the node connecting, if later) to a node ACKing it.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}, []string{"type"}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasmxds_xds_module_cache_misses_total",
+			Help: "Expected NACKs: an Envoy refused a Wasm config until it has fetched the module (not counted in nacks_total).",
+		}),
+		repushes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasmxds_xds_module_repushes_total",
+			Help: "Wasm configs sent again after an Envoy fetched their module or refused it.",
+		}),
+		reg: reg,
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connectedNodes, m.nodeGroups, m.groupsDropped, m.refused, m.pushes,
-		m.nacks, m.snapshotErrors, m.buildDuration, m.convergence} {
+		m.nacks, m.snapshotErrors, m.buildDuration, m.convergence, m.cacheMisses, m.repushes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("xds metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// watchPlugins exports, per delivery state, how many (node, plugin) pairs
+// are in it: wasmxds_xds_node_plugins{state="running|pending|failed"}.
+func (m *serverMetrics) watchPlugins(d *deliveries) {
+	if m.reg == nil {
+		return
+	}
+	for _, state := range []string{PluginRunning, PluginPending, PluginFailed} {
+		// Registration fails only for a second server on one registry,
+		// whose first server's gauges already report.
+		_ = m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "wasmxds_xds_node_plugins",
+			Help:        "Plugins on connected nodes, by delivery state (running: the node runs the module; pending: it is fetching it; failed: it refused it).",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 { return float64(d.count(state)) }))
+	}
 }
 
 // typeLabel maps a type URL to a short, bounded label value; anything an

@@ -11,9 +11,11 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +55,9 @@ type Server struct {
 	cancel      context.CancelFunc
 	tracker     *tracker
 	authorize   AuthorizeFunc
+	deliveries  *deliveries
+	downloads   downloads
+	repush      *repusher
 	// translate is Translate; in-package tests replace it to feed the
 	// server resources that real specs cannot produce.
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
@@ -75,6 +80,22 @@ type group struct {
 	problems  []Problem
 	nodes     int // open streams of nodes in this group
 	idleSince time.Time
+
+	// Module delivery (see delivery.go): the plugins of each ECDS version
+	// sent, newest last, re-pushes, refused modules and last good configs.
+	ecds      map[string]map[string]ecdsEntry
+	ecdsOrder []string
+	retries   map[string]int    // plugin → re-pushes of its current module
+	retryOf   map[string]string // plugin → the module retries counts for
+	repushed  map[string]time.Time
+	refused   map[string]string // plugin → module sha256 a node refused
+	lastGood  map[string]*corev3.TypedExtensionConfig
+}
+
+func newGroup(labels map[string]string) *group {
+	return &group{labels: labels, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
+		retryOf: map[string]string{}, repushed: map[string]time.Time{}, refused: map[string]string{},
+		lastGood: map[string]*corev3.TypedExtensionConfig{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until
@@ -96,8 +117,11 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		groups:      map[string]*group{},
 		tracker:     newTracker(),
 		authorize:   opts.Authorize,
+		deliveries:  newDeliveries(),
 		translate:   Translate,
 	}
+	s.repush = newRepusher(s.repushPlugin)
+	metrics.watchPlugins(s.deliveries)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger(logger))
@@ -115,7 +139,10 @@ func (s *Server) Register(reg grpc.ServiceRegistrar) {
 
 // Close ends every open ADS stream. ADS streams never finish on their own,
 // so call Close before grpc.Server.GracefulStop or it waits for its timeout.
-func (s *Server) Close() { s.cancel() }
+func (s *Server) Close() {
+	s.cancel()
+	s.repush.close()
+}
 
 // GRPCServerOptions are the gRPC server settings an ADS server needs.
 func GRPCServerOptions() []grpc.ServerOption {
@@ -153,8 +180,14 @@ func (s *Server) Streams(reset bool) (open, peak int) {
 	return open, peak
 }
 
-// Status returns every connected node, sorted by id.
-func (s *Server) Status() []NodeStatus { return s.tracker.status() }
+// Status returns every connected node, sorted by id, with its plugins.
+func (s *Server) Status() []NodeStatus {
+	nodes := s.tracker.status()
+	for i := range nodes {
+		nodes[i].Plugins = s.deliveries.status(nodes[i].ID)
+	}
+	return nodes
+}
 
 // Refusals returns the latest nodes refused, newest last.
 func (s *Server) Refusals() []Refusal { return s.tracker.refused() }
@@ -243,6 +276,12 @@ func (s *Server) rebuild(key string, in Input) {
 		return
 	}
 	res, problems := s.translate(in, g.labels)
+	if res == nil {
+		res = &Resources{}
+	}
+	s.mu.Lock()
+	s.applyRefusalsLocked(g, res)
+	s.mu.Unlock()
 	snap, versions, err := buildSnapshot(res)
 	s.mu.Lock()
 	g.problems = problems
@@ -252,6 +291,7 @@ func (s *Server) rebuild(key string, in Input) {
 		// Recorded before SetSnapshot, which may answer watches at once, so
 		// that a quick ACK already finds the version for convergence.
 		g.versions, g.setAt = versions, setTimes(old, oldSetAt, versions, start)
+		g.recordECDS(versions[resource.ExtensionConfigType], res.Extensions)
 	}
 	s.mu.Unlock()
 	defer func() { s.metrics.buildDuration.Observe(time.Since(start).Seconds()) }()

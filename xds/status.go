@@ -39,6 +39,10 @@ type NodeStatus struct {
 	// Types holds, per type URL, the last version sent and ACKed.
 	Types    map[string]TypeStatus `json:"types"`
 	LastNack *Nack                 `json:"lastNack,omitempty"`
+	// Plugins is, per plugin sent to the node, the module and whether the
+	// node runs it. A NACK Envoy sends while it fetches a module it had not
+	// cached is expected: it shows here as pending, not as LastNack.
+	Plugins []PluginStatus `json:"plugins"`
 }
 
 // TypeStatus is one resource type's delivery state on a node.
@@ -65,6 +69,7 @@ type streamKey struct {
 type streamState struct {
 	opened   time.Time
 	identity string // the client certificate's identity, "" without one
+	ip       string // where the stream comes from, "" if unknown
 	refused  bool
 	attached bool // the first request (carrying the node) was seen
 	nodeID   string
@@ -97,9 +102,9 @@ func newTracker() *tracker {
 
 // attachment is a node newly attached to a stream.
 type attachment struct {
-	nodeID, cluster, group string
-	labels                 map[string]string
-	ignored                []string
+	nodeID, cluster, group, ip string
+	labels                     map[string]string
+	ignored                    []string
 }
 
 // ack is an ACK that matched the response it answers.
@@ -119,10 +124,10 @@ type Refusal struct {
 // maxRefusals bounds the refusals kept for status.
 const maxRefusals = 32
 
-func (t *tracker) open(key streamKey, identity string) {
+func (t *tracker) open(key streamKey, identity, ip string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[key] = &streamState{opened: time.Now(), identity: identity, inflight: map[string]sentResponse{}}
+	t.streams[key] = &streamState{opened: time.Now(), identity: identity, ip: ip, inflight: map[string]sentResponse{}}
 	t.peak = max(t.peak, len(t.streams))
 }
 
@@ -188,7 +193,7 @@ func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
 	}
 	labels, ignored := nodeLabels(node)
 	a := &attachment{nodeID: node.GetId(), cluster: node.GetCluster(), group: GroupKey(labels),
-		labels: labels, ignored: ignored}
+		labels: labels, ignored: ignored, ip: st.ip}
 	st.attached, st.nodeID, st.group = true, a.nodeID, a.group
 	n := t.nodes[a.nodeID]
 	if n == nil {
@@ -202,14 +207,16 @@ func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
 	return a
 }
 
-// request records an ACK or NACK. It returns the NACK (nil for an ACK) and
-// the ACK that matched a sent response (nil otherwise).
-func (t *tracker) request(key streamKey, typeURL, version, nonce string, errDetail *status.Status) (*Nack, *ack, string) {
+// request records an ACK, or returns a NACK for the caller to record with
+// setLastNack unless it was expected. It returns the NACK (nil for an ACK),
+// the ACK that matched a sent response (nil otherwise), the node and its
+// group.
+func (t *tracker) request(key streamKey, typeURL, version, nonce string, errDetail *status.Status) (*Nack, *ack, string, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.streams[key]
 	if st == nil || t.nodes[st.nodeID] == nil {
-		return nil, nil, ""
+		return nil, nil, "", ""
 	}
 	n := t.nodes[st.nodeID]
 	ts := n.Types[typeURL]
@@ -225,9 +232,7 @@ func (t *tracker) request(key streamKey, typeURL, version, nonce string, errDeta
 		if matched {
 			nack.Version = sent.version
 		}
-		n.LastNack = nack
-		copied := *nack
-		return &copied, nil, st.nodeID
+		return nack, nil, st.nodeID, st.group
 	case matched:
 		ts.Acked = sent.version
 		acked = &ack{group: st.group, typeURL: typeURL, version: sent.version, opened: st.opened}
@@ -237,16 +242,27 @@ func (t *tracker) request(key streamKey, typeURL, version, nonce string, errDeta
 		ts.Acked = version
 	}
 	n.Types[typeURL] = ts
-	return nil, acked, st.nodeID
+	return nil, acked, st.nodeID, st.group
 }
 
-// response records a response sent on a stream; it returns the node's id.
-func (t *tracker) response(key streamKey, typeURL, nonce, version string) string {
+// setLastNack records a node's NACK.
+func (t *tracker) setLastNack(nodeID string, nack *Nack) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if n := t.nodes[nodeID]; n != nil {
+		copied := *nack
+		n.LastNack = &copied
+	}
+}
+
+// response records a response sent on a stream; it returns the node's id
+// and group.
+func (t *tracker) response(key streamKey, typeURL, nonce, version string) (string, string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.streams[key]
 	if st == nil {
-		return ""
+		return "", ""
 	}
 	st.inflight[typeURL] = sentResponse{nonce: nonce, version: version}
 	if n := t.nodes[st.nodeID]; n != nil {
@@ -254,7 +270,7 @@ func (t *tracker) response(key streamKey, typeURL, nonce, version string) string
 		ts.Sent = version
 		n.Types[typeURL] = ts
 	}
-	return st.nodeID
+	return st.nodeID, st.group
 }
 
 // status returns every connected node, sorted by id, as copies.
@@ -274,6 +290,19 @@ func (t *tracker) status() []NodeStatus {
 		out = append(out, st)
 	}
 	return out
+}
+
+// members returns the ids of the connected nodes of a group.
+func (t *tracker) members(group string) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var ids []string
+	for id, n := range t.nodes {
+		if n.Group == group {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // counts returns the open streams, the peak since the last reset and the

@@ -107,6 +107,7 @@ func (t *translator) run() {
 			t.addListener(l)
 		}
 	}
+	t.addUnlistenedPlugins()
 	for name := range t.usedClusters {
 		t.res.Clusters = append(t.res.Clusters, t.clusters[name])
 	}
@@ -117,6 +118,24 @@ func (t *translator) run() {
 	sortResources(t.res.Routes)
 	sortResources(t.res.Clusters)
 	sortResources(t.res.Extensions)
+}
+
+// addUnlistenedPlugins serves, with ECDS, the extension config of every
+// plugin selecting the node that none of its listeners uses: an Envoy that
+// keeps its own listeners names wasmxds.<plugin> in a config_discovery
+// filter and gets the plugin's filter for its labels (filters-only mode).
+func (t *translator) addUnlistenedPlugins() {
+	if t.in.Delivery != DeliveryECDS || !t.moduleOK {
+		return
+	}
+	for _, p := range t.plugins {
+		if _, ok := t.extensions[ecdsName(p)]; ok {
+			continue
+		}
+		if f := t.pluginFilter(p); f.ext != nil {
+			t.extensions[f.ext.Name] = f.ext
+		}
+	}
 }
 
 // selectPlugins returns the plugins whose selector matches the node, in

@@ -15,6 +15,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/wasmxds/wasmxds/internal/testenv"
 	"github.com/wasmxds/wasmxds/internal/testpki"
@@ -143,7 +144,7 @@ func inlineListener(t *testing.T, l *listenerv3.Listener, routes map[string]*rou
 		if !ok {
 			t.Fatalf("listener %s: no extension config %q", l.Name, f.Name)
 		}
-		f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: e.TypedConfig}
+		f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: inlinable(t, e.TypedConfig)}
 	}
 	a, err := anypb.New(hcm)
 	if err != nil {
@@ -151,6 +152,23 @@ func inlineListener(t *testing.T, l *listenerv3.Listener, routes map[string]*rou
 	}
 	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
 	return l
+}
+
+// inlinable clears nack_on_code_cache_miss: Envoy's validate mode fetches
+// nothing, so every module misses its cache. The flag only changes when
+// Envoy creates the VM, not whether it accepts the config.
+func inlinable(t *testing.T, cfg *anypb.Any) *anypb.Any {
+	t.Helper()
+	w := &wasmfilterv3.Wasm{}
+	if cfg.UnmarshalTo(w) != nil {
+		return cfg
+	}
+	w.GetConfig().GetVmConfig().NackOnCodeCacheMiss = false
+	a, err := anypb.New(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 // TestEnvoyRejectsWhatTranslationRefuses shows that the checks translation

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -27,6 +28,7 @@ import (
 const (
 	wasmRuntime = "envoy.wasm.runtime.v8"
 	wasmTypeURL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+	rbacTypeURL = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 	// Envoy retries a failed module download only once by default, and a
 	// filter whose download failed stays failed (open or closed) until its
 	// config changes, so downloads get several retries with backoff.
@@ -92,23 +94,27 @@ func unavailable(p catalog.Plugin) pluginFilter {
 // denyAllFilter refuses every request with 403. It is always inline, never
 // ECDS, so that it guards the listener from the first request on.
 func denyAllFilter(name string) (*hcmv3.HttpFilter, error) {
-	rbac := &rbacfilterv3.RBAC{Rules: &rbacv3.RBAC{
-		Action: rbacv3.RBAC_DENY,
-		Policies: map[string]*rbacv3.Policy{"plugin-unavailable": {
-			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
-			Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}},
-		}},
-	}}
-	a, err := PackValid(rbac)
+	a, err := PackValid(denyAllRBAC())
 	if err != nil {
 		return nil, err
 	}
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: a}}, nil
 }
 
+// denyAllRBAC refuses every request with 403.
+func denyAllRBAC() *rbacfilterv3.RBAC {
+	return &rbacfilterv3.RBAC{Rules: &rbacv3.RBAC{
+		Action: rbacv3.RBAC_DENY,
+		Policies: map[string]*rbacv3.Policy{"plugin-unavailable": {
+			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
+			Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}},
+		}},
+	}}
+}
+
 // wasmFilter builds the plugin's Wasm filter, inline or through ECDS.
 func (t *translator) wasmFilter(p catalog.Plugin, m Module) (pluginFilter, error) {
-	w, err := wasmConfig(p, m)
+	w, err := wasmConfig(p, m, t.in.Delivery == DeliveryECDS)
 	if err != nil {
 		return pluginFilter{}, err
 	}
@@ -122,22 +128,31 @@ func (t *translator) wasmFilter(p catalog.Plugin, m Module) (pluginFilter, error
 			Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: cfg},
 		}}, nil
 	}
-	name = ecdsName(p, m)
+	name = ecdsName(p)
 	ext := &corev3.TypedExtensionConfig{Name: name, TypedConfig: cfg}
 	if err := ext.ValidateAll(); err != nil {
 		return pluginFilter{}, fmt.Errorf("invalid extension config: %w", err)
 	}
-	return pluginFilter{filter: ecdsFilter(name), ext: ext}, nil
+	def, err := standIn(p.FailStrategy)
+	if err != nil {
+		return pluginFilter{}, err
+	}
+	return pluginFilter{filter: ecdsFilter(name, def), ext: ext}, nil
 }
 
-// ecdsName names a plugin's ECDS resource after the plugin and its module.
-// Envoy applies an ECDS update to an existing filter without fetching new
-// remote code: an update that only swaps the module leaves the filter with no
-// VM at all. With the module digest in the name, a new module changes the
-// listener, which warms (and downloads the module) before it takes traffic,
-// while a pluginConfig edit stays an ECDS-only update with no listener drain.
-func ecdsName(p catalog.Plugin, m Module) string {
-	return FilterNamePrefix + p.Name + "." + shortDigest(m.SHA256)
+// ecdsName names a plugin's ECDS resource: the plugin alone, so that a new
+// module is an ECDS-only update and never changes the listener. Envoy fetches
+// the module of such an update because the filter sets
+// nack_on_code_cache_miss (see wasmConfig).
+func ecdsName(p catalog.Plugin) string {
+	return FilterNamePrefix + p.Name
+}
+
+// EcdsPluginName returns the plugin an ECDS resource name stands for, and
+// false for names wasmxds does not generate.
+func EcdsPluginName(resourceName string) (string, bool) {
+	name, ok := strings.CutPrefix(resourceName, FilterNamePrefix)
+	return name, ok && name != "" && !strings.HasSuffix(name, unavailableSuffix)
 }
 
 // shortDigest is enough of a module digest to tell modules apart in names.
@@ -151,26 +166,45 @@ func shortDigest(sha string) string {
 // ecdsFilter refers to the TypedExtensionConfig of the same name, which every
 // listener using the plugin shares.
 //
-// It has no default_config on purpose. The only usable default would be the
-// Wasm config itself, which would put the filter config back into the
-// listener, so every filter edit would drain the listener again. Without one,
-// a new listener warms until its filter configs arrive (they are in the same
-// snapshot, on the same ADS stream), and a filter whose config never arrives
-// answers 500: it fails closed rather than letting traffic pass unfiltered.
-//
-// Envoy does not warm ECDS updates: a module an Envoy has not cached yet is
-// downloaded after the update is applied, and until the download completes
-// the plugin behaves as its failure policy says.
-func ecdsFilter(name string) *hcmv3.HttpFilter {
+// Its default_config is what Envoy does with a module it cannot run, per the
+// plugin's failure policy: an RBAC filter that lets everything through
+// (FAIL_OPEN) or denies everything (FAIL_CLOSE). Envoy applies it until the
+// plugin's first Wasm config is accepted: an Envoy that has not cached the
+// module yet NACKs the first update and fetches the module in the
+// background, and without a default the filter would answer every request
+// with 500 meanwhile. The default depends only on the failure policy, so
+// neither a pluginConfig edit nor a new module changes the listener.
+func ecdsFilter(name string, def *anypb.Any) *hcmv3.HttpFilter {
+	urls := []string{wasmTypeURL}
+	if def != nil {
+		urls = append(urls, rbacTypeURL)
+	}
 	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{
 		ConfigDiscovery: &corev3.ExtensionConfigSource{
-			ConfigSource: adsConfigSource(),
-			TypeUrls:     []string{wasmTypeURL},
+			ConfigSource:  adsConfigSource(),
+			DefaultConfig: def,
+			TypeUrls:      urls,
 		},
 	}}
 }
 
-func wasmConfig(p catalog.Plugin, m Module) (*wasmfilterv3.Wasm, error) {
+// standIn is the RBAC config that stands in for a plugin that cannot run:
+// allow-all when it fails open, deny-all otherwise.
+func standIn(s catalog.FailStrategy) (*anypb.Any, error) {
+	if s == catalog.FailOpen {
+		return PackValid(&rbacfilterv3.RBAC{})
+	}
+	return PackValid(denyAllRBAC())
+}
+
+// wasmConfig is the plugin's Wasm filter config. With nackOnMiss (ECDS
+// delivery) Envoy NACKs an update whose module it has not cached, keeps the
+// filter it runs and downloads the module in the background; a later push
+// of the same config then creates the VM at once from the cache, so a VM
+// that fails to load or start is NACKed too, and an ACK means the filter
+// runs. Inline in a listener (LDS), the listener's warming downloads the
+// module instead, and a NACK would reject the whole listener update.
+func wasmConfig(p catalog.Plugin, m Module, nackOnMiss bool) (*wasmfilterv3.Wasm, error) {
 	code, err := remoteCode(m)
 	if err != nil {
 		return nil, err
@@ -185,6 +219,7 @@ func wasmConfig(p catalog.Plugin, m Module) (*wasmfilterv3.Wasm, error) {
 		FailurePolicy: failurePolicy(p.FailStrategy),
 		Vm: &wasmv3.PluginConfig_VmConfig{VmConfig: &wasmv3.VmConfig{
 			VmId:                 vmID(p, m),
+			NackOnCodeCacheMiss:  nackOnMiss,
 			Runtime:              wasmRuntime,
 			Code:                 code,
 			EnvironmentVariables: env,
@@ -216,9 +251,11 @@ func failurePolicy(s catalog.FailStrategy) wasmv3.FailurePolicy {
 //   - pluginConfig, root_id and the failure policy stay out of the id, so a
 //     config-only edit reuses the running VM (Envoy only re-configures the
 //     plugin);
-//   - the module digest is in the id: Envoy keys VMs for remote code before
-//     the code is downloaded, so with an unchanged id a new module would
-//     keep running in the old VM;
+//   - the module digest is in the id: with nack_on_code_cache_miss Envoy
+//     only creates a VM from cached code and keys it by the code too, but
+//     with the filter inline (DeliveryLDS) Envoy keys VMs for remote code
+//     before the download, so with an unchanged id a new module would keep
+//     running in the old VM;
 //   - environment variables are read when a VM starts and are not part of
 //     Envoy's VM key, so they are hashed into the id: an env edit must start
 //     a new VM to take effect.

@@ -3,10 +3,13 @@ package xds
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -140,7 +143,8 @@ func TestVMIdentity(t *testing.T) {
 	}
 }
 
-// Both delivery modes must give Envoy the same filter config.
+// Both delivery modes must give Envoy the same filter config, except that
+// ECDS asks Envoy to NACK a module it has not cached instead of warming.
 func TestDeliveryModesCarrySameFilterConfig(t *testing.T) {
 	labels := map[string]string{"app": "web"}
 	lds, _ := Translate(bigInput(DeliveryLDS), labels)
@@ -149,19 +153,59 @@ func TestDeliveryModesCarrySameFilterConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inline := map[string]proto.Message{}
+	inline := map[string]*wasmfilterv3.Wasm{}
 	for _, f := range hcm.HttpFilters {
-		inline[f.Name] = f.GetTypedConfig()
+		w := &wasmfilterv3.Wasm{}
+		if f.GetTypedConfig().UnmarshalTo(w) == nil {
+			inline[f.Name] = w
+		}
 	}
 	if len(ecds.Extensions) != 20 {
 		t.Fatalf("want one extension config per plugin shared by all listeners, got %d", len(ecds.Extensions))
 	}
 	for _, e := range ecds.Extensions {
-		// ECDS names carry the module digest after the filter name.
-		name := e.Name[:strings.LastIndex(e.Name, ".")]
-		if !proto.Equal(e.TypedConfig, inline[name]) {
+		w := &wasmfilterv3.Wasm{}
+		if err := e.TypedConfig.UnmarshalTo(w); err != nil {
+			t.Fatal(err)
+		}
+		if !w.Config.GetVmConfig().NackOnCodeCacheMiss {
+			t.Errorf("%s: ECDS config does not NACK on a code cache miss", e.Name)
+		}
+		if inline[e.Name].GetConfig().GetVmConfig().GetNackOnCodeCacheMiss() {
+			t.Errorf("%s: inline config NACKs on a code cache miss", e.Name)
+		}
+		w.Config.GetVmConfig().NackOnCodeCacheMiss = false
+		if !proto.Equal(w, inline[e.Name]) {
 			t.Errorf("%s: ECDS config differs from inline config", e.Name)
 		}
+	}
+}
+
+// With ECDS a new module or a pluginConfig edit changes only the plugin's
+// extension config: listeners stay byte for byte the same, so Envoy drains
+// no connection.
+func TestECDSModuleSwapLeavesListenersAlone(t *testing.T) {
+	labels := map[string]string{"app": "web"}
+	before, _ := Translate(bigInput(DeliveryECDS), labels)
+	in := bigInput(DeliveryECDS)
+	newSum := strings.Repeat("9e", 32)
+	in.Modules["p03"] = PluginModule{Module: &Module{SHA256: newSum, URL: "http://127.0.0.1:18080/modules/sha256/" + newSum}}
+	in.State.Plugins[4].Config = `{"edited":true}`
+	after, _ := Translate(in, labels)
+	if ResourceHash(toMessages(before.Listeners)...) != ResourceHash(toMessages(after.Listeners)...) {
+		t.Error("a module swap and a pluginConfig edit changed the listeners")
+	}
+	changed := 0
+	for i := range before.Extensions {
+		if before.Extensions[i].Name != after.Extensions[i].Name {
+			t.Fatalf("extension names changed: %s → %s", before.Extensions[i].Name, after.Extensions[i].Name)
+		}
+		if !proto.Equal(before.Extensions[i], after.Extensions[i]) {
+			changed++
+		}
+	}
+	if changed != 2 {
+		t.Errorf("%d extension configs changed, want 2 (p03 and p04)", changed)
 	}
 }
 
@@ -196,5 +240,31 @@ func BenchmarkTranslate(b *testing.B) {
 				Translate(in, labels)
 			}
 		})
+	}
+}
+
+// Filters-only: a node no Listener spec selects still gets, with ECDS, the
+// extension config of every plugin selecting it and the module cluster, so
+// its own listeners can name wasmxds.<plugin>; with LDS there is nothing to
+// put a filter in.
+func TestFiltersOnlyNodeGetsExtensionsAndModuleCluster(t *testing.T) {
+	in := bigInput(DeliveryECDS)
+	in.State.Listeners = nil
+	in.State.Plugins[7].Selector = map[string]string{"app": "other"}
+	res, _ := Translate(in, map[string]string{"app": "web"})
+	if len(res.Listeners) != 0 || len(res.Routes) != 0 {
+		t.Fatalf("listeners or routes for a node no listener selects: %d, %d", len(res.Listeners), len(res.Routes))
+	}
+	if len(res.Extensions) != 19 || slices.ContainsFunc(res.Extensions, func(e *corev3.TypedExtensionConfig) bool {
+		return e.Name == FilterNamePrefix+"p07"
+	}) {
+		t.Errorf("want the 19 plugins selecting the node, got %d", len(res.Extensions))
+	}
+	if len(res.Clusters) != 1 || res.Clusters[0].Name != ModuleClusterName {
+		t.Errorf("want only the module cluster, got %v", res.Clusters)
+	}
+	lds, _ := Translate(func() Input { in.Delivery = DeliveryLDS; return in }(), map[string]string{"app": "web"})
+	if len(lds.Extensions) != 0 {
+		t.Errorf("LDS served %d extension configs", len(lds.Extensions))
 	}
 }

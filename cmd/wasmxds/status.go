@@ -26,9 +26,11 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Show connected Envoys, their ACKed versions and NACKs, plugins and modules",
 		Long: `Read a running wasmxds's /debug/status and print it as tables: connected nodes
-with the version of each resource type they ACKed and their last NACK, plugins
-with the module they are served with (or why it failed), cached modules, and
-spec errors.`,
+with the version of each resource type they ACKed and their last NACK, per node
+and plugin whether the node runs the module (running, pending while Envoy
+fetches it, failed with Envoy's reason), plugins with the module they are
+served with (or why it failed), cached modules, and spec errors. --json prints
+the raw document.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			raw, err := fetchStatus(server)
@@ -80,6 +82,7 @@ func printStatus(w io.Writer, rep controlplane.StatusReport, now time.Time) erro
 		ready, rep.ConfigDir, rep.Listeners, rep.Clusters, len(rep.Plugins))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	printNodes(tw, rep.Nodes, now)
+	printNodePlugins(tw, rep.Nodes)
 	printPlugins(tw, rep.Plugins)
 	printModules(tw, rep)
 	if err := tw.Flush(); err != nil {
@@ -106,6 +109,28 @@ func printNodes(tw *tabwriter.Writer, nodes []xds.NodeStatus, now time.Time) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, labelString(n.Labels), ago(now, n.Connected),
 			ackedString(n.Types), nack)
+	}
+	fmt.Fprintln(tw, "\t\t\t\t")
+}
+
+// printNodePlugins shows, per node and plugin, whether the node runs the
+// plugin's module: running, pending (Envoy is fetching it) or failed (with
+// Envoy's reason).
+func printNodePlugins(tw *tabwriter.Writer, nodes []xds.NodeStatus) {
+	var rows []string
+	for _, n := range nodes {
+		for _, p := range n.Plugins {
+			reason := "-"
+			if p.Reason != "" {
+				reason = truncate(oneLine(p.Reason), 160)
+			}
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\n", n.ID, p.Name, p.State, short(p.SHA256), reason))
+		}
+	}
+	fmt.Fprintf(tw, "NODE PLUGINS (%d)\n", len(rows))
+	fmt.Fprintln(tw, "NODE\tPLUGIN\tSTATE\tMODULE\tREASON")
+	for _, r := range rows {
+		fmt.Fprint(tw, r)
 	}
 	fmt.Fprintln(tw, "\t\t\t\t")
 }

@@ -31,6 +31,10 @@ func TestPrintStatusTables(t *testing.T) {
 				resource.ClusterType:  {Sent: "3333333333333333", Acked: "2222222222222222"},
 			},
 			LastNack: &xds.Nack{TypeURL: resource.ClusterType, Version: "3333333333333333", Error: "bad\ncluster", Time: now.Add(-5 * time.Second)},
+			Plugins: []xds.PluginStatus{
+				{Name: "auth", SHA256: strings.Repeat("ab", 32), State: xds.PluginRunning},
+				{Name: "new", SHA256: strings.Repeat("ef", 32), State: xds.PluginFailed, Reason: "VM\nrefused to start"},
+			},
 		}},
 	}
 	var out bytes.Buffer
@@ -46,6 +50,7 @@ func TestPrintStatusTables(t *testing.T) {
 		"cdcdcdcdcdcd (last good; source unavailable)",
 		"3.0MiB", "yes",
 		"SPEC ERRORS (1)", "plugins.yaml:12:",
+		"NODE PLUGINS (2)", "running", "efefefefefef", "VM refused to start",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())

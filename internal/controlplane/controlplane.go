@@ -196,6 +196,9 @@ func (cp *ControlPlane) build() error {
 			if c := cp.ctrl; c != nil {
 				c.moduleLost(sha)
 			}
+		}, OnServed: func(sha, remote string) {
+			// Envoys that NACKed this module as not cached have it now.
+			cp.server.ModuleServed(sha, remote)
 		}})
 	if err != nil {
 		return err

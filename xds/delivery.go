@@ -1,0 +1,313 @@
+package xds
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+)
+
+// Plugin delivery states on a node, the values of PluginStatus.State.
+const (
+	// PluginRunning: the node ACKed the plugin's extension config. Envoy
+	// creates the VM from cached code before it ACKs, so the VM runs.
+	PluginRunning = "running"
+	// PluginPending: the config was sent and not confirmed yet, or the node
+	// NACKed it because it was still downloading (or compiling) the module;
+	// a re-push is scheduled.
+	PluginPending = "pending"
+	// PluginFailed: the node refused the module after downloading it (the
+	// VM did not load or start), or never managed to load it. Reason says
+	// which; the node keeps running the plugin's last good config.
+	PluginFailed = "failed"
+)
+
+// PluginStatus is one plugin's module on one node.
+type PluginStatus struct {
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	State  string `json:"state"` // running, pending or failed
+	Reason string `json:"reason,omitempty"`
+}
+
+// Re-push pacing. Envoy starts the download when it NACKs a cache miss and
+// the module server reports when it finished sending it; the re-push then
+// follows after downloadSettle, the time Envoy needs to verify the module
+// and put it in its cache. The backoff covers downloads the module server
+// cannot see complete (a proxy in between, a slow link).
+const (
+	downloadSettle   = 20 * time.Millisecond
+	repushBaseDelay  = 100 * time.Millisecond
+	repushMaxDelay   = 5 * time.Second
+	maxExpectedMiss  = 8                // NACKs of one module before it counts as failed
+	loadGiveUp       = 15 * time.Second // with no complete download seen
+	downloadsForget  = 10 * time.Minute
+	versionsRecorded = 8 // ECDS versions per group remembered for (N)ACK attribution
+)
+
+// createFailure finds the plugin in Envoy's NACK of a Wasm extension config
+// ("Unable to create Wasm plugin P"; older Envoys said "HTTP filter P").
+// Envoy sends the same words for a module it has not cached yet and for one
+// whose VM failed, so which it was is decided from the downloads seen.
+var createFailure = regexp.MustCompile(`Unable to create Wasm (?:plugin|HTTP filter) (\S+)`)
+
+// ecdsEntry is one plugin's extension config in a sent version.
+type ecdsEntry struct {
+	sha string
+	ext *corev3.TypedExtensionConfig
+}
+
+// pluginDelivery is what one node did with one plugin's module.
+type pluginDelivery struct {
+	PluginStatus
+	misses    int       // NACKs of this module
+	firstMiss time.Time // first NACK of this module
+}
+
+// deliveries follows every node's plugins.
+type deliveries struct {
+	mu    sync.Mutex
+	nodes map[string]map[string]*pluginDelivery // node id → plugin → state
+	addrs map[string]string                     // node id → IP of its ADS connection
+}
+
+func newDeliveries() *deliveries {
+	return &deliveries{nodes: map[string]map[string]*pluginDelivery{}, addrs: map[string]string{}}
+}
+
+func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
+	ps := d.nodes[node]
+	if ps == nil {
+		ps = map[string]*pluginDelivery{}
+		d.nodes[node] = ps
+	}
+	p := ps[name]
+	if p == nil || p.SHA256 != sha {
+		p = &pluginDelivery{PluginStatus: PluginStatus{Name: name, SHA256: sha, State: PluginPending}}
+		ps[name] = p
+	}
+	return p
+}
+
+// sent marks the plugins of a version sent to a node pending where the
+// node does not already run that module, and forgets plugins the version
+// no longer has. A module the node refused stays failed while it is
+// refused: the node is sent the last good config instead.
+func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map[string]string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name := range d.nodes[node] {
+		if _, ok := entries[name]; !ok {
+			delete(d.nodes[node], name)
+		}
+	}
+	for name, e := range entries {
+		if !d.stillRefused(node, name, refused) {
+			d.plugin(node, name, e.sha)
+		}
+	}
+}
+
+// acked marks every plugin of an ACKed version running, except a module
+// the node refused and is still refused.
+func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused map[string]string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for name, e := range entries {
+		if d.stillRefused(node, name, refused) {
+			continue
+		}
+		p := d.plugin(node, name, e.sha)
+		p.State, p.Reason, p.misses = PluginRunning, "", 0
+	}
+}
+
+func (d *deliveries) stillRefused(node, name string, refused map[string]string) bool {
+	cur := d.nodes[node][name]
+	return cur != nil && cur.State == PluginFailed && refused[name] == cur.SHA256
+}
+
+// nackVerdict is what a NACK of one plugin's module meant.
+type nackVerdict struct {
+	expected bool   // a cache miss: the node is fetching the module
+	misses   int    // NACKs of this module so far
+	reason   string // why it failed, when not expected
+}
+
+// nacked classifies a node's NACK of plugin name's module sha. The first
+// NACK of a module is Envoy's cache miss. A later one is a failure once the
+// node downloaded the module before the re-push it answers (downloaded),
+// or after too many attempts.
+func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownload bool, now time.Time) nackVerdict {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p := d.plugin(node, name, sha)
+	if p.misses == 0 {
+		p.firstMiss = now
+	}
+	p.misses++
+	v := nackVerdict{expected: true, misses: p.misses}
+	switch {
+	case p.misses == 1:
+	case downloaded:
+		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy downloaded module %s but did not create its VM: "+
+			"the module failed to load or its VM refused to start (Envoy: %s)", shortDigest(sha), detail)}
+	case p.misses >= maxExpectedMiss || (!anyDownload && now.Sub(p.firstMiss) > loadGiveUp):
+		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy did not load module %s after %d attempts in %s: "+
+			"the download failed or did not verify (Envoy: %s)", shortDigest(sha), p.misses,
+			now.Sub(p.firstMiss).Round(time.Millisecond), detail)}
+	}
+	if v.expected {
+		p.State, p.Reason = PluginPending, ""
+	} else {
+		p.State, p.Reason = PluginFailed, v.reason
+	}
+	return v
+}
+
+// status returns a node's plugins sorted by name.
+func (d *deliveries) status(node string) []PluginStatus {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]PluginStatus, 0, len(d.nodes[node]))
+	for _, name := range slices.Sorted(maps.Keys(d.nodes[node])) {
+		out = append(out, d.nodes[node][name].PluginStatus)
+	}
+	return out
+}
+
+// allRunning reports whether every one of nodes runs plugin name.
+func (d *deliveries) allRunning(nodes []string, name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range nodes {
+		if p := d.nodes[n][name]; p == nil || p.State != PluginRunning {
+			return false
+		}
+	}
+	return len(nodes) > 0
+}
+
+// count returns how many (node, plugin) pairs are in state.
+func (d *deliveries) count(state string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, ps := range d.nodes {
+		for _, p := range ps {
+			if p.State == state {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func (d *deliveries) setAddr(node, ip string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ip != "" {
+		d.addrs[node] = ip
+	}
+}
+
+func (d *deliveries) addr(node string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.addrs[node]
+}
+
+func (d *deliveries) forget(node string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.nodes, node)
+	delete(d.addrs, node)
+}
+
+// downloads records when each module was last served whole, per client IP.
+type downloads struct {
+	mu   sync.Mutex
+	done map[string]map[string]time.Time // sha256 → client IP → last complete download
+}
+
+func (d *downloads) record(sha, ip string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done == nil {
+		d.done = map[string]map[string]time.Time{}
+	}
+	for s, byIP := range d.done {
+		for k, t := range byIP {
+			if at.Sub(t) > downloadsForget {
+				delete(byIP, k)
+			}
+		}
+		if len(byIP) == 0 {
+			delete(d.done, s)
+		}
+	}
+	if d.done[sha] == nil {
+		d.done[sha] = map[string]time.Time{}
+	}
+	d.done[sha][ip] = at
+}
+
+// before reports whether sha was served whole to ip (to anyone, when ip is
+// unknown) before t, and whether it was served to anyone at all.
+func (d *downloads) before(sha, ip string, t time.Time) (byNode, anyone bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, at := range d.done[sha] {
+		anyone = true
+		if (ip == "" || k == ip) && at.Before(t) {
+			byNode = true
+		}
+	}
+	return byNode, anyone
+}
+
+// ecdsEntries maps each Wasm extension config to its plugin and module.
+// Other configs (a stand-in for a plugin that cannot run) have no module.
+func ecdsEntries(exts []*corev3.TypedExtensionConfig) map[string]ecdsEntry {
+	out := make(map[string]ecdsEntry, len(exts))
+	for _, e := range exts {
+		name, ok := EcdsPluginName(e.Name)
+		if !ok {
+			continue
+		}
+		w := &wasmfilterv3.Wasm{}
+		if e.GetTypedConfig().UnmarshalTo(w) != nil {
+			continue
+		}
+		out[name] = ecdsEntry{sha: w.GetConfig().GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e}
+	}
+	return out
+}
+
+// repushDelay is the backoff before the n-th re-push of a module.
+func repushDelay(n int) time.Duration {
+	d := repushBaseDelay
+	for i := 1; i < n && d < repushMaxDelay; i++ {
+		d *= 2
+	}
+	return min(d, repushMaxDelay)
+}
+
+// recordECDS remembers which plugin modules an ECDS version carries, so
+// that an ACK or NACK of it can be put down to each plugin.
+func (g *group) recordECDS(version string, exts []*corev3.TypedExtensionConfig) {
+	if _, ok := g.ecds[version]; ok {
+		return
+	}
+	g.ecds[version] = ecdsEntries(exts)
+	g.ecdsOrder = append(g.ecdsOrder, version)
+	if len(g.ecdsOrder) > versionsRecorded {
+		delete(g.ecds, g.ecdsOrder[0])
+		g.ecdsOrder = g.ecdsOrder[1:]
+	}
+}

@@ -1,0 +1,343 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
+	"google.golang.org/grpc/peer"
+
+	"github.com/wasmxds/wasmxds/catalog"
+)
+
+// repushKey is one plugin's extension config in one group's snapshot;
+// settle marks the push that drops the attempt mark again.
+type repushKey struct {
+	group, plugin string
+	settle        bool
+}
+
+// repusher runs delayed re-pushes, at most one pending per key. Close stops
+// them and waits for any that is running.
+type repusher struct {
+	fire func(repushKey)
+
+	mu     sync.Mutex
+	closed bool
+	timers map[repushKey]*repushTimer
+	wg     sync.WaitGroup
+}
+
+type repushTimer struct {
+	t   *time.Timer
+	at  time.Time
+	sha string // the module the re-push is for
+}
+
+func newRepusher(fire func(repushKey)) *repusher {
+	return &repusher{fire: fire, timers: map[repushKey]*repushTimer{}}
+}
+
+// schedule re-pushes k after the delay, unless one is already due sooner.
+func (r *repusher) schedule(k repushKey, sha string, after time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	at := time.Now().Add(after)
+	if cur := r.timers[k]; cur != nil {
+		if !cur.at.After(at) {
+			cur.sha = sha
+			return
+		}
+		if !cur.t.Stop() {
+			return // firing now; the re-push it makes is at least as early
+		}
+		r.wg.Done()
+	}
+	rt := &repushTimer{at: at, sha: sha}
+	r.wg.Add(1)
+	rt.t = time.AfterFunc(after, func() {
+		defer r.wg.Done()
+		r.mu.Lock()
+		run := !r.closed && r.timers[k] == rt
+		if run {
+			delete(r.timers, k)
+		}
+		r.mu.Unlock()
+		if run {
+			r.fire(k)
+		}
+	})
+	r.timers[k] = rt
+}
+
+// served brings forward the re-pushes waiting for module sha, which a node
+// just finished downloading.
+func (r *repusher) served(sha string) {
+	r.mu.Lock()
+	var due []repushKey
+	for k, rt := range r.timers {
+		if rt.sha == sha {
+			due = append(due, k)
+		}
+	}
+	r.mu.Unlock()
+	for _, k := range due {
+		r.schedule(k, sha, downloadSettle)
+	}
+}
+
+func (r *repusher) close() {
+	r.mu.Lock()
+	r.closed = true
+	for k, rt := range r.timers {
+		if rt.t.Stop() {
+			r.wg.Done()
+		}
+		delete(r.timers, k)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// ModuleServed tells the server that the module server sent module sha256
+// whole to remote (host:port): an Envoy that NACKed it as not cached now
+// has it, so its re-push is brought forward.
+func (s *Server) ModuleServed(sha256, remote string) {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	s.downloads.record(sha256, host, time.Now())
+	s.repush.served(sha256)
+}
+
+// repushPlugin sends a plugin's config to a group again, marked with the
+// attempt (see withAttempt) so that Envoy does not take it for the config
+// it already has.
+func (s *Server) repushPlugin(k repushKey) {
+	s.buildMu.Lock()
+	defer s.buildMu.Unlock()
+	s.mu.Lock()
+	g, in := s.groups[k.group], s.input
+	if g == nil || in == nil {
+		s.mu.Unlock()
+		return
+	}
+	if k.settle {
+		g.retries[k.plugin] = 0
+	} else {
+		g.retries[k.plugin]++
+		g.repushed[k.plugin] = time.Now()
+		s.metrics.repushes.Inc()
+	}
+	s.mu.Unlock()
+	s.rebuild(k.group, *in)
+}
+
+// settleLater drops the attempt mark of plugins that every node of the
+// group now runs: their config goes back to the plain one, a function of
+// the specs and modules alone, so that versions are again the same in every
+// replica and after restarts. Envoy takes the plain config as a config
+// change: it finds the code cached and the VM running, and only
+// reconfigures the plugin.
+func (s *Server) settleLater(group string) {
+	s.mu.Lock()
+	g := s.groups[group]
+	var marked []string
+	if g != nil {
+		for name, n := range g.retries {
+			if _, refused := g.refused[name]; n > 0 && !refused {
+				marked = append(marked, name)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if len(marked) == 0 {
+		return
+	}
+	members := s.tracker.members(group)
+	for _, name := range marked {
+		if s.deliveries.allRunning(members, name) {
+			s.repush.schedule(repushKey{group: group, plugin: name, settle: true}, "", 0)
+		}
+	}
+}
+
+// streamIP is the IP address an ADS stream comes from, "" if unknown.
+func streamIP(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+// ecdsNack handles a node's NACK of extension configs. It returns true when
+// the NACK was expected (the node is fetching a module it had not cached)
+// and is therefore not an error; the plugin is re-pushed later.
+func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
+	m := createFailure.FindStringSubmatch(nack.Error)
+	if m == nil {
+		return false
+	}
+	plugin := m[1]
+	s.mu.Lock()
+	g := s.groups[group]
+	var e ecdsEntry
+	var found bool
+	var repushed time.Time
+	if g != nil {
+		e, found = g.ecds[nack.Version][plugin]
+		repushed = g.repushed[plugin]
+	}
+	s.mu.Unlock()
+	if !found || e.sha == "" {
+		return false
+	}
+	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed.Add(-downloadSettle))
+	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, time.Now())
+	k := repushKey{group: group, plugin: plugin}
+	if v.expected {
+		s.metrics.cacheMisses.Inc()
+		s.log.Info("envoy is fetching a module it had not cached; re-push scheduled", "node", nodeID,
+			"plugin", plugin, "sha256", e.sha, "attempt", v.misses)
+		s.repush.schedule(k, e.sha, repushDelay(v.misses))
+		return true
+	}
+	s.log.Warn("envoy refused a module; its last good config keeps serving", "node", nodeID,
+		"plugin", plugin, "sha256", e.sha, "reason", v.reason)
+	s.mu.Lock()
+	if g != nil {
+		g.refused[plugin] = e.sha
+	}
+	s.mu.Unlock()
+	s.repush.schedule(k, "", 0)
+	return false
+}
+
+// ecdsAck records the plugins of an ACKed version as running and keeps
+// their configs as the group's last good ones.
+func (s *Server) ecdsAck(nodeID string, a *ack) {
+	s.mu.Lock()
+	g := s.groups[a.group]
+	if g == nil {
+		s.mu.Unlock()
+		return
+	}
+	entries := g.ecds[a.version]
+	refused := maps.Clone(g.refused)
+	for name, e := range entries {
+		if e.sha != "" && refused[name] != e.sha {
+			g.lastGood[name] = e.ext
+		}
+	}
+	s.mu.Unlock()
+	s.deliveries.acked(nodeID, entries, refused)
+	s.settleLater(a.group)
+}
+
+// ecdsSent records the plugins of a version sent to a node as pending.
+func (s *Server) ecdsSent(nodeID, group, version string) {
+	s.mu.Lock()
+	var entries map[string]ecdsEntry
+	var refused map[string]string
+	if g := s.groups[group]; g != nil {
+		entries, refused = g.ecds[version], maps.Clone(g.refused)
+	}
+	s.mu.Unlock()
+	if entries != nil {
+		s.deliveries.sent(nodeID, entries, refused)
+	}
+}
+
+// applyRefusalsLocked marks re-pushed configs with their attempt and
+// replaces the extension config of a module a node of the group refused with the plugin's last good config or, if it never ran
+// there, with the stand-in its failure policy calls for. One refused module
+// thus never holds up the other plugins, and Envoy is not asked again and
+// again to start a VM that fails. A new module for the plugin lifts the
+// refusal. It also resets a plugin's re-push count when its module changes.
+func (s *Server) applyRefusalsLocked(g *group, res *Resources) {
+	for i, e := range res.Extensions {
+		name, ok := EcdsPluginName(e.Name)
+		if !ok {
+			continue
+		}
+		entry := ecdsEntries([]*corev3.TypedExtensionConfig{e})[name]
+		if g.retryOf[name] != entry.sha {
+			g.retryOf[name], g.retries[name] = entry.sha, 0
+		}
+		refused, ok := g.refused[name]
+		if !ok {
+			if n := g.retries[name]; n > 0 {
+				res.Extensions[i] = withAttempt(e, n)
+			}
+			continue
+		}
+		if refused != entry.sha {
+			delete(g.refused, name)
+			continue
+		}
+		if good := g.lastGood[name]; good != nil {
+			res.Extensions[i] = good
+		} else if alt := standInExtension(e); alt != nil {
+			res.Extensions[i] = alt
+		}
+	}
+}
+
+// standInExtension is the failure-policy stand-in for a Wasm extension
+// config, nil if it cannot be built.
+func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConfig {
+	w := &wasmfilterv3.Wasm{}
+	if e.GetTypedConfig().UnmarshalTo(w) != nil {
+		return nil
+	}
+	strategy := catalog.FailClose
+	if w.GetConfig().GetFailurePolicy() == wasmv3.FailurePolicy_FAIL_OPEN {
+		strategy = catalog.FailOpen
+	}
+	cfg, err := standIn(strategy)
+	if err != nil {
+		return nil
+	}
+	return &corev3.TypedExtensionConfig{Name: e.Name, TypedConfig: cfg}
+}
+
+// withAttempt marks a re-pushed Wasm config with its attempt number in the
+// module URL's query, which the module server ignores. It must differ from
+// the config NACKed before: Envoy records a config it rejects as its
+// latest, so the same config sent again is ACKed without a VM being made.
+// A different config also gets a new version, so SotW (which parks a NACKed
+// version) and delta (which does not resend a resource version) send it.
+// Envoy caches code by sha256, so the URL change downloads nothing.
+func withAttempt(e *corev3.TypedExtensionConfig, attempt int) *corev3.TypedExtensionConfig {
+	w := &wasmfilterv3.Wasm{}
+	if e.GetTypedConfig().UnmarshalTo(w) != nil {
+		return e
+	}
+	uri := w.GetConfig().GetVmConfig().GetCode().GetRemote().GetHttpUri()
+	if uri == nil {
+		return e
+	}
+	base, _, _ := strings.Cut(uri.Uri, "?")
+	uri.Uri = fmt.Sprintf("%s?attempt=%d", base, attempt)
+	cfg, err := PackValid(w)
+	if err != nil {
+		return e
+	}
+	return &corev3.TypedExtensionConfig{Name: e.Name, TypedConfig: cfg}
+}
