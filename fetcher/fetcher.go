@@ -90,6 +90,14 @@ type Options struct {
 	// 200: sha256 is its hex digest, remote the client's address (host:port).
 	// It runs on the request's goroutine and must not block.
 	OnServed func(sha256, remote string)
+	// OnUnknown, if set, makes Handler answer a request for a digest that
+	// is not in use with 503 and Retry-After instead of 404, after calling
+	// OnUnknown with its hex. Replicas behind one address use it: an Envoy
+	// told about a module by one replica may download from another that has
+	// not resolved it yet, and should retry while that replica catches up.
+	// It runs on the request's goroutine and must not block; any client can
+	// call it with any digest, so it must be cheap and rate-limited.
+	OnUnknown func(sha256 string)
 }
 
 // Request names a module to resolve.

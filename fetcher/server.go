@@ -17,7 +17,8 @@ import (
 const ModulePathPrefix = "/modules/sha256/"
 
 // Handler serves GET and HEAD ModulePathPrefix+<hex> for modules in the
-// in-use set (see SetInUse), and 404 for anything else. Content never
+// in-use set (see SetInUse), and 404 for anything else (503 with
+// Retry-After for a digest not in use when Options.OnUnknown is set). Content never
 // changes for a digest, so responses carry a strong ETag and immutable
 // caching headers; ranges and If-None-Match are honoured. A file whose
 // size or mtime changed since it was verified is hashed again first; one
@@ -48,8 +49,7 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 		return http.StatusBadRequest
 	}
 	if !f.cache.isInUse(hex) {
-		http.NotFound(w, r)
-		return http.StatusNotFound
+		return f.unknownModule(w, r, hex)
 	}
 	file, code := f.openServable(hex)
 	if file == nil {
@@ -74,6 +74,26 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 		}
 	}
 	return cw.code
+}
+
+// unknownRetryAfter is what a client asking for a digest not in use is told
+// to wait, in seconds: about one registry round trip for the resolution the
+// request sets off.
+const unknownRetryAfter = "1"
+
+// unknownModule answers a request for a digest not in use: 404, or, with
+// OnUnknown set, 503 and Retry-After once OnUnknown heard of it. Another
+// replica may have advertised a module this one has yet to resolve.
+func (f *Fetcher) unknownModule(w http.ResponseWriter, r *http.Request, hex string) int {
+	fn := f.opts.OnUnknown
+	if fn == nil {
+		http.NotFound(w, r)
+		return http.StatusNotFound
+	}
+	fn(hex)
+	w.Header().Set("Retry-After", unknownRetryAfter)
+	http.Error(w, "module not resolved by this server yet", http.StatusServiceUnavailable)
+	return http.StatusServiceUnavailable
 }
 
 // openServable opens an in-use module whose content matches its name, or

@@ -58,3 +58,12 @@ else
   echo "installing oras $ORAS_VERSION into $TOOLS/bin"
   GOBIN="$TOOLS/bin" go install "oras.land/oras/cmd/oras@$ORAS_VERSION"
 fi
+
+if ! command -v haproxy >/dev/null 2>&1; then
+  # The replicas end-to-end test puts wasmxds replicas behind a real load balancer.
+  echo "installing Debian's haproxy"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+fi
