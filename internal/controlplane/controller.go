@@ -47,7 +47,8 @@ type controllerOptions struct {
 	// 0 means 10 minutes.
 	InUseGrace time.Duration
 	// Resync is how often Always plugins are re-resolved and failed ones
-	// retried; 0 means never.
+	// retried, at wall-clock multiples of it (see nextResync); 0 means
+	// never.
 	Resync time.Duration
 	// Settle is how long a finished resolution waits for others still
 	// running before it is pushed, so that modules pulled together reach
@@ -69,6 +70,7 @@ type controller struct {
 	log    *slog.Logger
 	kick   chan struct{} // the desired state changed
 	pulled chan struct{} // a resolution finished
+	early  chan struct{} // resync now (see resyncSoon)
 	pulls  sync.WaitGroup
 
 	mu          sync.Mutex
@@ -79,6 +81,8 @@ type controller struct {
 	sems        map[string]chan struct{}
 	seq         uint64
 	inForce     map[string]inForce // as last written to StateFile
+	firstState  time.Time          // when the first desired state arrived
+	lastResync  time.Time          // last resync run or asked for early
 }
 
 // resolution is one plugin's module state.
@@ -115,7 +119,8 @@ func newController(opts controllerOptions) *controller {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &controller{
-		opts: opts, log: log.With("component", "controller"), kick: make(chan struct{}, 1), pulled: make(chan struct{}, 1),
+		opts: opts, log: log.With("component", "controller"),
+		kick: make(chan struct{}, 1), pulled: make(chan struct{}, 1), early: make(chan struct{}, 1),
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
 	}
@@ -127,6 +132,9 @@ func newController(opts controllerOptions) *controller {
 // loop resolves and pushes it. Only the latest state matters.
 func (c *controller) onChange(st *catalog.State) {
 	c.mu.Lock()
+	if c.state == nil {
+		c.firstState = time.Now()
+	}
 	c.state = st
 	for name := range c.res {
 		if !slices.ContainsFunc(st.Plugins, func(p catalog.Plugin) bool { return p.Name == name }) {
@@ -137,15 +145,17 @@ func (c *controller) onChange(st *catalog.State) {
 	c.trigger()
 }
 
-// run pushes whenever something changed and resyncs every Resync, until
-// ctx is done; it returns once every pull it started has stopped.
+// run pushes whenever something changed and resyncs at every wall-clock
+// multiple of Resync (and early when asked), until ctx is done; it returns
+// once every pull it started has stopped.
 func (c *controller) run(ctx context.Context) {
 	defer c.pulls.Wait()
 	var tick <-chan time.Time
+	var resync *time.Timer
 	if c.opts.Resync > 0 {
-		t := time.NewTicker(c.opts.Resync)
-		defer t.Stop()
-		tick = t.C
+		resync = time.NewTimer(nextResync(time.Now(), c.opts.Resync))
+		defer resync.Stop()
+		tick = resync.C
 	}
 	settle := time.NewTimer(0)
 	<-settle.C
@@ -157,6 +167,10 @@ func (c *controller) run(ctx context.Context) {
 		case <-c.kick:
 			c.step(ctx, false)
 		case <-tick:
+			resync.Reset(nextResync(time.Now(), c.opts.Resync))
+			c.resynced()
+			c.step(ctx, true)
+		case <-c.early:
 			c.step(ctx, true)
 		case <-c.pulled:
 			// Modules that arrive together go out together: each module

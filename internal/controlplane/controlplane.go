@@ -196,6 +196,9 @@ func (cp *ControlPlane) build() error {
 			if c := cp.ctrl; c != nil {
 				c.moduleLost(sha)
 			}
+		}, OnUnknown: func(sha string) {
+			// Another replica may have resolved a moved tag first.
+			cp.ctrl.unknownModule(sha)
 		}, OnServed: func(sha, remote string) {
 			// Envoys that NACKed this module as not cached have it now.
 			cp.server.ModuleServed(sha, remote)
@@ -361,6 +364,9 @@ func (cp *ControlPlane) configDirErr() error {
 func (cp *ControlPlane) notReady() error {
 	if !cp.server.Ready() {
 		return errors.New("no configuration built yet")
+	}
+	if !cp.ctrl.warm() {
+		return errors.New("modules still resolving for the first time")
 	}
 	if err := cp.configDirErr(); err != nil {
 		return fmt.Errorf("%w (the last good configuration keeps serving)", err)

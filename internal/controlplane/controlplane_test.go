@@ -284,6 +284,7 @@ func TestReadyzBeforeFirstConfig(t *testing.T) {
 	if code := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d, want 200 while the process is up", code)
 	}
+	cp.ctrl.onChange(&catalog.State{})
 	cp.server.Update(xds.Input{State: &catalog.State{}, Delivery: xds.DeliveryLDS})
 	if code := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d after the first config", code)
