@@ -64,7 +64,10 @@ func (c *controller) unknownModule(sha256Hex string) {
 }
 
 // warm reports whether every plugin's first resolution has finished, or
-// warmUpLimit has passed since the first desired state arrived.
+// warmUpLimit has passed since the first desired state arrived. A module
+// restored from the state file does not count when the spec now names
+// another: a restarted replica that missed an edit would hand Envoys
+// moving to it the module they just left.
 func (c *controller) warm() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -75,7 +78,7 @@ func (c *controller) warm() bool {
 		return true
 	}
 	for _, p := range c.state.Plugins {
-		if r := c.res[p.Name]; r == nil || (r.module == nil && !r.done) {
+		if r := c.res[p.Name]; r == nil || !(r.done || (r.module != nil && r.moduleKey == r.key)) {
 			return false
 		}
 	}

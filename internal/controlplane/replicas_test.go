@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -73,5 +74,36 @@ func TestNotWarmUntilFirstResolutions(t *testing.T) {
 	sink.until(t, "a resolved", resolved("a"))
 	if !c.warm() {
 		t.Error("not warm once every first resolution finished")
+	}
+}
+
+// A replica restarted after the spec moved to another module is not ready
+// with the module its state file recorded: Envoys moving to it would go
+// back to the module they left.
+func TestNotWarmWithRestoredModuleOfAnotherReference(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "plugins.json")
+	mods := &fakeModules{sums: map[string]string{"oci://r/a:v1": "aa", "oci://r/a:v2": "a2"}}
+	c, sink := newTestController(t, mods, controllerOptions{StateFile: state})
+	c.onChange(plugins(plugin("a", "oci://r/a:v1", catalog.PullIfNotPresent)))
+	sink.until(t, "a resolved", resolved("a"))
+	// The loop records the module in force after it pushes: one more push
+	// means the state file has it.
+	c.onChange(plugins(plugin("a", "oci://r/a:v1", catalog.PullIfNotPresent)))
+	sink.until(t, "another push", func(xds.Input) bool { return true })
+
+	gate := make(chan struct{})
+	restarted := &fakeModules{sums: mods.sums, cached: map[string]string{"oci://r/a:v1": "aa"}, gates: map[string]chan struct{}{"oci://r/a:v2": gate}}
+	c2, sink2 := newTestController(t, restarted, controllerOptions{StateFile: state})
+	c2.onChange(plugins(plugin("a", "oci://r/a:v2", catalog.PullIfNotPresent)))
+	sink2.until(t, "the first push, with the restored module", func(in xds.Input) bool {
+		return in.Modules["a"].Pending && in.Modules["a"].Module != nil && in.Modules["a"].Module.SHA256 == "aa"
+	})
+	if c2.warm() {
+		t.Error("warm while serving the restored v1 module for a spec naming v2")
+	}
+	close(gate)
+	sink2.until(t, "v2", func(in xds.Input) bool { return in.Modules["a"].Module != nil && in.Modules["a"].Module.SHA256 == "a2" })
+	if !c2.warm() {
+		t.Error("not warm once v2 resolved")
 	}
 }
