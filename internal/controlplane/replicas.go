@@ -58,8 +58,12 @@ func (c *controller) resynced() {
 }
 
 // unknownModule is the module server's hook for a digest it does not
-// serve: another replica may have resolved a moved tag first.
+// serve: another replica may have resolved a moved tag first. Until the
+// first resolutions finished, they are the resync.
 func (c *controller) unknownModule(sha256Hex string) {
+	if !c.warm() {
+		return
+	}
 	c.resyncSoon("a client asked for a module this replica does not serve", "sha256", sha256Hex)
 }
 

@@ -1,11 +1,17 @@
 package controlplane
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -40,6 +46,9 @@ func TestUnknownModuleResyncsEarlyOnce(t *testing.T) {
 	mods.sums["oci://r/a:latest"] = "cc" // the tag moved; another replica resolved it
 	mods.requests = nil
 	mods.mu.Unlock()
+	if !c.warm() {
+		t.Fatal("not warm with every module resolved")
+	}
 	for range 50 {
 		c.unknownModule("cc")
 	}
@@ -105,5 +114,73 @@ func TestNotWarmWithRestoredModuleOfAnotherReference(t *testing.T) {
 	sink2.until(t, "v2", func(in xds.Input) bool { return in.Modules["a"].Module != nil && in.Modules["a"].Module.SHA256 == "a2" })
 	if !c2.warm() {
 		t.Error("not warm once v2 resolved")
+	}
+}
+
+// Two replicas on one spec directory with an Always plugin. The module
+// behind its reference changes and replica A resolves it first (it
+// resynced, B did not yet): an Envoy told by A downloads from B through
+// the shared address. B tells it to retry, resolves at once, and serves
+// the module; it never answers a bare 404.
+func TestReplicaServesModuleAnotherReplicaResolvedFirst(t *testing.T) {
+	root := t.TempDir()
+	dir, modPath := filepath.Join(root, "configs"), filepath.Join(root, "filter.wasm")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, modPath, fetchertest.ProxyWasm("v1"))
+	writeFile(t, filepath.Join(dir, "plugin.yaml"), []byte(fmt.Sprintf(pluginSpec, modPath, "x-replica")+"  imagePullPolicy: Always\n"))
+	var cps []*ControlPlane
+	for _, name := range []string{"a", "b"} {
+		cp := newTestCP(t, Options{ConfigDir: dir, CacheDir: filepath.Join(root, "cache-"+name), Delivery: xds.DeliveryLDS})
+		runCP(t, cp)
+		cps = append(cps, cp)
+	}
+	a, b := cps[0], cps[1]
+	v1 := sha256.Sum256(fetchertest.ProxyWasm("v1"))
+	for _, cp := range cps {
+		waitUntil(t, "ready", func() bool { return cp.notReady() == nil })
+		if code := moduleStatus(t, cp, hex.EncodeToString(v1[:])); code != http.StatusOK {
+			t.Fatalf("a ready replica answers %d for v1", code)
+		}
+	}
+
+	v2mod := fetchertest.ProxyWasm("v2")
+	writeFile(t, modPath, v2mod)
+	sum := sha256.Sum256(v2mod)
+	v2 := hex.EncodeToString(sum[:])
+	a.ctrl.resyncSoon("test: A's resync came first")
+	waitUntil(t, "A serving v2", func() bool { return moduleStatus(t, a, v2) == http.StatusOK })
+
+	resp, err := http.Get(b.AdvertiseURL() + "/modules/sha256/" + v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("B asked for v2 before resolving it: %s, Retry-After %q; want 503 with Retry-After",
+			resp.Status, resp.Header.Get("Retry-After"))
+	}
+	waitUntil(t, "B serving v2", func() bool { return moduleStatus(t, b, v2) == http.StatusOK })
+}
+
+func moduleStatus(t *testing.T, cp *ControlPlane, sha string) int {
+	t.Helper()
+	resp, err := http.Get(cp.AdvertiseURL() + "/modules/sha256/" + sha)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
 	}
 }
