@@ -62,6 +62,9 @@ type Options struct {
 	// across a fleet so that identical resources are parsed once. Nil
 	// gives the client its own.
 	Refs *RefCache
+	// Resume, when set, reconnects a stream that broke, as Envoy does,
+	// instead of ending the client (see Resume).
+	Resume *Resume
 }
 
 // Client is one fake Envoy on its own connection and ADS stream.
@@ -69,9 +72,13 @@ type Client struct {
 	opts   Options
 	node   *corev3.Node
 	conn   *grpc.ClientConn
-	cancel context.CancelFunc
 	done   chan struct{} // closed when the receive goroutine returned
+	stop   chan struct{} // closed by Close
 	closed atomic.Bool
+	addr   string // the server dialled last
+
+	connMu sync.Mutex // guards conn and cancel, which a resume replaces
+	cancel context.CancelFunc
 
 	sotw  discoverygrpc.AggregatedDiscoveryService_StreamAggregatedResourcesClient
 	delta discoverygrpc.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
@@ -94,13 +101,12 @@ func Dial(addr string, opts Options) (*Client, error) {
 	if opts.Refs == nil {
 		opts.Refs = NewRefCache()
 	}
-	c := &Client{opts: opts, done: make(chan struct{}), types: map[string]*typeState{}}
+	c := &Client{opts: opts, done: make(chan struct{}), stop: make(chan struct{}), types: map[string]*typeState{}, addr: addr}
 	c.node = Node(cmpOr(opts.NodeID, "envoy"), cmpOr(opts.Cluster, "test"), opts.Labels)
-	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts.DialOptions...)
-	conn, err := grpc.NewClient("passthrough:///"+addr, dial...)
+	conn, err := c.dial(addr)
 	if err != nil {
 		close(c.done)
-		return nil, fmt.Errorf("xdstest: dial %s: %w", addr, err)
+		return nil, err
 	}
 	c.conn = conn
 	if err := c.open(); err != nil {
@@ -111,6 +117,16 @@ func Dial(addr string, opts Options) (*Client, error) {
 	}
 	go c.loop()
 	return c, nil
+}
+
+// dial makes a connection to addr; it connects lazily.
+func (c *Client) dial(addr string) (*grpc.ClientConn, error) {
+	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.opts.DialOptions...)
+	conn, err := grpc.NewClient("passthrough:///"+addr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("xdstest: dial %s: %w", addr, err)
+	}
+	return conn, nil
 }
 
 // Start is Dial for a test: it fails the test on error and closes the
@@ -139,17 +155,8 @@ func Node(id, cluster string, labels map[string]string) *corev3.Node {
 
 // open starts the stream and asks for clusters and listeners, node first.
 func (c *Client) open() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	ads := discoverygrpc.NewAggregatedDiscoveryServiceClient(c.conn)
-	var err error
-	if c.opts.Delta {
-		c.delta, err = ads.DeltaAggregatedResources(ctx)
-	} else {
-		c.sotw, err = ads.StreamAggregatedResources(ctx)
-	}
-	if err != nil {
-		return fmt.Errorf("open stream: %w", err)
+	if err := c.openStream(); err != nil {
+		return err
 	}
 	for i, typeURL := range []string{resource.ClusterType, resource.ListenerType} {
 		c.types[typeURL] = newTypeState(true)
@@ -164,6 +171,28 @@ func (c *Client) open() error {
 	return nil
 }
 
+// openStream opens the ADS stream on c.conn.
+func (c *Client) openStream() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.connMu.Lock()
+	c.cancel = cancel
+	if c.closed.Load() {
+		cancel() // Close ran before this stream existed: it must not outlive it
+	}
+	c.connMu.Unlock()
+	ads := discoverygrpc.NewAggregatedDiscoveryServiceClient(c.conn)
+	var err error
+	if c.opts.Delta {
+		c.delta, err = ads.DeltaAggregatedResources(ctx)
+	} else {
+		c.sotw, err = ads.StreamAggregatedResources(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("open stream: %w", err)
+	}
+	return nil
+}
+
 // Close ends the stream and the connection and waits for the receiving
 // goroutine to return. It may be called more than once.
 func (c *Client) Close() {
@@ -171,8 +200,13 @@ func (c *Client) Close() {
 		<-c.done
 		return
 	}
+	close(c.stop)
+	c.connMu.Lock()
 	c.cancel()
+	c.connMu.Unlock()
 	<-c.done
+	c.connMu.Lock()
+	defer c.connMu.Unlock()
 	_ = c.conn.Close()
 }
 
@@ -194,6 +228,9 @@ func (c *Client) loop() {
 			err = c.receiveDelta()
 		} else {
 			err = c.receiveSotW()
+		}
+		if err != nil && c.resume(err) {
+			continue
 		}
 		if err != nil {
 			if err = c.fail(err); c.opts.OnEnd != nil {

@@ -28,8 +28,9 @@ type request struct {
 	typeURL        string
 	node           *corev3.Node
 	version, nonce string
-	names          []string // SotW: the whole subscription; delta: names to add
-	drop           []string // delta: names to remove
+	names          []string          // SotW: the whole subscription; delta: names to add
+	drop           []string          // delta: names to remove
+	initial        map[string]string // delta: versions held, on a resumed stream
 	nack           error
 }
 
@@ -42,7 +43,8 @@ func (c *Client) send(r request) error {
 	}
 	if c.opts.Delta {
 		return c.delta.Send(&discoverygrpc.DeltaDiscoveryRequest{Node: r.node, TypeUrl: r.typeURL,
-			ResponseNonce: r.nonce, ResourceNamesSubscribe: r.names, ResourceNamesUnsubscribe: r.drop, ErrorDetail: detail})
+			ResponseNonce: r.nonce, ResourceNamesSubscribe: r.names, ResourceNamesUnsubscribe: r.drop, ErrorDetail: detail,
+			InitialResourceVersions: r.initial})
 	}
 	return c.sotw.Send(&discoverygrpc.DiscoveryRequest{Node: r.node, TypeUrl: r.typeURL,
 		VersionInfo: r.version, ResponseNonce: r.nonce, ResourceNames: r.names, ErrorDetail: detail})
@@ -110,6 +112,7 @@ func (c *Client) receiveDelta() error {
 	for _, r := range resp.GetResources() {
 		names, bodies = append(names, r.GetName()), append(bodies, r.GetResource())
 	}
+	resources := resp.GetResources()
 	c.scratch.names, c.scratch.bodies = names, bodies
 	refs, err := c.parseRefs(resp.GetTypeUrl(), bodies)
 	if err != nil {
@@ -119,7 +122,7 @@ func (c *Client) receiveDelta() error {
 		Names: names, Removed: resp.GetRemovedResources()}
 	return c.answer(ts, bodies, func() {
 		for i, a := range bodies {
-			ts.held[names[i]] = entry{name: names[i], body: c.body(a), refs: refs[i]}
+			ts.held[names[i]] = entry{name: names[i], body: c.body(a), refs: refs[i], version: resources[i].GetVersion()}
 		}
 		for _, name := range resp.GetRemovedResources() {
 			delete(ts.held, name)

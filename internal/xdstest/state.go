@@ -40,6 +40,9 @@ type entry struct {
 	body *anypb.Any // nil with Options.NoBodies
 	refs *refs      // listeners and clusters only
 	gen  uint64     // the SotW response that last carried it
+	// version is the resource's own version (delta only), which a
+	// resumed delta stream reports back.
+	version string
 }
 
 // typeState is what the client holds for one resource type.
