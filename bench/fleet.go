@@ -40,6 +40,11 @@ type FleetOptions struct {
 	// large fleet does not overflow the server's accept backlog. Zero
 	// means 128.
 	Dialing int
+	// ResumeBackoff, when set, makes clients reconnect when their stream
+	// breaks, as Envoy does, after a random wait of up to it, to the next
+	// of ResumeAddrs (Addr when empty); see BeginStorm.
+	ResumeBackoff time.Duration
+	ResumeAddrs   []string
 }
 
 // Fleet is a set of simulated Envoys (xdstest clients), each on its own
@@ -53,6 +58,7 @@ type Fleet struct {
 	ready    atomic.Int64
 	allReady chan struct{} // closed when every client holds its configuration
 	round    atomic.Pointer[Round]
+	storm    atomic.Pointer[Storm]
 
 	errMu    sync.Mutex
 	firstErr error
@@ -105,7 +111,12 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 // clientOptions make client i: its group's labels, SotW or delta by the
 // mode, and nothing kept beyond names and versions.
 func (f *Fleet) clientOptions(i int) xdstest.Options {
+	var resume *xdstest.Resume
+	if f.opts.ResumeBackoff > 0 {
+		resume = &xdstest.Resume{Addrs: f.opts.ResumeAddrs, Backoff: f.opts.ResumeBackoff, OnResumed: f.resumed(i)}
+	}
 	return xdstest.Options{
+		Resume:      resume,
 		Delta:       f.opts.Mode == ModeDelta || (f.opts.Mode == ModeMixed && i%2 == 1),
 		NodeID:      fmt.Sprintf("bench-%05d", i),
 		Cluster:     "bench",
@@ -131,6 +142,9 @@ func (f *Fleet) observer(idx int) func(*xdstest.Client, *xdstest.Response, []*an
 	return func(c *xdstest.Client, r *xdstest.Response, resources []*anypb.Any) {
 		if round := f.round.Load(); round != nil && !r.NACKed && carries(resources, round.marker) {
 			round.record(idx)
+		}
+		if st := f.storm.Load(); st != nil {
+			st.observe(idx, r)
 		}
 		if !ready && c.Check(xdstest.Complete) {
 			ready = true

@@ -38,6 +38,7 @@ var Debounce = catalog.DefaultDebounce
 // WasmxdsProc is `wasmxds serve` run from its binary on a fixture.
 type WasmxdsProc struct {
 	proc      *testproc.Proc
+	argv      []string // to start it again (see Restart)
 	addr      string
 	HTTPAddr  string // module server
 	AdminAddr string // health, metrics, status
@@ -56,9 +57,9 @@ func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*
 }
 
 // StartServe runs `wasmxds serve` on configDir, with its cache and log in
-// dir, and waits until it is ready. Its Prepare needs a fixture: use
-// StartWasmxds for convergence runs.
-func StartServe(bin, configDir string, delivery xds.Delivery, dir string) (*WasmxdsProc, error) {
+// dir and any extra flags, and waits until it is ready. Its Prepare needs
+// a fixture: use StartWasmxds for convergence runs.
+func StartServe(bin, configDir string, delivery xds.Delivery, dir string, extra ...string) (*WasmxdsProc, error) {
 	xdsAddr, err := testproc.FreeAddr()
 	if err != nil {
 		return nil, err
@@ -71,13 +72,14 @@ func StartServe(bin, configDir string, delivery xds.Delivery, dir string) (*Wasm
 	if err != nil {
 		return nil, err
 	}
-	p, err := testproc.Start("wasmxds", filepath.Join(dir, "wasmxds.log"), nil, bin, "serve", "--config-dir", configDir,
+	argv := append([]string{bin, "serve", "--config-dir", configDir,
 		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr,
-		"--advertise-url", "http://"+httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String())
+		"--advertise-url", "http://" + httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String()}, extra...)
+	p, err := testproc.Start("wasmxds", filepath.Join(dir, "wasmxds.log"), nil, argv...)
 	if err != nil {
 		return nil, err
 	}
-	w := &WasmxdsProc{proc: p, addr: xdsAddr, HTTPAddr: httpAddr, AdminAddr: adminAddr}
+	w := &WasmxdsProc{proc: p, argv: argv, addr: xdsAddr, HTTPAddr: httpAddr, AdminAddr: adminAddr}
 	if err := p.WaitHTTP("http://"+adminAddr+"/readyz", 60*time.Second); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("wasmxds not ready: %w", err)

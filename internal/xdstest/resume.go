@@ -3,6 +3,7 @@ package xdstest
 import (
 	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -19,7 +20,9 @@ type Resume struct {
 	// Addrs are the servers to try, in turn, starting after the one that
 	// went away; empty means the address dialled.
 	Addrs []string
-	// Backoff is the wait before each attempt; zero means 100 ms.
+	// Backoff bounds the wait before each attempt, a random time up to it
+	// (full jitter, as Envoy's backoff), so that a fleet whose server went
+	// away does not come back all at once; zero means 100 ms.
 	Backoff time.Duration
 	// OnResumed, when set, is called on the receiving goroutine once the
 	// new stream is open and its requests are sent, with what broke the
@@ -48,7 +51,7 @@ func (c *Client) resume(broke error) bool {
 		select {
 		case <-c.stop:
 			return false
-		case <-time.After(cmp.Or(r.Backoff, 100*time.Millisecond)):
+		case <-time.After(rand.N(cmp.Or(r.Backoff, 100*time.Millisecond))):
 		}
 		addr := addrs[next]
 		next = (next + 1) % len(addrs)

@@ -1,0 +1,279 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/wasmxds/wasmxds/internal/testproc"
+	"github.com/wasmxds/wasmxds/internal/xdstest"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// Storm follows a fleet through the loss of its server: when each client
+// is re-subscribed, and whether what the server it reached sent differs
+// from what the client held.
+type Storm struct {
+	start     time.Time
+	base      []map[string]string // per client: type → version held (SotW)
+	clients   []stormClient       // each touched by its client's goroutine only
+	at        []atomic.Int64      // per client: ns from start + 1 when re-subscribed; 0 = not yet
+	count     atomic.Int64
+	responses atomic.Int64 // responses on resumed streams
+	changed   atomic.Int64 // of which carried a version the client did not hold
+	all       chan struct{}
+}
+
+type stormClient struct {
+	delta   bool
+	resumed bool
+	waiting map[string]bool // SotW: types not answered yet on the new stream
+}
+
+// stormTypes are the types whose versions a resumed SotW client reports.
+var stormTypes = []string{resource.ClusterType, resource.ListenerType, resource.RouteType, resource.ExtensionConfigType}
+
+// BeginStorm records what every client holds and starts following the
+// fleet's resumption. Call it just before the server goes away; the fleet
+// must have been started with ResumeBackoff.
+func (f *Fleet) BeginStorm() *Storm {
+	n := len(f.clients)
+	s := &Storm{base: make([]map[string]string, n), clients: make([]stormClient, n),
+		at: make([]atomic.Int64, n), all: make(chan struct{})}
+	for i, c := range f.clients {
+		st := c.State()
+		s.base[i] = map[string]string{}
+		for _, typeURL := range stormTypes {
+			if ts := st.Type(typeURL); ts.Accepted {
+				s.base[i][typeURL] = ts.Version
+			}
+		}
+		s.clients[i].delta = f.clientOptions(i).Delta
+	}
+	if n == 0 {
+		close(s.all)
+	}
+	s.start = time.Now()
+	f.storm.Store(s)
+	return s
+}
+
+// resumed is client i's Resume.OnResumed.
+func (f *Fleet) resumed(i int) func(*xdstest.Client, error) {
+	return func(*xdstest.Client, error) {
+		s := f.storm.Load()
+		if s == nil {
+			return
+		}
+		sc := &s.clients[i]
+		sc.resumed = true
+		if sc.delta {
+			// A delta stream reports each resource's version; a server
+			// holding the same sends nothing, so open is re-subscribed.
+			s.record(i)
+			return
+		}
+		sc.waiting = map[string]bool{}
+		for typeURL := range s.base[i] {
+			sc.waiting[typeURL] = true
+		}
+	}
+}
+
+// observe counts a response on a resumed stream, and whether it changed
+// what the client held.
+func (s *Storm) observe(i int, r *xdstest.Response) {
+	sc := &s.clients[i]
+	if !sc.resumed {
+		return
+	}
+	s.responses.Add(1)
+	if sc.delta {
+		if len(r.Names) > 0 || len(r.Removed) > 0 {
+			s.changed.Add(1)
+		}
+		return
+	}
+	if v, ok := s.base[i][r.TypeURL]; ok && v != r.Version {
+		s.changed.Add(1)
+	}
+	if sc.waiting[r.TypeURL] {
+		delete(sc.waiting, r.TypeURL)
+		if len(sc.waiting) == 0 {
+			s.record(i)
+		}
+	}
+}
+
+func (s *Storm) record(i int) {
+	if s.at[i].CompareAndSwap(0, int64(time.Since(s.start))+1) {
+		if s.count.Add(1) == int64(len(s.at)) {
+			close(s.all)
+		}
+	}
+}
+
+// Wait waits until every client is re-subscribed, or ctx ends, and
+// returns the delays from BeginStorm, sorted; clients not re-subscribed
+// are left out.
+func (s *Storm) Wait(ctx context.Context) ([]time.Duration, error) {
+	var err error
+	select {
+	case <-s.all:
+	case <-ctx.Done():
+		err = fmt.Errorf("%d of %d clients re-subscribed: %w", s.count.Load(), len(s.at), ctx.Err())
+	}
+	out := make([]time.Duration, 0, len(s.at))
+	for i := range s.at {
+		if v := s.at[i].Load(); v > 0 {
+			out = append(out, time.Duration(v-1))
+		}
+	}
+	slices.Sort(out)
+	return out, err
+}
+
+// StormOptions configures RunStorm.
+type StormOptions struct {
+	Fleet FleetOptions // Addr and the resume fields are filled in
+	// Failover moves the fleet to a second replica, started beforehand,
+	// instead of restarting the server.
+	Failover bool
+	// Backoff bounds each client's wait before it reconnects; zero means
+	// 500 ms, Envoy's base interval for its ADS stream.
+	Backoff time.Duration
+	// Timeout bounds connecting the fleet and its resumption; zero means 5
+	// minutes.
+	Timeout time.Duration
+}
+
+// StormResult is what a fleet saw of losing its server.
+type StormResult struct {
+	Scenario string // restart or failover
+	Clients  int
+	Mode     Mode
+	// Delays from the kill to each client's re-subscription (SotW: every
+	// type answered on the new stream; delta: the stream open), sorted.
+	Delays []time.Duration
+	// ServerUp is from the kill to the restarted server's /readyz (restart
+	// only); AllSeen to the server reporting every client connected.
+	ServerUp, AllSeen time.Duration
+	// Responses on the resumed streams, and how many carried a version the
+	// client did not hold.
+	Responses, Changed int64
+	Missing            int
+}
+
+// RunStorm connects a fleet to `wasmxds serve`, kills it with SIGKILL and
+// either starts it again on the same ports and cache or lets the fleet move
+// to a second replica, and measures the fleet's return.
+func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Delivery, dir string, opts StormOptions) (StormResult, error) {
+	res := StormResult{Scenario: "restart", Clients: opts.Fleet.Clients, Mode: cmpOr(opts.Fleet.Mode, ModeSotW)}
+	ctx, cancel := context.WithTimeout(ctx, cmpOr(opts.Timeout, 5*time.Minute))
+	defer cancel()
+	for _, sub := range []string{"a", "b"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return res, err
+		}
+	}
+	a, err := StartServe(bin, fx.ConfigDir, delivery, filepath.Join(dir, "a"))
+	if err != nil {
+		return res, err
+	}
+	defer a.Stop()
+	survivor := a
+	opts.Fleet.Addr, opts.Fleet.ResumeBackoff = a.Addr(), cmpOr(opts.Backoff, 500*time.Millisecond)
+	if opts.Failover {
+		res.Scenario = "failover"
+		// Replicas behind one address advertise that address: here, a's.
+		b, err := StartServe(bin, fx.ConfigDir, delivery, filepath.Join(dir, "b"), "--advertise-url", "http://"+a.HTTPAddr)
+		if err != nil {
+			return res, err
+		}
+		defer b.Stop()
+		survivor, opts.Fleet.ResumeAddrs = b, []string{a.Addr(), b.Addr()}
+	}
+	fleet, err := StartFleet(ctx, opts.Fleet)
+	if err != nil {
+		return res, fmt.Errorf("connect %d clients: %w", opts.Fleet.Clients, err)
+	}
+	defer fleet.Close()
+	storm := fleet.BeginStorm()
+	a.Kill()
+	if !opts.Failover {
+		if err := a.Restart(); err != nil {
+			return res, err
+		}
+		res.ServerUp = time.Since(storm.start)
+	}
+	res.Delays, err = storm.Wait(ctx)
+	res.Missing = res.Clients - len(res.Delays)
+	res.Responses, res.Changed = storm.responses.Load(), storm.changed.Load()
+	if err != nil {
+		return res, err
+	}
+	err = testproc.Poll(time.Until(deadline(ctx)), 20*time.Millisecond, func() error {
+		return survivor.connected(res.Clients)
+	})
+	res.AllSeen = time.Since(storm.start)
+	return res, err
+}
+
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
+}
+
+// Kill ends the server at once, as a crash would.
+func (w *WasmxdsProc) Kill() { w.proc.Kill() }
+
+// Restart starts a killed or stopped server again with the same flags —
+// ports, config and cache — and waits until it is ready.
+func (w *WasmxdsProc) Restart() error {
+	p, err := testproc.Start(w.proc.Name, w.proc.LogPath, nil, w.argv...)
+	if err != nil {
+		return err
+	}
+	w.proc = p
+	if err := p.WaitHTTP("http://"+w.AdminAddr+"/readyz", 60*time.Second); err != nil {
+		return fmt.Errorf("wasmxds not ready after a restart: %w", err)
+	}
+	return nil
+}
+
+// connected returns nil once the server reports n nodes connected.
+func (w *WasmxdsProc) connected(n int) error {
+	resp, err := http.Get("http://" + w.AdminAddr + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	const metric = "wasmxds_xds_connected_nodes "
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, metric); ok {
+			got, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return err
+			}
+			if int(got) != n {
+				return fmt.Errorf("%v of %d nodes connected", got, n)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("no %s in /metrics", strings.TrimSpace(metric))
+}
