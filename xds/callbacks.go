@@ -150,6 +150,9 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		return "", err
 	}
 	nack, acked, nodeID, group := s.tracker.request(key, typeURL, version, nonce, errDetail)
+	if nonce == "" && errDetail == nil {
+		s.reportedVersion(nodeID, group, typeURL, version)
+	}
 	s.log.Debug("discovery request", "node", nodeID, "type", typeLabel(typeURL), "version", version,
 		"nonce", nonce, "nack", errDetail != nil)
 	isECDS := typeURL == resource.ExtensionConfigType

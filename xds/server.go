@@ -41,6 +41,12 @@ type ServerOptions struct {
 	MaxIdleGroups int
 	// Authorize, if set, admits or refuses each node on its first request.
 	Authorize AuthorizeFunc
+	// OnUnknownVersion, if set, hears of a node that opens a stream (state
+	// of the world) reporting a version of a type that this server never
+	// built for its group: the node comes from another replica, which may
+	// be ahead (see reportedVersion). It runs on the stream's goroutine
+	// and must not block.
+	OnUnknownVersion func(nodeID, typeURL, version string)
 }
 
 // Server serves ADS (state-of-the-world and delta) from one snapshot per
@@ -55,6 +61,7 @@ type Server struct {
 	cancel      context.CancelFunc
 	tracker     *tracker
 	authorize   AuthorizeFunc
+	onUnknown   func(nodeID, typeURL, version string)
 	deliveries  *deliveries
 	downloads   downloads
 	repush      *repusher
@@ -117,6 +124,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		groups:      map[string]*group{},
 		tracker:     newTracker(),
 		authorize:   opts.Authorize,
+		onUnknown:   opts.OnUnknownVersion,
 		deliveries:  newDeliveries(),
 		translate:   Translate,
 	}

@@ -206,7 +206,8 @@ func (cp *ControlPlane) build() error {
 	if err != nil {
 		return err
 	}
-	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize}); err != nil {
+	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize,
+		OnUnknownVersion: func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) }}); err != nil {
 		return err
 	}
 	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,

@@ -11,9 +11,9 @@ import (
 //   - periodic resyncs fall on wall-clock multiples of the resync period
 //     (see nextResync), so replicas re-resolve Always tags at the same
 //     moment and a moved tag reaches them all within one resync;
-//   - a replica asked for a digest it does not serve, or told by a node
-//     about a version it never built, resyncs at once (resyncSoon), at
-//     most once per earlyResyncGap;
+//   - a replica asked for a digest it does not serve (unknownModule), or
+//     told by a node about a version it never built (unknownVersion),
+//     resyncs at once, at most once per earlyResyncGap;
 //   - a replica is not ready until each plugin's first resolution finished
 //     (warm), so a load balancer sends it no Envoy that it would hand a
 //     configuration without its plugins.
@@ -65,6 +65,16 @@ func (c *controller) unknownModule(sha256Hex string) {
 		return
 	}
 	c.resyncSoon("a client asked for a module this replica does not serve", "sha256", sha256Hex)
+}
+
+// unknownVersion is the xDS server's hook for a node that moved here
+// running configuration this replica never built: the replica it came
+// from may have resolved a moved tag first.
+func (c *controller) unknownVersion(node, typeURL string) {
+	if !c.warm() {
+		return
+	}
+	c.resyncSoon("a node reports configuration this replica did not build", "node", node, "type", typeURL)
 }
 
 // warm reports whether every plugin's first resolution has finished, or
