@@ -41,7 +41,8 @@ type FleetOptions struct {
 	// means 128.
 	Dialing int
 	// ResumeBackoff, when set, makes clients reconnect when their stream
-	// breaks, as Envoy does, after a random wait of up to it, to the next
+	// breaks, as Envoy does, after a random wait of up to it (doubling per
+	// failed attempt, see xdstest.Resume), to the next
 	// of ResumeAddrs (Addr when empty); see BeginStorm.
 	ResumeBackoff time.Duration
 	ResumeAddrs   []string

@@ -149,8 +149,9 @@ type StormOptions struct {
 	// Failover moves the fleet to a second replica, started beforehand,
 	// instead of restarting the server.
 	Failover bool
-	// Backoff bounds each client's wait before it reconnects; zero means
-	// 500 ms, Envoy's base interval for its ADS stream.
+	// Backoff bounds each client's wait before it reconnects, doubling with
+	// each failed attempt up to 30 s; zero means 500 ms, Envoy's base
+	// interval for its ADS stream.
 	Backoff time.Duration
 	// Timeout bounds connecting the fleet and its resumption; zero means 5
 	// minutes.

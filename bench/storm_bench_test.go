@@ -48,7 +48,7 @@ func BenchmarkRestartStorm(b *testing.B) {
 	}
 	sec.Notes = append(sec.Notes,
 		"Times run from the SIGKILL. restart: the same binary, ports, config and cache start again at once; failover: a second replica (same specs, same advertised module URL) was running, and each client reconnects to it.",
-		"Each client waits a random time up to 500 ms before each reconnection attempt (Envoy's base interval, full jitter). A SotW client is re-subscribed once every type is answered on its new stream (same-version answers are expected: a new stream has not been told anything yet); a delta client once its stream is open with its resource versions, to which a server with the same configuration answers nothing.",
+		"Each client reconnects as Envoy does: a random wait up to 500 ms before the first attempt, the bound doubling with each failed one up to 30 s (full jitter). A SotW client is re-subscribed once every type is answered on its new stream (same-version answers are expected: a new stream has not been told anything yet); a delta client once its stream is open with its resource versions, to which a server with the same configuration answers nothing.",
 		"changed versions: responses on the resumed streams carrying a version (SotW) or any resource (delta) the client did not hold; target 0.",
 		"The load generator runs in the same 2 cores as the server.")
 	report.Add(sec)

@@ -20,10 +20,12 @@ type Resume struct {
 	// Addrs are the servers to try, in turn, starting after the one that
 	// went away; empty means the address dialled.
 	Addrs []string
-	// Backoff bounds the wait before each attempt, a random time up to it
-	// (full jitter, as Envoy's backoff), so that a fleet whose server went
-	// away does not come back all at once; zero means 100 ms.
-	Backoff time.Duration
+	// Backoff bounds the wait before the first attempt; each further one
+	// doubles the bound, up to MaxBackoff. The wait is a random time up to
+	// the bound (full jitter), as with Envoy's ADS stream (500 ms doubling
+	// to 30 s), so that a fleet whose server went away does not come back
+	// all at once. Zero means 100 ms; a zero MaxBackoff means 30 s.
+	Backoff, MaxBackoff time.Duration
 	// OnResumed, when set, is called on the receiving goroutine once the
 	// new stream is open and its requests are sent, with what broke the
 	// old one.
@@ -47,12 +49,14 @@ func (c *Client) resume(broke error) bool {
 		addrs = []string{c.addr}
 	}
 	next := (slices.Index(addrs, c.addr) + 1) % len(addrs)
+	bound := cmp.Or(r.Backoff, 100*time.Millisecond)
 	for {
 		select {
 		case <-c.stop:
 			return false
-		case <-time.After(rand.N(cmp.Or(r.Backoff, 100*time.Millisecond))):
+		case <-time.After(rand.N(bound)):
 		}
+		bound = min(2*bound, cmp.Or(r.MaxBackoff, 30*time.Second))
 		addr := addrs[next]
 		next = (next + 1) % len(addrs)
 		if err := c.reopen(addr); err != nil {
