@@ -41,9 +41,9 @@ type FleetOptions struct {
 	// means 128.
 	Dialing int
 	// ResumeBackoff, when set, makes clients reconnect when their stream
-	// breaks, as Envoy does, after a random wait of up to it (doubling per
-	// failed attempt, see xdstest.Resume), to the next
-	// of ResumeAddrs (Addr when empty); see BeginStorm.
+	// breaks, as Envoy does: after a random wait of up to it, the bound
+	// doubling per failed attempt (see xdstest.Resume), to the next of
+	// ResumeAddrs (Addr when empty); see BeginStorm.
 	ResumeBackoff time.Duration
 	ResumeAddrs   []string
 }
