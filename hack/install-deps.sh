@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
 ENVOY_VERSION=1.40.0
 ORAS_VERSION=v1.3.6
+STATICCHECK_VERSION=v0.8.2
 mkdir -p "$TOOLS/bin"
 
 if [ -n "${ENVOY_BIN:-}" ] && [ -x "$ENVOY_BIN" ]; then
@@ -57,4 +58,11 @@ if [ -x "$TOOLS/bin/oras" ]; then
 else
   echo "installing oras $ORAS_VERSION into $TOOLS/bin"
   GOBIN="$TOOLS/bin" go install "oras.land/oras/cmd/oras@$ORAS_VERSION"
+fi
+
+if [ -x "$TOOLS/bin/staticcheck" ] && "$TOOLS/bin/staticcheck" -version | grep -q "(${STATICCHECK_VERSION#v})"; then
+  echo "staticcheck: $TOOLS/bin/staticcheck"
+else
+  echo "installing staticcheck $STATICCHECK_VERSION into $TOOLS/bin"
+  GOBIN="$TOOLS/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
 fi
