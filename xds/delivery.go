@@ -41,13 +41,16 @@ type PluginStatus struct {
 // and put it in its cache. The backoff covers downloads the module server
 // cannot see complete (a proxy in between, a slow link).
 const (
-	downloadSettle   = 20 * time.Millisecond
-	repushBaseDelay  = 100 * time.Millisecond
-	repushMaxDelay   = 5 * time.Second
-	maxExpectedMiss  = 8                // NACKs of one module before it counts as failed
-	loadGiveUp       = 15 * time.Second // with no complete download seen
-	downloadsForget  = 10 * time.Minute
-	versionsRecorded = 8 // ECDS versions per group remembered for (N)ACK attribution
+	downloadSettle  = 20 * time.Millisecond
+	repushBaseDelay = 100 * time.Millisecond
+	repushMaxDelay  = 5 * time.Second
+	maxExpectedMiss = 8 // NACKs of one module before it counts as failed
+	// failAfterDownload NACKs of re-pushes sent after the node downloaded
+	// the module make it failed.
+	failAfterDownload = 3
+	loadGiveUp        = 15 * time.Second // with no complete download seen
+	downloadsForget   = 10 * time.Minute
+	versionsRecorded  = 8 // ECDS versions per group remembered for (N)ACK attribution
 )
 
 // createFailure finds the plugin in Envoy's NACK of a Wasm extension config
@@ -67,6 +70,11 @@ type pluginDelivery struct {
 	PluginStatus
 	misses    int       // NACKs of this module
 	firstMiss time.Time // first NACK of this module
+	// afterDownload counts NACKs of re-pushes sent after the node had
+	// downloaded the module. A busy Envoy may still be reading a download
+	// the server has finished sending ("failed to load (in progress)"), so
+	// one such NACK is not yet proof that the module cannot run.
+	afterDownload int
 }
 
 // deliveries follows every node's plugins.
@@ -154,7 +162,10 @@ func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownl
 	v := nackVerdict{expected: true, misses: p.misses}
 	switch {
 	case p.misses == 1:
+	case downloaded && p.afterDownload+1 < failAfterDownload:
+		p.afterDownload++
 	case downloaded:
+		p.afterDownload++
 		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy downloaded module %s but did not create its VM: "+
 			"the module failed to load or its VM refused to start (Envoy: %s)", shortDigest(sha), detail)}
 	case p.misses >= maxExpectedMiss || (!anyDownload && now.Sub(p.firstMiss) > loadGiveUp):
