@@ -36,7 +36,7 @@ var statusPageTmpl = template.Must(template.New("statuspage").Funcs(template.Fun
 type statusPage struct {
 	StatusReport
 	Now     time.Time
-	Refresh int // seconds
+	Refresh int      // seconds
 	Columns []string // plugin names, the grid's columns
 	Rows    []nodeRow
 	Modules []moduleRow
