@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/wasmxds/wasmxds/fetcher"
@@ -26,9 +27,10 @@ var statusPageHTML string
 // context, which matters here: node ids, labels, spec errors and NACK
 // reasons come from whoever can connect or edit a spec.
 var statusPageTmpl = template.Must(template.New("statuspage").Funcs(template.FuncMap{
-	"short": shortDigest,
-	"size":  humanSize,
-	"ago":   ago,
+	"short":    shortDigest,
+	"size":     humanSize,
+	"ago":      ago,
+	"typeName": typeName,
 }).Parse(statusPageHTML))
 
 // statusPage is what the status page template renders: the status report
@@ -159,6 +161,12 @@ func ago(now, t time.Time) string {
 		return ""
 	}
 	return now.Sub(t).Round(time.Second).String() + " ago"
+}
+
+// typeName is the last part of an xDS type URL: TypedExtensionConfig for
+// type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig.
+func typeName(typeURL string) string {
+	return typeURL[strings.LastIndex(typeURL, ".")+1:]
 }
 
 // renderStatusPage writes the page for rep.

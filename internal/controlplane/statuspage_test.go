@@ -53,6 +53,8 @@ func statusFixture(now time.Time) StatusReport {
 					{Name: "rate-limit", SHA256: shaRate, State: xds.PluginPending},
 				}},
 			{ID: evilNode, Labels: map[string]string{"app": evilLabel}, Identity: "spiffe://mesh/evil", Connected: now,
+				LastNack: &xds.Nack{TypeURL: "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+					Error: "Unable to create Wasm plugin add-header", Time: now},
 				Plugins: []xds.PluginStatus{{Name: "add-header", SHA256: shaAdd, State: xds.PluginFailed, Reason: evilReason}}},
 		},
 		Refused:  []xds.Refusal{{Identity: "spiffe://mesh/frontend", NodeID: "backend-7", Reason: "label app=backend is not granted", Time: now}},
@@ -108,6 +110,12 @@ func TestStatusPageGrid(t *testing.T) {
 	}
 	if got := attr(failed, "class"); !strings.Contains(got, "failed") {
 		t.Errorf("failed cell has class %q, want failed (its colour)", got)
+	}
+	node := text(all(rows[1], "td")[0])
+	for _, want := range []string{"identity spiffe://mesh/evil", "last NACK (TypedExtensionConfig): Unable to create Wasm plugin add-header"} {
+		if !strings.Contains(node, want) {
+			t.Errorf("node cell %q does not show %q", node, want)
+		}
 	}
 	if got := text(all(rows[0], "td")[1]); got != "app=web" {
 		t.Errorf("web-1 labels %q, want app=web", got)
