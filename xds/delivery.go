@@ -105,7 +105,8 @@ func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
 // sent marks the plugins of a version sent to a node pending where the
 // node does not already run that module, and forgets plugins the version
 // no longer has. A module the node refused stays failed while it is
-// refused: the node is sent the last good config instead.
+// refused: the node is sent the last good config instead, or a stand-in
+// (no module) when there is none.
 func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map[string]string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -115,7 +116,7 @@ func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map
 		}
 	}
 	for name, e := range entries {
-		if !d.stillRefused(node, name, refused) {
+		if e.sha != "" && !d.stillRefused(node, name, refused) {
 			d.plugin(node, name, e.sha)
 		}
 	}
@@ -127,7 +128,7 @@ func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused ma
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, e := range entries {
-		if d.stillRefused(node, name, refused) {
+		if e.sha == "" || d.stillRefused(node, name, refused) {
 			continue
 		}
 		p := d.plugin(node, name, e.sha)
@@ -282,8 +283,9 @@ func (d *downloads) before(sha, ip string, t time.Time) (byNode, anyone bool) {
 	return byNode, anyone
 }
 
-// ecdsEntries maps each Wasm extension config to its plugin and module.
-// Other configs (a stand-in for a plugin that cannot run) have no module.
+// ecdsEntries maps each plugin's extension config to its plugin and module.
+// Other configs (the stand-in for a module a node refused before it ever
+// ran there) have no module: sha is "".
 func ecdsEntries(exts []*corev3.TypedExtensionConfig) map[string]ecdsEntry {
 	out := make(map[string]ecdsEntry, len(exts))
 	for _, e := range exts {
@@ -293,6 +295,7 @@ func ecdsEntries(exts []*corev3.TypedExtensionConfig) map[string]ecdsEntry {
 		}
 		w := &wasmfilterv3.Wasm{}
 		if e.GetTypedConfig().UnmarshalTo(w) != nil {
+			out[name] = ecdsEntry{ext: e}
 			continue
 		}
 		out[name] = ecdsEntry{sha: w.GetConfig().GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e}
