@@ -81,11 +81,14 @@ else
   command -v chromium
 fi
 
-if ! command -v haproxy >/dev/null 2>&1; then
-  # The replicas end-to-end test puts wasmxds replicas behind a real load balancer.
+# HAProxy balances wasmxds replicas in the end-to-end replicas test.
+if command -v haproxy >/dev/null 2>&1; then
+  echo "haproxy: $(command -v haproxy)"
+else
   echo "installing Debian's haproxy"
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null \
     || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+  command -v haproxy
 fi
