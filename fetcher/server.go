@@ -18,9 +18,9 @@ const ModulePathPrefix = "/modules/sha256/"
 
 // Handler serves GET and HEAD ModulePathPrefix+<hex> for modules in the
 // in-use set (see SetInUse), and 404 for anything else (503 with
-// Retry-After for a digest not in use when Options.OnUnknown is set). Content never
-// changes for a digest, so responses carry a strong ETag and immutable
-// caching headers; ranges and If-None-Match are honoured. A file whose
+// Retry-After for a digest not in use when Options.OnUnknown is set).
+// Content never changes for a digest, so responses carry a strong ETag and
+// immutable caching headers; ranges and If-None-Match are honoured. A file whose
 // size or mtime changed since it was verified is hashed again first; one
 // that no longer matches its name is quarantined and answered with 503
 // (as are its later requests, until a Resolve brings it back).
