@@ -131,7 +131,7 @@ func (s *Storm) Wait(ctx context.Context) ([]time.Duration, error) {
 	select {
 	case <-s.all:
 	case <-ctx.Done():
-		err = fmt.Errorf("%d of %d clients re-subscribed: %w", s.count.Load(), len(s.at), ctx.Err())
+		err = fmt.Errorf("%d of %d clients re-subscribed (%s): %w", s.count.Load(), len(s.at), s.missing(), ctx.Err())
 	}
 	out := make([]time.Duration, 0, len(s.at))
 	for i := range s.at {
@@ -141,6 +141,24 @@ func (s *Storm) Wait(ctx context.Context) ([]time.Duration, error) {
 	}
 	slices.Sort(out)
 	return out, err
+}
+
+// missing describes a few clients not re-subscribed, for an error. It
+// reads their state unlocked: their goroutines may still be writing it,
+// so it is only called once the wait is over.
+func (s *Storm) missing() string {
+	var out []string
+	for i := range s.at {
+		if s.at[i].Load() != 0 {
+			continue
+		}
+		sc := s.clients[i]
+		out = append(out, fmt.Sprintf("client %d: delta %v, resumed %v, unanswered %d types", i, sc.delta, sc.resumed, len(sc.waiting)))
+		if len(out) == 3 {
+			break
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // StormOptions configures RunStorm.
