@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -153,8 +154,8 @@ func (s *Storm) missing() string {
 			continue
 		}
 		sc := s.clients[i]
-		out = append(out, fmt.Sprintf("client %d: delta %v, resumed %v, unanswered %d types", i, sc.delta, sc.resumed, len(sc.waiting)))
-		if len(out) == 3 {
+		out = append(out, fmt.Sprintf("client %d: delta %v, resumed %v, unanswered %v", i, sc.delta, sc.resumed, slices.Sorted(maps.Keys(sc.waiting))))
+		if len(out) == 5 {
 			break
 		}
 	}
