@@ -41,7 +41,7 @@ type PluginStatus struct {
 // and put it in its cache. The backoff covers downloads the module server
 // cannot see complete (a proxy in between, a slow link).
 const (
-	downloadSettle  = 20 * time.Millisecond
+	downloadSettle  = 150 * time.Millisecond
 	repushBaseDelay = 100 * time.Millisecond
 	repushMaxDelay  = 5 * time.Second
 	maxExpectedMiss = 8 // NACKs of one module before it counts as failed

@@ -208,7 +208,7 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	if !found || e.sha == "" {
 		return false
 	}
-	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed.Add(-downloadSettle))
+	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed)
 	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, time.Now())
 	k := repushKey{group: group, plugin: plugin}
 	if v.expected {
