@@ -609,7 +609,7 @@ func TestFaultUnwritableCache(t *testing.T) {
 	fresh := startEnvoy(t, f.srv, "ro-fresh", map[string]string{"app": "ro"})
 	waitRunning(t, f.srv, fresh.nodeID, "held")
 
-	f.srv.writeSpec("new.yaml", plugin{name: "new", app: "ro", url: oci(refConfigEcho),
+	f.srv.writeSpec("new.yaml", plugin{name: "new", app: "ro", url: oci(refConfigEcho), failStrategy: "FAIL_OPEN",
 		config: addHeader("x-new", "never")}.spec())
 	var served string
 	eventually(t, applyTimeout, pluginError(f.srv, "new", &served, refConfigEcho, "cannot write to the module cache", tmp))
