@@ -260,8 +260,10 @@ func TestFaultHangingRegistryNeverStarvesOthers(t *testing.T) {
 	})
 	healthy := plugin{name: "healthy", app: "starve", url: oci(refAddHeader), config: addHeader("x-healthy", "yes")}
 	f.srv.writeSpec("healthy.yaml", healthy.spec())
-	// Well under the 30 s a hanging response takes to time out.
-	eventually(t, 20*time.Second, steady(steadyReplies, expectHeader(f.port, "x-healthy", "yes")))
+	// Resolved well within the 30 s a hanging response takes to time out;
+	// then Envoy needs the time it takes to create the VM.
+	eventually(t, 20*time.Second, pluginState(f.srv, "healthy", "ready"))
+	f.waitFor(t, expectHeader(f.port, "x-healthy", "yes"))
 	for i := range 6 {
 		if err := pluginState(f.srv, fmt.Sprintf("hung-%d", i), "pending")(); err != nil {
 			t.Errorf("after the healthy plugin applied: %v", err)
