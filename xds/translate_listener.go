@@ -15,7 +15,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/wasmxds/wasmxds/catalog"
 )
@@ -159,52 +158,6 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 		Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 	})
 	return filters, exts, nil
-}
-
-// routeConfig returns the listener's routes, named after it, and the
-// clusters they send traffic to. A route whose cluster is missing or invalid
-// answers 503 instead of being left out, so its requests are not caught by a
-// later, broader route and sent to the wrong service.
-func (t *translator) routeConfig(l catalog.Listener) (*routev3.RouteConfiguration, []string, error) {
-	routes := make([]*routev3.Route, 0, len(l.Routes))
-	var clusters []string
-	for _, r := range l.Routes {
-		rt := &routev3.Route{Match: routeMatch(r)}
-		if _, ok := t.cluster(r.Cluster); ok {
-			rt.Action = &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
-				Timeout:          durationpb.New(routeTimeout),
-			}}
-			clusters = append(clusters, r.Cluster)
-		} else {
-			rt.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-				Status: 503,
-				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
-					InlineString: "cluster " + r.Cluster + " is unavailable\n",
-				}},
-			}}
-		}
-		routes = append(routes, rt)
-	}
-	rc := &routev3.RouteConfiguration{
-		Name:         l.Name,
-		VirtualHosts: []*routev3.VirtualHost{{Name: l.Name, Domains: []string{"*"}, Routes: routes}},
-	}
-	if err := rc.ValidateAll(); err != nil {
-		return nil, nil, fmt.Errorf("invalid routes: %w", err)
-	}
-	return rc, clusters, nil
-}
-
-func routeMatch(r catalog.Route) *routev3.RouteMatch {
-	m := &routev3.RouteMatch{}
-	switch {
-	case r.Prefix != "":
-		m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: r.Prefix}
-	case r.Path != "":
-		m.PathSpecifier = &routev3.RouteMatch_Path{Path: r.Path}
-	}
-	return m
 }
 
 // adsConfigSource makes Envoy fetch a resource over its ADS stream, which

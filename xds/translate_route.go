@@ -1,0 +1,131 @@
+package xds
+
+import (
+	"fmt"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/wasmxds/wasmxds/catalog"
+)
+
+// catchAllDomain is the domain of a listener's top-level routes.
+const catchAllDomain = "*"
+
+// routeConfig returns the listener's routes, named after it, and the
+// clusters they send traffic to: one virtual host per spec host, named
+// after its first domain, and one for the top-level routes, named after
+// the listener when it is the only one and "*" otherwise. A request for a
+// host none of them serves gets Envoy's 404.
+func (t *translator) routeConfig(l catalog.Listener) (*routev3.RouteConfiguration, []string, error) {
+	rc := &routev3.RouteConfiguration{Name: l.Name}
+	var clusters []string
+	for _, h := range virtualHosts(l) {
+		routes, used := t.routes(h.routes)
+		clusters = append(clusters, used...)
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: h.name, Domains: h.domains, Routes: routes})
+	}
+	if err := rc.ValidateAll(); err != nil {
+		return nil, nil, fmt.Errorf("invalid routes: %w", err)
+	}
+	return rc, clusters, nil
+}
+
+// vhost is a listener's virtual host before translation.
+type vhost struct {
+	name    string
+	domains []string
+	routes  []catalog.Route
+}
+
+func virtualHosts(l catalog.Listener) []vhost {
+	var out []vhost
+	if len(l.Routes) > 0 {
+		name := l.Name
+		if len(l.Hosts) > 0 {
+			name = catchAllDomain
+		}
+		out = append(out, vhost{name: name, domains: []string{catchAllDomain}, routes: l.Routes})
+	}
+	for _, h := range l.Hosts {
+		if len(h.Domains) == 0 {
+			continue // the catalog refuses it; nothing could reach it
+		}
+		out = append(out, vhost{name: h.Domains[0], domains: h.Domains, routes: h.Routes})
+	}
+	return out
+}
+
+// routes translates a host's routes. A route whose cluster is missing or
+// invalid answers 503 instead of being left out, so its requests are not
+// caught by a later, broader route and sent to the wrong service.
+func (t *translator) routes(in []catalog.Route) ([]*routev3.Route, []string) {
+	out := make([]*routev3.Route, 0, len(in))
+	var clusters []string
+	for _, r := range in {
+		rt := &routev3.Route{Match: routeMatch(r)}
+		if _, ok := t.cluster(r.Cluster); ok {
+			rt.Action = &routev3.Route_Route{Route: routeAction(r)}
+			clusters = append(clusters, r.Cluster)
+		} else {
+			rt.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+				Status: 503,
+				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
+					InlineString: "cluster " + r.Cluster + " is unavailable\n",
+				}},
+			}}
+		}
+		out = append(out, rt)
+	}
+	return out, clusters
+}
+
+func routeAction(r catalog.Route) *routev3.RouteAction {
+	timeout := routeTimeout
+	if r.Timeout > 0 {
+		timeout = r.Timeout
+	}
+	a := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
+		Timeout:          durationpb.New(timeout),
+	}
+	if r.Retries != nil {
+		a.RetryPolicy = &routev3.RetryPolicy{
+			RetryOn:    r.Retries.On,
+			NumRetries: wrapperspb.UInt32(r.Retries.Attempts),
+		}
+	}
+	return a
+}
+
+func routeMatch(r catalog.Route) *routev3.RouteMatch {
+	m := &routev3.RouteMatch{}
+	switch {
+	case r.Prefix != "":
+		m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: r.Prefix}
+	case r.Path != "":
+		m.PathSpecifier = &routev3.RouteMatch_Path{Path: r.Path}
+	}
+	for _, h := range r.Headers {
+		m.Headers = append(m.Headers, headerMatcher(h))
+	}
+	return m
+}
+
+func headerMatcher(h catalog.HeaderMatch) *routev3.HeaderMatcher {
+	hm := &routev3.HeaderMatcher{Name: h.Name}
+	switch {
+	case h.Present:
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_PresentMatch{PresentMatch: true}
+	case h.Prefix != "":
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: h.Prefix}}}
+	default:
+		hm.HeaderMatchSpecifier = &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: h.Exact}}}
+	}
+	return hm
+}
