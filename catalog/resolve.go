@@ -53,6 +53,7 @@ func assemble(files map[string]*fileState, applied map[docKey]*document) *State 
 		if d.plugin != nil {
 			st.Plugins = append(st.Plugins, *d.plugin)
 			warnUnmatchedPorts(d, st)
+			warnUntargeted(d, st)
 		}
 		if d.access != nil {
 			st.NodeAccess = append(st.NodeAccess, *d.access)
@@ -228,6 +229,26 @@ func warnUnmatchedPorts(d *document, st *State) {
 				"%s: no listener on port %s can match this plugin's selector, so this port never applies", r.path, r.value))
 		}
 	}
+}
+
+// warnUntargeted flags a plugin limited to hosts and paths that selects no
+// route of any listener its selector can reach: it would never run.
+func warnUntargeted(d *document, st *State) {
+	pl := d.plugin
+	if len(pl.Targets) == 0 || pl.Type == PluginNetwork {
+		return
+	}
+	for _, l := range st.Listeners {
+		if selectorsOverlap(l.Selector, pl.Selector) && pl.OnListener(l) {
+			return
+		}
+	}
+	line := d.source.Line
+	if d.targetsAt != nil {
+		line = d.targetsAt.Line
+	}
+	st.Warnings = append(st.Warnings, errAt(d.source, line,
+		"plugin %q matches no route: no listener its selector can reach has a route on these hosts, paths and ports, so it never runs", pl.Name))
 }
 
 func sortState(st *State) {

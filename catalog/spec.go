@@ -53,6 +53,9 @@ type document struct {
 	routes   []ref    // listener: cluster references
 	tls      []tlsRef // listener: certificates
 	ports    []ref    // plugin: match ports
+	// targetsAt is a plugin's first match[].hosts or paths, which
+	// Istio's apiVersion does not have.
+	targetsAt *yaml.Node
 }
 
 // parseDocument decodes one document. It returns nil when the document had
@@ -80,6 +83,10 @@ func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	}
 	if doc.plugin != nil {
 		doc.plugin.APIVersion = apiVersion
+		if apiVersion == IstioAPIVersion && doc.targetsAt != nil {
+			p.add(doc.targetsAt, "spec.match: hosts and paths are not in %s; use apiVersion %s to limit a plugin to hosts and paths",
+				IstioAPIVersion, APIVersion)
+		}
 	}
 	top.ignore("status") // written by Kubernetes, meaningless in a file
 	top.finish()
@@ -112,7 +119,7 @@ func parseSpec(p *problems, doc *document, spec *fields, dir string) {
 		doc.cluster = parseCluster(spec)
 		doc.cluster.Name, doc.cluster.Source = name, src
 	case KindWasmPlugin:
-		doc.plugin, doc.ports = parsePlugin(spec, dir)
+		doc.plugin, doc.ports, doc.targetsAt = parsePlugin(spec, dir)
 		doc.plugin.Name, doc.plugin.Source = name, src
 	case KindNodeAccess:
 		doc.access = parseNodeAccess(spec)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"time"
 
@@ -89,11 +88,11 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 	if l.Port == 0 {
 		return nil, errors.New("listener has no port")
 	}
-	filters, exts, err := t.httpFilters(l)
+	filters, exts, targeted, err := t.httpFilters(l)
 	if err != nil {
 		return nil, err
 	}
-	rc, clusters, err := t.routeConfig(l)
+	rc, clusters, err := t.routeConfig(l, targeted)
 	if err != nil {
 		return nil, err
 	}
@@ -124,12 +123,14 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 }
 
 // httpFilters returns the listener's HTTP filter chain: the plugins that
-// apply to its port, in chain order, then the router.
-func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*corev3.TypedExtensionConfig, error) {
+// apply to some route of it, in chain order, then the router; and those of
+// them limited to hosts and paths, which its routes turn on and off.
+func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*corev3.TypedExtensionConfig, []targetedFilter, error) {
 	var filters []*hcmv3.HttpFilter
 	var exts []*corev3.TypedExtensionConfig
+	var targeted []targetedFilter
 	for _, p := range t.plugins {
-		if len(p.Ports) > 0 && !slices.Contains(p.Ports, l.Port) {
+		if !p.OnListener(l) {
 			continue
 		}
 		pf := t.pluginFilter(p)
@@ -137,10 +138,10 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 			if t.in.Established[l.Name] {
 				continue // the listener keeps running as it did before the plugin
 			}
-			return nil, nil, errHeld
+			return nil, nil, nil, errHeld
 		}
 		if pf.err != nil {
-			return nil, nil, fmt.Errorf("plugin %s cannot run and its deny-all stand-in failed: %w", p.Name, pf.err)
+			return nil, nil, nil, fmt.Errorf("plugin %s cannot run and its deny-all stand-in failed: %w", p.Name, pf.err)
 		}
 		if pf.filter == nil {
 			continue
@@ -149,15 +150,18 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 		if pf.ext != nil {
 			exts = append(exts, pf.ext)
 		}
+		if len(p.Targets) > 0 {
+			targeted = append(targeted, targetedFilter{plugin: p, filter: pf.filter.Name})
+		}
 	}
 	router, err := PackValid(&routerv3.Router{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	filters = append(filters, &hcmv3.HttpFilter{
 		Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 	})
-	return filters, exts, nil
+	return filters, exts, targeted, nil
 }
 
 // adsConfigSource makes Envoy fetch a resource over its ADS stream, which

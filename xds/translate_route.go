@@ -20,11 +20,18 @@ const catchAllDomain = "*"
 // after its first domain, and one for the top-level routes, named after
 // the listener when it is the only one and "*" otherwise. A request for a
 // host none of them serves gets Envoy's 404.
-func (t *translator) routeConfig(l catalog.Listener) (*routev3.RouteConfiguration, []string, error) {
+//
+// Plugins limited to hosts and paths (targeted) are turned off on every
+// route they do not select; a route only part of whose requests they
+// select is preceded by routes of its own for those paths.
+func (t *translator) routeConfig(l catalog.Listener, targeted []targetedFilter) (*routev3.RouteConfiguration, []string, error) {
 	rc := &routev3.RouteConfiguration{Name: l.Name}
 	var clusters []string
 	for _, h := range virtualHosts(l) {
-		routes, used := t.routes(h.routes)
+		routes, used, err := t.routes(split(l.Port, h.domains, h.routes, targeted))
+		if err != nil {
+			return nil, nil, err
+		}
 		clusters = append(clusters, used...)
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: h.name, Domains: h.domains, Routes: routes})
 	}
@@ -62,11 +69,15 @@ func virtualHosts(l catalog.Listener) []vhost {
 // routes translates a host's routes. A route whose cluster is missing or
 // invalid answers 503 instead of being left out, so its requests are not
 // caught by a later, broader route and sent to the wrong service.
-func (t *translator) routes(in []catalog.Route) ([]*routev3.Route, []string) {
+func (t *translator) routes(in []plannedRoute) ([]*routev3.Route, []string, error) {
 	out := make([]*routev3.Route, 0, len(in))
 	var clusters []string
-	for _, r := range in {
+	for _, pr := range in {
+		r := pr.route
 		rt := &routev3.Route{Match: routeMatch(r)}
+		if err := disableFilters(rt, pr.disabled); err != nil {
+			return nil, nil, err
+		}
 		if _, ok := t.cluster(r.Cluster); ok {
 			rt.Action = &routev3.Route_Route{Route: routeAction(r)}
 			clusters = append(clusters, r.Cluster)
@@ -80,7 +91,7 @@ func (t *translator) routes(in []catalog.Route) ([]*routev3.Route, []string) {
 		}
 		out = append(out, rt)
 	}
-	return out, clusters
+	return out, clusters, nil
 }
 
 func routeAction(r catalog.Route) *routev3.RouteAction {

@@ -52,6 +52,8 @@ type goldenPlugin struct {
 	FailStrategy string            `yaml:"failStrategy"`
 	Env          []catalog.EnvVar  `yaml:"env"`
 	Ports        []uint32          `yaml:"ports"`
+	Type         string            `yaml:"type"`
+	Targets      []catalog.Target  `yaml:"targets"`
 }
 
 var goldenPhases = map[string]catalog.Phase{
@@ -90,7 +92,7 @@ func loadGolden(t *testing.T, path string) (Input, map[string]string) {
 		in.State.Plugins = append(in.State.Plugins, catalog.Plugin{
 			Name: p.Name, Source: p.Source, Selector: p.Selector, Config: p.Config, RootID: p.RootID,
 			Phase: phase, Priority: p.Priority, FailStrategy: catalog.FailStrategy(p.FailStrategy),
-			Env: p.Env, Ports: p.Ports,
+			Env: p.Env, Ports: p.Ports, Type: catalog.PluginType(p.Type), Targets: p.Targets,
 		})
 	}
 	return in, g.Labels
