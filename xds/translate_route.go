@@ -27,7 +27,12 @@ const catchAllDomain = "*"
 func (t *translator) routeConfig(l catalog.Listener, targeted []targetedFilter) (*routev3.RouteConfiguration, []string, error) {
 	rc := &routev3.RouteConfiguration{Name: l.Name}
 	var clusters []string
-	for _, h := range virtualHosts(l) {
+	hosts := virtualHosts(l)
+	if len(targeted) > 0 && len(l.Routes) == 0 {
+		// Requests for other hosts would otherwise run the filters.
+		hosts = append(hosts, vhost{name: catchAllDomain, domains: []string{catchAllDomain}})
+	}
+	for _, h := range hosts {
 		routes, used, err := t.routes(split(l.Port, h.domains, h.routes, targeted))
 		if err != nil {
 			return nil, nil, err
@@ -78,20 +83,25 @@ func (t *translator) routes(in []plannedRoute) ([]*routev3.Route, []string, erro
 		if err := disableFilters(rt, pr.disabled); err != nil {
 			return nil, nil, err
 		}
-		if _, ok := t.cluster(r.Cluster); ok {
+		if pr.notFound {
+			rt.Action = directResponse(404, "")
+		} else if _, ok := t.cluster(r.Cluster); ok {
 			rt.Action = &routev3.Route_Route{Route: routeAction(r)}
 			clusters = append(clusters, r.Cluster)
 		} else {
-			rt.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-				Status: 503,
-				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
-					InlineString: "cluster " + r.Cluster + " is unavailable\n",
-				}},
-			}}
+			rt.Action = directResponse(503, "cluster "+r.Cluster+" is unavailable\n")
 		}
 		out = append(out, rt)
 	}
 	return out, clusters, nil
+}
+
+func directResponse(status uint32, body string) *routev3.Route_DirectResponse {
+	a := &routev3.DirectResponseAction{Status: status}
+	if body != "" {
+		a.Body = &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: body}}
+	}
+	return &routev3.Route_DirectResponse{DirectResponse: a}
 }
 
 func routeAction(r catalog.Route) *routev3.RouteAction {

@@ -19,6 +19,7 @@ type targetedFilter struct {
 type plannedRoute struct {
 	route    catalog.Route
 	disabled []string // filter names
+	notFound bool     // answers 404: no spec route takes the request
 }
 
 // split plans a host's routes for the targeted plugins. A route all of
@@ -56,7 +57,22 @@ func split(port uint32, domains []string, routes []catalog.Route, targeted []tar
 			taken[catalog.PathMatch{Prefix: r.Prefix, Exact: r.Path}] = true
 		}
 	}
+	if len(targeted) > 0 && !taken[catalog.PathMatch{Prefix: "/"}] {
+		out = append(out, notFound(targeted))
+	}
 	return out
+}
+
+// notFound ends a host's routes when targeted plugins are in the chain:
+// Envoy runs a listener's filters on requests no route takes too, which
+// would let them reach the plugins; this route answers them 404 as Envoy
+// would, with every targeted plugin off.
+func notFound(targeted []targetedFilter) plannedRoute {
+	pr := plannedRoute{route: catalog.Route{Prefix: "/"}, notFound: true}
+	for _, tf := range targeted {
+		pr.disabled = append(pr.disabled, tf.filter)
+	}
+	return pr
 }
 
 // disabledOn lists the targeted filters that do not select every request
