@@ -103,6 +103,7 @@ func parseHosts(spec *fields, catchAll bool, refs *listenerRefs) []VirtualHost {
 		seen[catchAllDomain] = spec.line("routes").Line
 	}
 	var hosts []VirtualHost
+	serverNames := map[string]int{}
 	for i, it := range items {
 		path := "spec.hosts[" + strconv.Itoa(i) + "]"
 		hf := spec.p.mapping(it, path)
@@ -110,7 +111,7 @@ func parseHosts(spec *fields, catchAll bool, refs *listenerRefs) []VirtualHost {
 		var rrefs []ref
 		vh.Routes, rrefs = parseRoutes(hf, path+".routes", false)
 		if vh.TLS = parseTLS(hf, &refs.tls); vh.TLS != nil {
-			checkServerNames(hf, vh)
+			checkServerNames(hf, vh, serverNames)
 		}
 		hf.finish()
 		hosts = append(hosts, vh)

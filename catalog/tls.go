@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -57,16 +59,38 @@ func parseTLS(f *fields, out *[]tlsRef) *TLS {
 }
 
 // checkServerNames makes sure a host with its own certificate can be chosen
-// by SNI: Envoy matches server names exactly or by a leading "*.".
-func checkServerNames(hf *fields, vh VirtualHost) {
+// by SNI, and by one certificate only: Envoy matches server names exactly
+// or by a leading "*.", never IP addresses, and refuses a listener in which
+// two filter chains claim one name. seen maps names to their lines.
+func checkServerNames(hf *fields, vh VirtualHost, seen map[string]int) {
+	at := hf.line("tls")
 	for _, d := range vh.Domains {
 		name, _ := splitDomainPort(d)
-		if name == catchAllDomain || strings.HasSuffix(name, "*") ||
-			(strings.HasPrefix(name, "*") && !strings.HasPrefix(name, "*.")) {
-			hf.p.add(hf.line("tls"), "%s: domain %q cannot select a certificate by SNI (a host with its own tls "+
-				"needs exact names or *.suffix wildcards)", hf.sub("tls"), d)
+		if name == catchAllDomain || strings.HasSuffix(name, "*") || strings.HasPrefix(name, "[") ||
+			net.ParseIP(name) != nil || (strings.HasPrefix(name, "*") && !strings.HasPrefix(name, "*.")) {
+			hf.p.add(at, "%s: domain %q cannot select a certificate by SNI (a host with its own tls "+
+				"needs DNS names, exact or *.suffix wildcards)", hf.sub("tls"), d)
 		}
 	}
+	for _, name := range ServerNames(vh) {
+		if first, dup := seen[name]; dup && first != at.Line {
+			hf.p.add(at, "%s: server name %q already selects the certificate at line %d", hf.sub("tls"), name, first)
+		}
+		seen[name] = at.Line
+	}
+}
+
+// ServerNames are the TLS server names (SNI) of a host's domains: without
+// ports, each once, in domain order.
+func ServerNames(vh VirtualHost) []string {
+	var out []string
+	for _, d := range vh.Domains {
+		name, _ := splitDomainPort(d)
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // checkTLSFiles looks at a listener's certificate files when this host has

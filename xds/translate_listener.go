@@ -14,6 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/wasmxds/wasmxds/catalog"
 )
@@ -39,6 +40,7 @@ type listenerParts struct {
 	routes     *routev3.RouteConfiguration
 	clusters   []string
 	extensions []*corev3.TypedExtensionConfig
+	secrets    []*tlsv3.Secret
 }
 
 // addListener translates a listener and its route configuration. When any
@@ -64,6 +66,9 @@ func (t *translator) addListener(l catalog.Listener) {
 	}
 	for _, e := range parts.extensions {
 		t.extensions[e.Name] = e
+	}
+	for _, s := range parts.secrets {
+		t.secrets[s.Name] = s
 	}
 }
 
@@ -108,18 +113,23 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 	if err != nil {
 		return nil, err
 	}
+	fc, err := filterChains(l, []*listenerv3.Filter{{
+		Name:       hcmFilterName,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+	}})
+	if err != nil {
+		return nil, err
+	}
 	lis := &listenerv3.Listener{
-		Name:    l.Name,
-		Address: SocketAddress(addr, l.Port),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name:       hcmFilterName,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
-		}}}},
+		Name:            l.Name,
+		Address:         SocketAddress(addr, l.Port),
+		FilterChains:    fc.chains,
+		ListenerFilters: fc.filters,
 	}
 	if err := lis.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("invalid listener: %w", err)
 	}
-	return &listenerParts{listener: lis, routes: rc, clusters: clusters, extensions: exts}, nil
+	return &listenerParts{listener: lis, routes: rc, clusters: clusters, extensions: exts, secrets: fc.secrets}, nil
 }
 
 // httpFilters returns the listener's HTTP filter chain: the plugins that

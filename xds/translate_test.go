@@ -116,6 +116,7 @@ func TestGolden(t *testing.T) {
 				"routes":     renderResources(t, res.Routes),
 				"clusters":   renderResources(t, res.Clusters),
 				"extensions": renderResources(t, res.Extensions),
+				"secrets":    renderResources(t, res.Secrets),
 				"problems":   renderYAML(t, problems),
 			}
 			for kind, got := range outputs {
@@ -219,9 +220,10 @@ func shippableErrors(res *Resources) []error {
 	routes := names("route", toMessages(res.Routes))
 	clusters := names("cluster", toMessages(res.Clusters))
 	exts := names("extension", toMessages(res.Extensions))
+	secrets := names("secret", toMessages(res.Secrets))
 	names("listener", toMessages(res.Listeners))
 	for _, ref := range references(res) {
-		known := map[string]map[string]bool{"route": routes, "cluster": clusters, "extension": exts}[ref.kind]
+		known := map[string]map[string]bool{"route": routes, "cluster": clusters, "extension": exts, "secret": secrets}[ref.kind]
 		if !known[ref.name] {
 			errs = append(errs, fmt.Errorf("%s refers to missing %s %q", ref.from, ref.kind, ref.name))
 		}
