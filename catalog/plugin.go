@@ -44,7 +44,11 @@ func parsePlugin(spec *fields, dir string) (pl *Plugin, ports []ref, targetsAt *
 	pl.Env = parseVMConfig(spec)
 	pl.Ports, ports, pl.Targets, targetsAt = parseMatch(spec)
 	if v, n := spec.enum("type", "UNSPECIFIED_PLUGIN_TYPE", "HTTP", "NETWORK"); v == "NETWORK" {
-		spec.p.add(n, "spec.type: NETWORK is not supported: only HTTP filters are delivered")
+		pl.Type = PluginNetwork
+		if targetsAt != nil {
+			spec.p.add(n, "spec.type: a NETWORK plugin applies to whole TCP connections, so match hosts and paths "+
+				"(HTTP routes) cannot limit it; use ports")
+		}
 	}
 	return pl, ports, targetsAt
 }

@@ -196,8 +196,13 @@ func boolInt(b bool) int {
 
 // OnListener reports whether the plugin applies to any route of l (any at
 // all for a plugin not limited to hosts and paths, on l's port).
+//
+// HTTP plugins join HTTP listeners and NETWORK plugins TCP listeners.
 func (p Plugin) OnListener(l Listener) bool {
 	if len(p.Ports) > 0 && !slices.Contains(p.Ports, l.Port) {
+		return false
+	}
+	if (p.Type == PluginNetwork) != (l.Protocol == ProtocolTCP) {
 		return false
 	}
 	if len(p.Targets) == 0 {

@@ -15,7 +15,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/wasmxds/wasmxds/internal/testenv"
 	"github.com/wasmxds/wasmxds/internal/testpki"
@@ -219,12 +218,12 @@ func staticSecrets(t *testing.T, secrets []*tlsv3.Secret) []*tlsv3.Secret {
 // Envoy creates the VM, not whether it accepts the config.
 func inlinable(t *testing.T, cfg *anypb.Any) *anypb.Any {
 	t.Helper()
-	w := &wasmfilterv3.Wasm{}
-	if cfg.UnmarshalTo(w) != nil {
+	pc := wasmPluginConfig(cfg)
+	if pc == nil {
 		return cfg
 	}
-	w.GetConfig().GetVmConfig().NackOnCodeCacheMiss = false
-	a, err := anypb.New(w)
+	pc.GetVmConfig().NackOnCodeCacheMiss = false
+	a, err := repackWasm(cfg, pc)
 	if err != nil {
 		t.Fatal(err)
 	}

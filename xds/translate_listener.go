@@ -60,7 +60,9 @@ func (t *translator) addListener(l catalog.Listener) {
 		return
 	}
 	t.res.Listeners = append(t.res.Listeners, parts.listener)
-	t.res.Routes = append(t.res.Routes, parts.routes)
+	if parts.routes != nil {
+		t.res.Routes = append(t.res.Routes, parts.routes)
+	}
 	for _, c := range parts.clusters {
 		t.usedClusters[c] = true
 	}
@@ -92,6 +94,9 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 	}
 	if l.Port == 0 {
 		return nil, errors.New("listener has no port")
+	}
+	if l.Protocol == catalog.ProtocolTCP {
+		return t.tcpListenerParts(l, addr)
 	}
 	filters, exts, targeted, err := t.httpFilters(l)
 	if err != nil {
