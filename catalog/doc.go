@@ -95,6 +95,14 @@
 //     version); files it cannot see are a warning, since Envoy may see
 //     another filesystem, and Envoy's own refusal shows as a NACK in status.
 //
+// A TCP listener sends every connection to one cluster (Envoy's tcp_proxy),
+// after the NETWORK plugins that apply to it:
+//
+//	spec:
+//	  port: 9000
+//	  protocol: TCP        # HTTP (the default) or TCP
+//	  cluster: echo        # required with TCP; routes, hosts and tls are not allowed
+//
 // Two listeners conflict when an Envoy could be asked to bind both: same
 // port, addresses equal or either one a wildcard (0.0.0.0, ::), and
 // selectors that can match one node (they can unless some label is required
@@ -168,7 +176,13 @@
 //     selects (a prefix / and a plugin on /admin) is preceded by a copy of
 //     itself for that path. A plugin that selects no route of any listener
 //     it can reach is a warning naming it.
-//   - type: UNSPECIFIED_PLUGIN_TYPE or HTTP; NETWORK is rejected.
+//   - type: UNSPECIFIED_PLUGIN_TYPE or HTTP (an HTTP filter on HTTP
+//     listeners), or NETWORK (envoy.filters.network.wasm on TCP listeners,
+//     before tcp_proxy; the module gets the connection's bytes through the
+//     proxy-wasm network callbacks). Both kinds are delivered the same way
+//     (ECDS by default), with the same phase and priority order, failure
+//     strategy (a network RBAC filter stands in) and status. A NETWORK plugin
+//     cannot have match hosts or paths.
 //   - targetRef, targetRefs and verificationKey are rejected with the
 //     reason: there are no Kubernetes Gateways or Services to target, and
 //     signature verification is not implemented (pin with sha256).
