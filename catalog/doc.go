@@ -187,6 +187,23 @@
 //     reason: there are no Kubernetes Gateways or Services to target, and
 //     signature verification is not implemented (pin with sha256).
 //
+// # NodeAccess
+//
+// A wasmxds.dev/v1alpha1 NodeAccess grants node identities (the identity in
+// a client certificate, when `serve --client-ca-file` requires one) the
+// labels and node ids they may claim:
+//
+//	kind: NodeAccess
+//	metadata: {name: team-b}
+//	spec:
+//	  principals: ["spiffe://example.org/team-b/*"]   # required: exact, or a prefix ending in *
+//	  labels: {team: b}                               # labels these identities may claim
+//	  nodeIDs: ["edge-*"]                             # optional: node.id patterns they may use
+//
+// '*' may only end a pattern. The control plane admits a node when the
+// NodeAccess documents matching its identity together grant every label it
+// claims and, if any of them lists nodeIDs, its node id.
+//
 // # Errors
 //
 // Every problem is a SpecError "file:line: message", with the line of the
