@@ -7,6 +7,7 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/envoy-venv/bi
 export ENVOY_BIN
 GO ?= go
 FILTERS := add-header config-echo rate-limit header-logger
+FILTERS += tcp-prefix
 FILTER_BINS := $(FILTERS:%=examples/filters/bin/%.wasm)
 
 .PHONY: all build deps filters test unit e2e run bench fmt vet lint clean
