@@ -281,6 +281,16 @@ func (s *Server) applyRefusalsLocked(g *group, res *Resources) {
 		}
 		refused, ok := g.refused[name]
 		if !ok {
+			if !swapping(g, name, entry.sha) {
+				// A plugin's first module (or the one the group already
+				// runs) is fetched the way a new listener warms: Envoy
+				// keeps its previous listener until the module is loaded.
+				// A cache-miss NACK here would end that warming and put the
+				// failure policy's stand-in in front of traffic meanwhile
+				// (403 for FAIL_CLOSE): an outage a healthy path never had.
+				e = withNackOnMiss(e, false)
+				res.Extensions[i] = e
+			}
 			if n := g.retries[name]; n > 0 {
 				res.Extensions[i] = withAttempt(e, n)
 			}
@@ -323,6 +333,31 @@ func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConf
 // A different config also gets a new version, so SotW (which parks a NACKed
 // version) and delta (which does not resend a resource version) send it.
 // Envoy caches code by sha256, so the URL change downloads nothing.
+// swapping reports whether the group runs another module of plugin name
+// than sha: only then does a cache-miss NACK keep the running filter
+// serving while Envoy fetches the new module in the background.
+func swapping(g *group, name, sha string) bool {
+	good := g.lastGood[name]
+	if good == nil {
+		return false
+	}
+	return ecdsEntries([]*corev3.TypedExtensionConfig{good})[name].sha != sha
+}
+
+// withNackOnMiss sets the Wasm config's nack_on_code_cache_miss.
+func withNackOnMiss(e *corev3.TypedExtensionConfig, nack bool) *corev3.TypedExtensionConfig {
+	pc := wasmPluginConfig(e.GetTypedConfig())
+	if pc.GetVmConfig() == nil || pc.GetVmConfig().GetNackOnCodeCacheMiss() == nack {
+		return e
+	}
+	pc.GetVmConfig().NackOnCodeCacheMiss = nack
+	cfg, err := repackWasm(e.GetTypedConfig(), pc)
+	if err != nil {
+		return e
+	}
+	return &corev3.TypedExtensionConfig{Name: e.Name, TypedConfig: cfg}
+}
+
 func withAttempt(e *corev3.TypedExtensionConfig, attempt int) *corev3.TypedExtensionConfig {
 	pc := wasmPluginConfig(e.GetTypedConfig())
 	uri := pc.GetVmConfig().GetCode().GetRemote().GetHttpUri()
