@@ -58,3 +58,13 @@ else
   echo "installing oras $ORAS_VERSION into $TOOLS/bin"
   GOBIN="$TOOLS/bin" go install "oras.land/oras/cmd/oras@$ORAS_VERSION"
 fi
+
+# cosign signs modules in the signature-verification tests (key pairs only,
+# no transparency log).
+COSIGN_VERSION=v2.6.5
+if [ -x "$TOOLS/bin/cosign" ]; then
+  echo "cosign: $TOOLS/bin/cosign"
+else
+  echo "installing cosign $COSIGN_VERSION into $TOOLS/bin"
+  GOBIN="$TOOLS/bin" go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+fi
