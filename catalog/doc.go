@@ -103,9 +103,15 @@
 //     UNDEFINED, SERVER or CLIENT_AND_SERVER: every wasmxds listener serves
 //     downstream (inbound) traffic, so CLIENT (outbound) is rejected.
 //   - type: UNSPECIFIED_PLUGIN_TYPE or HTTP; NETWORK is rejected.
-//   - targetRef, targetRefs and verificationKey are rejected with the
-//     reason: there are no Kubernetes Gateways or Services to target, and
-//     signature verification is not implemented (pin with sha256).
+//   - verificationKey: a PEM public key (cosign.pub from cosign
+//     generate-key-pair), inline or as file:<path> relative to the spec's
+//     directory (read when the spec is loaded). The module must be oci://,
+//     and the manifest its reference resolves to must carry a cosign
+//     signature made with the key (the sha256-<hex>.sig tag form, checked
+//     against the registry alone, no transparency log); otherwise it is
+//     refused and the plugin keeps its last good module.
+//   - targetRef and targetRefs are rejected with the reason: there are no
+//     Kubernetes Gateways or Services to target.
 //
 // # Errors
 //

@@ -23,8 +23,8 @@ func parsePlugin(spec *fields, dir string) (*Plugin, []ref) {
 	pl := &Plugin{Selector: parseSelector(spec), Phase: PhaseUnspecified, FailStrategy: FailClose}
 	spec.reject("targetRef", noTargets)
 	spec.reject("targetRefs", noTargets)
-	spec.reject("verificationKey", "signature verification is not implemented; pin the module with sha256")
 	latest := parsePluginURL(spec, pl, dir)
+	parseVerificationKey(spec, pl, dir)
 	pl.PullPolicy = parsePullPolicy(spec, latest && pl.SHA256 == "")
 	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
 	checkPullSecretRegistry(spec, pl)
