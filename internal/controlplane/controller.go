@@ -83,7 +83,7 @@ type controller struct {
 
 // resolution is one plugin's module state.
 type resolution struct {
-	key       string          // URL, pin and secret the current attempt is for
+	key       string          // URL, pin, secret and key fingerprint the current attempt is for
 	module    *fetcher.Module // module in force: the last good one, kept when a later attempt fails
 	moduleKey string          // the key module was resolved for; "" when restored from StateFile
 	err       string          // why the last attempt failed; empty if it did not
@@ -211,7 +211,7 @@ func (c *controller) jobsLocked(resync bool) []pullJob {
 	var jobs []pullJob
 	now := time.Now()
 	for _, p := range c.state.Plugins {
-		key := strings.Join([]string{p.URL, p.SHA256, p.PullSecret}, "\x00")
+		key := strings.Join([]string{p.URL, p.SHA256, p.PullSecret, p.KeyFingerprint}, "\x00")
 		r := c.res[p.Name]
 		if r == nil {
 			r = &resolution{}
@@ -226,7 +226,7 @@ func (c *controller) jobsLocked(resync bool) []pullJob {
 		c.seq++
 		r.key, r.inflight, r.done, r.since = key, c.seq, false, now
 		jobs = append(jobs, pullJob{plugin: p.Name, key: key, seq: c.seq, req: fetcher.Request{
-			URL: p.URL, SHA256: p.SHA256, Always: always, PullSecret: p.PullSecret,
+			URL: p.URL, SHA256: p.SHA256, Always: always, PullSecret: p.PullSecret, VerificationKey: p.VerificationKey,
 		}})
 	}
 	return jobs
