@@ -162,3 +162,37 @@ func fingerprint(key *sigkey.Key) string {
 	}
 	return key.Fingerprint
 }
+
+// VerifySignature checks against the registry that the OCI manifest
+// req.URL resolves to now carries a cosign signature made with
+// req.VerificationKey (required). The module is neither pulled nor cached. It returns the manifest digest checked; errors wrap ErrSignature
+// (or its ErrUnsigned, ErrBadSignature, ErrKeyMismatch) when the signature
+// is refused, other sentinels when the check could not be made.
+func (f *Fetcher) VerifySignature(ctx context.Context, req Request) (string, error) {
+	src, err := parseSource(req.URL)
+	if err != nil {
+		return "", err
+	}
+	if req.VerificationKey == "" {
+		return "", fmt.Errorf("%s: %w: no verification key", src.key, ErrSignature)
+	}
+	key, err := verificationKey(req, src)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", src.key, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, f.opts.PullTimeout)
+	defer cancel()
+	repo, err := f.repository(src.ref, req.PullSecret)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", src.key, err)
+	}
+	desc, err := resolveOCI(ctx, repo, src.ref)
+	if err != nil {
+		return "", f.secrets.redact(fmt.Errorf("%s: %w", src.key, err))
+	}
+	digest := desc.Digest.String()
+	if err := checkSignature(ctx, repo, digest, *key); err != nil {
+		return digest, f.secrets.redact(fmt.Errorf("%s: %w", src.key, err))
+	}
+	return digest, nil
+}
