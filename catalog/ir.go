@@ -137,12 +137,15 @@ type Plugin struct {
 	VerificationKey string `json:",omitempty"`
 	KeyFingerprint  string `json:",omitempty"`
 	Config          string // pluginConfig as compact JSON; empty when absent
-	RootID          string // pluginName
-	Phase           Phase
-	Priority        int32
-	FailStrategy    FailStrategy
-	Env             []EnvVar
-	Ports           []uint32 // from match[].ports; empty matches every listener
+	// SecretRefs fill values of Config from files when the configuration
+	// is pushed; Config never holds them.
+	SecretRefs   []SecretRef `json:",omitempty"`
+	RootID       string      // pluginName
+	Phase        Phase
+	Priority     int32
+	FailStrategy FailStrategy
+	Env          []EnvVar
+	Ports        []uint32 // from match[].ports; empty matches every listener
 }
 
 // EnvVar is a VM environment variable. With FromHost, Value is empty and the

@@ -29,6 +29,7 @@ func parsePlugin(spec *fields, dir string) (*Plugin, []ref) {
 	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
 	checkPullSecretRegistry(spec, pl)
 	pl.Config = parsePluginConfig(spec)
+	pl.SecretRefs = parseSecretRefs(spec, pl.Config, dir)
 	pl.RootID = boundedString(spec, "pluginName", 256)
 	if v, _ := spec.enum("phase", "UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"); v != "" {
 		pl.Phase = map[string]Phase{"UNSPECIFIED_PHASE": PhaseUnspecified, "AUTHN": PhaseAuthn,
