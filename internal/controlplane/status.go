@@ -127,6 +127,9 @@ func (cp *ControlPlane) Status() StatusReport {
 		for _, e := range st.Errors {
 			rep.SpecErrors = append(rep.SpecErrors, e.Error())
 		}
+		for _, e := range cp.ctrl.secrets.specErrors() {
+			rep.SpecErrors = append(rep.SpecErrors, e.Error())
+		}
 		for _, e := range st.Warnings {
 			rep.SpecWarnings = append(rep.SpecWarnings, e.Error())
 		}
