@@ -18,6 +18,7 @@ import (
 
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 )
@@ -240,4 +241,55 @@ func TestVerificationKeyNeedsAnOCIModuleAndAPublicKey(t *testing.T) {
 			t.Errorf("%s: err = %v, want ErrSignature", req.URL, err)
 		}
 	}
+}
+
+// cosignPrivateKey encrypts k as cosign generate-key-pair writes it.
+func cosignPrivateKey(t *testing.T, k signingKey, password string) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := encrypted.Encrypt(der, []byte(password))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: sigstoreKeyPEM, Bytes: enc})
+}
+
+func TestPushSignsWhatResolveVerifies(t *testing.T) {
+	tr := newTestRegistry(t)
+	k := newSigningKey(t)
+	if _, err := LoadSignKey(cosignPrivateKey(t, k, "right"), []byte("wrong")); err == nil {
+		t.Error("a wrong password decrypted the key")
+	}
+	sk, err := LoadSignKey(cosignPrivateKey(t, k, "right"), []byte("right"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	module := validModule(t)
+	tr.sign(t, "filters/p", sha256Digest(t, tr, module), sha256Digest(t, tr, module), newSigningKey(t)) // an earlier signer
+	d, err := Push(context.Background(), module, tr.ref("filters/p:v1"), PushOptions{DockerConfig: tr.dockerConfig(t), SignKey: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mustResolve(t, newTestFetcher(t, "", nil), Request{URL: "oci://" + tr.ref("filters/p:v1"), VerificationKey: k.pubPEM}, module)
+	if m.ManifestDigest != d {
+		t.Errorf("resolved manifest %s, pushed %s", m.ManifestDigest, d)
+	}
+	_, body, err := fetchManifestRef(context.Background(), tr.repo(t, "filters/p:x"), signatureTag(d))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sigs ocispec.Manifest
+	if err := json.Unmarshal(body, &sigs); err != nil || len(sigs.Layers) != 2 {
+		t.Errorf("signature manifest has %d layers (err %v), want the earlier signer's and ours", len(sigs.Layers), err)
+	}
+}
+
+// sha256Digest is the manifest digest Push gives module, found by pushing
+// it once unsigned.
+func sha256Digest(t *testing.T, tr *testRegistry, module []byte) string {
+	t.Helper()
+	return tr.pushWasm(t, "filters/p:probe", module)
 }
