@@ -28,9 +28,8 @@ func cosignBin(t *testing.T) string {
 	return p
 }
 
-// cosignEnv: keys without a password, and nothing sent anywhere but the
-// registry.
-var cosignEnv = []string{"COSIGN_PASSWORD=", "COSIGN_EXPERIMENTAL=0", "TUF_ROOT=/nonexistent"}
+// cosignEnv: keys without a password.
+var cosignEnv = []string{"COSIGN_PASSWORD="}
 
 // cosignKeys makes a key pair with cosign generate-key-pair in dir and
 // returns the private and public key files.
@@ -227,4 +226,27 @@ func signedBy(t *testing.T, s *server, name string) string {
 		return fmt.Errorf("plugin %s not in /debug/status", name)
 	})
 	return fp
+}
+
+// TestPushSignKeyMakesSignaturesCosignAccepts: wasmxds push --sign-key
+// with a cosign key pair signs so that cosign verify (no transparency log)
+// and wasmxds verify accept the module.
+func TestPushSignKeyMakesSignaturesCosignAccepts(t *testing.T) {
+	requireFull(t)
+	t.Parallel()
+	cosign := cosignBin(t)
+	key, pub := cosignKeys(t, cosign, t.TempDir(), "release")
+	ref := shared.registry.ref("signing/pushed:v1")
+	out, err := run(cosignEnv, tools.wasmxds, "push", "--sign-key", key, filterPath("rate-limit"), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := strings.TrimSpace(out)
+	if _, err := run(cosignEnv, cosign, "verify", "--key", pub, "--insecure-ignore-tlog=true",
+		"--allow-insecure-registry", ref); err != nil {
+		t.Errorf("cosign verify refuses what wasmxds push signed: %v", err)
+	}
+	if out, code := wasmxdsVerify(t, ref, pub); code != 0 || !strings.Contains(out, digest) {
+		t.Errorf("wasmxds verify: exit %d, %q", code, out)
+	}
 }
