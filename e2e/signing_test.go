@@ -250,3 +250,30 @@ func TestPushSignKeyMakesSignaturesCosignAccepts(t *testing.T) {
 		t.Errorf("wasmxds verify: exit %d, %q", code, out)
 	}
 }
+
+// TestSigstoreBundleReferrers: a signature cosign stores as a Sigstore
+// bundle attached to the manifest as an OCI referrer is verified too (the
+// registry has no referrers API: cosign and wasmxds use the tag-schema
+// fallback), and one by another key is refused.
+func TestSigstoreBundleReferrers(t *testing.T) {
+	requireFull(t)
+	t.Parallel()
+	cosign := cosignBin(t)
+	keys := t.TempDir()
+	key, pub := cosignKeys(t, cosign, keys, "bundle")
+	_, otherPub := cosignKeys(t, cosign, keys, "other")
+	ref := pushModule(t, "add-header", "signing/bundle:v1")
+	if out, code := wasmxdsVerify(t, ref, pub); code != 1 || !strings.Contains(out, "unsigned") {
+		t.Fatalf("before signing: exit %d, %q; want refused as unsigned", code, out)
+	}
+	if _, err := run(cosignEnv, cosign, "sign", "--new-bundle-format", "--key", key, "--tlog-upload=false",
+		"--allow-insecure-registry", "--yes", ref); err != nil {
+		t.Fatalf("cosign sign --new-bundle-format: %v", err)
+	}
+	if out, code := wasmxdsVerify(t, ref, pub); code != 0 || !strings.Contains(out, "verified") {
+		t.Errorf("signed as a bundle: exit %d, %q; want verified", code, out)
+	}
+	if out, code := wasmxdsVerify(t, ref, otherPub); code != 1 || !strings.Contains(out, "key mismatch") {
+		t.Errorf("another key: exit %d, %q; want refused for key mismatch", code, out)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 	"oras.land/oras-go/v2/content"
@@ -38,43 +39,52 @@ func signatureTag(digest string) string {
 }
 
 // checkSignature verifies that manifest digest of repo carries a cosign
-// signature made with key over a payload naming that digest. It needs the
-// registry only: no transparency log, no certificate authority. Errors wrap
-// ErrUnsigned, ErrBadSignature, ErrKeyMismatch, or the registry's failure.
+// signature made with key: under the digest's .sig tag (a simple-signing
+// payload naming the digest), or as a Sigstore bundle referrer (see
+// checkBundles). It needs the registry only: no transparency log, no
+// certificate authority. Errors wrap ErrUnsigned, ErrBadSignature,
+// ErrKeyMismatch, or the registry's failure.
 func checkSignature(ctx context.Context, repo *remote.Repository, digest string, key sigkey.Key) error {
-	tag := signatureTag(digest)
-	desc, body, err := fetchManifestRef(ctx, repo, tag)
+	var seen sigFindings
+	ok, err := checkSigTag(ctx, repo, digest, key, &seen)
+	if err == nil && !ok {
+		ok, err = checkBundles(ctx, repo, digest, key, &seen)
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("signature of %s: %w", digest, err)
+	case ok:
+		return nil
+	}
+	return seen.verdict(digest, key)
+}
+
+// checkSigTag checks the signatures under the .sig tag of digest.
+func checkSigTag(ctx context.Context, repo *remote.Repository, digest string, key sigkey.Key, seen *sigFindings) (bool, error) {
+	desc, body, err := fetchManifestRef(ctx, repo, signatureTag(digest))
 	if errors.Is(err, ErrNotFound) {
-		return fmt.Errorf("%w: manifest %s has no signature (no %s tag)", ErrUnsigned, digest, tag)
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("signature of %s: %w", digest, err)
+		return false, err
 	}
 	doc, err := parseManifest(desc, body)
 	if err != nil {
-		return fmt.Errorf("signature of %s: %w", digest, err)
+		return false, err
 	}
-	sigs := signatureLayers(doc)
-	if len(sigs) == 0 {
-		return fmt.Errorf("%w: manifest %s: the %s tag holds no cosign signature", ErrUnsigned, digest, tag)
-	}
-	var bad []string
-	for _, l := range sigs {
+	for _, l := range signatureLayers(doc) {
+		seen.found++
 		ok, problem, err := checkOne(ctx, repo, l, digest, key)
 		switch {
 		case err != nil:
-			return fmt.Errorf("signature of %s: %w", digest, err)
+			return false, err
 		case ok:
-			return nil
-		case problem != "":
-			bad = append(bad, problem)
+			return true, nil
+		case problem != "" && !slices.Contains(seen.bad, problem):
+			seen.bad = append(seen.bad, problem)
 		}
 	}
-	if len(bad) > 0 {
-		return fmt.Errorf("%w: manifest %s: %s", ErrBadSignature, digest, strings.Join(slices.Compact(bad), "; "))
-	}
-	return fmt.Errorf("%w: none of the %d signatures of manifest %s was made with key %s",
-		ErrKeyMismatch, len(sigs), digest, key.Fingerprint)
+	return false, nil
 }
 
 // signatureLayers lists the layers carrying a signature annotation.
@@ -118,7 +128,13 @@ func checkOne(ctx context.Context, repo *remote.Repository, l ocispec.Descriptor
 
 // fetchPayload reads a signature layer, checking its size and digest.
 func fetchPayload(ctx context.Context, repo *remote.Repository, l ocispec.Descriptor) ([]byte, error) {
-	if l.Size > maxPayloadSize {
+	return fetchPayloadLimit(ctx, repo, l, maxPayloadSize)
+}
+
+// fetchPayloadLimit reads a small blob of at most limit bytes, checking
+// its digest.
+func fetchPayloadLimit(ctx context.Context, repo *remote.Repository, l ocispec.Descriptor, limit int64) ([]byte, error) {
+	if l.Size > limit {
 		return nil, fmt.Errorf("%w: signature payload of %d bytes", ErrTooLarge, l.Size)
 	}
 	rc, err := repo.Fetch(ctx, l)
@@ -154,6 +170,9 @@ func verificationKey(req Request, src source) (*sigkey.Key, error) {
 func verifiedWith(r refEntry, key *sigkey.Key) bool {
 	return key == nil || slices.Contains(r.Verified, key.Fingerprint)
 }
+
+// ocispecDigest is a "sha256:<hex>" string as a descriptor digest.
+func ocispecDigest(s string) digest.Digest { return digest.Digest(s) }
 
 // fingerprint is key's, or "" without a key.
 func fingerprint(key *sigkey.Key) string {
