@@ -19,7 +19,7 @@ import (
 // Sigstore bundle (no transparency log, no timestamp, as cosign sign
 // --new-bundle-format --tlog-upload=false makes it) and attaches it to
 // manifest digest of repo as an OCI referrer.
-func (tr *testRegistry) attachBundle(t *testing.T, repo, digest, subjectHex, predicate string, kp sign.Keypair) {
+func (tr *testRegistry) attachBundle(t testing.TB, repo, digest, subjectHex, predicate string, kp sign.Keypair) {
 	t.Helper()
 	statement, err := json.Marshal(map[string]any{
 		"_type":         "https://in-toto.io/Statement/v1",
@@ -55,7 +55,7 @@ func (tr *testRegistry) attachBundle(t *testing.T, repo, digest, subjectHex, pre
 	}
 }
 
-func newKeypair(t *testing.T) (sign.Keypair, string) {
+func newKeypair(t testing.TB) (sign.Keypair, string) {
 	t.Helper()
 	kp, err := sign.NewEphemeralKeypair(nil)
 	if err != nil {
@@ -112,5 +112,29 @@ func TestSigstoreBundleReferrerVerdicts(t *testing.T) {
 				t.Errorf("%s: error %q does not mention %q", c.tag, err, w)
 			}
 		}
+	}
+}
+
+// BenchmarkVerifySignature measures what verification adds to a pull that
+// re-resolves a tag: resolving it and checking its signature, in each
+// form, against an in-process registry.
+func BenchmarkVerifySignature(b *testing.B) {
+	tr := newTestRegistry(b)
+	k := newSigningKey(b)
+	tagged := tr.pushWasm(b, "bench/sig:tag", validModule(b))
+	tr.sign(b, "bench/sig", tagged, tagged, k)
+	kp, bundlePub := newKeypair(b)
+	bundled := tr.pushWasm(b, "bench/sig:bundle", validModule(b))
+	tr.attachBundle(b, "bench/sig", bundled, strings.TrimPrefix(bundled, "sha256:"), cosignSignPredicate, kp)
+	f := newTestFetcher(b, "", nil)
+	for _, c := range []struct{ name, tag, pub string }{{"sig-tag", "tag", k.pubPEM}, {"bundle", "bundle", bundlePub}} {
+		b.Run(c.name, func(b *testing.B) {
+			req := Request{URL: "oci://" + tr.ref("bench/sig:"+c.tag), VerificationKey: c.pub}
+			for b.Loop() {
+				if _, err := f.VerifySignature(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -29,7 +29,7 @@ type signingKey struct {
 	pubPEM string
 }
 
-func newSigningKey(t *testing.T) signingKey {
+func newSigningKey(t testing.TB) signingKey {
 	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -45,7 +45,7 @@ func newSigningKey(t *testing.T) signingKey {
 // sign attaches to repo a cosign signature by k of a payload naming
 // signedDigest, under the .sig tag of digest, the way cosign sign does:
 // each signing appends a layer to that tag's manifest.
-func (tr *testRegistry) sign(t *testing.T, repo, digest, signedDigest string, k signingKey) {
+func (tr *testRegistry) sign(t testing.TB, repo, digest, signedDigest string, k signingKey) {
 	t.Helper()
 	body, err := json.Marshal(payload.SimpleContainerImage{Critical: payload.Critical{
 		Identity: payload.Identity{DockerReference: tr.host + "/" + repo},
@@ -68,7 +68,7 @@ func (tr *testRegistry) sign(t *testing.T, repo, digest, signedDigest string, k 
 
 // addSignatureLayer appends one payload layer with its signature
 // annotation to the .sig manifest of digest.
-func (tr *testRegistry) addSignatureLayer(t *testing.T, repo, digest string, body []byte, sigB64 string) {
+func (tr *testRegistry) addSignatureLayer(t testing.TB, repo, digest string, body []byte, sigB64 string) {
 	t.Helper()
 	r := tr.repo(t, repo+":"+signatureTag(digest))
 	var layers []ocispec.Descriptor
