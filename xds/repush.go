@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"google.golang.org/grpc/peer"
 
@@ -208,7 +207,7 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	if !found || e.sha == "" {
 		return false
 	}
-	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed.Add(-downloadSettle))
+	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed)
 	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, time.Now())
 	k := repushKey{group: group, plugin: plugin}
 	if v.expected {
@@ -302,15 +301,15 @@ func (s *Server) applyRefusalsLocked(g *group, res *Resources) {
 // standInExtension is the failure-policy stand-in for a Wasm extension
 // config, nil if it cannot be built.
 func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConfig {
-	w := &wasmfilterv3.Wasm{}
-	if e.GetTypedConfig().UnmarshalTo(w) != nil {
+	pc := wasmPluginConfig(e.GetTypedConfig())
+	if pc == nil {
 		return nil
 	}
 	strategy := catalog.FailClose
-	if w.GetConfig().GetFailurePolicy() == wasmv3.FailurePolicy_FAIL_OPEN {
+	if pc.GetFailurePolicy() == wasmv3.FailurePolicy_FAIL_OPEN {
 		strategy = catalog.FailOpen
 	}
-	cfg, err := standIn(strategy)
+	cfg, err := standInFor(wasmPluginType(e.GetTypedConfig()), strategy)
 	if err != nil {
 		return nil
 	}
@@ -325,17 +324,14 @@ func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConf
 // version) and delta (which does not resend a resource version) send it.
 // Envoy caches code by sha256, so the URL change downloads nothing.
 func withAttempt(e *corev3.TypedExtensionConfig, attempt int) *corev3.TypedExtensionConfig {
-	w := &wasmfilterv3.Wasm{}
-	if e.GetTypedConfig().UnmarshalTo(w) != nil {
-		return e
-	}
-	uri := w.GetConfig().GetVmConfig().GetCode().GetRemote().GetHttpUri()
+	pc := wasmPluginConfig(e.GetTypedConfig())
+	uri := pc.GetVmConfig().GetCode().GetRemote().GetHttpUri()
 	if uri == nil {
 		return e
 	}
 	base, _, _ := strings.Cut(uri.Uri, "?")
 	uri.Uri = fmt.Sprintf("%s?attempt=%d", base, attempt)
-	cfg, err := PackValid(w)
+	cfg, err := repackWasm(e.GetTypedConfig(), pc)
 	if err != nil {
 		return e
 	}

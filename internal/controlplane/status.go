@@ -161,8 +161,9 @@ func (cp *ControlPlane) moduleHandler() http.Handler {
 	return mux
 }
 
-// adminHandler serves health, metrics, the status document and, with
-// Pprof, profiles. It listens on loopback unless told otherwise.
+// adminHandler serves health, metrics, the status document, the status
+// page (at / only: other paths stay 404) and, with Pprof, profiles. It
+// listens on loopback unless told otherwise.
 func (cp *ControlPlane) adminHandler(gatherer prometheus.Gatherer) http.Handler {
 	log := cp.log.With("component", "admin")
 	mux := http.NewServeMux()
@@ -187,6 +188,7 @@ func (cp *ControlPlane) adminHandler(gatherer prometheus.Gatherer) http.Handler 
 	mux.HandleFunc("GET /debug/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, log, cp.Status())
 	})
+	mux.HandleFunc("GET /{$}", cp.statusPageHandler(log))
 	return mux
 }
 

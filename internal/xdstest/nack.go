@@ -9,8 +9,20 @@ import (
 // of an armed type is NACKed with the given message, once; every other
 // response is ACKed.
 type Rejecter struct {
-	mu   sync.Mutex
-	next map[string]string // type URL → error_detail message
+	mu    sync.Mutex
+	next  map[string]string // type URL → error_detail message
+	count map[string]int    // type URL → responses still to NACK; 1 when absent
+}
+
+// RejectNextN arms the NACK of the next n responses of typeURL.
+func (r *Rejecter) RejectNextN(typeURL, msg string, n int) {
+	r.RejectNext(typeURL, msg)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.count == nil {
+		r.count = map[string]int{}
+	}
+	r.count[typeURL] = n
 }
 
 // RejectNext arms the NACK of the next response of typeURL.
@@ -21,6 +33,7 @@ func (r *Rejecter) RejectNext(typeURL, msg string) {
 		r.next = map[string]string{}
 	}
 	r.next[typeURL] = msg
+	delete(r.count, typeURL)
 }
 
 // Decide is the Options.NACK function.
@@ -31,6 +44,11 @@ func (r *Rejecter) Decide(resp *Response) error {
 	if !ok {
 		return nil
 	}
-	delete(r.next, resp.TypeURL)
+	if r.count[resp.TypeURL] > 1 {
+		r.count[resp.TypeURL]--
+	} else {
+		delete(r.next, resp.TypeURL)
+		delete(r.count, resp.TypeURL)
+	}
 	return errors.New(msg)
 }
