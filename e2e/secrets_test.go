@@ -37,7 +37,7 @@ func replaceFile(t *testing.T, path, content string) {
 // filled from a file reaches the Envoy the plugin selects (config-echo
 // shows it) and follows rotations; a missing file is a spec error at
 // file:line and the last good config stays; the values appear in no log
-// (at debug level), status, metrics, cache file, nor in the config of an
+// (at debug level), status, status page, metrics, cache file, nor in the config of an
 // Envoy the plugin does not select.
 func TestSecretsReachOnlySelectedEnvoysAndNoOutput(t *testing.T) {
 	requireFull(t)
@@ -90,8 +90,11 @@ func TestSecretsReachOnlySelectedEnvoysAndNoOutput(t *testing.T) {
 		t.Fatalf("the bystander's config dump does not look like a wasmxds config:\n%.2000s", dump)
 	}
 	outputs := map[string]string{"bystander's /config_dump": dump}
-	for _, path := range []string{"/debug/status", "/metrics"} {
+	for _, path := range []string{"/debug/status", "/metrics", "/"} { // "/": the status page
 		outputs[path] = httpGet(t, f.srv.url(path))
+	}
+	if !strings.Contains(outputs["/"], "echo-secret") {
+		t.Fatalf("the status page does not show the plugin; the test must read the page:\n%.1000s", outputs["/"])
 	}
 	st, err := f.srv.statusText()
 	if err != nil {
