@@ -183,9 +183,26 @@
 //     (ECDS by default), with the same phase and priority order, failure
 //     strategy (a network RBAC filter stands in) and status. A NETWORK plugin
 //     cannot have match hosts or paths.
-//   - targetRef, targetRefs and verificationKey are rejected with the
-//     reason: there are no Kubernetes Gateways or Services to target, and
-//     signature verification is not implemented (pin with sha256).
+//   - verificationKey: a PEM public key (cosign.pub from cosign
+//     generate-key-pair), inline or as file:<path> relative to the spec's
+//     directory (read when the spec is loaded). The module must be oci://,
+//     and the manifest its reference resolves to must carry a cosign
+//     signature made with the key (the sha256-<hex>.sig tag form, checked
+//     against the registry alone, no transparency log); otherwise it is
+//     refused and the plugin keeps its last good module.
+//   - secretRefs: [{path, file}] fill values of pluginConfig from files
+//     when the configuration is pushed, so secrets stay out of specs. path
+//     is a dot-separated key path from the pluginConfig root (objects on
+//     the way are created; one running through a non-object value is an
+//     error; paths may not overlap); file is absolute or relative to the
+//     spec's directory. The value is the file's content, one trailing
+//     newline removed, as a JSON string. The catalog never reads the file:
+//     the control plane does, watches it (a rotation pushes the new
+//     config), and reports a missing or unreadable file as file:line of
+//     the entry, keeping the last good config. Values never appear in the
+//     IR, status, logs or metrics.
+//   - targetRef and targetRefs are rejected with the reason: there are no
+//     Kubernetes Gateways or Services to target.
 //
 // # NodeAccess
 //

@@ -191,12 +191,20 @@ type Plugin struct {
 	Selector   map[string]string // empty matches every node
 	// URL is the canonical spelling of the module reference (modref.Ref's
 	// String): what the fetcher pulls, status shows and logs name.
-	URL          string
-	SHA256       string // optional pin: 64 lowercase hex, manifest or module digest
-	PullPolicy   PullPolicy
-	PullSecret   string // docker config.json file or entry name; empty for default credentials
-	Config       string // pluginConfig as compact JSON; empty when absent
-	RootID       string // pluginName
+	URL        string
+	SHA256     string // optional pin: 64 lowercase hex, manifest or module digest
+	PullPolicy PullPolicy
+	PullSecret string // docker config.json file or entry name; empty for default credentials
+	// VerificationKey, when set, is the PEM public key (canonical form) the
+	// module's OCI manifest must carry a cosign signature of; KeyFingerprint
+	// names it ("sha256:<hex>" of its DER form) in status and logs.
+	VerificationKey string `json:",omitempty"`
+	KeyFingerprint  string `json:",omitempty"`
+	Config          string // pluginConfig as compact JSON; empty when absent
+	// SecretRefs fill values of Config from files when the configuration
+	// is pushed; Config never holds them.
+	SecretRefs   []SecretRef `json:",omitempty"`
+	RootID       string      // pluginName
 	Phase        Phase
 	Priority     int32
 	FailStrategy FailStrategy

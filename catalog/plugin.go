@@ -26,12 +26,13 @@ func parsePlugin(spec *fields, dir string) (pl *Plugin, ports []ref, targetsAt *
 	pl = &Plugin{Selector: parseSelector(spec), Phase: PhaseUnspecified, FailStrategy: FailClose}
 	spec.reject("targetRef", noTargets)
 	spec.reject("targetRefs", noTargets)
-	spec.reject("verificationKey", "signature verification is not implemented; pin the module with sha256")
 	latest := parsePluginURL(spec, pl, dir)
+	parseVerificationKey(spec, pl, dir)
 	pl.PullPolicy = parsePullPolicy(spec, latest && pl.SHA256 == "")
 	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
 	checkPullSecretRegistry(spec, pl)
 	pl.Config = parsePluginConfig(spec)
+	pl.SecretRefs = parseSecretRefs(spec, pl.Config, dir)
 	pl.RootID = boundedString(spec, "pluginName", 256)
 	if v, _ := spec.enum("phase", "UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"); v != "" {
 		pl.Phase = map[string]Phase{"UNSPECIFIED_PHASE": PhaseUnspecified, "AUTHN": PhaseAuthn,

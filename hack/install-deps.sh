@@ -79,3 +79,13 @@ else
     || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
   command -v chromium
 fi
+
+# cosign signs modules in the signature-verification tests (key pairs only,
+# no transparency log).
+COSIGN_VERSION=v2.6.5
+if [ -x "$TOOLS/bin/cosign" ]; then
+  echo "cosign: $TOOLS/bin/cosign"
+else
+  echo "installing cosign $COSIGN_VERSION into $TOOLS/bin"
+  GOBIN="$TOOLS/bin" go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+fi

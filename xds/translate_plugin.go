@@ -79,6 +79,9 @@ func (t *translator) buildPluginFilter(p catalog.Plugin) pluginFilter {
 	if pm.Module == nil || !t.moduleOK {
 		return unavailable(p)
 	}
+	if pm.Config != "" {
+		p.Config = pm.Config
+	}
 	f, err := t.wasmFilter(p, *pm.Module)
 	if err != nil {
 		t.problem(p.Source, kindWasmPlugin, p.Name, err)
