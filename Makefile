@@ -7,9 +7,12 @@ ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/envoy-venv/bi
 export ENVOY_BIN
 GO ?= go
 FILTERS := add-header config-echo rate-limit header-logger
+FILTERS += tcp-prefix
 FILTER_BINS := $(FILTERS:%=examples/filters/bin/%.wasm)
 
-.PHONY: all build deps filters test unit e2e run bench fmt vet lint clean
+.PHONY: all build deps filters test unit e2e run bench fmt vet lint fuzz clean
+
+FUZZTIME ?= 2m
 
 all: build filters
 
@@ -29,6 +32,7 @@ examples/filters/bin/%.wasm: $(shell find examples/filters -name '*.go' -o -name
 # example filters, then runs unit and end-to-end tests.
 test: deps filters lint
 	cd examples/filters && $(GO) test -count=1 ./...
+	./hack/fuzz.sh 20s
 	$(GO) test -count=1 -timeout 25m ./...
 
 unit:
@@ -45,6 +49,10 @@ run: deps build filters
 bench: deps build filters
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/...
 	$(GO) test -run '^$$' -bench Parse ./catalog
+
+# Every fuzz target for FUZZTIME each: make fuzz FUZZTIME=10m
+fuzz:
+	./hack/fuzz.sh $(FUZZTIME)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

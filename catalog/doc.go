@@ -33,7 +33,7 @@
 //	  selector: {matchLabels: {app: httpbin}}  # Envoys whose node.metadata.labels match; empty: all
 //	  address: 0.0.0.0                         # an IP address; the default
 //	  port: 10000                              # 1-65535, required
-//	  routes:                                  # at least one; the first match wins
+//	  routes:                                  # the catch-all host "*"; the first match wins
 //	  - match: {prefix: /}                     # exactly one of prefix and path, starting with '/'
 //	    cluster: httpbin                       # a Cluster that must exist
 //	---
@@ -42,6 +42,66 @@
 //	metadata: {name: httpbin}
 //	spec:
 //	  endpoints: ["127.0.0.1:8080", "httpbin.internal:80"]  # host:port, at least one
+//
+// A listener may also group routes by the request's Host (virtual hosts),
+// add header matches, timeouts and retries to a route, and terminate TLS:
+//
+//	spec:
+//	  port: 8443
+//	  tls: {certFile: /etc/envoy/tls/default.crt, keyFile: /etc/envoy/tls/default.key}
+//	  hosts:
+//	  - domains: ["api.example.com", "api.example.com:*"]
+//	    tls: {certFile: /etc/envoy/tls/api.crt, keyFile: /etc/envoy/tls/api.key}
+//	    routes:
+//	    - match: {prefix: /v1, headers: [{name: x-env, exact: canary}]}
+//	      cluster: api-canary
+//	      timeout: 5s
+//	      retries: {attempts: 2, on: "5xx,reset"}
+//	    - match: {prefix: /}
+//	      cluster: api
+//	  routes:                                  # optional with hosts: every other host
+//	  - match: {prefix: /}
+//	    cluster: www
+//
+// Rules:
+//
+//   - routes and hosts: at least one route in all. Without top-level routes,
+//     a request for a host no entry of hosts lists gets Envoy's 404.
+//   - hosts[].domains: at least one; host, host:port or host:* ("*" for any
+//     port), with one wildcard at the start (*.example.com, *-api.example.com)
+//     or end (api.*), or "*" alone; compared in lowercase. A domain belongs
+//     to one host of the listener, and "*" is taken by top-level routes.
+//   - match.headers: each has name and exactly one of exact, prefix (not
+//     empty) and present: true. All must match.
+//   - timeout: a Go duration (500ms, 5s, 1m30s), positive; the default is
+//     15s, Envoy's.
+//   - retries.attempts: 1-10 (default 1). retries.on: a comma-separated list
+//     of Envoy's retry conditions 5xx, gateway-error, reset,
+//     reset-before-request, connect-failure, envoy-ratelimited,
+//     retriable-4xx, refused-stream, http3-post-connect-failure, cancelled,
+//     deadline-exceeded, internal, resource-exhausted, unavailable; the
+//     default retries only requests that never reached the application:
+//     connect-failure,refused-stream,reset-before-request.
+//   - tls: certFile and keyFile, absolute paths as Envoy sees them. Envoy
+//     gets them as SDS secrets that name the files and reloads them when
+//     they change (a file moved into place, as renewers and Kubernetes
+//     Secret volumes do), with no push. A host's own tls is served to clients
+//     whose SNI is one of its domains (DNS names or *.suffix, each name for
+//     one certificate); the listener's tls to the others. With host
+//     certificates and none on the listener, only clients whose SNI names
+//     such a host are served; with no tls at all, the listener is plain
+//     text. When wasmxds can read the files, a pair that does not load is an
+//     error at the tls line (the listener is left out, or keeps its last good
+//     version); files it cannot see are a warning, since Envoy may see
+//     another filesystem, and Envoy's own refusal shows as a NACK in status.
+//
+// A TCP listener sends every connection to one cluster (Envoy's tcp_proxy),
+// after the NETWORK plugins that apply to it:
+//
+//	spec:
+//	  port: 9000
+//	  protocol: TCP        # HTTP (the default) or TCP
+//	  cluster: echo        # required with TCP; routes, hosts and tls are not allowed
 //
 // Two listeners conflict when an Envoy could be asked to bind both: same
 // port, addresses equal or either one a wildcard (0.0.0.0, ::), and
@@ -102,10 +162,47 @@
 //     no listener selectable by the plugin uses is a warning. mode may be
 //     UNDEFINED, SERVER or CLIENT_AND_SERVER: every wasmxds listener serves
 //     downstream (inbound) traffic, so CLIENT (outbound) is rejected.
-//   - type: UNSPECIFIED_PLUGIN_TYPE or HTTP; NETWORK is rejected.
-//   - targetRef, targetRefs and verificationKey are rejected with the
-//     reason: there are no Kubernetes Gateways or Services to target, and
-//     signature verification is not implemented (pin with sha256).
+//   - match[].hosts and match[].paths (wasmxds.dev/v1alpha1 only; an error
+//     under Istio's apiVersion) limit the plugin to routes:
+//     match: [{hosts: [api.example.com], paths: [{prefix: /admin}]}]. hosts
+//     are domains as a listener's hosts spell them, selecting the hosts
+//     that list one; paths are {prefix: /p} or {exact: /p}. A route is
+//     selected by an entry whose ports, hosts and paths all allow it (an
+//     empty list allows all). The filter sits once in the chain and every
+//     route it does not select turns it off (Envoy's per-route FilterConfig
+//     disabled, keyed by the filter name wasmxds.<plugin>), so those
+//     requests never reach the VM; requests no route takes get a 404 route
+//     that turns it off too. A route only part of whose requests a path
+//     selects (a prefix / and a plugin on /admin) is preceded by a copy of
+//     itself for that path. A plugin that selects no route of any listener
+//     it can reach is a warning naming it.
+//   - type: UNSPECIFIED_PLUGIN_TYPE or HTTP (an HTTP filter on HTTP
+//     listeners), or NETWORK (envoy.filters.network.wasm on TCP listeners,
+//     before tcp_proxy; the module gets the connection's bytes through the
+//     proxy-wasm network callbacks). Both kinds are delivered the same way
+//     (ECDS by default), with the same phase and priority order, failure
+//     strategy (a network RBAC filter stands in) and status. A NETWORK plugin
+//     cannot have match hosts or paths.
+//   - verificationKey: a PEM public key (cosign.pub from cosign
+//     generate-key-pair), inline or as file:<path> relative to the spec's
+//     directory (read when the spec is loaded). The module must be oci://,
+//     and the manifest its reference resolves to must carry a cosign
+//     signature made with the key (the sha256-<hex>.sig tag form, checked
+//     against the registry alone, no transparency log); otherwise it is
+//     refused and the plugin keeps its last good module.
+//   - secretRefs: [{path, file}] fill values of pluginConfig from files
+//     when the configuration is pushed, so secrets stay out of specs. path
+//     is a dot-separated key path from the pluginConfig root (objects on
+//     the way are created; one running through a non-object value is an
+//     error; paths may not overlap); file is absolute or relative to the
+//     spec's directory. The value is the file's content, one trailing
+//     newline removed, as a JSON string. The catalog never reads the file:
+//     the control plane does, watches it (a rotation pushes the new
+//     config), and reports a missing or unreadable file as file:line of
+//     the entry, keeping the last good config. Values never appear in the
+//     IR, status, logs or metrics.
+//   - targetRef and targetRefs are rejected with the reason: there are no
+//     Kubernetes Gateways or Services to target.
 //
 // # NodeAccess
 //

@@ -1,6 +1,9 @@
 package catalog
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // State is the desired state read from a config directory. Slices are sorted
 // deterministically so that equal inputs give equal States.
@@ -43,14 +46,54 @@ type SpecError struct {
 // Error implements error.
 func (e SpecError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message) }
 
-// Listener is an HTTP listener pushed to the Envoys its selector matches.
+// Listener is a listener pushed to the Envoys its selector matches: HTTP
+// (routes grouped by host) or TCP (every connection to one cluster).
 type Listener struct {
 	Name     string
 	Source   Source
 	Selector map[string]string // empty matches every node
 	Address  string            // defaults to 0.0.0.0
 	Port     uint32
-	Routes   []Route // in spec order; Envoy matches the first
+	// Protocol is ProtocolHTTP (the default, spelled "") or ProtocolTCP.
+	Protocol Protocol `json:",omitempty"`
+	// Routes are the routes of the catch-all host "*", in spec order;
+	// Envoy matches the first. Empty when every route belongs to a Host.
+	Routes []Route
+	// Hosts group routes by the Host header; a request for a host none of
+	// them (and no catch-all route) serves is answered 404 by Envoy.
+	Hosts []VirtualHost `json:",omitempty"`
+	// TLS terminates TLS with this certificate; nil: plain text unless a
+	// Host has its own certificate.
+	TLS *TLS `json:",omitempty"`
+	// Cluster receives every connection of a TCP listener.
+	Cluster string `json:",omitempty"`
+}
+
+// Protocol is what a listener speaks to its clients.
+type Protocol string
+
+// Listener protocols.
+const (
+	ProtocolHTTP Protocol = ""
+	ProtocolTCP  Protocol = "TCP"
+)
+
+// VirtualHost is a group of routes for the domains of the Host header it
+// serves.
+type VirtualHost struct {
+	// Domains in lowercase, unique across the listener: host, host:port,
+	// host:* and Envoy's wildcards (*.example.com, example.*).
+	Domains []string
+	Routes  []Route // in spec order; Envoy matches the first
+	// TLS is the certificate served to clients whose SNI is one of the
+	// domains; nil uses the listener's.
+	TLS *TLS `json:",omitempty"`
+}
+
+// TLS is a certificate and its key, as paths on the Envoy's filesystem.
+type TLS struct {
+	CertFile string
+	KeyFile  string
 }
 
 // Route sends requests that match to a cluster.
@@ -58,6 +101,27 @@ type Route struct {
 	Prefix  string // exactly one of Prefix and Path is set
 	Path    string
 	Cluster string
+	// Headers must all match too.
+	Headers []HeaderMatch `json:",omitempty"`
+	// Timeout for the whole request; 0 keeps the default (15s).
+	Timeout time.Duration `json:",omitempty"`
+	// Retries; nil: none.
+	Retries *Retries `json:",omitempty"`
+}
+
+// HeaderMatch requires a request header: equal to Exact, starting with
+// Prefix, or (Present) there with any value. Exactly one is set.
+type HeaderMatch struct {
+	Name    string // lowercase
+	Exact   string `json:",omitempty"`
+	Prefix  string `json:",omitempty"`
+	Present bool   `json:",omitempty"`
+}
+
+// Retries says when and how often Envoy retries a request.
+type Retries struct {
+	Attempts uint32
+	On       string // Envoy retry_on conditions, comma-separated
 }
 
 // Cluster is an upstream service.
@@ -127,17 +191,55 @@ type Plugin struct {
 	Selector   map[string]string // empty matches every node
 	// URL is the canonical spelling of the module reference (modref.Ref's
 	// String): what the fetcher pulls, status shows and logs name.
-	URL          string
-	SHA256       string // optional pin: 64 lowercase hex, manifest or module digest
-	PullPolicy   PullPolicy
-	PullSecret   string // docker config.json file or entry name; empty for default credentials
-	Config       string // pluginConfig as compact JSON; empty when absent
-	RootID       string // pluginName
+	URL        string
+	SHA256     string // optional pin: 64 lowercase hex, manifest or module digest
+	PullPolicy PullPolicy
+	PullSecret string // docker config.json file or entry name; empty for default credentials
+	// VerificationKey, when set, is the PEM public key (canonical form) the
+	// module's OCI manifest must carry a cosign signature of; KeyFingerprint
+	// names it ("sha256:<hex>" of its DER form) in status and logs.
+	VerificationKey string `json:",omitempty"`
+	KeyFingerprint  string `json:",omitempty"`
+	Config          string // pluginConfig as compact JSON; empty when absent
+	// SecretRefs fill values of Config from files when the configuration
+	// is pushed; Config never holds them.
+	SecretRefs   []SecretRef `json:",omitempty"`
+	RootID       string      // pluginName
 	Phase        Phase
 	Priority     int32
 	FailStrategy FailStrategy
 	Env          []EnvVar
 	Ports        []uint32 // from match[].ports; empty matches every listener
+	// Type is PluginHTTP (spelled "") or PluginNetwork.
+	Type PluginType `json:",omitempty"`
+	// Targets limit the plugin to some hosts and paths (wasmxds.dev only):
+	// it runs on a route when any target selects it. Empty: every route.
+	Targets []Target `json:",omitempty"`
+}
+
+// PluginType says which filter chain a plugin joins.
+type PluginType string
+
+// Plugin types.
+const (
+	PluginHTTP    PluginType = ""
+	PluginNetwork PluginType = "NETWORK"
+)
+
+// Target is one match entry of a plugin limited to hosts and paths. A route
+// is selected when its listener's port is in Ports (or Ports is empty), its
+// host has one of Hosts among its domains (or Hosts is empty), and the
+// requests it takes lie within one of Paths (or Paths is empty).
+type Target struct {
+	Ports []uint32    `json:",omitempty"`
+	Hosts []string    `json:",omitempty"` // lowercase
+	Paths []PathMatch `json:",omitempty"`
+}
+
+// PathMatch is a path prefix or an exact path; exactly one is set.
+type PathMatch struct {
+	Prefix string `json:",omitempty"`
+	Exact  string `json:",omitempty"`
 }
 
 // EnvVar is a VM environment variable. With FromHost, Value is empty and the

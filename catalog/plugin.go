@@ -19,16 +19,20 @@ const noTargets = "wasmxds has no Kubernetes Gateways or Services to attach to; 
 
 // parsePlugin decodes a WasmPlugin spec; the field set is Istio's
 // extensions.istio.io/v1alpha1 WasmPlugin.
-func parsePlugin(spec *fields, dir string) (*Plugin, []ref) {
-	pl := &Plugin{Selector: parseSelector(spec), Phase: PhaseUnspecified, FailStrategy: FailClose}
+//
+// targetsAt is the first match[].hosts or match[].paths, which only
+// wasmxds.dev/v1alpha1 has; nil when there is none.
+func parsePlugin(spec *fields, dir string) (pl *Plugin, ports []ref, targetsAt *yaml.Node) {
+	pl = &Plugin{Selector: parseSelector(spec), Phase: PhaseUnspecified, FailStrategy: FailClose}
 	spec.reject("targetRef", noTargets)
 	spec.reject("targetRefs", noTargets)
-	spec.reject("verificationKey", "signature verification is not implemented; pin the module with sha256")
 	latest := parsePluginURL(spec, pl, dir)
+	parseVerificationKey(spec, pl, dir)
 	pl.PullPolicy = parsePullPolicy(spec, latest && pl.SHA256 == "")
 	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
 	checkPullSecretRegistry(spec, pl)
 	pl.Config = parsePluginConfig(spec)
+	pl.SecretRefs = parseSecretRefs(spec, pl.Config, dir)
 	pl.RootID = boundedString(spec, "pluginName", 256)
 	if v, _ := spec.enum("phase", "UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"); v != "" {
 		pl.Phase = map[string]Phase{"UNSPECIFIED_PHASE": PhaseUnspecified, "AUTHN": PhaseAuthn,
@@ -39,12 +43,15 @@ func parsePlugin(spec *fields, dir string) (*Plugin, []ref) {
 	}
 	pl.FailStrategy = parseFailStrategy(spec)
 	pl.Env = parseVMConfig(spec)
-	var ports []ref
-	pl.Ports, ports = parseMatch(spec)
+	pl.Ports, ports, pl.Targets, targetsAt = parseMatch(spec)
 	if v, n := spec.enum("type", "UNSPECIFIED_PLUGIN_TYPE", "HTTP", "NETWORK"); v == "NETWORK" {
-		spec.p.add(n, "spec.type: NETWORK is not supported: only HTTP filters are delivered")
+		pl.Type = PluginNetwork
+		if targetsAt != nil {
+			spec.p.add(n, "spec.type: a NETWORK plugin applies to whole TCP connections, so match hosts and paths "+
+				"(HTTP routes) cannot limit it; use ports")
+		}
 	}
-	return pl, ports
+	return pl, ports, targetsAt
 }
 
 // enum reads a string field that must be one of allowed.
@@ -160,45 +167,6 @@ func parseEnvVar(ef *fields) (EnvVar, *yaml.Node) {
 		ef.p.add(vn, "%s: longer than 2048 characters", ef.sub("value"))
 	}
 	return EnvVar{Name: name, Value: value, FromHost: from == "HOST"}, n
-}
-
-// parseMatch reads match[]. A plugin applies to traffic matching any
-// selector, so one selector without ports means every port.
-//
-// Every wasmxds listener is the server side of its downstream connections,
-// which is what Istio calls SERVER (inbound) traffic; there is no CLIENT
-// (outbound, sidecar-to-upstream) listener to attach to, so mode CLIENT is
-// rejected rather than silently widened.
-func parseMatch(spec *fields) ([]uint32, []ref) {
-	items, _ := spec.seq("match")
-	var ports []uint32
-	var refs []ref
-	anyPort := len(items) == 0
-	for i, it := range items {
-		mf := spec.p.mapping(it, "spec.match["+strconv.Itoa(i)+"]")
-		if mode, n := mf.enum("mode", "UNDEFINED", "CLIENT", "SERVER", "CLIENT_AND_SERVER"); mode == "CLIENT" {
-			spec.p.add(n, "%s: mode CLIENT (outbound traffic) is not supported: wasmxds listeners only serve "+
-				"downstream (SERVER) traffic; use SERVER or CLIENT_AND_SERVER, or omit mode", mf.sub("mode"))
-		}
-		pitems, _ := mf.seq("ports")
-		if len(pitems) == 0 {
-			anyPort = true
-		}
-		for j, pit := range pitems {
-			pf := spec.p.mapping(pit, mf.sub("ports["+strconv.Itoa(j)+"]"))
-			if port := requiredPort(pf, "number"); port != 0 {
-				ports = append(ports, port)
-				refs = append(refs, ref{value: strconv.Itoa(int(port)), path: pf.sub("number"), line: pf.line("number").Line})
-			}
-			pf.finish()
-		}
-		mf.finish()
-	}
-	if anyPort {
-		return nil, nil
-	}
-	slices.Sort(ports)
-	return slices.Compact(ports), refs
 }
 
 // checkPullSecretRegistry refuses an imagePullSecret that names a docker

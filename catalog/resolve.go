@@ -53,6 +53,7 @@ func assemble(files map[string]*fileState, applied map[docKey]*document) *State 
 		if d.plugin != nil {
 			st.Plugins = append(st.Plugins, *d.plugin)
 			warnUnmatchedPorts(d, st)
+			warnUntargeted(d, st)
 		}
 		if d.access != nil {
 			st.NodeAccess = append(st.NodeAccess, *d.access)
@@ -121,11 +122,11 @@ func addListeners(docs []*document, clusters map[string]bool, prev, applied map[
 		if d.listener == nil {
 			continue
 		}
-		if missing := unresolved(d, clusters); len(missing) > 0 {
+		if faults := listenerFaults(d, clusters, st); len(faults) > 0 {
 			g := prev[d.key]
-			keep := g != nil && g != d && g.source.File == d.source.File && len(unresolved(g, clusters)) == 0
-			for _, r := range missing {
-				msg := fmt.Sprintf("%s: cluster %q does not exist", r.path, r.value)
+			keep := g != nil && g != d && g.source.File == d.source.File && len(listenerFaults(g, clusters, nil)) == 0
+			for _, r := range faults {
+				msg := r.value
 				if keep {
 					msg += fmt.Sprintf("; listener %q keeps its last good version", d.key.name)
 				}
@@ -149,6 +150,26 @@ func addListeners(docs []*document, clusters map[string]bool, prev, applied map[
 		}
 		st.Listeners = append(st.Listeners, *d.listener)
 	}
+}
+
+// listenerFaults lists what keeps listener d out (as messages in ref.value):
+// routes naming a missing cluster, certificate files that do not load.
+// Warnings about certificate files go to st when it is not nil.
+func listenerFaults(d *document, clusters map[string]bool, st *State) []ref {
+	var out []ref
+	for _, r := range unresolved(d, clusters) {
+		out = append(out, ref{value: fmt.Sprintf("%s: cluster %q does not exist", r.path, r.value), line: r.line})
+	}
+	for _, t := range d.tls {
+		errMsg, warnMsg := checkTLSFiles(t)
+		if errMsg != "" {
+			out = append(out, ref{value: errMsg, line: t.line})
+		}
+		if warnMsg != "" && st != nil {
+			st.Warnings = append(st.Warnings, errAt(d.source, t.line, "%s", warnMsg))
+		}
+	}
+	return out
 }
 
 // unresolved lists the routes of d whose cluster does not exist.
@@ -208,6 +229,26 @@ func warnUnmatchedPorts(d *document, st *State) {
 				"%s: no listener on port %s can match this plugin's selector, so this port never applies", r.path, r.value))
 		}
 	}
+}
+
+// warnUntargeted flags a plugin limited to hosts and paths that selects no
+// route of any listener its selector can reach: it would never run.
+func warnUntargeted(d *document, st *State) {
+	pl := d.plugin
+	if len(pl.Targets) == 0 || pl.Type == PluginNetwork {
+		return
+	}
+	for _, l := range st.Listeners {
+		if selectorsOverlap(l.Selector, pl.Selector) && pl.OnListener(l) {
+			return
+		}
+	}
+	line := d.source.Line
+	if d.targetsAt != nil {
+		line = d.targetsAt.Line
+	}
+	st.Warnings = append(st.Warnings, errAt(d.source, line,
+		"plugin %q matches no route: no listener its selector can reach has a route on these hosts, paths and ports, so it never runs", pl.Name))
 }
 
 func sortState(st *State) {

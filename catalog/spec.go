@@ -50,8 +50,12 @@ type document struct {
 	cluster  *Cluster
 	plugin   *Plugin
 	access   *NodeAccess
-	routes   []ref // listener: cluster references
-	ports    []ref // plugin: match ports
+	routes   []ref    // listener: cluster references
+	tls      []tlsRef // listener: certificates
+	ports    []ref    // plugin: match ports
+	// targetsAt is a plugin's first match[].hosts or paths, which
+	// Istio's apiVersion does not have.
+	targetsAt *yaml.Node
 }
 
 // parseDocument decodes one document. It returns nil when the document had
@@ -79,6 +83,10 @@ func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	}
 	if doc.plugin != nil {
 		doc.plugin.APIVersion = apiVersion
+		if apiVersion == IstioAPIVersion && doc.targetsAt != nil {
+			p.add(doc.targetsAt, "spec.match: hosts and paths are not in %s; use apiVersion %s to limit a plugin to hosts and paths",
+				IstioAPIVersion, APIVersion)
+		}
 	}
 	top.ignore("status") // written by Kubernetes, meaningless in a file
 	top.finish()
@@ -103,13 +111,15 @@ func parseSpec(p *problems, doc *document, spec *fields, dir string) {
 	src, name := doc.source, doc.key.name
 	switch doc.key.kind {
 	case KindListener:
-		doc.listener, doc.routes = parseListener(spec)
+		var refs listenerRefs
+		doc.listener, refs = parseListener(spec)
+		doc.routes, doc.tls = refs.clusters, refs.tls
 		doc.listener.Name, doc.listener.Source = name, src
 	case KindCluster:
 		doc.cluster = parseCluster(spec)
 		doc.cluster.Name, doc.cluster.Source = name, src
 	case KindWasmPlugin:
-		doc.plugin, doc.ports = parsePlugin(spec, dir)
+		doc.plugin, doc.ports, doc.targetsAt = parsePlugin(spec, dir)
 		doc.plugin.Name, doc.plugin.Source = name, src
 	case KindNodeAccess:
 		doc.access = parseNodeAccess(spec)
@@ -186,34 +196,6 @@ func parseSelector(spec *fields) map[string]string {
 	return labels
 }
 
-func parseListener(spec *fields) (*Listener, []ref) {
-	p := spec.p
-	l := &Listener{Selector: parseSelector(spec), Address: "0.0.0.0"}
-	if addr, n := spec.str("address"); n != nil {
-		ip := net.ParseIP(addr)
-		if ip == nil {
-			p.add(n, "spec.address: %q is not an IP address", addr)
-		} else {
-			l.Address = ip.String()
-		}
-	}
-	l.Port = requiredPort(spec, "port")
-	items, seqNode := spec.seq("routes")
-	if len(items) == 0 && emptyList(seqNode) {
-		p.add(orNode(seqNode, spec.line("routes")), "spec.routes: a listener needs at least one route")
-	}
-	var refs []ref
-	for i, it := range items {
-		path := "spec.routes[" + strconv.Itoa(i) + "]"
-		r, cref := parseRoute(p.mapping(it, path))
-		l.Routes = append(l.Routes, r)
-		if cref.line > 0 {
-			refs = append(refs, cref)
-		}
-	}
-	return l, refs
-}
-
 // emptyList reports whether a list field is absent or empty, as opposed to
 // not being a list at all (which was already reported).
 func emptyList(n *yaml.Node) bool {
@@ -237,47 +219,6 @@ func requiredPort(f *fields, key string) uint32 {
 		return 0
 	}
 	return uint32(n)
-}
-
-func parseRoute(rf *fields) (Route, ref) {
-	p := rf.p
-	var r Route
-	if mv := rf.value("match"); mv == nil {
-		p.add(rf.line("match"), "%s: missing match (prefix or path)", rf.path)
-	} else {
-		m := p.mapping(mv, rf.sub("match"))
-		prefix, pn := m.str("prefix")
-		path, an := m.str("path")
-		switch {
-		case pn != nil && an != nil:
-			p.add(an, "%s: set only one of prefix and path", m.path)
-		case pn == nil && an == nil:
-			p.add(mv, "%s: set prefix or path", m.path)
-		}
-		for _, v := range []struct {
-			s string
-			n *yaml.Node
-		}{{prefix, pn}, {path, an}} {
-			if v.n != nil && (v.s == "" || v.s[0] != '/') {
-				p.add(v.n, "%s: %q must start with '/'", m.path, v.s)
-			}
-		}
-		r.Prefix, r.Path = prefix, path
-		m.finish()
-	}
-	cluster, cn := rf.str("cluster")
-	var cref ref
-	switch {
-	case cn == nil && !rf.missing("cluster"):
-		// not a string; already reported
-	case cn == nil || cluster == "":
-		p.add(orNode(cn, rf.line("cluster")), "%s: missing cluster", rf.path)
-	default:
-		cref = ref{value: cluster, path: rf.sub("cluster"), line: cn.Line}
-	}
-	r.Cluster = cluster
-	rf.finish()
-	return r, cref
 }
 
 func parseCluster(spec *fields) *Cluster {

@@ -218,6 +218,12 @@ func (f *fields) ignore(keys ...string) {
 	}
 }
 
+// has reports whether key is present (even when null).
+func (f *fields) has(key string) bool {
+	_, ok := f.keys[key]
+	return ok
+}
+
 // line is the line of key, or of the mapping when key is absent.
 func (f *fields) line(key string) *yaml.Node {
 	if k, ok := f.keys[key]; ok {

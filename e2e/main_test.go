@@ -36,7 +36,7 @@ var (
 )
 
 // filterNames are the example filters the suite needs.
-var filterNames = []string{"add-header", "config-echo", "rate-limit", "header-logger"}
+var filterNames = []string{"add-header", "config-echo", "rate-limit", "header-logger", "tcp-prefix"}
 
 func TestMain(m *testing.M) {
 	flag.Parse()

@@ -23,6 +23,7 @@ spec:
 // else); an Envoy whose certificate does not grant the labels it claims
 // gets nothing, and status says why.
 func TestMTLSDeliversOnlyToGrantedNodes(t *testing.T) {
+	requireFull(t)
 	dir := t.TempDir()
 	ca := testpki.NewCA(t, "e2e CA")
 	caFile := ca.Write(t, dir, "ca")

@@ -43,7 +43,8 @@ func TestRegistryDownWasmxdsRestartKeepsServingFromCache(t *testing.T) {
 }
 
 // TestEnvoyRestartGetsSameConfig: a restarted Envoy reconnects, gets the same
-// configuration and shows up in `wasmxds status` again.
+// configuration (the same versions), runs the plugin again and shows up in
+// `wasmxds status` again.
 func TestEnvoyRestartGetsSameConfig(t *testing.T) {
 	requireFull(t)
 	t.Parallel()
@@ -54,6 +55,7 @@ func TestEnvoyRestartGetsSameConfig(t *testing.T) {
 
 	f.envoy.restart()
 	f.waitFor(t, expectHeader(f.port, "x-restart", "same"))
+	waitRunning(t, f.srv, f.envoy.nodeID, "restart")
 	if after := waitAcked(t, f.srv, f.envoy.nodeID); !maps.Equal(after, before) {
 		t.Errorf("the restarted Envoy ACKed %v, before the restart %v", after, before)
 	}

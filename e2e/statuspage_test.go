@@ -39,8 +39,11 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	const app = "statuspage"
 	good := plugin{name: "greeter", app: app, url: oci(refAddHeader), config: addHeader("x-greeter", "hi")}
-	// Fail open, so that the listener keeps serving without it.
-	broken := plugin{name: "crasher", app: app, url: oci("filters/statuspage-fails:v1"), failStrategy: "FAIL_OPEN"}
+	// Fail open, so that the listener keeps serving without it. It runs a
+	// good module first; the edit to one whose VM refuses to start is what
+	// Envoy confirms (a plugin's first module warms with its listener, so
+	// Envoy has no NACK to give for it).
+	broken := plugin{name: "crasher", app: app, url: oci(refConfigEcho), failStrategy: "FAIL_OPEN"}
 	f := newSingle(t, serverOptions{}, app, map[string]string{
 		"greeter.yaml": good.spec(), "crasher.yaml": broken.spec(),
 		"typo.yaml": fmt.Sprintf(typoSpec, oci(refAddHeader)),
@@ -48,6 +51,9 @@ func TestStatusPageInChromium(t *testing.T) {
 	f.waitFor(t, expectHeader(f.port, "x-greeter", "hi"))
 	node := f.envoy.nodeID
 	waitRunning(t, f.srv, node, good.name)
+	waitRunning(t, f.srv, node, broken.name)
+	broken.url = oci("filters/statuspage-fails:v1")
+	f.srv.writeSpec("crasher.yaml", broken.spec())
 	eventually(t, applyTimeout, func() error {
 		plugins, err := nodePlugins(f.srv, node)
 		if err != nil {

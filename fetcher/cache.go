@@ -36,10 +36,13 @@ type ModuleInfo struct {
 }
 
 type refEntry struct {
-	SHA256         string    `json:"sha256"`
-	ManifestDigest string    `json:"manifestDigest,omitempty"`
-	Digests        []string  `json:"digests,omitempty"` // index and chosen child manifests
-	Resolved       time.Time `json:"resolved"`
+	SHA256         string   `json:"sha256"`
+	ManifestDigest string   `json:"manifestDigest,omitempty"`
+	Digests        []string `json:"digests,omitempty"` // index and chosen child manifests
+	// Verified lists the fingerprints of the keys ManifestDigest's
+	// signature was verified with.
+	Verified []string  `json:"verified,omitempty"`
+	Resolved time.Time `json:"resolved"`
 }
 
 type moduleEntry struct {
@@ -334,7 +337,8 @@ func (c *cache) record(ref string, r refEntry) error {
 	m.LastUsed = now
 	c.idx.Modules[r.SHA256] = m
 	c.dirty = true
-	if had && old.SHA256 == r.SHA256 && old.ManifestDigest == r.ManifestDigest && slices.Equal(old.Digests, r.Digests) {
+	if had && old.SHA256 == r.SHA256 && old.ManifestDigest == r.ManifestDigest && slices.Equal(old.Digests, r.Digests) &&
+		slices.Equal(old.Verified, r.Verified) {
 		c.saveSoonLocked()
 		return nil
 	}

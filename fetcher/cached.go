@@ -13,7 +13,8 @@ func ModuleURL(base, sha256Hex string) string {
 
 // Cached answers req from the cache alone, never contacting the network:
 // the module the reference (or the pin) last resolved to, if it is cached.
-// For an Always request that is the last known module, which a later
+// With a VerificationKey, only a module verified with that key is an
+// answer. For an Always request that is the last known module, which a later
 // Resolve may replace. file:// URLs are never answered from the cache.
 func (f *Fetcher) Cached(req Request) (Module, bool) {
 	src, err := parseSource(req.URL)
@@ -23,8 +24,12 @@ func (f *Fetcher) Cached(req Request) (Module, bool) {
 	if req.SHA256, err = parsePin(req.SHA256); err != nil {
 		return Module{}, false
 	}
+	key, err := verificationKey(req, src)
+	if err != nil {
+		return Module{}, false
+	}
 	req.URL, req.Always = src.key, false
-	m, ok := f.fromCache(src, req)
+	m, ok := f.fromCache(src, req, key)
 	if ok {
 		f.metrics.cacheHits.Inc()
 	}
@@ -37,5 +42,5 @@ func (f *Fetcher) CachedModule(sha256Hex string) (Module, bool) {
 	if !ok || r.SHA256 != sha256Hex {
 		return Module{}, false
 	}
-	return f.module(fmt.Sprintf("sha256:%s", sha256Hex), r, m.Size), true
+	return f.module(fmt.Sprintf("sha256:%s", sha256Hex), r, m.Size, nil), true
 }

@@ -3,6 +3,7 @@ package fetcher
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -60,6 +61,18 @@ var (
 	// the URL's, or more redirects than allowed. Nothing was sent to the
 	// refused destination.
 	ErrRefused = errors.New("refused by the fetch policy")
+	// ErrSignature: the module was refused by signature verification (see
+	// Request.VerificationKey): one of ErrUnsigned, ErrBadSignature and
+	// ErrKeyMismatch, or a key that cannot be used.
+	ErrSignature = errors.New("signature verification failed")
+	// ErrUnsigned: the manifest has no cosign signature at all.
+	ErrUnsigned = fmt.Errorf("%w: unsigned", ErrSignature)
+	// ErrBadSignature: a payload signed with the key does not name the
+	// manifest (a signature copied onto other content), or a signature is
+	// unreadable.
+	ErrBadSignature = fmt.Errorf("%w: bad signature", ErrSignature)
+	// ErrKeyMismatch: the manifest is signed, but not with the key.
+	ErrKeyMismatch = fmt.Errorf("%w: key mismatch", ErrSignature)
 )
 
 // Reason labels (bounded) for metrics and logs.
@@ -78,6 +91,10 @@ const (
 	reasonCacheWrite     = "cache_write"
 	reasonRefused        = "refused"
 	reasonCanceled       = "canceled"
+	reasonUnsigned       = "unsigned"
+	reasonBadSignature   = "bad_signature"
+	reasonKeyMismatch    = "key_mismatch"
+	reasonSignature      = "signature"
 	reasonOther          = "other"
 )
 
@@ -85,6 +102,10 @@ var reasonsBySentinel = []struct {
 	err    error
 	reason string
 }{
+	{ErrUnsigned, reasonUnsigned},
+	{ErrBadSignature, reasonBadSignature},
+	{ErrKeyMismatch, reasonKeyMismatch},
+	{ErrSignature, reasonSignature},
 	{ErrNotFound, reasonNotFound},
 	{ErrDigestMismatch, reasonDigestMismatch},
 	{ErrTooLarge, reasonTooLarge},

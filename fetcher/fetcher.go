@@ -23,6 +23,8 @@ import (
 	"golang.org/x/sync/singleflight"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
+
+	"github.com/wasmxds/wasmxds/internal/sigkey"
 )
 
 // Defaults for zero Options fields.
@@ -125,6 +127,17 @@ type Request struct {
 	// ErrRefused before anything is sent. http(s) sources never get
 	// registry credentials.
 	PullSecret string
+	// VerificationKey, when set, is a PEM public key (as cosign
+	// generate-key-pair writes cosign.pub): the OCI manifest the reference
+	// resolves to must carry a cosign signature made with it, stored under
+	// the sha256-<hex>.sig tag of the same repository. It is checked
+	// against the registry alone (no transparency log) before the module is
+	// pulled; a module without one is refused with an error wrapping
+	// ErrSignature and is not cached. A cached module is answered only if
+	// it was verified with this key; one pulled without verification, or
+	// with another key, is verified again. Only oci:// modules can be
+	// verified.
+	VerificationKey string
 }
 
 // Module is a verified module in the cache.
@@ -134,6 +147,10 @@ type Module struct {
 	ManifestDigest string // "sha256:..." the OCI reference resolved to; "" otherwise
 	URL            string // the canonical spelling of the Request.URL it was resolved for
 	Path           string // the cached file
+	// SignedBy is the fingerprint of the Request's VerificationKey that the
+	// manifest's signature was verified with ("sha256:<hex>" of the key's
+	// DER form); "" when the Request had no key.
+	SignedBy string
 	// Warnings are what the preflight could not check when this process
 	// pulled the module (e.g. a Wasm feature its compiler lacks); nil when
 	// it checked everything or the module came from the cache at startup.
@@ -219,9 +236,13 @@ func New(opts Options) (*Fetcher, error) {
 // with ErrStale, the returned Module is the last good one and usable.
 func (f *Fetcher) Resolve(ctx context.Context, req Request) (Module, error) {
 	src, err := parseSource(req.URL) // its errors name the URL, credentials redacted
+	var key *sigkey.Key
 	if err == nil {
 		req.URL = src.key
-		if req.SHA256, err = parsePin(req.SHA256); err != nil {
+		if req.SHA256, err = parsePin(req.SHA256); err == nil {
+			key, err = verificationKey(req, src)
+		}
+		if err != nil {
 			err = fmt.Errorf("%s: %w", src.key, err)
 		}
 	}
@@ -229,7 +250,7 @@ func (f *Fetcher) Resolve(ctx context.Context, req Request) (Module, error) {
 		f.metrics.pullDone(err, 0)
 		return Module{}, err
 	}
-	if m, ok := f.fromCache(src, req); ok {
+	if m, ok := f.fromCache(src, req, key); ok {
 		f.metrics.cacheHits.Inc()
 		return m, nil
 	}
@@ -243,8 +264,8 @@ func (f *Fetcher) Resolve(ctx context.Context, req Request) (Module, error) {
 	ch := make(chan singleflight.Result, 1)
 	go func() {
 		defer f.pulls.Done()
-		v, err, shared := f.group.Do(src.key+"\x00"+req.SHA256+"\x00"+req.PullSecret, func() (any, error) {
-			return f.pull(f.life, src, req)
+		v, err, shared := f.group.Do(src.key+"\x00"+req.SHA256+"\x00"+req.PullSecret+"\x00"+fingerprint(key), func() (any, error) {
+			return f.pull(f.life, src, req, key)
 		})
 		ch <- singleflight.Result{Val: v, Err: err, Shared: shared}
 	}()
@@ -269,14 +290,14 @@ func (f *Fetcher) Close() {
 }
 
 // fromCache answers from disk when the request allows it.
-func (f *Fetcher) fromCache(src source, req Request) (Module, bool) {
+func (f *Fetcher) fromCache(src source, req Request, key *sigkey.Key) (Module, bool) {
 	if src.kind == kindFile {
 		return Module{}, false
 	}
 	if !req.Always || src.immutable() {
-		if r, m, ok := f.cache.lookup(src.key); ok && pinMatches(req.SHA256, r) && f.intact(r.SHA256, checkResolve) {
+		if r, m, ok := f.cache.lookup(src.key); ok && pinMatches(req.SHA256, r) && verifiedWith(r, key) && f.intact(r.SHA256, checkResolve) {
 			f.cache.touch(r.SHA256)
-			return f.module(req.URL, r, m.Size), true
+			return f.module(req.URL, r, m.Size, key), true
 		}
 	}
 	if req.SHA256 == "" {
@@ -284,7 +305,7 @@ func (f *Fetcher) fromCache(src source, req Request) (Module, bool) {
 	}
 	// Content is what a pin asks for; whichever reference brought it in.
 	r, m, ok := f.cache.findPinned(req.SHA256)
-	if !ok || !f.intact(r.SHA256, checkResolve) {
+	if !ok || !verifiedWith(r, key) || !f.intact(r.SHA256, checkResolve) {
 		return Module{}, false
 	}
 	if r.ManifestDigest != "" && src.kind != kindOCI {
@@ -293,36 +314,37 @@ func (f *Fetcher) fromCache(src source, req Request) (Module, bool) {
 	if err := f.cache.record(src.key, r); err != nil {
 		return Module{}, false
 	}
-	return f.module(req.URL, r, m.Size), true
+	return f.module(req.URL, r, m.Size, key), true
 }
 
 func pinMatches(pin string, r refEntry) bool {
 	return pin == "" || pin == r.SHA256 || "sha256:"+pin == r.ManifestDigest || slices.Contains(r.Digests, "sha256:"+pin)
 }
 
-func (f *Fetcher) module(url string, r refEntry, size int64) Module {
+func (f *Fetcher) module(url string, r refEntry, size int64, key *sigkey.Key) Module {
 	return Module{SHA256: r.SHA256, Size: size, ManifestDigest: r.ManifestDigest, URL: url, Path: f.cache.path(r.SHA256),
-		Warnings: f.notes.of(r.SHA256)}
+		SignedBy: fingerprint(key), Warnings: f.notes.of(r.SHA256)}
 }
 
 // pull runs once per reference however many callers wait for it.
-func (f *Fetcher) pull(ctx context.Context, src source, req Request) (Module, error) {
+func (f *Fetcher) pull(ctx context.Context, src source, req Request, key *sigkey.Key) (Module, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.PullTimeout)
 	defer cancel()
 	start := time.Now()
 	prev, prevMod, hasPrev := f.cache.lookup(src.key)
 	hasPrev = hasPrev && pinMatches(req.SHA256, prev) && f.intact(prev.SHA256, checkResolve)
-	m, err := f.fetch(ctx, src, req, prev, hasPrev)
+	m, err := f.fetch(ctx, src, req, key, prev, hasPrev)
 	f.metrics.pullDone(err, time.Since(start))
 	if err == nil {
 		return m, nil
 	}
 	// A registry may echo credentials back in an error body.
 	err = f.secrets.redact(fmt.Errorf("%s: %w", src.key, err))
-	if hasPrev {
+	// Only a module verified with the key may stand in for a refused one.
+	if hasPrev && verifiedWith(prev, key) {
 		f.log.Warn("pull failed, keeping the last good module", "ref", src.key, "sha256", prev.SHA256,
 			"reason", reasonOf(err), "error", err)
-		return f.module(req.URL, prev, prevMod.Size), fmt.Errorf("%w sha256:%s: %w", ErrStale, prev.SHA256, err)
+		return f.module(req.URL, prev, prevMod.Size, key), fmt.Errorf("%w sha256:%s: %w", ErrStale, prev.SHA256, err)
 	}
 	f.log.Warn("pull failed", "ref", src.key, "reason", reasonOf(err), "error", err)
 	return Module{}, err
@@ -332,7 +354,7 @@ func (f *Fetcher) pull(ctx context.Context, src source, req Request) (Module, er
 // into the cache. For an OCI reference with a cached resolution it first
 // resolves the manifest digest (HEAD) and keeps the cached module when the
 // digest did not change, which needs no cache write.
-func (f *Fetcher) fetch(ctx context.Context, src source, req Request, prev refEntry, hasPrev bool) (Module, error) {
+func (f *Fetcher) fetch(ctx context.Context, src source, req Request, key *sigkey.Key, prev refEntry, hasPrev bool) (Module, error) {
 	var o ociTarget
 	if src.kind == kindOCI {
 		var unchanged bool
@@ -340,8 +362,9 @@ func (f *Fetcher) fetch(ctx context.Context, src source, req Request, prev refEn
 		if o, unchanged, err = f.headOCI(ctx, src, req, prev, hasPrev); err != nil {
 			return Module{}, err
 		}
+		o.key = key
 		if unchanged {
-			return f.keep(src, req, prev)
+			return f.keepVerified(ctx, o, src, req, prev)
 		}
 	}
 	sp, err := f.cache.newSpool()
@@ -361,21 +384,28 @@ func (f *Fetcher) fetch(ctx context.Context, src source, req Request, prev refEn
 	if err != nil {
 		return Module{}, err
 	}
-	return f.verifyAndStore(ctx, src, req, r, sp)
+	return f.verifyAndStore(ctx, src, req, key, r, sp)
 }
 
-// keep answers with the cached module prev, which the source still names.
-func (f *Fetcher) keep(src source, req Request, prev refEntry) (Module, error) {
+// keepVerified answers with the cached module prev, which the source still
+// names, once its manifest is verified with o's key if it was not yet.
+func (f *Fetcher) keepVerified(ctx context.Context, o ociTarget, src source, req Request, prev refEntry) (Module, error) {
+	if !verifiedWith(prev, o.key) {
+		if err := checkSignature(ctx, o.repo, prev.ManifestDigest, *o.key); err != nil {
+			return Module{}, err
+		}
+		prev.Verified = append(slices.Clone(prev.Verified), o.key.Fingerprint)
+	}
 	if err := f.cache.record(src.key, prev); err != nil {
 		return Module{}, err
 	}
-	m, _ := f.lookupModule(src.key, req.URL)
+	m, _ := f.lookupModule(src.key, req.URL, o.key)
 	return m, nil
 }
 
 // verifyAndStore checks the pin and the preflight on the spooled module,
 // read back now that it is known to fit the size cap, then commits it.
-func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, r refEntry, sp *spool) (Module, error) {
+func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, key *sigkey.Key, r refEntry, sp *spool) (Module, error) {
 	r.SHA256 = sp.sum()
 	if req.SHA256 != "" && !pinMatches(req.SHA256, r) {
 		got := "module sha256:" + r.SHA256
@@ -399,16 +429,17 @@ func (f *Fetcher) verifyAndStore(ctx context.Context, src source, req Request, r
 		f.log.Warn("module preflight incomplete", "ref", src.key, "sha256", r.SHA256, "warnings", report.Warnings)
 	}
 	f.problems.clear(r.SHA256)
-	f.log.Info("module pulled", "ref", src.key, "sha256", r.SHA256, "size", sp.size, "manifest", r.ManifestDigest)
-	return f.module(req.URL, r, sp.size), nil
+	f.log.Info("module pulled", "ref", src.key, "sha256", r.SHA256, "size", sp.size, "manifest", r.ManifestDigest,
+		"signedBy", fingerprint(key))
+	return f.module(req.URL, r, sp.size, key), nil
 }
 
-func (f *Fetcher) lookupModule(key, url string) (Module, bool) {
-	r, m, ok := f.cache.lookup(key)
+func (f *Fetcher) lookupModule(ref, url string, key *sigkey.Key) (Module, bool) {
+	r, m, ok := f.cache.lookup(ref)
 	if !ok {
 		return Module{}, false
 	}
-	return f.module(url, r, m.Size), true
+	return f.module(url, r, m.Size, key), true
 }
 
 // SetInUse declares the modules the module server may serve; GC never

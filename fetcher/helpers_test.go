@@ -42,7 +42,7 @@ func buildTestModule(nonce string, exports ...string) []byte {
 var moduleCounter atomic.Int64
 
 // validModule returns a unique module that passes the preflight.
-func validModule(t *testing.T) []byte {
+func validModule(t testing.TB) []byte {
 	t.Helper()
 	nonce := fmt.Sprintf("%s-%d", t.Name(), moduleCounter.Add(1))
 	return fetchertest.ProxyWasm(nonce)
@@ -157,7 +157,7 @@ func (tr *testRegistry) resetCounts() {
 // ref returns "host/repo:tag" on this registry.
 func (tr *testRegistry) ref(repoTag string) string { return tr.host + "/" + repoTag }
 
-func (tr *testRegistry) repo(t *testing.T, repoTag string) *remote.Repository {
+func (tr *testRegistry) repo(t testing.TB, repoTag string) *remote.Repository {
 	t.Helper()
 	ref, err := orasreg.ParseReference(tr.ref(repoTag))
 	if err != nil {
@@ -183,7 +183,7 @@ type blob struct {
 }
 
 // pushBlobs uploads blobs and returns their descriptors.
-func pushBlobs(t *testing.T, repo *remote.Repository, blobs ...blob) []ocispec.Descriptor {
+func pushBlobs(t testing.TB, repo *remote.Repository, blobs ...blob) []ocispec.Descriptor {
 	t.Helper()
 	var out []ocispec.Descriptor
 	for _, b := range blobs {
@@ -213,7 +213,7 @@ func (tr *testRegistry) pushIndex(t *testing.T, repoTag string, manifests ...oci
 	return tr.pushJSON(t, tr.repo(t, repoTag), ocispec.MediaTypeImageIndex, idx)
 }
 
-func (tr *testRegistry) pushJSON(t *testing.T, repo *remote.Repository, mediaType string, v any) ocispec.Descriptor {
+func (tr *testRegistry) pushJSON(t testing.TB, repo *remote.Repository, mediaType string, v any) ocispec.Descriptor {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -227,7 +227,7 @@ func (tr *testRegistry) pushJSON(t *testing.T, repo *remote.Repository, mediaTyp
 }
 
 // pushWasm publishes module as a Wasm OCI artifact with Push.
-func (tr *testRegistry) pushWasm(t *testing.T, repoTag string, module []byte) string {
+func (tr *testRegistry) pushWasm(t testing.TB, repoTag string, module []byte) string {
 	t.Helper()
 	d, err := Push(context.Background(), module, tr.ref(repoTag), PushOptions{DockerConfig: tr.dockerConfig(t)})
 	if err != nil {
@@ -238,7 +238,7 @@ func (tr *testRegistry) pushWasm(t *testing.T, repoTag string, module []byte) st
 
 // dockerConfig writes a docker config.json holding this registry's
 // credentials (none when it has no auth) and returns its path.
-func (tr *testRegistry) dockerConfig(t *testing.T) string {
+func (tr *testRegistry) dockerConfig(t testing.TB) string {
 	t.Helper()
 	auths := map[string]any{}
 	if tr.user != "" {
@@ -247,7 +247,7 @@ func (tr *testRegistry) dockerConfig(t *testing.T) string {
 	return writeDockerConfig(t, auths)
 }
 
-func writeDockerConfig(t *testing.T, auths map[string]any) string {
+func writeDockerConfig(t testing.TB, auths map[string]any) string {
 	t.Helper()
 	b, err := json.Marshal(map[string]any{"auths": auths})
 	if err != nil {
@@ -262,7 +262,7 @@ func writeDockerConfig(t *testing.T, auths map[string]any) string {
 
 // newTestFetcher returns a Fetcher on dir (a new temp dir when "") with
 // fast retries and an empty docker config.
-func newTestFetcher(t *testing.T, dir string, mod func(*Options)) *Fetcher {
+func newTestFetcher(t testing.TB, dir string, mod func(*Options)) *Fetcher {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()

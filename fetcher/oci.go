@@ -12,6 +12,8 @@ import (
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/wasmxds/wasmxds/internal/sigkey"
 )
 
 // Media types of Wasm OCI artifacts.
@@ -45,6 +47,8 @@ type ociTarget struct {
 	repo *remote.Repository
 	ref  registry.Reference
 	desc ocispec.Descriptor
+	// key, when set, must have signed the manifest the reference names.
+	key *sigkey.Key
 }
 
 // headOCI prepares a pull. With a cached resolution prev, it resolves the
@@ -90,6 +94,14 @@ func (f *Fetcher) pullOCI(ctx context.Context, o ociTarget, sp *spool) (refEntry
 		return refEntry{}, err
 	}
 	r := refEntry{ManifestDigest: desc.Digest.String(), Digests: []string{desc.Digest.String()}}
+	if o.key != nil {
+		// Before any layer is downloaded: unsigned content costs a
+		// manifest, not a module.
+		if err := checkSignature(ctx, o.repo, r.ManifestDigest, *o.key); err != nil {
+			return refEntry{}, err
+		}
+		r.Verified = []string{o.key.Fingerprint}
+	}
 	doc, err := parseManifest(desc, body)
 	if err != nil {
 		return refEntry{}, err

@@ -26,6 +26,9 @@ type PushOptions struct {
 	Retry              RetryPolicy
 	Title              string       // org.opencontainers.image.title of the layer, e.g. the file name
 	Logger             *slog.Logger // preflight warnings go here; nil = slog.Default()
+	// SignKey, when set, signs the pushed manifest as cosign sign --key
+	// does (see LoadSignKey): no transparency log entry is made.
+	SignKey *SignKey
 }
 
 // wasmConfig is the artifact's config blob; proxies read nothing from it.
@@ -59,6 +62,11 @@ func Push(ctx context.Context, module []byte, ref string, opts PushOptions) (str
 	desc, err := pushArtifact(ctx, repo, module, opts.Title, src.ref.Reference)
 	if err != nil {
 		return "", fmt.Errorf("push %s: %w", src.key, classify(err))
+	}
+	if opts.SignKey != nil {
+		if err := opts.SignKey.sign(ctx, repo, desc.Digest.String()); err != nil {
+			return desc.Digest.String(), fmt.Errorf("push %s: signature: %w", src.key, classify(err))
+		}
 	}
 	return desc.Digest.String(), nil
 }

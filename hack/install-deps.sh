@@ -81,6 +81,16 @@ else
   command -v chromium
 fi
 
+# cosign signs modules in the signature-verification tests (key pairs only,
+# no transparency log).
+COSIGN_VERSION=v2.6.5
+if [ -x "$TOOLS/bin/cosign" ]; then
+  echo "cosign: $TOOLS/bin/cosign"
+else
+  echo "installing cosign $COSIGN_VERSION into $TOOLS/bin"
+  GOBIN="$TOOLS/bin" go install "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION"
+fi
+
 # HAProxy balances wasmxds replicas in the end-to-end replicas test.
 if command -v haproxy >/dev/null 2>&1; then
   echo "haproxy: $(command -v haproxy)"

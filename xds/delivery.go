@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 )
 
 // Plugin delivery states on a node, the values of PluginStatus.State.
@@ -41,7 +40,7 @@ type PluginStatus struct {
 // and put it in its cache. The backoff covers downloads the module server
 // cannot see complete (a proxy in between, a slow link).
 const (
-	downloadSettle  = 20 * time.Millisecond
+	downloadSettle  = 150 * time.Millisecond
 	repushBaseDelay = 100 * time.Millisecond
 	repushMaxDelay  = 5 * time.Second
 	maxExpectedMiss = 8 // NACKs of one module before it counts as failed
@@ -293,12 +292,12 @@ func ecdsEntries(exts []*corev3.TypedExtensionConfig) map[string]ecdsEntry {
 		if !ok {
 			continue
 		}
-		w := &wasmfilterv3.Wasm{}
-		if e.GetTypedConfig().UnmarshalTo(w) != nil {
+		pc := wasmPluginConfig(e.GetTypedConfig())
+		if pc == nil {
 			out[name] = ecdsEntry{ext: e}
 			continue
 		}
-		out[name] = ecdsEntry{sha: w.GetConfig().GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e}
+		out[name] = ecdsEntry{sha: pc.GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e}
 	}
 	return out
 }

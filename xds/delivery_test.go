@@ -101,14 +101,15 @@ func TestCacheMissIsRepushedAndRefusalFails(t *testing.T) {
 			}
 
 			// A new module: missed, downloaded, then refused.
-			rej.RejectNext(resource.ExtensionConfigType, envoyCreateFailure)
+			// The VM refuses to start: the cache miss, then every re-push
+			// after the download, is NACKed. One such NACK may be a busy
+			// Envoy still reading the download, so only repeated ones make
+			// the plugin failed. The download is recorded up front so that
+			// every re-push follows it, however the timers fall.
+			rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, 1+failAfterDownload)
+			srv.ModuleServed(strings.Repeat("b", 64), "127.0.0.1:40001")
 			srv.Update(deliveryInput("b"))
 			waitFor(t, "the miss", func() bool { return testutil.ToFloat64(srv.metrics.cacheMisses) == 2 })
-			// The VM refuses to start: every re-push after the download is
-			// NACKed. One such NACK may be a busy Envoy still reading the
-			// download, so only repeated ones make the plugin failed.
-			rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, failAfterDownload)
-			srv.ModuleServed(strings.Repeat("b", 64), "127.0.0.1:40001")
 			n = waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 			p := pluginState(n)
 			if p.SHA256 != strings.Repeat("b", 64) || !strings.Contains(p.Reason, "did not create its VM") ||
@@ -142,11 +143,10 @@ func TestRefusedFirstModuleStaysFailed(t *testing.T) {
 			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
 			srv.Update(deliveryInput("a"))
 			rej := &xdstest.Rejecter{}
-			rej.RejectNext(resource.ExtensionConfigType, envoyCreateFailure)
-			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACK: rej.Decide})
-			waitFor(t, "the cache miss", func() bool { return testutil.ToFloat64(srv.metrics.cacheMisses) == 1 })
-			rej.RejectNext(resource.ExtensionConfigType, envoyCreateFailure)
+			rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, 1+failAfterDownload)
 			srv.ModuleServed(strings.Repeat("a", 64), "127.0.0.1:40000")
+			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACK: rej.Decide})
+			waitFor(t, "the cache miss", func() bool { return testutil.ToFloat64(srv.metrics.cacheMisses) >= 1 })
 			waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 			e.Await(t, "the stand-in", func(s xdstest.State) bool {
 				a := s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix + "p")

@@ -28,6 +28,10 @@ type PluginModule struct {
 	Module  *Module
 	Err     string
 	Pending bool
+	// Config, when set, replaces the plugin's catalog Config: its
+	// pluginConfig with the values of its secretRefs filled in. It exists
+	// only here, on the way to the Envoys the plugin selects.
+	Config string
 }
 
 // Input is everything translation needs. Translation is a pure function of it

@@ -125,6 +125,8 @@ func typeLabel(typeURL string) string {
 		return "extension_config"
 	case resource.EndpointType:
 		return "endpoint"
+	case resource.SecretType:
+		return "secret"
 	default:
 		return "other"
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"google.golang.org/grpc/peer"
 
@@ -208,7 +207,7 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	if !found || e.sha == "" {
 		return false
 	}
-	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed.Add(-downloadSettle))
+	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed)
 	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, time.Now())
 	k := repushKey{group: group, plugin: plugin}
 	if v.expected {
@@ -282,6 +281,16 @@ func (s *Server) applyRefusalsLocked(g *group, res *Resources) {
 		}
 		refused, ok := g.refused[name]
 		if !ok {
+			if !swapping(g, name, entry.sha) {
+				// A plugin's first module (or the one the group already
+				// runs) is fetched the way a new listener warms: Envoy
+				// keeps its previous listener until the module is loaded.
+				// A cache-miss NACK here would end that warming and put the
+				// failure policy's stand-in in front of traffic meanwhile
+				// (403 for FAIL_CLOSE): an outage a healthy path never had.
+				e = withNackOnMiss(e, false)
+				res.Extensions[i] = e
+			}
 			if n := g.retries[name]; n > 0 {
 				res.Extensions[i] = withAttempt(e, n)
 			}
@@ -302,15 +311,15 @@ func (s *Server) applyRefusalsLocked(g *group, res *Resources) {
 // standInExtension is the failure-policy stand-in for a Wasm extension
 // config, nil if it cannot be built.
 func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConfig {
-	w := &wasmfilterv3.Wasm{}
-	if e.GetTypedConfig().UnmarshalTo(w) != nil {
+	pc := wasmPluginConfig(e.GetTypedConfig())
+	if pc == nil {
 		return nil
 	}
 	strategy := catalog.FailClose
-	if w.GetConfig().GetFailurePolicy() == wasmv3.FailurePolicy_FAIL_OPEN {
+	if pc.GetFailurePolicy() == wasmv3.FailurePolicy_FAIL_OPEN {
 		strategy = catalog.FailOpen
 	}
-	cfg, err := standIn(strategy)
+	cfg, err := standInFor(wasmPluginType(e.GetTypedConfig()), strategy)
 	if err != nil {
 		return nil
 	}
@@ -324,18 +333,40 @@ func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConf
 // A different config also gets a new version, so SotW (which parks a NACKed
 // version) and delta (which does not resend a resource version) send it.
 // Envoy caches code by sha256, so the URL change downloads nothing.
-func withAttempt(e *corev3.TypedExtensionConfig, attempt int) *corev3.TypedExtensionConfig {
-	w := &wasmfilterv3.Wasm{}
-	if e.GetTypedConfig().UnmarshalTo(w) != nil {
+// swapping reports whether the group runs another module of plugin name
+// than sha: only then does a cache-miss NACK keep the running filter
+// serving while Envoy fetches the new module in the background.
+func swapping(g *group, name, sha string) bool {
+	good := g.lastGood[name]
+	if good == nil {
+		return false
+	}
+	return ecdsEntries([]*corev3.TypedExtensionConfig{good})[name].sha != sha
+}
+
+// withNackOnMiss sets the Wasm config's nack_on_code_cache_miss.
+func withNackOnMiss(e *corev3.TypedExtensionConfig, nack bool) *corev3.TypedExtensionConfig {
+	pc := wasmPluginConfig(e.GetTypedConfig())
+	if pc.GetVmConfig() == nil || pc.GetVmConfig().GetNackOnCodeCacheMiss() == nack {
 		return e
 	}
-	uri := w.GetConfig().GetVmConfig().GetCode().GetRemote().GetHttpUri()
+	pc.GetVmConfig().NackOnCodeCacheMiss = nack
+	cfg, err := repackWasm(e.GetTypedConfig(), pc)
+	if err != nil {
+		return e
+	}
+	return &corev3.TypedExtensionConfig{Name: e.Name, TypedConfig: cfg}
+}
+
+func withAttempt(e *corev3.TypedExtensionConfig, attempt int) *corev3.TypedExtensionConfig {
+	pc := wasmPluginConfig(e.GetTypedConfig())
+	uri := pc.GetVmConfig().GetCode().GetRemote().GetHttpUri()
 	if uri == nil {
 		return e
 	}
 	base, _, _ := strings.Cut(uri.Uri, "?")
 	uri.Uri = fmt.Sprintf("%s?attempt=%d", base, attempt)
-	cfg, err := PackValid(w)
+	cfg, err := repackWasm(e.GetTypedConfig(), pc)
 	if err != nil {
 		return e
 	}

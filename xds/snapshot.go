@@ -24,6 +24,7 @@ var servedTypes = []string{
 	resource.ListenerType,
 	resource.RouteType,
 	resource.ExtensionConfigType,
+	resource.SecretType,
 }
 
 // GroupKey returns the canonical key of a label set: "k=v" pairs sorted by
@@ -74,6 +75,7 @@ func buildSnapshot(res *Resources) (*cache.Snapshot, typeVersions, error) {
 		resource.ListenerType:        toResources(res.Listeners),
 		resource.RouteType:           toResources(res.Routes),
 		resource.ExtensionConfigType: toResources(res.Extensions),
+		resource.SecretType:          toResources(res.Secrets),
 	}
 	snap := &cache.Snapshot{}
 	versions := make(typeVersions, len(byType))

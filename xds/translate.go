@@ -10,6 +10,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -67,6 +68,7 @@ type translator struct {
 	extensions   map[string]*corev3.TypedExtensionConfig
 	usedClusters map[string]bool
 	addresses    map[string]string // host:port → listener name
+	secrets      map[string]*tlsv3.Secret
 
 	res      Resources
 	problems []Problem
@@ -87,6 +89,7 @@ func newTranslator(in Input, labels map[string]string) *translator {
 		extensions:   make(map[string]*corev3.TypedExtensionConfig),
 		usedClusters: make(map[string]bool),
 		addresses:    make(map[string]string),
+		secrets:      make(map[string]*tlsv3.Secret),
 	}
 	for _, c := range state.Clusters {
 		t.specClusters[c.Name] = c
@@ -118,6 +121,10 @@ func (t *translator) run() {
 	sortResources(t.res.Routes)
 	sortResources(t.res.Clusters)
 	sortResources(t.res.Extensions)
+	for _, s := range t.secrets {
+		t.res.Secrets = append(t.res.Secrets, s)
+	}
+	sortResources(t.res.Secrets)
 }
 
 // addUnlistenedPlugins serves, with ECDS, the extension config of every

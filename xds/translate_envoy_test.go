@@ -15,7 +15,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/wasmxds/wasmxds/internal/testenv"
 	"github.com/wasmxds/wasmxds/internal/testpki"
@@ -97,7 +96,7 @@ func staticBootstrap(t *testing.T, res *Resources) *bootstrapv3.Bootstrap {
 	boot := &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: "validate", Cluster: "validate"},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: res.Clusters,
-			Secrets: bootstrapSecrets(t)},
+			Secrets: append(bootstrapSecrets(t), staticSecrets(t, res.Secrets)...)},
 	}
 	for _, l := range res.Listeners {
 		boot.StaticResources.Listeners = append(boot.StaticResources.Listeners, inlineListener(t, l, routes, exts))
@@ -127,31 +126,91 @@ func inlineListener(t *testing.T, l *listenerv3.Listener, routes map[string]*rou
 	exts map[string]*corev3.TypedExtensionConfig) *listenerv3.Listener {
 	t.Helper()
 	l = proto.Clone(l).(*listenerv3.Listener)
-	hcm, err := listenerHCM(l)
-	if err != nil {
+	for _, fc := range l.FilterChains {
+		staticSecretRefs(t, fc)
+		for _, f := range fc.Filters {
+			if f.GetConfigDiscovery() != nil {
+				e, ok := exts[f.Name]
+				if !ok {
+					t.Fatalf("listener %s: no extension config %q", l.Name, f.Name)
+				}
+				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: inlinable(t, e.TypedConfig)}
+			}
+			if f.Name == hcmFilterName {
+				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: inlineHCM(t, l.Name, f, routes, exts)}
+			}
+		}
+	}
+	return l
+}
+
+// inlineHCM replaces the HTTP connection manager's RDS and ECDS references
+// with what they name.
+func inlineHCM(t *testing.T, listener string, f *listenerv3.Filter, routes map[string]*routev3.RouteConfiguration,
+	exts map[string]*corev3.TypedExtensionConfig) *anypb.Any {
+	t.Helper()
+	hcm := &hcmv3.HttpConnectionManager{}
+	if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
 		t.Fatal(err)
 	}
 	rc, ok := routes[hcm.GetRds().GetRouteConfigName()]
 	if !ok {
-		t.Fatalf("listener %s: no route configuration %q", l.Name, hcm.GetRds().GetRouteConfigName())
+		t.Fatalf("listener %s: no route configuration %q", listener, hcm.GetRds().GetRouteConfigName())
 	}
 	hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc}
-	for _, f := range hcm.HttpFilters {
-		if f.GetConfigDiscovery() == nil {
+	for _, hf := range hcm.HttpFilters {
+		if hf.GetConfigDiscovery() == nil {
 			continue
 		}
-		e, ok := exts[f.Name]
+		e, ok := exts[hf.Name]
 		if !ok {
-			t.Fatalf("listener %s: no extension config %q", l.Name, f.Name)
+			t.Fatalf("listener %s: no extension config %q", listener, hf.Name)
 		}
-		f.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: inlinable(t, e.TypedConfig)}
+		hf.ConfigType = &hcmv3.HttpFilter_TypedConfig{TypedConfig: inlinable(t, e.TypedConfig)}
 	}
 	a, err := anypb.New(hcm)
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
-	return l
+	return a
+}
+
+// staticSecretRefs makes a filter chain's SDS references name static
+// secrets (staticSecrets defines them).
+func staticSecretRefs(t *testing.T, fc *listenerv3.FilterChain) {
+	t.Helper()
+	ctx := downstreamTLS(fc)
+	if ctx == nil {
+		return
+	}
+	for _, s := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+		s.SdsConfig = nil
+	}
+	a, err := anypb.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc.TransportSocket.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
+}
+
+// staticSecrets are the translation's secrets with certificate files that
+// exist here, since validate mode loads them.
+func staticSecrets(t *testing.T, secrets []*tlsv3.Secret) []*tlsv3.Secret {
+	t.Helper()
+	if len(secrets) == 0 {
+		return nil
+	}
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "listeners")
+	cert, key := ca.Issue(t, testpki.Names{CN: "listener", DNS: []string{"api.example.com"}}).Write(t, dir, "listener")
+	var out []*tlsv3.Secret
+	for _, s := range secrets {
+		s = proto.Clone(s).(*tlsv3.Secret)
+		s.GetTlsCertificate().CertificateChain = &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: cert}}
+		s.GetTlsCertificate().PrivateKey = &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: key}}
+		out = append(out, s)
+	}
+	return out
 }
 
 // inlinable clears nack_on_code_cache_miss: Envoy's validate mode fetches
@@ -159,12 +218,12 @@ func inlineListener(t *testing.T, l *listenerv3.Listener, routes map[string]*rou
 // Envoy creates the VM, not whether it accepts the config.
 func inlinable(t *testing.T, cfg *anypb.Any) *anypb.Any {
 	t.Helper()
-	w := &wasmfilterv3.Wasm{}
-	if cfg.UnmarshalTo(w) != nil {
+	pc := wasmPluginConfig(cfg)
+	if pc == nil {
 		return cfg
 	}
-	w.GetConfig().GetVmConfig().NackOnCodeCacheMiss = false
-	a, err := anypb.New(w)
+	pc.GetVmConfig().NackOnCodeCacheMiss = false
+	a, err := repackWasm(cfg, pc)
 	if err != nil {
 		t.Fatal(err)
 	}

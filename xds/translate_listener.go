@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"time"
 
@@ -15,7 +14,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/wasmxds/wasmxds/catalog"
 )
@@ -41,6 +40,7 @@ type listenerParts struct {
 	routes     *routev3.RouteConfiguration
 	clusters   []string
 	extensions []*corev3.TypedExtensionConfig
+	secrets    []*tlsv3.Secret
 }
 
 // addListener translates a listener and its route configuration. When any
@@ -60,12 +60,17 @@ func (t *translator) addListener(l catalog.Listener) {
 		return
 	}
 	t.res.Listeners = append(t.res.Listeners, parts.listener)
-	t.res.Routes = append(t.res.Routes, parts.routes)
+	if parts.routes != nil {
+		t.res.Routes = append(t.res.Routes, parts.routes)
+	}
 	for _, c := range parts.clusters {
 		t.usedClusters[c] = true
 	}
 	for _, e := range parts.extensions {
 		t.extensions[e.Name] = e
+	}
+	for _, s := range parts.secrets {
+		t.secrets[s.Name] = s
 	}
 }
 
@@ -90,11 +95,14 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 	if l.Port == 0 {
 		return nil, errors.New("listener has no port")
 	}
-	filters, exts, err := t.httpFilters(l)
+	if l.Protocol == catalog.ProtocolTCP {
+		return t.tcpListenerParts(l, addr)
+	}
+	filters, exts, targeted, err := t.httpFilters(l)
 	if err != nil {
 		return nil, err
 	}
-	rc, clusters, err := t.routeConfig(l)
+	rc, clusters, err := t.routeConfig(l, targeted)
 	if err != nil {
 		return nil, err
 	}
@@ -110,27 +118,34 @@ func (t *translator) listenerParts(l catalog.Listener) (*listenerParts, error) {
 	if err != nil {
 		return nil, err
 	}
+	fc, err := filterChains(l, []*listenerv3.Filter{{
+		Name:       hcmFilterName,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
+	}})
+	if err != nil {
+		return nil, err
+	}
 	lis := &listenerv3.Listener{
-		Name:    l.Name,
-		Address: SocketAddress(addr, l.Port),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name:       hcmFilterName,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: hcm},
-		}}}},
+		Name:            l.Name,
+		Address:         SocketAddress(addr, l.Port),
+		FilterChains:    fc.chains,
+		ListenerFilters: fc.filters,
 	}
 	if err := lis.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("invalid listener: %w", err)
 	}
-	return &listenerParts{listener: lis, routes: rc, clusters: clusters, extensions: exts}, nil
+	return &listenerParts{listener: lis, routes: rc, clusters: clusters, extensions: exts, secrets: fc.secrets}, nil
 }
 
 // httpFilters returns the listener's HTTP filter chain: the plugins that
-// apply to its port, in chain order, then the router.
-func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*corev3.TypedExtensionConfig, error) {
+// apply to some route of it, in chain order, then the router; and those of
+// them limited to hosts and paths, which its routes turn on and off.
+func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*corev3.TypedExtensionConfig, []targetedFilter, error) {
 	var filters []*hcmv3.HttpFilter
 	var exts []*corev3.TypedExtensionConfig
+	var targeted []targetedFilter
 	for _, p := range t.plugins {
-		if len(p.Ports) > 0 && !slices.Contains(p.Ports, l.Port) {
+		if !p.OnListener(l) {
 			continue
 		}
 		pf := t.pluginFilter(p)
@@ -138,10 +153,10 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 			if t.in.Established[l.Name] {
 				continue // the listener keeps running as it did before the plugin
 			}
-			return nil, nil, errHeld
+			return nil, nil, nil, errHeld
 		}
 		if pf.err != nil {
-			return nil, nil, fmt.Errorf("plugin %s cannot run and its deny-all stand-in failed: %w", p.Name, pf.err)
+			return nil, nil, nil, fmt.Errorf("plugin %s cannot run and its deny-all stand-in failed: %w", p.Name, pf.err)
 		}
 		if pf.filter == nil {
 			continue
@@ -150,61 +165,18 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 		if pf.ext != nil {
 			exts = append(exts, pf.ext)
 		}
+		if len(p.Targets) > 0 {
+			targeted = append(targeted, targetedFilter{plugin: p, filter: pf.filter.Name})
+		}
 	}
 	router, err := PackValid(&routerv3.Router{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	filters = append(filters, &hcmv3.HttpFilter{
 		Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: router},
 	})
-	return filters, exts, nil
-}
-
-// routeConfig returns the listener's routes, named after it, and the
-// clusters they send traffic to. A route whose cluster is missing or invalid
-// answers 503 instead of being left out, so its requests are not caught by a
-// later, broader route and sent to the wrong service.
-func (t *translator) routeConfig(l catalog.Listener) (*routev3.RouteConfiguration, []string, error) {
-	routes := make([]*routev3.Route, 0, len(l.Routes))
-	var clusters []string
-	for _, r := range l.Routes {
-		rt := &routev3.Route{Match: routeMatch(r)}
-		if _, ok := t.cluster(r.Cluster); ok {
-			rt.Action = &routev3.Route_Route{Route: &routev3.RouteAction{
-				ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: r.Cluster},
-				Timeout:          durationpb.New(routeTimeout),
-			}}
-			clusters = append(clusters, r.Cluster)
-		} else {
-			rt.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
-				Status: 503,
-				Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{
-					InlineString: "cluster " + r.Cluster + " is unavailable\n",
-				}},
-			}}
-		}
-		routes = append(routes, rt)
-	}
-	rc := &routev3.RouteConfiguration{
-		Name:         l.Name,
-		VirtualHosts: []*routev3.VirtualHost{{Name: l.Name, Domains: []string{"*"}, Routes: routes}},
-	}
-	if err := rc.ValidateAll(); err != nil {
-		return nil, nil, fmt.Errorf("invalid routes: %w", err)
-	}
-	return rc, clusters, nil
-}
-
-func routeMatch(r catalog.Route) *routev3.RouteMatch {
-	m := &routev3.RouteMatch{}
-	switch {
-	case r.Prefix != "":
-		m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: r.Prefix}
-	case r.Path != "":
-		m.PathSpecifier = &routev3.RouteMatch_Path{Path: r.Path}
-	}
-	return m
+	return filters, exts, targeted, nil
 }
 
 // adsConfigSource makes Envoy fetch a resource over its ADS stream, which

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	rbacfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netwasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/wasm/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -43,10 +45,12 @@ const (
 
 // pluginFilter is one plugin's translation, shared by every listener of the
 // node that uses the plugin (its config does not depend on the listener).
+// An HTTP plugin has filter, a NETWORK plugin network.
 type pluginFilter struct {
-	filter *hcmv3.HttpFilter            // nil: left out of the chain
-	ext    *corev3.TypedExtensionConfig // the ECDS resource filter refers to; nil inline
-	err    error                        // the fail-closed stand-in could not be built
+	filter  *hcmv3.HttpFilter            // nil: left out of the chain
+	network *listenerv3.Filter           // nil: left out of the chain
+	ext     *corev3.TypedExtensionConfig // the ECDS resource filter refers to; nil inline
+	err     error                        // the fail-closed stand-in could not be built
 	// held: a FAIL_CLOSE plugin whose first module is still pending.
 	held bool
 }
@@ -75,6 +79,9 @@ func (t *translator) buildPluginFilter(p catalog.Plugin) pluginFilter {
 	if pm.Module == nil || !t.moduleOK {
 		return unavailable(p)
 	}
+	if pm.Config != "" {
+		p.Config = pm.Config
+	}
 	f, err := t.wasmFilter(p, *pm.Module)
 	if err != nil {
 		t.problem(p.Source, kindWasmPlugin, p.Name, err)
@@ -87,7 +94,12 @@ func unavailable(p catalog.Plugin) pluginFilter {
 	if p.FailStrategy == catalog.FailOpen {
 		return pluginFilter{}
 	}
-	f, err := denyAllFilter(FilterNamePrefix + p.Name + unavailableSuffix)
+	name := FilterNamePrefix + p.Name + unavailableSuffix
+	if p.Type == catalog.PluginNetwork {
+		f, err := denyAllNetworkFilter(name)
+		return pluginFilter{network: f, err: err}
+	}
+	f, err := denyAllFilter(name)
 	return pluginFilter{filter: f, err: err}
 }
 
@@ -118,26 +130,39 @@ func (t *translator) wasmFilter(p catalog.Plugin, m Module) (pluginFilter, error
 	if err != nil {
 		return pluginFilter{}, err
 	}
-	cfg, err := PackValid(w)
+	var cfg *anypb.Any
+	if p.Type == catalog.PluginNetwork {
+		cfg, err = PackValid(&netwasmv3.Wasm{Config: w.Config})
+	} else {
+		cfg, err = PackValid(w)
+	}
 	if err != nil {
 		return pluginFilter{}, err
 	}
 	name := FilterNamePrefix + p.Name
 	if t.in.Delivery != DeliveryECDS {
-		return pluginFilter{filter: &hcmv3.HttpFilter{
-			Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: cfg},
-		}}, nil
+		return inlineFilter(p, name, cfg), nil
 	}
 	name = ecdsName(p)
 	ext := &corev3.TypedExtensionConfig{Name: name, TypedConfig: cfg}
 	if err := ext.ValidateAll(); err != nil {
 		return pluginFilter{}, fmt.Errorf("invalid extension config: %w", err)
 	}
-	def, err := standIn(p.FailStrategy)
+	def, err := standInFor(p.Type, p.FailStrategy)
 	if err != nil {
 		return pluginFilter{}, err
 	}
+	if p.Type == catalog.PluginNetwork {
+		return pluginFilter{network: ecdsNetworkFilter(name, def), ext: ext}, nil
+	}
 	return pluginFilter{filter: ecdsFilter(name, def), ext: ext}, nil
+}
+
+func inlineFilter(p catalog.Plugin, name string, cfg *anypb.Any) pluginFilter {
+	if p.Type == catalog.PluginNetwork {
+		return pluginFilter{network: &listenerv3.Filter{Name: name, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: cfg}}}
+	}
+	return pluginFilter{filter: &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: cfg}}}
 }
 
 // ecdsName names a plugin's ECDS resource: the plugin alone, so that a new
@@ -186,6 +211,15 @@ func ecdsFilter(name string, def *anypb.Any) *hcmv3.HttpFilter {
 			TypeUrls:      urls,
 		},
 	}}
+}
+
+// standInFor is standIn for an HTTP plugin and networkStandIn for a NETWORK
+// plugin.
+func standInFor(pt catalog.PluginType, s catalog.FailStrategy) (*anypb.Any, error) {
+	if pt == catalog.PluginNetwork {
+		return networkStandIn(s)
+	}
+	return standIn(s)
 }
 
 // standIn is the RBAC config that stands in for a plugin that cannot run:

@@ -52,6 +52,8 @@ type goldenPlugin struct {
 	FailStrategy string            `yaml:"failStrategy"`
 	Env          []catalog.EnvVar  `yaml:"env"`
 	Ports        []uint32          `yaml:"ports"`
+	Type         string            `yaml:"type"`
+	Targets      []catalog.Target  `yaml:"targets"`
 }
 
 var goldenPhases = map[string]catalog.Phase{
@@ -90,7 +92,7 @@ func loadGolden(t *testing.T, path string) (Input, map[string]string) {
 		in.State.Plugins = append(in.State.Plugins, catalog.Plugin{
 			Name: p.Name, Source: p.Source, Selector: p.Selector, Config: p.Config, RootID: p.RootID,
 			Phase: phase, Priority: p.Priority, FailStrategy: catalog.FailStrategy(p.FailStrategy),
-			Env: p.Env, Ports: p.Ports,
+			Env: p.Env, Ports: p.Ports, Type: catalog.PluginType(p.Type), Targets: p.Targets,
 		})
 	}
 	return in, g.Labels
@@ -114,6 +116,7 @@ func TestGolden(t *testing.T) {
 				"routes":     renderResources(t, res.Routes),
 				"clusters":   renderResources(t, res.Clusters),
 				"extensions": renderResources(t, res.Extensions),
+				"secrets":    renderResources(t, res.Secrets),
 				"problems":   renderYAML(t, problems),
 			}
 			for kind, got := range outputs {
@@ -217,9 +220,10 @@ func shippableErrors(res *Resources) []error {
 	routes := names("route", toMessages(res.Routes))
 	clusters := names("cluster", toMessages(res.Clusters))
 	exts := names("extension", toMessages(res.Extensions))
+	secrets := names("secret", toMessages(res.Secrets))
 	names("listener", toMessages(res.Listeners))
 	for _, ref := range references(res) {
-		known := map[string]map[string]bool{"route": routes, "cluster": clusters, "extension": exts}[ref.kind]
+		known := map[string]map[string]bool{"route": routes, "cluster": clusters, "extension": exts, "secret": secrets}[ref.kind]
 		if !known[ref.name] {
 			errs = append(errs, fmt.Errorf("%s refers to missing %s %q", ref.from, ref.kind, ref.name))
 		}

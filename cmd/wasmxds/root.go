@@ -19,6 +19,7 @@ func newRootCmd() *cobra.Command {
 		newBootstrapCmd(),
 		newPushCmd(),
 		newPullCmd(),
+		newVerifyCmd(),
 		newStatusCmd(),
 	)
 	return root

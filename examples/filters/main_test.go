@@ -9,7 +9,7 @@ import (
 )
 
 // filterNames are the example filters, one main package each.
-var filterNames = []string{"add-header", "config-echo", "rate-limit", "header-logger"}
+var filterNames = []string{"add-header", "config-echo", "rate-limit", "header-logger", "tcp-prefix"}
 
 // moduleDir holds the filters built for this test run, <name>.wasm.
 var moduleDir string

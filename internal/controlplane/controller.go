@@ -81,13 +81,14 @@ type controller struct {
 	sems        map[string]chan struct{}
 	seq         uint64
 	inForce     map[string]inForce // as last written to StateFile
-	firstState  time.Time          // when the first desired state arrived
-	lastResync  time.Time          // last resync run or asked for early
+	secrets     *secretStore
+	firstState  time.Time // when the first desired state arrived
+	lastResync  time.Time // last resync run or asked for early
 }
 
 // resolution is one plugin's module state.
 type resolution struct {
-	key       string          // URL, pin and secret the current attempt is for
+	key       string          // URL, pin, secret and key fingerprint the current attempt is for
 	module    *fetcher.Module // module in force: the last good one, kept when a later attempt fails
 	moduleKey string          // the key module was resolved for; "" when restored from StateFile
 	err       string          // why the last attempt failed; empty if it did not
@@ -123,6 +124,7 @@ func newController(opts controllerOptions) *controller {
 		kick: make(chan struct{}, 1), pulled: make(chan struct{}, 1), early: make(chan struct{}, 1),
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
+		secrets: newSecretStore(log.With("component", "secrets")),
 	}
 	c.restore()
 	return c
@@ -150,6 +152,7 @@ func (c *controller) onChange(st *catalog.State) {
 // once every pull it started has stopped.
 func (c *controller) run(ctx context.Context) {
 	defer c.pulls.Wait()
+	c.pulls.Go(func() { c.secrets.run(ctx, c.trigger) })
 	var tick <-chan time.Time
 	var resync *time.Timer
 	if c.opts.Resync > 0 {
@@ -225,7 +228,7 @@ func (c *controller) jobsLocked(resync bool) []pullJob {
 	var jobs []pullJob
 	now := time.Now()
 	for _, p := range c.state.Plugins {
-		key := strings.Join([]string{p.URL, p.SHA256, p.PullSecret}, "\x00")
+		key := strings.Join([]string{p.URL, p.SHA256, p.PullSecret, p.KeyFingerprint}, "\x00")
 		r := c.res[p.Name]
 		if r == nil {
 			r = &resolution{}
@@ -240,7 +243,7 @@ func (c *controller) jobsLocked(resync bool) []pullJob {
 		c.seq++
 		r.key, r.inflight, r.done, r.since = key, c.seq, false, now
 		jobs = append(jobs, pullJob{plugin: p.Name, key: key, seq: c.seq, req: fetcher.Request{
-			URL: p.URL, SHA256: p.SHA256, Always: always, PullSecret: p.PullSecret,
+			URL: p.URL, SHA256: p.SHA256, Always: always, PullSecret: p.PullSecret, VerificationKey: p.VerificationKey,
 		}})
 	}
 	return jobs
@@ -372,9 +375,12 @@ func (c *controller) push() {
 	in := xds.Input{State: c.state, Modules: map[string]xds.PluginModule{},
 		ModuleServerURL: c.opts.Advertise, ModuleTLS: c.opts.ModuleTLS, Delivery: c.opts.Delivery, Established: maps.Clone(c.established)}
 	now := time.Now()
+	names := make(map[string]bool, len(c.state.Plugins))
 	for _, p := range c.state.Plugins {
-		in.Modules[p.Name] = c.pluginModuleLocked(p.Name, now)
+		in.Modules[p.Name] = c.withSecrets(p, c.pluginModuleLocked(p.Name, now))
+		names[p.Name] = true
 	}
+	c.secrets.retain(names)
 	c.establishLocked(in)
 	inUse := c.inUseLocked(now)
 	forced := c.inForceLocked()
@@ -394,6 +400,21 @@ func (c *controller) pluginModuleLocked(name string, now time.Time) xds.PluginMo
 		pm.Module = &xds.Module{SHA256: r.module.SHA256, URL: fetcher.ModuleURL(c.opts.Advertise, r.module.SHA256)}
 		c.advertised[r.module.SHA256] = now
 	}
+	return pm
+}
+
+// withSecrets fills p's secretRefs into pm.Config. A plugin whose secrets
+// were never all readable cannot run as specified: it is unavailable (its
+// fail strategy applies) until they are.
+func (c *controller) withSecrets(p catalog.Plugin, pm xds.PluginModule) xds.PluginModule {
+	if len(p.SecretRefs) == 0 {
+		return pm
+	}
+	cfg, ok := c.secrets.config(p)
+	if !ok {
+		return xds.PluginModule{Err: "pluginConfig secrets cannot be read (see the spec errors)"}
+	}
+	pm.Config = cfg
 	return pm
 }
 

@@ -60,7 +60,13 @@ type PluginReport struct {
 	PendingSince   *time.Time `json:"pendingSince,omitempty"` // when the running resolution started
 	SHA256         string     `json:"sha256,omitempty"`       // the module served, possibly the last good one
 	ManifestDigest string     `json:"manifestDigest,omitempty"`
-	Error          string     `json:"error,omitempty"` // why the latest resolution failed
+	// VerificationKey is the fingerprint of the spec's verificationKey;
+	// SignedBy is the key the served module's signature was verified with,
+	// empty when it was not verified (say, restored from before a key was
+	// set, pending re-verification).
+	VerificationKey string `json:"verificationKey,omitempty"`
+	SignedBy        string `json:"signedBy,omitempty"`
+	Error           string `json:"error,omitempty"` // why the latest resolution failed
 }
 
 // ProblemReport is a resource translation dropped.
@@ -82,11 +88,11 @@ func (c *controller) pluginReports() []PluginReport {
 	for _, p := range c.state.Plugins {
 		rep := PluginReport{Name: p.Name, Source: p.Source.String(), URL: p.URL, Phase: p.Phase.String(),
 			Priority: p.Priority, FailStrategy: string(p.FailStrategy), PullPolicy: string(p.PullPolicy),
-			State: PluginPending}
+			VerificationKey: p.KeyFingerprint, State: PluginPending}
 		if r := c.res[p.Name]; r != nil {
 			rep.Error = r.err
 			if r.module != nil {
-				rep.SHA256, rep.ManifestDigest = r.module.SHA256, r.module.ManifestDigest
+				rep.SHA256, rep.ManifestDigest, rep.SignedBy = r.module.SHA256, r.module.ManifestDigest, r.module.SignedBy
 			}
 			switch {
 			case r.pending():
@@ -119,6 +125,9 @@ func (cp *ControlPlane) Status() StatusReport {
 	}
 	if st := cp.ctrl.currentState(); st != nil {
 		for _, e := range st.Errors {
+			rep.SpecErrors = append(rep.SpecErrors, e.Error())
+		}
+		for _, e := range cp.ctrl.secrets.specErrors() {
 			rep.SpecErrors = append(rep.SpecErrors, e.Error())
 		}
 		for _, e := range st.Warnings {

@@ -14,6 +14,9 @@ func proxyLog(level uint32, msg *byte, msgSize uint32) uint32
 //go:wasmimport env proxy_get_buffer_bytes
 func proxyGetBufferBytes(bt, start, maxSize uint32, retData, retSize *uint32) uint32
 
+//go:wasmimport env proxy_set_buffer_bytes
+func proxySetBufferBytes(bt, start, length uint32, data *byte, size uint32) uint32
+
 //go:wasmimport env proxy_get_header_map_value
 func proxyGetHeaderMapValue(mt uint32, key *byte, keySize uint32, retData, retSize *uint32) uint32
 
@@ -80,6 +83,10 @@ func (abiHost) getBuffer(bt BufferType, start, maxSize int) ([]byte, Status) {
 	var addr, size uint32
 	st := proxyGetBufferBytes(uint32(bt), uint32(start), uint32(maxSize), &addr, &size)
 	return returned(st, addr, size)
+}
+
+func (abiHost) setBuffer(bt BufferType, start, length int, data []byte) Status {
+	return Status(proxySetBufferBytes(uint32(bt), uint32(start), uint32(length), bytesPtr(data), uint32(len(data))))
 }
 
 func (abiHost) getMapValue(mt MapType, key string) (string, Status) {

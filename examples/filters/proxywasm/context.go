@@ -102,6 +102,12 @@ func onContextCreate(contextID, parentID uint32) {
 	if !ok {
 		return
 	}
+	if tr, ok := root.(TCPRootContext); ok {
+		if c := tr.NewTCPContext(contextID); c != nil {
+			conns[contextID] = c
+			return
+		}
+	}
 	if ctx := root.NewHTTPContext(contextID); ctx != nil {
 		streams[contextID] = ctx
 	}
@@ -186,5 +192,6 @@ func onDone(uint32) bool { return true }
 
 func onDelete(contextID uint32) {
 	delete(streams, contextID)
+	delete(conns, contextID)
 	delete(roots, contextID)
 }

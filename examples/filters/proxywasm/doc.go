@@ -1,6 +1,9 @@
 // Package proxywasm lets plain Go programs, compiled with
-// GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, run as HTTP filters in proxies
-// that implement the proxy-wasm ABI v0.2.1 (Envoy among them).
+// GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, run as HTTP or network
+// filters in proxies that implement the proxy-wasm ABI v0.2.1 (Envoy among
+// them). A root context that implements TCPRootContext gets a TCPContext per
+// connection, with the connection's data in the downstream and upstream
+// buffers.
 //
 // A filter registers a root context factory with SetNewRootContext, usually
 // in init. The host creates one root context per plugin configuration; the

@@ -52,6 +52,29 @@ func proxyOnResponseBody(contextID, bodySize, endOfStream uint32) uint32 {
 	return uint32(onResponseBody(contextID, int(bodySize), endOfStream != 0))
 }
 
+//go:wasmexport proxy_on_new_connection
+func proxyOnNewConnection(contextID uint32) uint32 { return uint32(onNewConnection(contextID)) }
+
+//go:wasmexport proxy_on_downstream_data
+func proxyOnDownstreamData(contextID, dataSize, endOfStream uint32) uint32 {
+	return uint32(onDownstreamData(contextID, int(dataSize), endOfStream != 0))
+}
+
+//go:wasmexport proxy_on_downstream_connection_close
+func proxyOnDownstreamConnectionClose(contextID, peer uint32) {
+	onDownstreamClose(contextID, PeerType(peer))
+}
+
+//go:wasmexport proxy_on_upstream_data
+func proxyOnUpstreamData(contextID, dataSize, endOfStream uint32) uint32 {
+	return uint32(onUpstreamData(contextID, int(dataSize), endOfStream != 0))
+}
+
+//go:wasmexport proxy_on_upstream_connection_close
+func proxyOnUpstreamConnectionClose(contextID, peer uint32) {
+	onUpstreamClose(contextID, PeerType(peer))
+}
+
 //go:wasmexport proxy_on_log
 func proxyOnLog(contextID uint32) { onLog(contextID) }
 

@@ -38,6 +38,7 @@ type FakeHost struct {
 	vmConfig   []byte
 	configs    map[uint32][]byte
 	active     *FakeStream
+	activeConn *FakeConn
 	activeRoot uint32
 }
 
@@ -61,6 +62,7 @@ type FakeStream struct {
 func NewFakeHost() *FakeHost {
 	clear(roots)
 	clear(streams)
+	clear(conns)
 	clear(allocations)
 	h := &FakeHost{Properties: map[string][]byte{}, configs: map[uint32][]byte{}}
 	current = h

@@ -19,6 +19,13 @@ func (h *FakeHost) buffer(bt BufferType) ([]byte, Status) {
 	case BufferPluginConfiguration:
 		return h.configs[h.activeRoot], StatusOK
 	}
+	if bt == BufferDownstreamData || bt == BufferUpstreamData {
+		b, st := h.connBuffer(bt)
+		if st != StatusOK {
+			return nil, st
+		}
+		return *b, StatusOK
+	}
 	if h.active == nil {
 		return nil, StatusNotFound
 	}

@@ -10,6 +10,7 @@ import (
 type host interface {
 	log(level LogLevel, msg string) Status
 	getBuffer(bt BufferType, start, maxSize int) ([]byte, Status)
+	setBuffer(bt BufferType, start, length int, data []byte) Status
 	getMapValue(mt MapType, key string) (string, Status)
 	getMapPairs(mt MapType) ([]Header, Status)
 	addMapValue(mt MapType, key, value string) Status

@@ -87,12 +87,24 @@ const (
 // BufferType names one of the host's byte buffers (proxy_buffer_type_t).
 type BufferType uint32
 
-// BufferType values used by HTTP filters.
+// BufferType values used by HTTP and network filters.
 const (
 	BufferRequestBody         BufferType = 0
 	BufferResponseBody        BufferType = 1
+	BufferDownstreamData      BufferType = 2
+	BufferUpstreamData        BufferType = 3
 	BufferVMConfiguration     BufferType = 6
 	BufferPluginConfiguration BufferType = 7
+)
+
+// PeerType says which side closed a connection (proxy_peer_type_t).
+type PeerType uint32
+
+// PeerType values.
+const (
+	PeerUnknown PeerType = 0
+	PeerLocal   PeerType = 1
+	PeerRemote  PeerType = 2
 )
 
 // StreamType names a direction of a stream (proxy_stream_type_t).

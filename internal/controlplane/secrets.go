@@ -1,0 +1,243 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/wasmxds/wasmxds/catalog"
+)
+
+// maxSecretSize bounds one secret file.
+const maxSecretSize = 64 << 10
+
+// secretStore fills plugins' secretRefs from files into their configs. It
+// is the only place secret values live, apart from the xDS resources built
+// for the Envoys a plugin selects: errors name files and lines, never
+// values. It watches the files' directories, so that a rotation (an edit,
+// or Kubernetes swapping its ..data link) pushes the new config.
+type secretStore struct {
+	log     *slog.Logger
+	watcher *fsnotify.Watcher // set while run runs
+
+	mu       sync.Mutex
+	dirs     map[string]bool                // directories watched
+	files    map[string]bool                // secret files referenced
+	lastGood map[string]string              // plugin → the last config filled in full
+	problems map[string][]catalog.SpecError // plugin → files that could not be read
+}
+
+func newSecretStore(log *slog.Logger) *secretStore {
+	return &secretStore{log: log, dirs: map[string]bool{}, files: map[string]bool{},
+		lastGood: map[string]string{}, problems: map[string][]catalog.SpecError{}}
+}
+
+// run watches the secret files' directories and calls changed whenever a
+// secret may have changed, until ctx ends. Without it, files are read on
+// every push but rotations wait for the next one.
+func (s *secretStore) run(ctx context.Context, changed func()) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		s.log.Warn("secret files are not watched; rotations apply on the next resync", "error", err)
+		return
+	}
+	defer w.Close()
+	s.mu.Lock()
+	s.watcher = w
+	refs := make([]catalog.SecretRef, 0, len(s.files))
+	for f := range s.files {
+		refs = append(refs, catalog.SecretRef{File: f})
+	}
+	s.watchLocked(refs)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.watcher, s.dirs = nil, map[string]bool{}
+		s.mu.Unlock()
+	}()
+	s.loop(ctx, w, changed)
+}
+
+func (s *secretStore) loop(ctx context.Context, w *fsnotify.Watcher, changed func()) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-w.Events:
+			if !ok {
+				return
+			}
+			if s.concerns(ev.Name) {
+				changed()
+			}
+		case err, ok := <-w.Errors:
+			if !ok {
+				return
+			}
+			s.log.Warn("watching secret files", "error", err)
+		}
+	}
+}
+
+// concerns reports whether an event on path may change a secret: the file
+// itself, or Kubernetes' atomic-writer links (..data, ..2024_...).
+func (s *secretStore) concerns(path string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.files[path] || strings.HasPrefix(filepath.Base(path), "..")
+}
+
+// config returns p's configuration with its secrets filled in. When a file
+// cannot be read it returns the last config filled in full, if any
+// (ok false when there is none), and reports the file as a spec error.
+func (s *secretStore) config(p catalog.Plugin) (cfg string, ok bool) {
+	cfg, problems := fillSecrets(p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watchLocked(p.SecretRefs)
+	if len(problems) == 0 {
+		s.lastGood[p.Name] = cfg
+		delete(s.problems, p.Name)
+		return cfg, true
+	}
+	if !slices.Equal(s.problems[p.Name], problems) {
+		for _, e := range problems {
+			s.log.Warn("secret not read; the plugin keeps its last good config", "plugin", p.Name, "error", e.Error())
+		}
+	}
+	s.problems[p.Name] = problems
+	cfg, ok = s.lastGood[p.Name]
+	return cfg, ok
+}
+
+// watchLocked watches the directories of refs' files. A directory that does
+// not exist yet is tried again on the next push.
+func (s *secretStore) watchLocked(refs []catalog.SecretRef) {
+	for _, r := range refs {
+		s.files[r.File] = true
+		dir := filepath.Dir(r.File)
+		if s.watcher == nil || s.dirs[dir] {
+			continue
+		}
+		if err := s.watcher.Add(dir); err == nil {
+			s.dirs[dir] = true
+		}
+	}
+}
+
+// retain forgets the plugins not in names.
+func (s *secretStore) retain(names map[string]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name := range s.lastGood {
+		if !names[name] {
+			delete(s.lastGood, name)
+		}
+	}
+	for name := range s.problems {
+		if !names[name] {
+			delete(s.problems, name)
+		}
+	}
+}
+
+// specErrors lists the secret files that could not be read.
+func (s *secretStore) specErrors() []catalog.SpecError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []catalog.SpecError
+	for _, es := range s.problems {
+		out = append(out, es...)
+	}
+	slices.SortFunc(out, func(a, b catalog.SpecError) int {
+		return strings.Compare(fmt.Sprintf("%s:%09d", a.File, a.Line), fmt.Sprintf("%s:%09d", b.File, b.Line))
+	})
+	return out
+}
+
+// fillSecrets sets each secretRef's value in p's config.
+func fillSecrets(p catalog.Plugin) (string, []catalog.SpecError) {
+	doc := map[string]any{}
+	if p.Config != "" {
+		d := json.NewDecoder(strings.NewReader(p.Config))
+		d.UseNumber() // numbers pass through as written
+		if err := d.Decode(&doc); err != nil {
+			return "", []catalog.SpecError{{File: p.Source.File, Line: p.Source.Line, Message: "spec.pluginConfig: " + err.Error()}}
+		}
+	}
+	var problems []catalog.SpecError
+	for i, r := range p.SecretRefs {
+		v, err := readSecret(r.File)
+		if err != nil {
+			problems = append(problems, catalog.SpecError{File: p.Source.File, Line: r.Line,
+				Message: fmt.Sprintf("spec.secretRefs[%d].file: cannot read %s: %v", i, r.File, err)})
+			continue
+		}
+		setPath(doc, r.Path, v)
+	}
+	if len(problems) > 0 {
+		return "", problems
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // as the catalog encodes pluginConfig
+	if err := enc.Encode(doc); err != nil {
+		return "", []catalog.SpecError{{File: p.Source.File, Line: p.Source.Line, Message: "spec.pluginConfig: " + err.Error()}}
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), nil
+}
+
+// readSecret reads a secret file, without one trailing newline. Errors
+// carry the reason only: the caller names the file.
+func readSecret(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", reason(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretSize+1))
+	if err != nil {
+		return "", reason(err)
+	}
+	if len(b) > maxSecretSize {
+		return "", fmt.Errorf("larger than %d bytes", maxSecretSize)
+	}
+	s := strings.TrimSuffix(string(b), "\n")
+	return strings.TrimSuffix(s, "\r"), nil
+}
+
+// reason strips the path from a file error.
+func reason(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// setPath sets doc[path...] = v, creating objects on the way (the catalog
+// checked that no value on the way is anything else).
+func setPath(doc map[string]any, path []string, v string) {
+	cur := doc
+	for _, k := range path[:len(path)-1] {
+		next, ok := cur[k].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			cur[k] = next
+		}
+		cur = next
+	}
+	cur[path[len(path)-1]] = v
+}

@@ -1,0 +1,95 @@
+package controlplane
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+func writeSecret(t *testing.T, path, value string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func configOf(name string, want string) func(xds.Input) bool {
+	return func(in xds.Input) bool { return in.Modules[name].Config == want }
+}
+
+// A secret file fills the config pushed; its rotation pushes the new value;
+// a missing file is a spec error at the entry's line and the last good
+// config stays; nothing but the pushed config holds the value.
+func TestSecretRefsFillRotateAndKeepTheLastGoodConfig(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	writeSecret(t, token, "s3cr3t-one\n")
+	mods := &fakeModules{sums: map[string]string{"oci://r/f:v1": "aa"}}
+	c, sink := newTestController(t, mods, controllerOptions{})
+	p := plugin("f", "oci://r/f:v1", catalog.PullIfNotPresent)
+	p.Source = catalog.Source{File: "plugins.yaml", Line: 3}
+	p.Config = `{"header":"x-api-key","n":1.50}`
+	p.SecretRefs = []catalog.SecretRef{{Path: []string{"value"}, File: token, Line: 9},
+		{Path: []string{"auth", "token"}, File: token, Line: 10}}
+	st := plugins(p)
+	c.onChange(st)
+
+	sink.until(t, "the filled config", configOf("f",
+		`{"auth":{"token":"s3cr3t-one"},"header":"x-api-key","n":1.50,"value":"s3cr3t-one"}`))
+	if strings.Contains(st.Plugins[0].Config, "s3cr3t") {
+		t.Fatal("the catalog state holds the secret")
+	}
+
+	writeSecret(t, token, "s3cr3t-two")
+	sink.until(t, "the rotated config", configOf("f",
+		`{"auth":{"token":"s3cr3t-two"},"header":"x-api-key","n":1.50,"value":"s3cr3t-two"}`))
+
+	if err := os.Remove(token); err != nil {
+		t.Fatal(err)
+	}
+	sink.until(t, "a push after the removal", func(xds.Input) bool { return len(c.secrets.specErrors()) == 2 })
+	errs := c.secrets.specErrors()
+	if got := errs[0].Error(); !strings.HasPrefix(got, "plugins.yaml:9: spec.secretRefs[0].file: cannot read "+token) ||
+		!strings.Contains(got, "no such file") {
+		t.Errorf("spec error = %q", got)
+	}
+	c.trigger()
+	in := sink.until(t, "a push", func(xds.Input) bool { return true })
+	if pm := in.Modules["f"]; !strings.Contains(pm.Config, "s3cr3t-two") || pm.Module == nil {
+		t.Errorf("after the removal f = %+v, want the last good config and its module", pm)
+	}
+
+	writeSecret(t, token, "s3cr3t-three")
+	sink.until(t, "the restored file", configOf("f",
+		`{"auth":{"token":"s3cr3t-three"},"header":"x-api-key","n":1.50,"value":"s3cr3t-three"}`))
+	if errs := c.secrets.specErrors(); len(errs) != 0 {
+		t.Errorf("spec errors after the file came back: %v", errs)
+	}
+	for _, r := range c.pluginReports() {
+		if strings.Contains(r.Error, "s3cr3t") {
+			t.Errorf("plugin report holds the secret: %+v", r)
+		}
+	}
+}
+
+// A plugin whose secret was never readable is not pushed with a partial
+// config: it is unavailable, so its fail strategy applies.
+func TestPluginWithoutItsSecretIsUnavailable(t *testing.T) {
+	mods := &fakeModules{sums: map[string]string{"oci://r/f:v1": "aa"}}
+	c, sink := newTestController(t, mods, controllerOptions{})
+	p := plugin("f", "oci://r/f:v1", catalog.PullIfNotPresent)
+	p.SecretRefs = []catalog.SecretRef{{Path: []string{"token"}, File: filepath.Join(t.TempDir(), "missing"), Line: 7}}
+	c.onChange(plugins(p))
+	in := sink.until(t, "f failed", func(in xds.Input) bool { return in.Modules["f"].Err != "" })
+	if pm := in.Modules["f"]; pm.Module != nil || pm.Pending || pm.Config != "" {
+		t.Errorf("f = %+v, want unavailable", pm)
+	}
+}
