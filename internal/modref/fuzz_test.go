@@ -39,6 +39,10 @@ func hasUserinfo(s string) bool {
 	if !ok {
 		return true // every canonical form has a scheme and "://"
 	}
-	host, _, _ := strings.Cut(rest, "/")
-	return strings.Contains(host, "@")
+	// The authority ends at the first '/', '?' or '#' (RFC 3986 3.2): an '@'
+	// in a query ("http://h?@") is no userinfo.
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return strings.Contains(rest, "@")
 }
