@@ -2,16 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +13,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/wasmxds/wasmxds/internal/testpki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -29,54 +23,18 @@ import (
 // generous, since the machine is shared and Envoy retries with backoff.
 const connectTimeout = 30 * time.Second
 
-// testCA is a certificate authority made for one test.
+// testCA is a certificate authority made for one test (internal/testpki),
+// with its certificate as a pool and as a PEM file.
 type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	*testpki.CA
 	pool *x509.CertPool
 	path string // PEM file
 }
 
 func newTestCA(t *testing.T, name string) *testCA {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := &testCA{cert: cert, key: key, pool: x509.NewCertPool(), path: filepath.Join(t.TempDir(), "ca.pem")}
-	ca.pool.AddCert(cert)
-	writePEM(t, ca.path, "CERTIFICATE", der)
-	return ca
-}
-
-func newKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func writePEM(t *testing.T, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	ca := testpki.NewCA(t, name)
+	return &testCA{CA: ca, pool: ca.Pool(), path: ca.Write(t, t.TempDir(), "ca")}
 }
 
 // leafCert is an issued certificate, in memory and as tls.crt and tls.key
@@ -92,43 +50,20 @@ type leafCert struct {
 // or a client certificate for a spiffe URI when client is set.
 func (ca *testCA) issue(t *testing.T, client bool, names ...string) leafCert {
 	t.Helper()
-	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		switch ip := net.ParseIP(n); {
+	n := testpki.Names{CN: names[0]}
+	for _, name := range names {
+		switch {
 		case client:
-			u, err := url.Parse(n)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tmpl.URIs = append(tmpl.URIs, u)
-			tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		case ip != nil:
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			n.URIs = append(n.URIs, name)
+		case net.ParseIP(name) != nil:
+			n.IPs = append(n.IPs, name)
 		default:
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
+			n.DNS = append(n.DNS, name)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := leafCert{dir: t.TempDir()}
-	l.certPath, l.keyPath = filepath.Join(l.dir, "tls.crt"), filepath.Join(l.dir, "tls.key")
-	writePEM(t, l.certPath, "CERTIFICATE", der)
-	writePEM(t, l.keyPath, "PRIVATE KEY", keyDER)
-	l.tls = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	leaf := ca.Issue(t, n)
+	l := leafCert{dir: t.TempDir(), tls: leaf.TLS(t)}
+	l.certPath, l.keyPath = leaf.Write(t, l.dir, "tls")
 	return l
 }
 
