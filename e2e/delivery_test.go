@@ -186,26 +186,7 @@ func swapOnce(t *testing.T, f *single, l *load, what, spec, value string) (keepA
 	// The small module adds a request header (the upstream echoes it), the
 	// add-header example a response header.
 	isNew := func(r reply) bool { return r.header.Get("x-echo-x-swap") == value || r.header.Get("x-swap") == value }
-	l.mu.Lock()
-	from := map[string]int{}
-	for name := range loadClients {
-		from[name] = len(l.samples[name])
-	}
-	l.mu.Unlock()
-	edit := time.Now()
-	f.srv.writeSpec(pluginFile, spec)
-	err := poll(applyTimeout, func() error {
-		if err := f.srv.proc.Alive(); err != nil {
-			return err
-		}
-		for name := range loadClients {
-			if c := l.summary(name, from[name], edit, isNew); c.consecutiveNew < 20 {
-				return fmt.Errorf("%s: %d consecutive requests show %s; last reply: %d %v",
-					name, c.consecutiveNew, value, c.last.status, c.last.header)
-			}
-		}
-		return nil
-	})
+	from, edit, err := l.applyEdit(f, spec, 20, value, isNew)
 	ka, fc := l.summary("keep-alive", from["keep-alive"], edit, isNew), l.summary("fresh-conn", from["fresh-conn"], edit, isNew)
 	for name, c := range map[string]convergence{"keep-alive": ka, "fresh-conn": fc} {
 		for _, e := range c.failures {

@@ -133,26 +133,7 @@ func (l *load) stop() {
 // request and returns a line for the results file.
 func (l *load) step(t *testing.T, f *single, what, spec string, isNew func(reply) bool) string {
 	t.Helper()
-	l.mu.Lock()
-	from := map[string]int{}
-	for name := range loadClients {
-		from[name] = len(l.samples[name])
-	}
-	l.mu.Unlock()
-	edit := time.Now()
-	f.srv.writeSpec(pluginFile, spec)
-	err := poll(applyTimeout, func() error {
-		if err := f.srv.proc.Alive(); err != nil {
-			return err
-		}
-		for name := range loadClients {
-			if c := l.summary(name, from[name], edit, isNew); c.consecutiveNew < 50 {
-				return fmt.Errorf("%s: %d consecutive requests show the new behaviour; last reply: %d %v",
-					name, c.consecutiveNew, c.last.status, c.last.header)
-			}
-		}
-		return nil
-	})
+	from, edit, err := l.applyEdit(f, spec, 50, "the new behaviour", isNew)
 	line := what + ":"
 	for _, name := range []string{"fresh-conn", "keep-alive"} {
 		c := l.summary(name, from[name], edit, isNew)
@@ -166,6 +147,34 @@ func (l *load) step(t *testing.T, f *single, what, spec string, isNew func(reply
 		t.Errorf("%s: new behaviour did not settle: %v\nEnvoy's Wasm stats:\n%s", what, err, f.envoy.wasmStats())
 	}
 	return line
+}
+
+// applyEdit writes spec as the plugin file and waits until every load
+// client has seen isNew (described as shows) on n consecutive requests. It
+// returns where each client's samples began, when the edit was written and
+// the wait's error.
+func (l *load) applyEdit(f *single, spec string, n int, shows string, isNew func(reply) bool) (map[string]int, time.Time, error) {
+	l.mu.Lock()
+	from := map[string]int{}
+	for name := range loadClients {
+		from[name] = len(l.samples[name])
+	}
+	l.mu.Unlock()
+	edit := time.Now()
+	f.srv.writeSpec(pluginFile, spec)
+	err := poll(applyTimeout, func() error {
+		if err := f.srv.proc.Alive(); err != nil {
+			return err
+		}
+		for name := range loadClients {
+			if c := l.summary(name, from[name], edit, isNew); c.consecutiveNew < n {
+				return fmt.Errorf("%s: %d consecutive requests show %s; last reply: %d %v",
+					name, c.consecutiveNew, shows, c.last.status, c.last.header)
+			}
+		}
+		return nil
+	})
+	return from, edit, err
 }
 
 type convergence struct {
