@@ -201,6 +201,15 @@
 //     config), and reports a missing or unreadable file as file:line of
 //     the entry, keeping the last good config. Values never appear in the
 //     IR, status, logs or metrics.
+//   - rollout: {url, percent} (under either apiVersion) sends another
+//     module to part of the nodes the plugin selects: a node runs
+//     rollout.url when a stable hash of its node id and the plugin's name
+//     falls within percent (0-100), the same on every replica, and url
+//     otherwise. rollout.url is pulled like url (imagePullSecret,
+//     verificationKey, Always for the latest tag). The control plane halts
+//     a rollout whose module a chosen node refuses (chosen nodes go back to
+//     url) until url or percent changes. A rollout at 0%, or naming url
+//     itself (promotion is an edit of url), changes nothing.
 //   - targetRef and targetRefs are rejected with the reason: there are no
 //     Kubernetes Gateways or Services to target.
 //

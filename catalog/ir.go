@@ -215,6 +215,9 @@ type Plugin struct {
 	// Targets limit the plugin to some hosts and paths (wasmxds.dev only):
 	// it runs on a route when any target selects it. Empty: every route.
 	Targets []Target `json:",omitempty"`
+	// Rollout, when set, sends another module to part of the nodes the
+	// plugin selects (see Rollout.Active).
+	Rollout *Rollout `json:",omitempty"`
 }
 
 // PluginType says which filter chain a plugin joins.

@@ -31,6 +31,7 @@ func parsePlugin(spec *fields, dir string) (pl *Plugin, ports []ref, targetsAt *
 	pl.PullPolicy = parsePullPolicy(spec, latest && pl.SHA256 == "")
 	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
 	checkPullSecretRegistry(spec, pl)
+	pl.Rollout = parseRollout(spec, pl, dir)
 	pl.Config = parsePluginConfig(spec)
 	pl.SecretRefs = parseSecretRefs(spec, pl.Config, dir)
 	pl.RootID = boundedString(spec, "pluginName", 256)

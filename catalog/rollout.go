@@ -1,0 +1,88 @@
+package catalog
+
+import (
+	"gopkg.in/yaml.v3"
+
+	"github.com/wasmxds/wasmxds/internal/modref"
+)
+
+// Rollout sends a plugin's new module to part of the fleet: the nodes a
+// stable hash of node id and plugin name puts within Percent get URL, the
+// rest keep the plugin's url. Promotion is an edit of url.
+type Rollout struct {
+	URL     string // canonical module reference, like Plugin.URL
+	Percent int    // 0-100 of the nodes the plugin selects
+	// Latest: URL names an OCI tag "latest" (or none), so it is pulled
+	// Always, as the plugin's own url would be.
+	Latest bool `json:",omitempty"`
+	Line   int  // line of spec.rollout, for errors and status
+}
+
+// Active reports whether any node is to run the rollout's module: a
+// rollout naming the plugin's own module (it was promoted) or reaching 0%
+// of the nodes changes nothing.
+func (r *Rollout) Active(pluginURL string) bool {
+	return r != nil && r.Percent > 0 && r.URL != pluginURL
+}
+
+// parseRollout reads spec.rollout: {url, percent}. The module is pulled
+// like the plugin's own, with its pull secret and verification key.
+func parseRollout(spec *fields, pl *Plugin, dir string) *Rollout {
+	v := spec.value("rollout")
+	if v == nil {
+		return nil
+	}
+	rf := spec.p.mapping(v, "spec.rollout")
+	defer rf.finish()
+	if !rf.isMap() {
+		return nil
+	}
+	r := &Rollout{Line: spec.line("rollout").Line}
+	ok := true
+	raw, n := rf.str("url")
+	switch {
+	case rf.missing("url") || (n != nil && raw == ""):
+		spec.p.add(orNode(n, rf.line("url")), "spec.rollout.url: missing (the module to roll out: oci://, http(s):// or file://)")
+		ok = false
+	default:
+		ref, err := modref.Parse(raw, dir)
+		if err != nil {
+			spec.p.add(n, "spec.rollout.url: %v", err)
+			ok = false
+		}
+		r.URL, r.Latest = ref.String(), ref.Latest()
+		if err == nil && !sameTrust(spec, pl, ref, n) {
+			ok = false
+		}
+	}
+	pct, pn, valid := rf.integer("percent", 0, 100)
+	switch {
+	case pn == nil:
+		spec.p.add(rf.line("percent"), "spec.rollout.percent: missing (0-100: the share of the plugin's nodes that run rollout.url)")
+		ok = false
+	case !valid:
+		ok = false
+	}
+	r.Percent = int(pct)
+	if !ok {
+		return nil
+	}
+	return r
+}
+
+// sameTrust holds a rollout's module to the plugin's own rules: a module
+// the plugin's verificationKey must sign is an OCI one, and the plugin's
+// registry credentials go to their own registry only.
+func sameTrust(spec *fields, pl *Plugin, ref modref.Ref, n *yaml.Node) bool {
+	if pl.VerificationKey != "" && ref.Kind != modref.KindOCI {
+		spec.p.add(n, "spec.rollout.url: the plugin's verificationKey checks signatures on oci:// modules only, not on %s", ref)
+		return false
+	}
+	secretHost, ok := modref.PullSecretRegistry(pl.PullSecret)
+	if ok && ref.Kind == modref.KindOCI && !modref.SameRegistry(secretHost, ref.Registry) {
+		spec.p.add(n, "spec.rollout.url: imagePullSecret %q holds credentials for registry %s, not for %s",
+			pl.PullSecret, secretHost, ref.Registry)
+		return false
+	}
+	return true
+}
