@@ -131,13 +131,8 @@ func parseDomains(hf *fields, seen map[string]int) []string {
 	var out []string
 	for j, it := range items {
 		path := hf.sub("domains[" + strconv.Itoa(j) + "]")
-		if it.Kind != yaml.ScalarNode {
-			hf.p.add(it, "%s: must be a string", path)
-			continue
-		}
-		d := strings.ToLower(it.Value)
-		if msg := checkDomain(d); msg != "" {
-			hf.p.add(it, "%s: %q %s", path, it.Value, msg)
+		d, ok := parseDomain(hf.p, path, it)
+		if !ok {
 			continue
 		}
 		if first, dup := seen[d]; dup {
@@ -152,6 +147,21 @@ func parseDomains(hf *fields, seen map[string]int) []string {
 		out = append(out, d)
 	}
 	return out
+}
+
+// parseDomain reads the list item it at path as a domain, lower-cased,
+// reporting it when it is not a string or not a valid domain.
+func parseDomain(p *problems, path string, it *yaml.Node) (string, bool) {
+	if it.Kind != yaml.ScalarNode {
+		p.add(it, "%s: must be a string", path)
+		return "", false
+	}
+	d := strings.ToLower(it.Value)
+	if msg := checkDomain(d); msg != "" {
+		p.add(it, "%s: %q %s", path, it.Value, msg)
+		return "", false
+	}
+	return d, true
 }
 
 // checkDomain applies Envoy's rules for virtual host domains: a host name

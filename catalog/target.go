@@ -76,17 +76,9 @@ func parseTargetHosts(mf *fields) []string {
 	items, _ := mf.seq("hosts")
 	var out []string
 	for j, it := range items {
-		path := mf.sub("hosts[" + strconv.Itoa(j) + "]")
-		if it.Kind != yaml.ScalarNode {
-			mf.p.add(it, "%s: must be a string", path)
-			continue
+		if d, ok := parseDomain(mf.p, mf.sub("hosts["+strconv.Itoa(j)+"]"), it); ok {
+			out = append(out, d)
 		}
-		d := strings.ToLower(it.Value)
-		if msg := checkDomain(d); msg != "" {
-			mf.p.add(it, "%s: %q %s", path, it.Value, msg)
-			continue
-		}
-		out = append(out, d)
 	}
 	return out
 }

@@ -1,35 +1,11 @@
 package fetcher
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-)
 
-// writeTemp writes b to a new file in dir and fsyncs it, so that a later
-// rename publishes complete content even across a crash.
-func writeTemp(dir string, b []byte) (string, error) {
-	f, err := os.CreateTemp(dir, "part-*")
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Chmod(name, 0o644)
-	}
-	if werr != nil {
-		_ = os.Remove(name)
-		return "", werr
-	}
-	return name, nil
-}
+	"github.com/wasmxds/wasmxds/internal/atomicfile"
+)
 
 // writeIndexFiles replaces path, then path+prevSuffix, with b, each by an
 // fsynced temp file renamed into place, then fsyncs the directory. The two
@@ -37,7 +13,7 @@ func writeTemp(dir string, b []byte) (string, error) {
 // (a crash, a full disk, a stray edit) leaves the other whole.
 func writeIndexFiles(tmpDir, path string, b []byte) error {
 	for _, p := range []string{path, path + prevSuffix} {
-		tmp, err := writeTemp(tmpDir, b)
+		tmp, err := atomicfile.WriteTemp(tmpDir, "part-*", b, 0o644)
 		if err != nil {
 			return err
 		}
@@ -46,17 +22,5 @@ func writeIndexFiles(tmpDir, path string, b []byte) error {
 			return err
 		}
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(path))
 }

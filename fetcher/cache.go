@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wasmxds/wasmxds/internal/atomicfile"
 	"github.com/wasmxds/wasmxds/internal/modref"
 )
 
@@ -315,10 +316,7 @@ func (c *cache) renameLocked(from, to string) error {
 	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
 		return err
 	}
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(to))
+	return atomicfile.Rename(from, to)
 }
 
 // record maps ref to a module already in the cache. A changed mapping is

@@ -7,6 +7,8 @@ import (
 	"hash"
 	"io"
 	"os"
+
+	"github.com/wasmxds/wasmxds/internal/atomicfile"
 )
 
 // spool is a module being downloaded: its bytes go to a temp file in the
@@ -74,14 +76,7 @@ func (s *spool) contents() ([]byte, error) {
 // finish makes the content durable and readable before it is renamed into
 // place.
 func (s *spool) finish() error {
-	err := s.file.Sync()
-	if err == nil {
-		err = s.file.Chmod(0o644)
-	}
-	if cerr := s.file.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.SyncClose(s.file, 0o644)
 }
 
 // discard removes the temp file unless it was committed.
