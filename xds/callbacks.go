@@ -117,7 +117,7 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 	s.dropIdleGroupsLocked(time.Now())
 	g := s.groups[a.group]
 	if g == nil {
-		g = newGroup(a.labels)
+		g = newGroup(a.labels, NodeBucket(a.nodeID))
 		s.groups[a.group] = g
 		s.metrics.nodeGroups.Set(float64(len(s.groups)))
 	}

@@ -53,6 +53,10 @@ type Input struct {
 	// listener not yet established is held back until the module is ready
 	// or its resolution failed.
 	Established map[string]bool
+	// Rollouts, by plugin name, send another module to part of the nodes
+	// a plugin selects (see RolloutChosen). A rollout whose Module is nil
+	// reaches nobody.
+	Rollouts map[string]Rollout
 }
 
 // Problem is a resource translation dropped because it was invalid, reported

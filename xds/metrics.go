@@ -40,11 +40,11 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		}),
 		nodeGroups: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "wasmxds_xds_node_groups",
-			Help: "Distinct node label sets, each served one snapshot.",
+			Help: "Node groups (label set and rollout bucket), each served one snapshot.",
 		}),
 		groupsDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wasmxds_xds_node_groups_dropped_total",
-			Help: "Label sets whose snapshot was dropped because no node used them (idle timeout or too many idle).",
+			Help: "Node groups whose snapshot was dropped because no node used them (idle timeout or too many idle).",
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wasmxds_xds_nodes_refused_total",

@@ -140,7 +140,7 @@ func (s *Server) repushPlugin(k repushKey) {
 		s.metrics.repushes.Inc()
 	}
 	s.mu.Unlock()
-	s.rebuild(k.group, *in)
+	s.rebuild(k.group, *in, nil)
 }
 
 // settleLater drops the attempt mark of plugins that every node of the
@@ -225,6 +225,9 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	}
 	s.mu.Unlock()
 	s.repush.schedule(k, "", 0)
+	if s.onFailed != nil {
+		s.onFailed(nodeID, plugin, e.sha, v.reason)
+	}
 	return false
 }
 

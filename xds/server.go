@@ -36,8 +36,9 @@ type ServerOptions struct {
 	// GroupIdleTimeout is how long a label set with no connected node keeps
 	// its snapshot before it is dropped; zero means 10 minutes.
 	GroupIdleTimeout time.Duration
-	// MaxIdleGroups caps the label sets kept with no connected node; the
-	// longest idle are dropped first. Zero means 256.
+	// MaxIdleGroups caps the groups (label set and rollout bucket, see
+	// nodeGroupKey) kept with no connected node; the longest idle are
+	// dropped first. Zero means 4096.
 	MaxIdleGroups int
 	// Authorize, if set, admits or refuses each node on its first request.
 	Authorize AuthorizeFunc
@@ -47,6 +48,11 @@ type ServerOptions struct {
 	// be ahead (see reportedVersion). It runs on the stream's goroutine
 	// and must not block.
 	OnUnknownVersion func(nodeID, typeURL, version string)
+	// OnPluginFailed, if set, hears of a node that refused a plugin's
+	// module (status failed: it downloaded the module and did not start
+	// its VM, or never managed to load it). It runs on the stream's
+	// goroutine and must not block.
+	OnPluginFailed func(nodeID, plugin, sha256, reason string)
 }
 
 // Server serves ADS (state-of-the-world and delta) from one snapshot per
@@ -62,6 +68,7 @@ type Server struct {
 	tracker     *tracker
 	authorize   AuthorizeFunc
 	onUnknown   func(nodeID, typeURL, version string)
+	onFailed    func(nodeID, plugin, sha256, reason string)
 	deliveries  *deliveries
 	downloads   downloads
 	repush      *repusher
@@ -79,9 +86,12 @@ type Server struct {
 	groups map[string]*group
 }
 
-// group is one label set's snapshot bookkeeping.
+// group is the snapshot bookkeeping of the nodes of one label set in one
+// rollout bucket (see nodeGroupKey).
 type group struct {
 	labels    map[string]string
+	labelsKey string
+	bucket    int
 	versions  typeVersions         // nil until the first snapshot is set
 	setAt     map[string]time.Time // per type: when its current version was set
 	problems  []Problem
@@ -99,8 +109,8 @@ type group struct {
 	lastGood  map[string]*corev3.TypedExtensionConfig
 }
 
-func newGroup(labels map[string]string) *group {
-	return &group{labels: labels, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
+func newGroup(labels map[string]string, bucket int) *group {
+	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
 		retryOf: map[string]string{}, repushed: map[string]time.Time{}, refused: map[string]string{},
 		lastGood: map[string]*corev3.TypedExtensionConfig{}}
 }
@@ -120,11 +130,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		log:         logger.With("component", "xds"),
 		metrics:     metrics,
 		idleTimeout: cmp.Or(opts.GroupIdleTimeout, 10*time.Minute),
-		maxIdle:     cmp.Or(opts.MaxIdleGroups, 256),
+		maxIdle:     cmp.Or(opts.MaxIdleGroups, 4096),
 		groups:      map[string]*group{},
 		tracker:     newTracker(),
 		authorize:   opts.Authorize,
 		onUnknown:   opts.OnUnknownVersion,
+		onFailed:    opts.OnPluginFailed,
 		deliveries:  newDeliveries(),
 		translate:   Translate,
 	}
@@ -220,8 +231,9 @@ func (s *Server) Update(in Input) {
 	s.dropIdleGroupsLocked(time.Now())
 	keys := slices.Sorted(maps.Keys(s.groups))
 	s.mu.Unlock()
+	shared := map[string]translation{}
 	for _, key := range keys {
-		s.rebuild(key, in)
+		s.rebuild(key, in, shared)
 	}
 	s.mu.Lock()
 	s.ready = true
@@ -268,14 +280,22 @@ func (s *Server) ensureGroup(key string) {
 	pending = s.groups[key] == g && g.versions == nil
 	s.mu.Unlock()
 	if pending {
-		s.rebuild(key, *in)
+		s.rebuild(key, *in, nil)
 	}
+}
+
+// translation is one Translate's result, shared by the groups of a label
+// set that see the same rollout modules.
+type translation struct {
+	res      *Resources
+	problems []Problem
 }
 
 // rebuild translates in for one group and sets its snapshot if anything
 // changed. An invalid snapshot is logged and counted and the previous one
-// keeps serving. The caller holds buildMu.
-func (s *Server) rebuild(key string, in Input) {
+// keeps serving. shared, if not nil, holds the translations of one Input
+// done so far. The caller holds buildMu.
+func (s *Server) rebuild(key string, in Input, shared map[string]translation) {
 	start := time.Now()
 	s.mu.Lock()
 	g := s.groups[key]
@@ -283,14 +303,26 @@ func (s *Server) rebuild(key string, in Input) {
 	if g == nil {
 		return
 	}
-	res, problems := s.translate(in, g.labels)
-	if res == nil {
-		res = &Resources{}
+	in, variant := in.forBucket(g.bucket)
+	tk := g.labelsKey + "\x00" + variant
+	tr, ok := shared[tk]
+	if !ok {
+		tr.res, tr.problems = s.translate(in, g.labels)
+		if tr.res == nil {
+			tr.res = &Resources{}
+		}
+		if shared != nil {
+			shared[tk] = tr
+		}
 	}
+	// Refusals replace extension configs of this group's own: the shared
+	// slice stays as translated.
+	res, problems := *tr.res, tr.problems
+	res.Extensions = slices.Clone(res.Extensions)
 	s.mu.Lock()
-	s.applyRefusalsLocked(g, res)
+	s.applyRefusalsLocked(g, &res)
 	s.mu.Unlock()
-	snap, versions, err := buildSnapshot(res)
+	snap, versions, err := buildSnapshot(&res)
 	s.mu.Lock()
 	g.problems = problems
 	old, oldSetAt := g.versions, g.setAt

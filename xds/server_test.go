@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func TestNodeReceivesItsGroupConfigAndACKs(t *testing.T) {
 			}
 			waitStatus(t, srv, "envoy-a", func(n NodeStatus) bool { return allACKed(n, 3) })
 			n := nodeStatus(t, srv, "envoy-a")
-			if n.Group != "app=a" || n.Cluster != "test" || n.Delta != m.delta || n.Labels["app"] != "a" {
+			if n.Group != nodeGroupKey("envoy-a", map[string]string{"app": "a"}) || !strings.HasPrefix(n.Group, "app=a#") || n.Cluster != "test" || n.Delta != m.delta || n.Labels["app"] != "a" {
 				t.Errorf("status = %+v", n)
 			}
 			if got := n.Types[resource.ListenerType].Acked; got != e.State().Type(resource.ListenerType).Version {
@@ -88,8 +89,14 @@ func TestGroupsShareSnapshotsByLabelSet(t *testing.T) {
 			if va, vb := a1.State().Type(resource.ClusterType).Version, b.State().Type(resource.ClusterType).Version; va != vb {
 				t.Errorf("identical clusters got versions %q and %q", va, vb)
 			}
-			if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 2 {
-				t.Errorf("node groups = %v, want 2", got)
+			// A group is a label set and a rollout bucket.
+			want := map[string]bool{}
+			for _, id := range []string{"a1", "a2"} {
+				want[nodeGroupKey(id, map[string]string{"app": "a"})] = true
+			}
+			want[nodeGroupKey("b", map[string]string{"app": "b"})] = true
+			if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != float64(len(want)) {
+				t.Errorf("node groups = %v, want %d", got, len(want))
 			}
 			if got := gaugeValue(t, reg, "wasmxds_xds_connected_nodes"); got != 3 {
 				t.Errorf("connected nodes = %v, want 3", got)
@@ -253,8 +260,8 @@ func TestDisconnectedNodeLeavesStatus(t *testing.T) {
 	})
 	// The client holds what it has ACKed; the server may not have read
 	// the ACKs yet, and closing drops what it has not.
-	if n := waitStatus(t, srv, "gone", func(n NodeStatus) bool { return allACKed(n, 2) }); n.Group != "_" {
-		t.Errorf("group of a node without labels = %q, want _", n.Group)
+	if n := waitStatus(t, srv, "gone", func(n NodeStatus) bool { return allACKed(n, 2) }); !strings.HasPrefix(n.Group, "_#") {
+		t.Errorf("group of a node without labels = %q, want _#<bucket>", n.Group)
 	}
 	e.Close()
 	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })

@@ -53,12 +53,13 @@ func GroupKey(labels map[string]string) string {
 // showed in profiles of large fleets.
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `=`, `\=`)
 
-// groupHash makes the SnapshotCache key its snapshots by label set, so every
-// node of a group reads one shared snapshot.
+// groupHash makes the SnapshotCache key its snapshots by label set and
+// rollout bucket (nodeGroupKey), so every node of a group reads one shared
+// snapshot.
 type groupHash struct{}
 
 // ID implements cache.NodeHash.
-func (groupHash) ID(node *corev3.Node) string { return GroupKey(NodeLabels(node)) }
+func (groupHash) ID(node *corev3.Node) string { return nodeGroupKey(node.GetId(), NodeLabels(node)) }
 
 // typeVersions is the version of each served type in one snapshot.
 type typeVersions map[string]string

@@ -30,7 +30,8 @@ type NodeStatus struct {
 	// string (e.g. an unquoted yes in a YAML bootstrap became a boolean).
 	// Selectors never match them.
 	IgnoredLabels []string `json:"ignoredLabels,omitempty"`
-	// Group is the label-set key the node's snapshot is shared under.
+	// Group is the key the node's snapshot is shared under: its label
+	// set's key and, after '#', its rollout bucket (0-99).
 	Group string `json:"group"`
 	// Connected is when the node's oldest open stream opened.
 	Connected time.Time `json:"connected"`
@@ -192,7 +193,7 @@ func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
 		return nil
 	}
 	labels, ignored := nodeLabels(node)
-	a := &attachment{nodeID: node.GetId(), cluster: node.GetCluster(), group: GroupKey(labels),
+	a := &attachment{nodeID: node.GetId(), cluster: node.GetCluster(), group: nodeGroupKey(node.GetId(), labels),
 		labels: labels, ignored: ignored, ip: st.ip}
 	st.attached, st.nodeID, st.group = true, a.nodeID, a.group
 	n := t.nodes[a.nodeID]

@@ -1,0 +1,176 @@
+package xds
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/wasmxds/wasmxds/internal/xdstest"
+)
+
+// The choice is part of the contract between replicas and across upgrades:
+// a changed hash would move nodes between modules when a replica is
+// upgraded. These values pin it.
+func TestRolloutBucketsArePinned(t *testing.T) {
+	// Computed apart from this code, with Python:
+	//   int.from_bytes(hashlib.sha256(id.encode()).digest()[:8], "big") % 100
+	pinned := map[string]int{"envoy-1": 67, "edge-eu-7": 33, "sidecar.default.pod-3": 74}
+	for id, want := range pinned {
+		if got := NodeBucket(id); got != want {
+			t.Errorf("NodeBucket(%q) = %d, want %d: the rollout hash changed, so upgraded replicas "+
+				"would choose other nodes than the rest of the fleet", id, got, want)
+		}
+	}
+	// A node is chosen when (its bucket + the plugin name's) mod 100 is
+	// below percent: envoy-1 and auth give (67 + 3) mod 100 = 70.
+	if RolloutChosen("envoy-1", "auth", 70) || !RolloutChosen("envoy-1", "auth", 71) {
+		t.Errorf("envoy-1 must join auth's rollout at 71%%, not before")
+	}
+}
+
+func TestRolloutChoosesItsShareStablyAndOnlyAddsNodes(t *testing.T) {
+	const fleet = 20000
+	ids := make([]string, fleet)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("envoy-%d", i)
+	}
+	for _, pct := range []int{1, 10, 50, 90} {
+		n := 0
+		for _, id := range ids {
+			if RolloutChosen(id, "auth", pct) {
+				n++
+			}
+		}
+		// Binomial: 4 standard deviations at 50% is ±1.4 points.
+		if got := float64(n) * 100 / fleet; got < float64(pct)-1.5 || got > float64(pct)+1.5 {
+			t.Errorf("%d%% rollout chose %.2f%% of %d nodes", pct, got, fleet)
+		}
+	}
+	overlap, authOnly := 0, 0
+	for _, id := range ids {
+		for pct := 0; pct < 100; pct++ {
+			if RolloutChosen(id, "auth", pct) && !RolloutChosen(id, "auth", pct+1) {
+				t.Fatalf("%s chosen at %d%% but not at %d%%: raising percent must only add nodes", id, pct, pct+1)
+			}
+		}
+		if RolloutChosen(id, "auth", 0) || !RolloutChosen(id, "auth", 100) {
+			t.Fatalf("%s: 0%% must choose nobody and 100%% everybody", id)
+		}
+		a, b := RolloutChosen(id, "auth", 10), RolloutChosen(id, "ratelimit", 10)
+		if a && b {
+			overlap++
+		} else if a {
+			authOnly++
+		}
+	}
+	// Two plugins' 10% rollouts are not the same 10% of the fleet.
+	if authOnly == 0 {
+		t.Errorf("auth's and ratelimit's rollouts chose the same nodes (%d in both)", overlap)
+	}
+}
+
+// rolloutInput is deliveryInput("a") with plugin p rolling module b out.
+func rolloutInput(pct int) Input {
+	in := deliveryInput("a")
+	b := strings.Repeat("b", 64)
+	in.Rollouts = map[string]Rollout{"p": {Module: &Module{SHA256: b, URL: "http://127.0.0.1:1/modules/sha256/" + b}, Percent: pct}}
+	return in
+}
+
+// nodesBothSides returns node ids of which some a 50% rollout of p chooses
+// and some it does not.
+func nodesBothSides(t *testing.T, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	chosen := 0
+	for i := range ids {
+		ids[i] = fmt.Sprintf("node-%d", i)
+		if RolloutChosen(ids[i], "p", 50) {
+			chosen++
+		}
+	}
+	if chosen == 0 || chosen == n {
+		t.Fatalf("test nodes all on one side of a 50%% rollout (%d of %d chosen)", chosen, n)
+	}
+	return ids
+}
+
+// Nodes of one label set get the rollout module exactly when the rollout
+// chooses them; a rollout withdrawn (halted) sends them back.
+func TestRolloutSendsModuleToChosenNodesOnly(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			srv.Update(rolloutInput(50))
+			ids := nodesBothSides(t, 8)
+			clients := map[string]*xdstest.Client{}
+			for _, id := range ids {
+				clients[id] = xdstest.Start(t, addr, xdstest.Options{NodeID: id, Delta: m.delta})
+			}
+			for id, c := range clients {
+				want := strings.Repeat("a", 64)
+				if RolloutChosen(id, "p", 50) {
+					want = strings.Repeat("b", 64)
+				}
+				c.Await(t, "module "+want[:8], func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), want) })
+			}
+			srv.Update(deliveryInput("a"))
+			for _, c := range clients {
+				c.Await(t, "module a back", func(s xdstest.State) bool {
+					return strings.Contains(heldURL(t, s), strings.Repeat("a", 64))
+				})
+			}
+		})
+	}
+}
+
+// A chosen node that refuses the rollout module is reported with the
+// module, so that the control plane can halt the rollout; the other nodes
+// never see the module.
+func TestRefusedRolloutModuleIsReported(t *testing.T) {
+	type failure struct{ node, plugin, sha string }
+	var mu sync.Mutex
+	var failures []failure
+	srv, addr, _ := startServerTranslating(t, ServerOptions{OnPluginFailed: func(node, plugin, sha, _ string) {
+		mu.Lock()
+		defer mu.Unlock()
+		failures = append(failures, failure{node, plugin, sha})
+	}}, Translate)
+	srv.Update(deliveryInput("a"))
+	ids := nodesBothSides(t, 6)
+	clients := map[string]*xdstest.Client{}
+	var chosen string
+	for _, id := range ids {
+		rej := &xdstest.Rejecter{}
+		if RolloutChosen(id, "p", 50) && chosen == "" {
+			chosen = id
+		}
+		opts := xdstest.Options{NodeID: id, NACK: rej.Decide}
+		clients[id] = xdstest.Start(t, addr, opts)
+		clients[id].Await(t, "module a", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+		if id == chosen {
+			rej.RejectNextN(resource.ExtensionConfigType, "Unable to create Wasm plugin p", 1+failAfterDownload)
+		}
+	}
+	b := strings.Repeat("b", 64)
+	srv.ModuleServed(b, "127.0.0.1:40000")
+	srv.Update(rolloutInput(50))
+	waitFor(t, "the refusal to be reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(failures) > 0
+	})
+	mu.Lock()
+	if len(failures) != 1 || failures[0] != (failure{chosen, "p", b}) {
+		t.Errorf("failures = %+v, want only %s refusing p's module %s", failures, chosen, b[:8])
+	}
+	mu.Unlock()
+	for id, c := range clients {
+		if !RolloutChosen(id, "p", 50) && strings.Contains(heldURL(t, c.State()), b) {
+			t.Errorf("%s was not chosen and got the rollout module", id)
+		}
+	}
+}
