@@ -137,7 +137,7 @@ func printNodePlugins(tw *tabwriter.Writer, nodes []xds.NodeStatus) {
 
 func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 	fmt.Fprintf(tw, "PLUGINS (%d)\n", len(plugins))
-	fmt.Fprintln(tw, "NAME\tSTATE\tPHASE/PRIORITY\tURL\tMODULE")
+	fmt.Fprintln(tw, "NAME\tSTATE\tPHASE/PRIORITY\tURL\tMODULE\tNODES")
 	for _, p := range plugins {
 		state := p.State
 		if p.PendingSince != nil {
@@ -153,9 +153,48 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 		if module == "" {
 			module = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\n", p.Name, state, p.Phase, p.Priority, p.URL, module)
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\n", p.Name, state, p.Phase, p.Priority, p.URL, module,
+			moduleNodes(p.Modules, false))
+		if ro := p.Rollout; ro != nil {
+			rmod := short(ro.SHA256)
+			switch {
+			case ro.Halted != nil:
+				rmod += " (refused by " + ro.Halted.Node + ": " + truncate(oneLine(ro.Halted.Reason), 80) + ")"
+			case ro.Error != "":
+				rmod += " ERROR " + truncate(oneLine(ro.Error), 100)
+			}
+			if strings.TrimSpace(rmod) == "" {
+				rmod = "-"
+			}
+			fmt.Fprintf(tw, "  rollout %d%%\t%s\t\t%s\t%s\t%s\n", ro.Percent, ro.State, ro.URL, strings.TrimSpace(rmod),
+				moduleNodes(p.Modules, true))
+		}
 	}
-	fmt.Fprintln(tw, "\t\t\t\t")
+	fmt.Fprintln(tw, "\t\t\t\t\t")
+}
+
+// moduleNodes sums up how many nodes were sent a plugin's main (or
+// rollout) modules: "3 running, 1 pending".
+func moduleNodes(mods []controlplane.ModuleNodes, rollout bool) string {
+	var running, pending, failed int
+	for _, m := range mods {
+		if m.Rollout == rollout {
+			running, pending, failed = running+m.Running, pending+m.Pending, failed+m.Failed
+		}
+	}
+	var parts []string
+	for _, c := range []struct {
+		n    int
+		what string
+	}{{running, "running"}, {pending, "pending"}, {failed, "failed"}} {
+		if c.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", c.n, c.what))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func printModules(tw *tabwriter.Writer, rep controlplane.StatusReport) {

@@ -81,6 +81,9 @@ type controller struct {
 	sems        map[string]chan struct{}
 	seq         uint64
 	inForce     map[string]inForce // as last written to StateFile
+	halted      map[string]halt    // plugin → its rollout, halted
+	savedHalts  map[string]halt    // halted as last written to StateFile
+	halts       map[string]int     // plugin → rollouts halted since start
 	secrets     *secretStore
 	firstState  time.Time // when the first desired state arrived
 	lastResync  time.Time // last resync run or asked for early
@@ -124,6 +127,7 @@ func newController(opts controllerOptions) *controller {
 		kick: make(chan struct{}, 1), pulled: make(chan struct{}, 1), early: make(chan struct{}, 1),
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
+		halted: map[string]halt{}, savedHalts: map[string]halt{}, halts: map[string]int{},
 		secrets: newSecretStore(log.With("component", "secrets")),
 	}
 	c.restore()
@@ -138,8 +142,15 @@ func (c *controller) onChange(st *catalog.State) {
 		c.firstState = time.Now()
 	}
 	c.state = st
+	keep := make(map[string]bool, len(st.Plugins))
+	for _, p := range st.Plugins {
+		keep[p.Name] = true
+		if p.Rollout.Active(p.URL) {
+			keep[rolloutKey(p.Name)] = true
+		}
+	}
 	for name := range c.res {
-		if !slices.ContainsFunc(st.Plugins, func(p catalog.Plugin) bool { return p.Name == name }) {
+		if !keep[name] {
 			delete(c.res, name)
 		}
 	}
@@ -221,32 +232,42 @@ func (c *controller) step(ctx context.Context, resync bool) {
 	c.push()
 }
 
-// jobsLocked lists the resolutions the current state needs: plugins whose
-// reference changed or that were never resolved and, on resync, Always
-// plugins and plugins whose last attempt failed.
+// jobsLocked lists the resolutions the current state needs: plugins (and
+// rollouts) whose reference changed or that were never resolved and, on
+// resync, Always ones and ones whose last attempt failed.
 func (c *controller) jobsLocked(resync bool) []pullJob {
 	var jobs []pullJob
 	now := time.Now()
 	for _, p := range c.state.Plugins {
-		key := strings.Join([]string{p.URL, p.SHA256, p.PullSecret, p.KeyFingerprint}, "\x00")
-		r := c.res[p.Name]
-		if r == nil {
-			r = &resolution{}
-			c.res[p.Name] = r
+		req := fetcher.Request{URL: p.URL, SHA256: p.SHA256, Always: p.PullPolicy == catalog.PullAlways,
+			PullSecret: p.PullSecret, VerificationKey: p.VerificationKey}
+		if j, ok := c.dueLocked(p.Name, req, resync, now); ok {
+			jobs = append(jobs, j)
 		}
-		always := p.PullPolicy == catalog.PullAlways
-		due := r.key != key || (!r.done && r.inflight == 0) ||
-			(resync && r.inflight == 0 && (always || r.err != ""))
-		if !due {
-			continue
+		if j, ok := c.rolloutJobLocked(p, resync, now); ok {
+			jobs = append(jobs, j)
 		}
-		c.seq++
-		r.key, r.inflight, r.done, r.since = key, c.seq, false, now
-		jobs = append(jobs, pullJob{plugin: p.Name, key: key, seq: c.seq, req: fetcher.Request{
-			URL: p.URL, SHA256: p.SHA256, Always: always, PullSecret: p.PullSecret, VerificationKey: p.VerificationKey,
-		}})
 	}
 	return jobs
+}
+
+// dueLocked returns the job resolving req for the resolution named name,
+// when one is due.
+func (c *controller) dueLocked(name string, req fetcher.Request, resync bool, now time.Time) (pullJob, bool) {
+	key := strings.Join([]string{req.URL, req.SHA256, req.PullSecret, req.VerificationKey}, "\x00")
+	r := c.res[name]
+	if r == nil {
+		r = &resolution{}
+		c.res[name] = r
+	}
+	due := r.key != key || (!r.done && r.inflight == 0) ||
+		(resync && r.inflight == 0 && (req.Always || r.err != ""))
+	if !due {
+		return pullJob{}, false
+	}
+	c.seq++
+	r.key, r.inflight, r.done, r.since = key, c.seq, false, now
+	return pullJob{plugin: name, key: key, seq: c.seq, req: req}, true
 }
 
 // start answers what it can from the cache at once and pulls the rest in
@@ -381,13 +402,14 @@ func (c *controller) push() {
 		names[p.Name] = true
 	}
 	c.secrets.retain(names)
+	in.Rollouts = c.rolloutsLocked(in, now)
 	c.establishLocked(in)
 	inUse := c.inUseLocked(now)
-	forced := c.inForceLocked()
+	forced, halted := c.inForceLocked(), maps.Clone(c.halted)
 	c.mu.Unlock()
 	c.opts.Modules.SetInUse(inUse)
 	c.opts.Server.Update(in)
-	c.persist(forced)
+	c.persist(forced, halted)
 }
 
 func (c *controller) pluginModuleLocked(name string, now time.Time) xds.PluginModule {

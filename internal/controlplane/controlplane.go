@@ -207,13 +207,18 @@ func (cp *ControlPlane) build() error {
 		return err
 	}
 	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize,
-		OnUnknownVersion: func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) }}); err != nil {
+		OnUnknownVersion: func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) },
+		OnPluginFailed:   func(node, plugin, sha, reason string) { cp.ctrl.pluginFailed(node, plugin, sha, reason) },
+	}); err != nil {
 		return err
 	}
 	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,
 		Advertise: cp.advertise, Delivery: cp.opts.Delivery, Resync: cp.opts.Resync,
 		ModuleTLS: xds.ModuleTLS{ClientCert: cp.opts.ClientCAFile != "", SDSDir: cp.opts.EnvoyTLSSDSDir},
 		StateFile: filepath.Join(cp.opts.CacheDir, "plugins.json")})
+	if err := cp.reg.Register(newRolloutCollector(cp.ctrl)); err != nil {
+		return fmt.Errorf("register rollout metrics: %w", err)
+	}
 	grpcOpts := xds.GRPCServerOptions()
 	if cp.opts.tlsFiles().enabled() {
 		if cp.tls, err = newTLSReloader(cp.opts.tlsFiles(), cp.log); err != nil {

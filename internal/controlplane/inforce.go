@@ -19,6 +19,9 @@ type inForce struct {
 // stateFile is StateFile's document.
 type stateFile struct {
 	Plugins map[string]inForce `json:"plugins"`
+	// HaltedRollouts keeps halted rollouts halted across restarts: a
+	// restart is not an edit of the rollout.
+	HaltedRollouts map[string]halt `json:"haltedRollouts,omitempty"`
 }
 
 // restore seeds each recorded plugin with its module in force, if the
@@ -51,6 +54,9 @@ func (c *controller) restore() {
 		c.res[name] = &resolution{module: &m}
 		c.inForce[name] = f
 	}
+	for name, h := range doc.HaltedRollouts {
+		c.halted[name], c.savedHalts[name] = h, h
+	}
 	c.log.Info("modules in force restored", "file", c.opts.StateFile, "plugins", len(c.res))
 }
 
@@ -68,15 +74,15 @@ func (c *controller) inForceLocked() map[string]inForce {
 // persist writes the modules in force when they changed. Only the loop
 // calls it. A failed write is logged: the modules keep being served, only
 // a restart with registries down would lose them.
-func (c *controller) persist(forced map[string]inForce) {
-	if c.opts.StateFile == "" || maps.Equal(forced, c.inForce) {
+func (c *controller) persist(forced map[string]inForce, halted map[string]halt) {
+	if c.opts.StateFile == "" || (maps.Equal(forced, c.inForce) && maps.Equal(halted, c.savedHalts)) {
 		return
 	}
-	if err := writeJSONAtomic(c.opts.StateFile, stateFile{Plugins: forced}); err != nil {
+	if err := writeJSONAtomic(c.opts.StateFile, stateFile{Plugins: forced, HaltedRollouts: halted}); err != nil {
 		c.log.Warn("modules in force not recorded", "file", c.opts.StateFile, "error", err)
 		return
 	}
-	c.inForce = forced
+	c.inForce, c.savedHalts = forced, halted
 }
 
 // writeJSONAtomic replaces path with v's JSON so that a crash leaves either

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -67,6 +68,20 @@ type PluginReport struct {
 	VerificationKey string `json:"verificationKey,omitempty"`
 	SignedBy        string `json:"signedBy,omitempty"`
 	Error           string `json:"error,omitempty"` // why the latest resolution failed
+	// Rollout is the plugin's rollout, when its spec has one.
+	Rollout *RolloutReport `json:"rollout,omitempty"`
+	// Modules counts, per module, the connected nodes sent it, by state.
+	Modules []ModuleNodes `json:"modules"`
+}
+
+// ModuleNodes is how many connected nodes were sent one module of a
+// plugin, by delivery state.
+type ModuleNodes struct {
+	SHA256  string `json:"sha256"`
+	Rollout bool   `json:"rollout,omitempty"` // the plugin's rollout module
+	Running int    `json:"running"`
+	Pending int    `json:"pending"`
+	Failed  int    `json:"failed"`
 }
 
 // ProblemReport is a resource translation dropped.
@@ -104,9 +119,46 @@ func (c *controller) pluginReports() []PluginReport {
 				rep.State = PluginReady
 			}
 		}
+		rep.Rollout = c.rolloutReportLocked(p)
+		rep.Modules = []ModuleNodes{}
 		out = append(out, rep)
 	}
 	return out
+}
+
+// countModules fills each plugin's Modules from the nodes' plugin states.
+func countModules(plugins []PluginReport, nodes []xds.NodeStatus) {
+	for i := range plugins {
+		p := &plugins[i]
+		bySHA := map[string]*ModuleNodes{}
+		var order []string
+		for _, n := range nodes {
+			for _, ps := range n.Plugins {
+				if ps.Name != p.Name || ps.SHA256 == "" {
+					continue
+				}
+				m := bySHA[ps.SHA256]
+				if m == nil {
+					m = &ModuleNodes{SHA256: ps.SHA256, Rollout: p.Rollout != nil && p.Rollout.SHA256 == ps.SHA256 &&
+						ps.SHA256 != p.SHA256}
+					bySHA[ps.SHA256] = m
+					order = append(order, ps.SHA256)
+				}
+				switch ps.State {
+				case xds.PluginRunning:
+					m.Running++
+				case xds.PluginFailed:
+					m.Failed++
+				default:
+					m.Pending++
+				}
+			}
+		}
+		slices.Sort(order)
+		for _, sha := range order {
+			p.Modules = append(p.Modules, *bySHA[sha])
+		}
+	}
 }
 
 // Status returns the status document.
@@ -117,6 +169,7 @@ func (cp *ControlPlane) Status() StatusReport {
 		Plugins: cp.ctrl.pluginReports(), Modules: cp.mods.Modules(),
 		Nodes: cp.server.Status(), Refused: cp.server.Refusals(), Problems: []ProblemReport{},
 	}
+	countModules(rep.Plugins, rep.Nodes)
 	if err := cp.notReady(); err != nil {
 		rep.Ready, rep.NotReady = false, err.Error()
 	}

@@ -64,6 +64,11 @@ func newStatusPage(rep StatusReport, now time.Time) statusPage {
 	p.Plugins = slices.Clone(rep.Plugins)
 	for i := range p.Plugins {
 		p.Plugins[i].URL = redactURL(p.Plugins[i].URL)
+		if ro := p.Plugins[i].Rollout; ro != nil {
+			c := *ro
+			c.URL = redactURL(c.URL)
+			p.Plugins[i].Rollout = &c
+		}
 		if p.Plugins[i].State == PluginFailed {
 			p.PluginsFailed++
 		}

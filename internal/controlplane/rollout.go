@@ -1,0 +1,224 @@
+package controlplane
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// Rollout states in RolloutReport.State.
+const (
+	RolloutActive   = "active"   // chosen nodes are sent the rollout module
+	RolloutPending  = "pending"  // its module is being resolved; nodes keep what they run
+	RolloutFailed   = "failed"   // its module did not resolve; nobody is sent it
+	RolloutHalted   = "halted"   // a chosen node refused it; chosen nodes went back to url
+	RolloutPaused   = "paused"   // percent is 0
+	RolloutPromoted = "promoted" // rollout.url is url: every node runs it
+)
+
+// rolloutKey is the controller's resolution key of a plugin's rollout
+// module: '@' cannot appear in a plugin name.
+func rolloutKey(plugin string) string { return plugin + "@rollout" }
+
+// rolloutSpec identifies one arming of a rollout: an edit of its url or
+// percent re-arms a halted rollout.
+func rolloutSpec(r *catalog.Rollout) string {
+	return r.URL + " " + strconv.Itoa(r.Percent)
+}
+
+// halt is a rollout stopped because a chosen node refused its module.
+type halt struct {
+	Spec   string    `json:"spec"` // rolloutSpec when it halted
+	SHA256 string    `json:"sha256"`
+	Node   string    `json:"node"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// rolloutJobLocked is the resolution a plugin's active rollout needs, if
+// any, like jobsLocked's for the plugin's own module.
+func (c *controller) rolloutJobLocked(p catalog.Plugin, resync bool, now time.Time) (pullJob, bool) {
+	if !p.Rollout.Active(p.URL) {
+		return pullJob{}, false
+	}
+	ro := p.Rollout
+	always := p.PullPolicy == catalog.PullAlways || ro.Latest
+	req := fetcher.Request{URL: ro.URL, Always: always, PullSecret: p.PullSecret, VerificationKey: p.VerificationKey}
+	return c.dueLocked(rolloutKey(p.Name), req, resync, now)
+}
+
+// rolloutsLocked is the Input's rollouts: every armed rollout whose module
+// is resolved. It also re-arms halted rollouts whose url or percent
+// changed, and forgets halts of rollouts that left the state.
+func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.Rollout {
+	out := map[string]xds.Rollout{}
+	live := map[string]bool{}
+	for _, p := range c.state.Plugins {
+		if !p.Rollout.Active(p.URL) {
+			continue
+		}
+		live[p.Name] = true
+		if h, ok := c.halted[p.Name]; ok {
+			if h.Spec == rolloutSpec(p.Rollout) {
+				continue
+			}
+			delete(c.halted, p.Name)
+			c.log.Info("rollout re-armed", "plugin", p.Name, "url", p.Rollout.URL, "percent", p.Rollout.Percent)
+		}
+		r := c.res[rolloutKey(p.Name)]
+		if r == nil || r.module == nil || r.moduleKey != r.key {
+			continue // pending or failed: nodes keep what they run
+		}
+		if pm := in.Modules[p.Name]; len(p.SecretRefs) > 0 && pm.Config == "" {
+			continue // the plugin cannot run as specified at all
+		}
+		out[p.Name] = xds.Rollout{Percent: p.Rollout.Percent,
+			Module: &xds.Module{SHA256: r.module.SHA256, URL: fetcher.ModuleURL(c.opts.Advertise, r.module.SHA256)}}
+		c.advertised[r.module.SHA256] = now
+	}
+	for name := range c.halted {
+		if !live[name] {
+			delete(c.halted, name)
+		}
+	}
+	return out
+}
+
+// pluginFailed hears of a node that refused a plugin's module. A refused
+// rollout module halts the rollout: chosen nodes go back to the plugin's
+// url at the next push. It runs on an ADS stream and does not block.
+func (c *controller) pluginFailed(node, plugin, sha, reason string) {
+	c.mu.Lock()
+	var p *catalog.Plugin
+	if c.state != nil {
+		for i := range c.state.Plugins {
+			if c.state.Plugins[i].Name == plugin {
+				p = &c.state.Plugins[i]
+			}
+		}
+	}
+	r := c.res[rolloutKey(plugin)]
+	if p == nil || !p.Rollout.Active(p.URL) || r == nil || r.module == nil || r.module.SHA256 != sha {
+		c.mu.Unlock()
+		return
+	}
+	spec := rolloutSpec(p.Rollout)
+	if h, ok := c.halted[plugin]; ok && h.Spec == spec {
+		c.mu.Unlock()
+		return
+	}
+	c.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now()}
+	c.halts[plugin]++
+	url, pct := p.Rollout.URL, p.Rollout.Percent
+	c.mu.Unlock()
+	c.log.Warn("rollout halted: a chosen node refused its module; chosen nodes go back to the plugin's url",
+		"plugin", plugin, "url", url, "percent", pct, "sha256", sha, "node", node, "reason", reason)
+	c.trigger()
+}
+
+// RolloutReport is a plugin's rollout in the status document.
+type RolloutReport struct {
+	URL     string `json:"url"`
+	Percent int    `json:"percent"`
+	// State is active, pending, failed, halted, paused or promoted.
+	State  string `json:"state"`
+	SHA256 string `json:"sha256,omitempty"` // the rollout module, once resolved
+	Error  string `json:"error,omitempty"`  // why its resolution failed
+	// Halted says which chosen node refused the module, and why.
+	Halted *HaltReport `json:"halted,omitempty"`
+}
+
+// HaltReport is why a rollout halted.
+type HaltReport struct {
+	Node   string    `json:"node"`
+	SHA256 string    `json:"sha256"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// rolloutReportLocked describes p's rollout, nil when it has none.
+func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
+	ro := p.Rollout
+	if ro == nil {
+		return nil
+	}
+	rep := &RolloutReport{URL: ro.URL, Percent: ro.Percent}
+	r := c.res[rolloutKey(p.Name)]
+	if r != nil && r.module != nil {
+		rep.SHA256 = r.module.SHA256
+	}
+	if r != nil {
+		rep.Error = r.err
+	}
+	h, halted := c.halted[p.Name]
+	switch {
+	case ro.URL == p.URL:
+		rep.State = RolloutPromoted
+	case ro.Percent == 0:
+		rep.State = RolloutPaused
+	case halted && h.Spec == rolloutSpec(ro):
+		rep.State = RolloutHalted
+		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At}
+	case r == nil || r.pending():
+		rep.State = RolloutPending
+	case r.module == nil || r.err != "":
+		rep.State = RolloutFailed
+	default:
+		rep.State = RolloutActive
+	}
+	return rep
+}
+
+// rolloutCollector exports every rollout's state at scrape time, so that
+// rollouts removed from the specs leave no series behind.
+type rolloutCollector struct {
+	c      *controller
+	state  *prometheus.Desc
+	halts  *prometheus.Desc
+	states []string
+}
+
+func newRolloutCollector(c *controller) *rolloutCollector {
+	return &rolloutCollector{c: c,
+		state: prometheus.NewDesc("wasmxds_rollout_state",
+			"1 for the state each plugin's rollout is in (active, pending, failed, halted, paused, promoted).",
+			[]string{"plugin", "state"}, nil),
+		halts: prometheus.NewDesc("wasmxds_rollout_halts_total",
+			"Rollouts halted because a chosen node refused the rollout module, per plugin since start.",
+			[]string{"plugin"}, nil),
+		states: []string{RolloutActive, RolloutPending, RolloutFailed, RolloutHalted, RolloutPaused, RolloutPromoted},
+	}
+}
+
+func (rc *rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- rc.state
+	ch <- rc.halts
+}
+
+func (rc *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
+	c := rc.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == nil {
+		return
+	}
+	for _, p := range c.state.Plugins {
+		rep := c.rolloutReportLocked(p)
+		if rep == nil {
+			continue
+		}
+		for _, s := range rc.states {
+			v := 0.0
+			if s == rep.State {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(rc.state, prometheus.GaugeValue, v, p.Name, s)
+		}
+		ch <- prometheus.MustNewConstMetric(rc.halts, prometheus.CounterValue, float64(c.halts[p.Name]), p.Name)
+	}
+}

@@ -1,0 +1,168 @@
+package controlplane
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+func rolloutPlugin(url string, pct int) catalog.Plugin {
+	p := plugin("auth", "oci://r/auth:v1", catalog.PullIfNotPresent)
+	p.Rollout = &catalog.Rollout{URL: url, Percent: pct}
+	return p
+}
+
+func withRollout(sha string, pct int) func(xds.Input) bool {
+	return func(in xds.Input) bool {
+		r, ok := in.Rollouts["auth"]
+		return ok && r.Module != nil && r.Module.SHA256 == sha && r.Percent == pct && in.Modules["auth"].Module != nil
+	}
+}
+
+func noRollout(in xds.Input) bool { _, ok := in.Rollouts["auth"]; return !ok && in.Modules["auth"].Module != nil }
+
+// A rollout module is resolved like the plugin's own and pushed for the
+// chosen share once resolved; while it is pending nobody is sent it.
+func TestRolloutIsPushedOnceResolved(t *testing.T) {
+	gate := make(chan struct{})
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"},
+		gates: map[string]chan struct{}{"oci://r/auth:v2": gate}}
+	c, sink := newTestController(t, mods, controllerOptions{})
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 30)))
+	sink.until(t, "v1 with no rollout while v2 is pulled", noRollout)
+	if rep := c.pluginReports()[0].Rollout; rep == nil || rep.State != RolloutPending || rep.Percent != 30 {
+		t.Errorf("rollout report while pulling = %+v, want pending at 30%%", rep)
+	}
+	close(gate)
+	in := sink.until(t, "the rollout", withRollout("b2", 30))
+	if got := in.Rollouts["auth"].Module.URL; got != "http://cp:18080/modules/sha256/b2" {
+		t.Errorf("rollout module URL = %q", got)
+	}
+	mods.mu.Lock()
+	last := mods.inUse[len(mods.inUse)-1]
+	mods.mu.Unlock()
+	if !slicesEqual(last, []string{"a1", "b2"}) {
+		t.Errorf("servable modules = %v, want both v1 and the rollout's", last)
+	}
+	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutActive || rep.SHA256 != "b2" {
+		t.Errorf("rollout report = %+v, want active with b2", rep)
+	}
+
+	// Promotion is an edit of url: the rollout names the plugin's own
+	// module and nothing is rolled out any more.
+	promoted := plugin("auth", "oci://r/auth:v2", catalog.PullIfNotPresent)
+	promoted.Rollout = &catalog.Rollout{URL: "oci://r/auth:v2", Percent: 30}
+	c.onChange(plugins(promoted))
+	in = sink.until(t, "v2 for everyone", func(in xds.Input) bool {
+		return len(in.Rollouts) == 0 && in.Modules["auth"].Module != nil && in.Modules["auth"].Module.SHA256 == "b2"
+	})
+	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutPromoted {
+		t.Errorf("after promotion: %+v", rep)
+	}
+}
+
+// A rollout module that does not resolve reaches nobody; the plugin's own
+// module is untouched.
+func TestUnresolvableRolloutReachesNobody(t *testing.T) {
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1"}}
+	c, sink := newTestController(t, mods, controllerOptions{})
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:missing", 50)))
+	sink.until(t, "v1 alone", noRollout)
+	waitUntil(t, "the rollout to fail", func() bool { return c.pluginReports()[0].Rollout.State == RolloutFailed })
+	if rep := c.pluginReports()[0]; rep.State != PluginReady || !strings.Contains(rep.Rollout.Error, "auth:missing") {
+		t.Errorf("report = %+v / %+v", rep, rep.Rollout)
+	}
+}
+
+// A chosen node refusing the rollout module halts the rollout: the next
+// push has none, status and metrics say why, other refusals change
+// nothing, an edit of percent re-arms it, and a restart does not.
+func TestRefusedRolloutHaltsUntilEdited(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "plugins.json")
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
+	c, sink := newTestController(t, mods, controllerOptions{StateFile: state})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newRolloutCollector(c))
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
+	sink.until(t, "the rollout", withRollout("b2", 50))
+
+	c.pluginFailed("edge-1", "auth", "a1", "the main module failed somewhere") // not the rollout's module
+	c.pluginFailed("edge-1", "other", "b2", "another plugin")
+	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutActive {
+		t.Fatalf("refusals of other modules halted the rollout: %+v", rep)
+	}
+	c.pluginFailed("edge-2", "auth", "b2", "Envoy downloaded module b2 but did not create its VM")
+	sink.until(t, "the rollout withdrawn", noRollout)
+	rep := c.pluginReports()[0].Rollout
+	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Node != "edge-2" ||
+		!strings.Contains(rep.Halted.Reason, "did not create its VM") {
+		t.Errorf("halted report = %+v (%+v)", rep, rep.Halted)
+	}
+	want := `
+# HELP wasmxds_rollout_halts_total Rollouts halted because a chosen node refused the rollout module, per plugin since start.
+# TYPE wasmxds_rollout_halts_total counter
+wasmxds_rollout_halts_total{plugin="auth"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "wasmxds_rollout_halts_total"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(gaugeOf(t, reg, "halted")); got != 1 {
+		t.Errorf("wasmxds_rollout_state{state=halted} = %v", got)
+	}
+
+	// The halt outlives a restart with the same specs.
+	waitUntil(t, "the halt recorded", func() bool {
+		b, err := os.ReadFile(state)
+		return err == nil && strings.Contains(string(b), "haltedRollouts")
+	})
+	mods2 := &fakeModules{sums: mods.sums, cached: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
+	c2, sink2 := newTestController(t, mods2, controllerOptions{StateFile: state})
+	c2.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
+	sink2.until(t, "v1 alone after the restart", noRollout)
+	if rep := c2.pluginReports()[0].Rollout; rep.State != RolloutHalted {
+		t.Errorf("after a restart the rollout is %s, want still halted", rep.State)
+	}
+
+	// An edit of percent re-arms it.
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 10)))
+	sink.until(t, "the rollout re-armed at 10%", withRollout("b2", 10))
+	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutActive || rep.Halted != nil {
+		t.Errorf("re-armed report = %+v", rep)
+	}
+}
+
+// gaugeOf is the wasmxds_rollout_state series of auth in state.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, state string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "wasmxds_rollout_state" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["plugin"] == "auth" && labels["state"] == state {
+				g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "x"})
+				g.Set(m.GetGauge().GetValue())
+				return g
+			}
+		}
+	}
+	t.Fatalf("no wasmxds_rollout_state{plugin=auth,state=%s}", state)
+	return nil
+}
+
+func slicesEqual(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
