@@ -26,7 +26,10 @@ func withRollout(sha string, pct int) func(xds.Input) bool {
 	}
 }
 
-func noRollout(in xds.Input) bool { _, ok := in.Rollouts["auth"]; return !ok && in.Modules["auth"].Module != nil }
+func noRollout(in xds.Input) bool {
+	_, ok := in.Rollouts["auth"]
+	return !ok && in.Modules["auth"].Module != nil
+}
 
 // A rollout module is resolved like the plugin's own and pushed for the
 // chosen share once resolved; while it is pending nobody is sent it.

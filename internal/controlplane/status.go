@@ -3,9 +3,9 @@ package controlplane
 import (
 	"encoding/json"
 	"log/slog"
-	"slices"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
