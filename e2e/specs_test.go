@@ -51,6 +51,7 @@ type plugin struct {
 	failStrategy string
 	pullPolicy   string
 	ports        []int
+	rollout      map[string]any // spec.rollout: {url, percent}
 }
 
 func (p plugin) spec() string {
@@ -69,6 +70,7 @@ func (p plugin) spec() string {
 	set("priority", p.priority, p.priority != 0)
 	set("failStrategy", p.failStrategy, p.failStrategy != "")
 	set("imagePullPolicy", p.pullPolicy, p.pullPolicy != "")
+	set("rollout", p.rollout, p.rollout != nil)
 	if len(p.ports) > 0 {
 		var ports []any
 		for _, n := range p.ports {
