@@ -37,7 +37,11 @@ func statusFixture(now time.Time) StatusReport {
 			{Name: "add-header", Source: "specs/web.yaml:20", URL: "https://deploy:hunter2-secret@modules.example/add.wasm",
 				Phase: "AUTHN", State: PluginReady, SHA256: shaAdd},
 			{Name: "rate-limit", Source: "specs/rate.yaml:1", URL: "oci://registry.example/filters/rate:v2",
-				Phase: "STATS", State: PluginFailed, SHA256: shaRate, Error: "pulling oci://registry.example/filters/rate:v2: not found"},
+				Phase: "STATS", State: PluginFailed, SHA256: shaRate, Error: "pulling oci://registry.example/filters/rate:v2: not found",
+				Rollout: &RolloutReport{URL: "https://ci:rollout-secret@modules.example/rate-v3.wasm", Percent: 25,
+					State: RolloutHalted, SHA256: "dddddddddddd4444", Halted: &HaltReport{Node: evilNode, SHA256: "dddddddddddd4444",
+						Reason: evilReason, At: now.Add(-2 * time.Minute)}},
+				Modules: []ModuleNodes{{SHA256: shaRate, Running: 3, Pending: 1}, {SHA256: "dddddddddddd4444", Rollout: true, Failed: 1}}},
 		},
 		Modules: []fetcher.ModuleInfo{
 			{SHA256: shaAdd, Size: 2 << 20, Refs: []string{"https://modules.example/add.wasm"}, InUse: true, LastUsed: now},
@@ -134,9 +138,11 @@ func TestStatusPageShowsProblems(t *testing.T) {
 		"warnings":         {"specs/web.yaml:12: plugin add-header selects no listener"},
 		"dropped":          {"specs/web.yaml:40", "Route", "to-nowhere", "cluster nowhere does not exist"},
 		"refused":          {"spiffe://mesh/frontend", "backend-7", "label app=backend is not granted"},
-		"plugins":          {"rate-limit", "failed", "pulling oci://registry.example/filters/rate:v2: not found", "specs/rate.yaml:1"},
-		"modules":          {"aaaaaaaaaaaa", "2.0 MiB", "yes", "add-header", "https://modules.example/add.wasm", "1.5 KiB", "rate-limit"},
-		"module-problems":  {"cccccccccccc", "sha256 mismatch", "/var/cache/wasmxds/quarantine/ccc", "oci://registry.example/filters/old:v1"},
+		"plugins": {"rate-limit", "failed", "pulling oci://registry.example/filters/rate:v2: not found", "specs/rate.yaml:1",
+			"bbbbbbbbbbbb: 3 running, 1 pending", "rollout 25%", "halted", "refused by " + evilNode + " 2m0s ago: " + evilReason,
+			"dddddddddddd: 0 running, 1 failed"},
+		"modules":         {"aaaaaaaaaaaa", "2.0 MiB", "yes", "add-header", "https://modules.example/add.wasm", "1.5 KiB", "rate-limit"},
+		"module-problems": {"cccccccccccc", "sha256 mismatch", "/var/cache/wasmxds/quarantine/ccc", "oci://registry.example/filters/old:v1"},
 	} {
 		got := text(byID(t, doc, id))
 		for _, w := range wants {
@@ -183,8 +189,11 @@ func TestStatusPageEscapes(t *testing.T) {
 func TestStatusPageHidesSecrets(t *testing.T) {
 	now := time.Now()
 	_, body := renderFixture(t, statusFixture(now), now)
-	if strings.Contains(body, "hunter2-secret") {
+	if strings.Contains(body, "hunter2-secret") || strings.Contains(body, "rollout-secret") {
 		t.Error("the page shows the password in a module URL")
+	}
+	if !strings.Contains(body, "https://ci:xxxxx@modules.example/rate-v3.wasm") {
+		t.Error("the page does not show the rollout URL with its password redacted")
 	}
 	if !strings.Contains(body, "https://deploy:xxxxx@modules.example/add.wasm") {
 		t.Error("the page does not show the module URL with its password redacted")
