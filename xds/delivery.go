@@ -312,12 +312,13 @@ func repushDelay(n int) time.Duration {
 }
 
 // recordECDS remembers which plugin modules an ECDS version carries, so
-// that an ACK or NACK of it can be put down to each plugin.
-func (g *group) recordECDS(version string, exts []*corev3.TypedExtensionConfig) {
+// that an ACK or NACK of it can be put down to each plugin. entries is not
+// modified afterwards (groups may share it).
+func (g *group) recordECDS(version string, entries map[string]ecdsEntry) {
 	if _, ok := g.ecds[version]; ok {
 		return
 	}
-	g.ecds[version] = ecdsEntries(exts)
+	g.ecds[version] = entries
 	g.ecdsOrder = append(g.ecdsOrder, version)
 	if len(g.ecdsOrder) > versionsRecorded {
 		delete(g.ecds, g.ecdsOrder[0])

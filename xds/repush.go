@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -244,7 +245,7 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 	refused := maps.Clone(g.refused)
 	for name, e := range entries {
 		if e.sha != "" && refused[name] != e.sha {
-			g.lastGood[name] = e.ext
+			g.lastGood[name] = e
 		}
 	}
 	s.mu.Unlock()
@@ -266,49 +267,84 @@ func (s *Server) ecdsSent(nodeID, group, version string) {
 	}
 }
 
-// applyRefusalsLocked marks re-pushed configs with their attempt and
-// replaces the extension config of a module a node of the group refused with the plugin's last good config or, if it never ran
-// there, with the stand-in its failure policy calls for. One refused module
-// thus never holds up the other plugins, and Envoy is not asked again and
-// again to start a VM that fails. A new module for the plugin lifts the
-// refusal. It also resets a plugin's re-push count when its module changes.
-func (s *Server) applyRefusalsLocked(g *group, res *Resources) {
-	for i, e := range res.Extensions {
-		name, ok := EcdsPluginName(e.Name)
-		if !ok {
+// refusalStep is what happens to one extension config of a translation
+// in one group (see planRefusalsLocked).
+type refusalStep struct {
+	nackOff bool                         // fetch the module as a listener warms, not with a cache-miss NACK
+	attempt int                          // > 0: mark the config with this re-push attempt
+	good    *corev3.TypedExtensionConfig // replace the config with the last good one
+	standIn bool                         // replace the config with the failure policy's stand-in
+}
+
+// planRefusalsLocked decides, per extension config of tr, how the group
+// gets it: re-pushed configs are marked with their attempt, and the config
+// of a module a node of the group refused is replaced with the plugin's
+// last good config or, if it never ran there, with the stand-in its
+// failure policy calls for. One refused module thus never holds up the
+// other plugins, and Envoy is not asked again and again to start a VM that
+// fails. A new module for the plugin lifts the refusal. It also resets a
+// plugin's re-push count when its module changes. The key names the plan,
+// so that groups with equal plans share the work of applying it.
+func (s *Server) planRefusalsLocked(g *group, tr *translation) ([]refusalStep, string) {
+	plan := make([]refusalStep, len(tr.entries))
+	var key strings.Builder
+	for i, entry := range tr.entries {
+		name := tr.names[i]
+		if name == "" {
 			continue
 		}
-		entry := ecdsEntries([]*corev3.TypedExtensionConfig{e})[name]
 		if g.retryOf[name] != entry.sha {
 			g.retryOf[name], g.retries[name] = entry.sha, 0
 		}
+		step := &plan[i]
 		refused, ok := g.refused[name]
-		if !ok {
-			if !swapping(g, name, entry.sha) {
-				// A plugin's first module (or the one the group already
-				// runs) is fetched the way a new listener warms: Envoy
-				// keeps its previous listener until the module is loaded.
-				// A cache-miss NACK here would end that warming and put the
-				// failure policy's stand-in in front of traffic meanwhile
-				// (403 for FAIL_CLOSE): an outage a healthy path never had.
-				e = withNackOnMiss(e, false)
-				res.Extensions[i] = e
-			}
-			if n := g.retries[name]; n > 0 {
-				res.Extensions[i] = withAttempt(e, n)
-			}
-			continue
-		}
-		if refused != entry.sha {
+		switch {
+		case !ok:
+			// A plugin's first module (or the one the group already
+			// runs) is fetched the way a new listener warms: Envoy keeps
+			// its previous listener until the module is loaded. A
+			// cache-miss NACK here would end that warming and put the
+			// failure policy's stand-in in front of traffic meanwhile
+			// (403 for FAIL_CLOSE): an outage a healthy path never had.
+			step.nackOff = !swapping(g, name, entry.sha)
+			step.attempt = g.retries[name]
+		case refused != entry.sha:
 			delete(g.refused, name)
-			continue
+		default:
+			if good, ok := g.lastGood[name]; ok {
+				step.good = good.ext
+			} else {
+				step.standIn = true
+			}
 		}
-		if good := g.lastGood[name]; good != nil {
-			res.Extensions[i] = good
-		} else if alt := standInExtension(e); alt != nil {
-			res.Extensions[i] = alt
+		fmt.Fprintf(&key, "%d:%t:%d:%p:%t;", i, step.nackOff, step.attempt, step.good, step.standIn)
+	}
+	return plan, key.String()
+}
+
+// applyPlan returns exts with plan applied; exts itself is left as it is.
+func applyPlan(exts []*corev3.TypedExtensionConfig, plan []refusalStep) []*corev3.TypedExtensionConfig {
+	out := slices.Clone(exts)
+	for i, step := range plan {
+		e := out[i]
+		switch {
+		case step.good != nil:
+			out[i] = step.good
+		case step.standIn:
+			if alt := standInExtension(e); alt != nil {
+				out[i] = alt
+			}
+		default:
+			if step.nackOff {
+				e = withNackOnMiss(e, false)
+			}
+			if step.attempt > 0 {
+				e = withAttempt(e, step.attempt)
+			}
+			out[i] = e
 		}
 	}
+	return out
 }
 
 // standInExtension is the failure-policy stand-in for a Wasm extension
@@ -340,11 +376,8 @@ func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConf
 // than sha: only then does a cache-miss NACK keep the running filter
 // serving while Envoy fetches the new module in the background.
 func swapping(g *group, name, sha string) bool {
-	good := g.lastGood[name]
-	if good == nil {
-		return false
-	}
-	return ecdsEntries([]*corev3.TypedExtensionConfig{good})[name].sha != sha
+	good, ok := g.lastGood[name]
+	return ok && good.sha != sha
 }
 
 // withNackOnMiss sets the Wasm config's nack_on_code_cache_miss.

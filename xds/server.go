@@ -105,14 +105,14 @@ type group struct {
 	retries   map[string]int    // plugin → re-pushes of its current module
 	retryOf   map[string]string // plugin → the module retries counts for
 	repushed  map[string]time.Time
-	refused   map[string]string // plugin → module sha256 a node refused
-	lastGood  map[string]*corev3.TypedExtensionConfig
+	refused   map[string]string    // plugin → module sha256 a node refused
+	lastGood  map[string]ecdsEntry // plugin → the config a node last ACKed, with its module
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
 	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
 		retryOf: map[string]string{}, repushed: map[string]time.Time{}, refused: map[string]string{},
-		lastGood: map[string]*corev3.TypedExtensionConfig{}}
+		lastGood: map[string]ecdsEntry{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until
@@ -231,7 +231,7 @@ func (s *Server) Update(in Input) {
 	s.dropIdleGroupsLocked(time.Now())
 	keys := slices.Sorted(maps.Keys(s.groups))
 	s.mu.Unlock()
-	shared := map[string]translation{}
+	shared := newBuildCache()
 	for _, key := range keys {
 		s.rebuild(key, in, shared)
 	}
@@ -284,18 +284,42 @@ func (s *Server) ensureGroup(key string) {
 	}
 }
 
-// translation is one Translate's result, shared by the groups of a label
-// set that see the same rollout modules.
+// buildCache holds the work of one Input done so far, shared by groups:
+// the groups of a label set that see the same rollout modules share one
+// translation, and those whose refusals come out the same share one
+// snapshot (its hashing and, for delta, its version map).
+type buildCache struct {
+	translations map[string]*translation
+	built        map[string]*built
+}
+
+func newBuildCache() *buildCache {
+	return &buildCache{translations: map[string]*translation{}, built: map[string]*built{}}
+}
+
+// translation is one Translate's result and the plugin module of each of
+// its extension configs.
 type translation struct {
 	res      *Resources
 	problems []Problem
+	entries  []ecdsEntry // per res.Extensions; sha "" when not a plugin's module
+	names    []string    // per res.Extensions: the plugin, "" when none
+}
+
+// built is a translation with one refusal plan applied, as a snapshot.
+type built struct {
+	exts     []*corev3.TypedExtensionConfig
+	ecds     map[string]ecdsEntry
+	snap     *cache.Snapshot
+	versions typeVersions
+	err      error
 }
 
 // rebuild translates in for one group and sets its snapshot if anything
 // changed. An invalid snapshot is logged and counted and the previous one
-// keeps serving. shared, if not nil, holds the translations of one Input
-// done so far. The caller holds buildMu.
-func (s *Server) rebuild(key string, in Input, shared map[string]translation) {
+// keeps serving. shared, if not nil, holds the work done for the same
+// Input so far. The caller holds buildMu.
+func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	start := time.Now()
 	s.mu.Lock()
 	g := s.groups[key]
@@ -303,26 +327,29 @@ func (s *Server) rebuild(key string, in Input, shared map[string]translation) {
 	if g == nil {
 		return
 	}
+	if shared == nil {
+		shared = newBuildCache()
+	}
 	in, variant := in.forBucket(g.bucket)
 	tk := g.labelsKey + "\x00" + variant
-	tr, ok := shared[tk]
-	if !ok {
-		tr.res, tr.problems = s.translate(in, g.labels)
-		if tr.res == nil {
-			tr.res = &Resources{}
-		}
-		if shared != nil {
-			shared[tk] = tr
-		}
+	tr := shared.translations[tk]
+	if tr == nil {
+		tr = s.translateShared(in, g.labels)
+		shared.translations[tk] = tr
 	}
-	// Refusals replace extension configs of this group's own: the shared
-	// slice stays as translated.
-	res, problems := *tr.res, tr.problems
-	res.Extensions = slices.Clone(res.Extensions)
 	s.mu.Lock()
-	s.applyRefusalsLocked(g, &res)
+	plan, planKey := s.planRefusalsLocked(g, tr)
 	s.mu.Unlock()
-	snap, versions, err := buildSnapshot(&res)
+	bk := tk + "\x00" + planKey
+	b := shared.built[bk]
+	if b == nil {
+		res := *tr.res
+		res.Extensions = applyPlan(tr.res.Extensions, plan)
+		b = &built{exts: res.Extensions, ecds: ecdsEntries(res.Extensions)}
+		b.snap, b.versions, b.err = buildSnapshot(&res)
+		shared.built[bk] = b
+	}
+	problems, snap, versions, err := tr.problems, b.snap, b.versions, b.err
 	s.mu.Lock()
 	g.problems = problems
 	old, oldSetAt := g.versions, g.setAt
@@ -331,7 +358,7 @@ func (s *Server) rebuild(key string, in Input, shared map[string]translation) {
 		// Recorded before SetSnapshot, which may answer watches at once, so
 		// that a quick ACK already finds the version for convergence.
 		g.versions, g.setAt = versions, setTimes(old, oldSetAt, versions, start)
-		g.recordECDS(versions[resource.ExtensionConfigType], res.Extensions)
+		g.recordECDS(versions[resource.ExtensionConfigType], b.ecds)
 	}
 	s.mu.Unlock()
 	defer func() { s.metrics.buildDuration.Observe(time.Since(start).Seconds()) }()
@@ -362,6 +389,23 @@ func reasonFor(err error) string {
 		return reasonInconsistent
 	}
 	return reasonInvalid
+}
+
+// translateShared translates in for labels and notes the plugin module of
+// each extension config.
+func (s *Server) translateShared(in Input, labels map[string]string) *translation {
+	res, problems := s.translate(in, labels)
+	if res == nil {
+		res = &Resources{}
+	}
+	tr := &translation{res: res, problems: problems, entries: make([]ecdsEntry, len(res.Extensions)),
+		names: make([]string, len(res.Extensions))}
+	for i, e := range res.Extensions {
+		if name, ok := EcdsPluginName(e.Name); ok {
+			tr.names[i], tr.entries[i] = name, ecdsEntries([]*corev3.TypedExtensionConfig{e})[name]
+		}
+	}
+	return tr
 }
 
 // setTimes keeps the set time of types whose version did not change.
