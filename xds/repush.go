@@ -141,7 +141,7 @@ func (s *Server) repushPlugin(k repushKey) {
 		s.metrics.repushes.Inc()
 	}
 	s.mu.Unlock()
-	s.rebuild(k.group, *in, nil)
+	s.rebuild(k.group, *in, s.shared)
 }
 
 // settleLater drops the attempt mark of plugins that every node of the

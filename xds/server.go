@@ -77,8 +77,11 @@ type Server struct {
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
 
 	// buildMu serializes snapshot builds so that an older Input can never
-	// overwrite a snapshot built from a newer one.
+	// overwrite a snapshot built from a newer one. It guards shared: the
+	// work done so far for the latest Input, reused by groups built later
+	// (nodes with a new label set or bucket, re-pushes).
 	buildMu sync.Mutex
+	shared  *buildCache
 
 	mu     sync.Mutex
 	input  *Input
@@ -231,9 +234,9 @@ func (s *Server) Update(in Input) {
 	s.dropIdleGroupsLocked(time.Now())
 	keys := slices.Sorted(maps.Keys(s.groups))
 	s.mu.Unlock()
-	shared := newBuildCache()
+	s.shared = newBuildCache()
 	for _, key := range keys {
-		s.rebuild(key, in, shared)
+		s.rebuild(key, in, s.shared)
 	}
 	s.mu.Lock()
 	s.ready = true
@@ -280,7 +283,7 @@ func (s *Server) ensureGroup(key string) {
 	pending = s.groups[key] == g && g.versions == nil
 	s.mu.Unlock()
 	if pending {
-		s.rebuild(key, *in, nil)
+		s.rebuild(key, *in, s.shared)
 	}
 }
 
