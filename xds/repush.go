@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -192,6 +193,7 @@ func streamIP(ctx context.Context) string {
 func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	m := createFailure.FindStringSubmatch(nack.Error)
 	if m == nil {
+		s.ecdsRejected(nodeID, group, nack)
 		return false
 	}
 	plugin := m[1]
@@ -231,6 +233,34 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	}
 	return false
 }
+
+// ecdsRejected reports, for a NACK of extension configs that is not about
+// creating a plugin (Envoy refused the config itself), each plugin the
+// error names whose config in the rejected version carries a module: the
+// node did not take that module.
+func (s *Server) ecdsRejected(nodeID, group string, nack *Nack) {
+	if s.onFailed == nil {
+		return
+	}
+	s.mu.Lock()
+	var entries map[string]ecdsEntry
+	if g := s.groups[group]; g != nil {
+		entries = g.ecds[nack.Version]
+	}
+	s.mu.Unlock()
+	seen := map[string]bool{}
+	for _, m := range namedPlugin.FindAllStringSubmatch(nack.Error, -1) {
+		name := m[1]
+		if e, ok := entries[name]; ok && e.sha != "" && !seen[name] {
+			seen[name] = true
+			s.onFailed(nodeID, name, e.sha, "Envoy rejected the extension config: "+nack.Error)
+		}
+	}
+}
+
+// namedPlugin finds extension config names (wasmxds.<plugin>) in Envoy's
+// error messages; plugin names are DNS-1123 names.
+var namedPlugin = regexp.MustCompile(`wasmxds\.([a-z0-9](?:[-a-z0-9.]*[a-z0-9])?)`)
 
 // ecdsAck records the plugins of an ACKed version as running and keeps
 // their configs as the group's last good ones.

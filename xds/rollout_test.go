@@ -174,3 +174,34 @@ func TestRefusedRolloutModuleIsReported(t *testing.T) {
 		}
 	}
 }
+
+// A NACK of the extension config itself (not a module that failed to
+// load) that names the plugin is reported for the module it carried.
+func TestRejectedExtensionConfigIsReported(t *testing.T) {
+	type failure struct{ node, plugin, sha, reason string }
+	var mu sync.Mutex
+	var failures []failure
+	srv, addr, _ := startServerTranslating(t, ServerOptions{OnPluginFailed: func(node, plugin, sha, reason string) {
+		mu.Lock()
+		defer mu.Unlock()
+		failures = append(failures, failure{node, plugin, sha, reason})
+	}}, Translate)
+	srv.Update(deliveryInput("a"))
+	rej := &xdstest.Rejecter{}
+	c := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", NACK: rej.Decide})
+	c.Await(t, "module a", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+	msg := "Error updating extension config wasmxds.p: proto constraint validation failed"
+	rej.RejectNext(resource.ExtensionConfigType, msg)
+	srv.Update(deliveryInput("b"))
+	waitFor(t, "the rejection to be reported", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(failures) > 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if f := failures[0]; len(failures) != 1 || f.node != "n" || f.plugin != "p" || f.sha != strings.Repeat("b", 64) ||
+		!strings.Contains(f.reason, msg) {
+		t.Errorf("failures = %+v, want n rejecting p's module b with Envoy's message", failures)
+	}
+}
