@@ -157,8 +157,14 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		"nonce", nonce, "nack", errDetail != nil)
 	isECDS := typeURL == resource.ExtensionConfigType
 	if nack != nil {
+		if s.redact != nil {
+			nack.Error = s.redact(nack.Error)
+		}
 		if isECDS && s.ecdsNack(nodeID, group, nack) {
 			return nack.Version, nil
+		}
+		if typeURL == resource.ListenerType {
+			s.listenerRejected(nodeID, group, nack)
 		}
 		s.tracker.setLastNack(nodeID, nack)
 		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()

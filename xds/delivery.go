@@ -106,7 +106,7 @@ func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
 // no longer has. A module the node refused stays failed while it is
 // refused: the node is sent the last good config instead, or a stand-in
 // (no module) when there is none.
-func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map[string]string) {
+func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map[string]map[string]bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name := range d.nodes[node] {
@@ -123,7 +123,7 @@ func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map
 
 // acked marks every plugin of an ACKed version running, except a module
 // the node refused and is still refused.
-func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused map[string]string) {
+func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused map[string]map[string]bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, e := range entries {
@@ -135,9 +135,9 @@ func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused ma
 	}
 }
 
-func (d *deliveries) stillRefused(node, name string, refused map[string]string) bool {
+func (d *deliveries) stillRefused(node, name string, refused map[string]map[string]bool) bool {
 	cur := d.nodes[node][name]
-	return cur != nil && cur.State == PluginFailed && refused[name] == cur.SHA256
+	return cur != nil && cur.State == PluginFailed && refused[name][cur.SHA256]
 }
 
 // nackVerdict is what a NACK of one plugin's module meant.

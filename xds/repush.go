@@ -3,7 +3,6 @@ package xds
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net"
 	"regexp"
 	"slices"
@@ -23,6 +22,9 @@ import (
 type repushKey struct {
 	group, plugin string
 	settle        bool
+	// refresh rebuilds the group as it is, with no attempt mark: it
+	// learnt of a refusal in its label set, or may now take a rollout.
+	refresh bool
 }
 
 // repusher runs delayed re-pushes, at most one pending per key. Close stops
@@ -134,9 +136,11 @@ func (s *Server) repushPlugin(k repushKey) {
 		s.mu.Unlock()
 		return
 	}
-	if k.settle {
+	switch {
+	case k.refresh:
+	case k.settle:
 		g.retries[k.plugin] = 0
-	} else {
+	default:
 		g.retries[k.plugin]++
 		g.repushed[k.plugin] = time.Now()
 		s.metrics.repushes.Inc()
@@ -157,7 +161,7 @@ func (s *Server) settleLater(group string) {
 	var marked []string
 	if g != nil {
 		for name, n := range g.retries {
-			if _, refused := g.refused[name]; n > 0 && !refused {
+			if refused := len(s.refusals[g.labelsKey][name]) > 0; n > 0 && !refused {
 				marked = append(marked, name)
 			}
 		}
@@ -222,12 +226,30 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	}
 	s.log.Warn("envoy refused a module; its last good config keeps serving", "node", nodeID,
 		"plugin", plugin, "sha256", e.sha, "reason", v.reason)
+	var siblings []string
 	s.mu.Lock()
 	if g != nil {
-		g.refused[plugin] = e.sha
+		byPlugin := s.refusals[g.labelsKey]
+		if byPlugin == nil {
+			byPlugin = map[string]map[string]bool{}
+			s.refusals[g.labelsKey] = byPlugin
+		}
+		if byPlugin[plugin] == nil {
+			byPlugin[plugin] = map[string]bool{}
+		}
+		byPlugin[plugin][e.sha] = true
+		for key, o := range s.groups {
+			if o != g && o.labelsKey == g.labelsKey {
+				siblings = append(siblings, key)
+			}
+		}
 	}
 	s.mu.Unlock()
 	s.repush.schedule(k, "", 0)
+	// The label set's other groups stop sending the module too.
+	for _, key := range siblings {
+		s.repush.schedule(repushKey{group: key, plugin: plugin, refresh: true}, "", 0)
+	}
 	if s.onFailed != nil {
 		s.onFailed(nodeID, plugin, e.sha, v.reason)
 	}
@@ -272,14 +294,28 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 		return
 	}
 	entries := g.ecds[a.version]
-	refused := maps.Clone(g.refused)
+	refused := s.refusalsOfLocked(g.labelsKey)
+	var ready []string // plugins whose rollout waited for the group's first module
 	for name, e := range entries {
-		if e.sha != "" && refused[name] != e.sha {
-			g.lastGood[name] = e
+		if e.sha == "" || refused[name][e.sha] {
+			continue
 		}
+		if len(g.lastGood[name]) == 0 && s.input != nil && s.input.waitsForRollout(g.bucket, name) {
+			ready = append(ready, name)
+		}
+		g.lastGood[name] = g.lastGood[name].add(e)
+		fam := s.familyGood[g.family]
+		if fam == nil {
+			fam = map[string]goodConfigs{}
+			s.familyGood[g.family] = fam
+		}
+		fam[name] = fam[name].add(e)
 	}
 	s.mu.Unlock()
 	s.deliveries.acked(nodeID, entries, refused)
+	for _, name := range ready {
+		s.repush.schedule(repushKey{group: a.group, plugin: name, refresh: true}, "", 0)
+	}
 	s.settleLater(a.group)
 }
 
@@ -287,9 +323,9 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 func (s *Server) ecdsSent(nodeID, group, version string) {
 	s.mu.Lock()
 	var entries map[string]ecdsEntry
-	var refused map[string]string
+	var refused map[string]map[string]bool
 	if g := s.groups[group]; g != nil {
-		entries, refused = g.ecds[version], maps.Clone(g.refused)
+		entries, refused = g.ecds[version], s.refusalsOfLocked(g.labelsKey)
 	}
 	s.mu.Unlock()
 	if entries != nil {
@@ -308,11 +344,12 @@ type refusalStep struct {
 
 // planRefusalsLocked decides, per extension config of tr, how the group
 // gets it: re-pushed configs are marked with their attempt, and the config
-// of a module a node of the group refused is replaced with the plugin's
-// last good config or, if it never ran there, with the stand-in its
-// failure policy calls for. One refused module thus never holds up the
+// of a module a node of the group's label set refused is replaced with the
+// plugin's last good config or, if it never ran there, with the stand-in
+// its failure policy calls for. One refused module thus never holds up the
 // other plugins, and Envoy is not asked again and again to start a VM that
-// fails. A new module for the plugin lifts the refusal. It also resets a
+// fails. A module that leaves the Input is no longer refused (see
+// liftRefusalsLocked). It also resets a
 // plugin's re-push count when its module changes. The key names the plan,
 // so that groups with equal plans share the work of applying it.
 func (s *Server) planRefusalsLocked(g *group, tr *translation) ([]refusalStep, string) {
@@ -327,9 +364,8 @@ func (s *Server) planRefusalsLocked(g *group, tr *translation) ([]refusalStep, s
 			g.retryOf[name], g.retries[name] = entry.sha, 0
 		}
 		step := &plan[i]
-		refused, ok := g.refused[name]
 		switch {
-		case !ok:
+		case !s.refusedLocked(g.labelsKey, name, entry.sha):
 			// A plugin's first module (or the one the group already
 			// runs) is fetched the way a new listener warms: Envoy keeps
 			// its previous listener until the module is loaded. A
@@ -338,10 +374,13 @@ func (s *Server) planRefusalsLocked(g *group, tr *translation) ([]refusalStep, s
 			// (403 for FAIL_CLOSE): an outage a healthy path never had.
 			step.nackOff = !swapping(g, name, entry.sha)
 			step.attempt = g.retries[name]
-		case refused != entry.sha:
-			delete(g.refused, name)
 		default:
-			if good, ok := g.lastGood[name]; ok {
+			// The module the group's nodes ran, else the one nodes of the
+			// same translation ran, else the failure policy's stand-in.
+			usable := func(sha string) bool { return !s.refusedLocked(g.labelsKey, name, sha) }
+			if good, ok := g.lastGood[name].newest(usable); ok {
+				step.good = good.ext
+			} else if good, ok := s.familyGood[g.family][name].newest(usable); ok {
 				step.good = good.ext
 			} else {
 				step.standIn = true
@@ -406,8 +445,37 @@ func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConf
 // than sha: only then does a cache-miss NACK keep the running filter
 // serving while Envoy fetches the new module in the background.
 func swapping(g *group, name, sha string) bool {
-	good, ok := g.lastGood[name]
+	good, ok := g.lastGood[name].newest(func(string) bool { return true })
 	return ok && good.sha != sha
+}
+
+// goodConfigs are a plugin's configs that nodes ACKed, newest first, one
+// per module, so that when the newest module is refused elsewhere in the
+// label set, the one before it is still known.
+type goodConfigs []ecdsEntry
+
+const goodKept = 4
+
+// add records e as the newest.
+func (l goodConfigs) add(e ecdsEntry) goodConfigs {
+	out := make(goodConfigs, 0, min(len(l)+1, goodKept))
+	out = append(out, e)
+	for _, o := range l {
+		if o.sha != e.sha && len(out) < goodKept {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// newest is the newest config whose module usable allows.
+func (l goodConfigs) newest(usable func(sha string) bool) (ecdsEntry, bool) {
+	for _, e := range l {
+		if usable(e.sha) {
+			return e, true
+		}
+	}
+	return ecdsEntry{}, false
 }
 
 // withNackOnMiss sets the Wasm config's nack_on_code_cache_miss.
@@ -437,4 +505,25 @@ func withAttempt(e *corev3.TypedExtensionConfig, attempt int) *corev3.TypedExten
 		return e
 	}
 	return &corev3.TypedExtensionConfig{Name: e.Name, TypedConfig: cfg}
+}
+
+// listenerRejected reports, for a NACK of listeners (LDS delivery, where
+// Wasm filters are inline) that names a plugin whose rollout module the
+// node's group is sent, that the node did not take the module.
+func (s *Server) listenerRejected(nodeID, group string, nack *Nack) {
+	m := createFailure.FindStringSubmatch(nack.Error)
+	if m == nil || s.onFailed == nil {
+		return
+	}
+	plugin := m[1]
+	s.mu.Lock()
+	g, in := s.groups[group], s.input
+	var sha string
+	if g != nil && in != nil && in.Delivery == DeliveryLDS && in.waitsForRollout(g.bucket, plugin) {
+		sha = in.Rollouts[plugin].Module.SHA256
+	}
+	s.mu.Unlock()
+	if sha != "" {
+		s.onFailed(nodeID, plugin, sha, "Envoy rejected the listener carrying the module: "+nack.Error)
+	}
 }

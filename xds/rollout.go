@@ -52,14 +52,15 @@ func nodeGroupKey(nodeID string, labels map[string]string) string {
 }
 
 // forBucket is in as the nodes of one bucket see it: each plugin whose
-// rollout chooses the bucket gets the rollout's module. variant names the
-// plugins chosen ("" when none), so that groups of one label set that
-// see the same Input share one translation.
-func (in Input) forBucket(bucket int) (out Input, variant string) {
+// rollout chooses the bucket, and that ran(plugin) allows, gets the
+// rollout's module. variant names the plugins chosen ("" when none), so
+// that groups of one label set that see the same Input share one
+// translation.
+func (in Input) forBucket(bucket int, ran func(plugin string) bool) (out Input, variant string) {
 	var chosen []string
 	for _, name := range slices.Sorted(maps.Keys(in.Rollouts)) {
 		r := in.Rollouts[name]
-		if r.Module != nil && chosenIn(bucket, name, r.Percent) {
+		if r.Module != nil && chosenIn(bucket, name, r.Percent) && ran(name) {
 			chosen = append(chosen, name)
 		}
 	}
@@ -74,4 +75,11 @@ func (in Input) forBucket(bucket int) (out Input, variant string) {
 		out.Modules[name] = pm
 	}
 	return out, strings.Join(chosen, ",")
+}
+
+// waitsForRollout reports whether plugin's rollout chooses the group but
+// was held back because the group's nodes ran no module of it yet.
+func (in Input) waitsForRollout(bucket int, plugin string) bool {
+	r, ok := in.Rollouts[plugin]
+	return ok && r.Module != nil && chosenIn(bucket, plugin, r.Percent)
 }

@@ -205,3 +205,101 @@ func TestRejectedExtensionConfigIsReported(t *testing.T) {
 		t.Errorf("failures = %+v, want n rejecting p's module b with Envoy's message", failures)
 	}
 }
+
+// idsInOtherBuckets returns n node ids in n different rollout buckets.
+func idsInOtherBuckets(n int) []string {
+	seen := map[int]bool{}
+	var ids []string
+	for i := 0; len(ids) < n; i++ {
+		id := fmt.Sprintf("sib-%d", i)
+		if b := NodeBucket(id); !seen[b] {
+			seen[b] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// A module one node refused is refused for its whole label set, whatever
+// the nodes' rollout buckets: the other nodes go back to the last good
+// module, and a node that connects later never gets the refused one.
+func TestRefusalReachesTheWholeLabelSet(t *testing.T) {
+	srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+	srv.Update(deliveryInput("a"))
+	ids := idsInOtherBuckets(3)
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	rej := &xdstest.Rejecter{}
+	refuser := xdstest.Start(t, addr, xdstest.Options{NodeID: ids[0], NACK: rej.Decide})
+	other := xdstest.Start(t, addr, xdstest.Options{NodeID: ids[1]})
+	for _, c := range []*xdstest.Client{refuser, other} {
+		c.Await(t, "module a", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), a) })
+	}
+	rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, 1+failAfterDownload)
+	srv.ModuleServed(b, "127.0.0.1:40000")
+	srv.Update(deliveryInput("b"))
+	waitStatus(t, srv, ids[0], func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
+	other.Await(t, "module a again", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), a) })
+	late := xdstest.Start(t, addr, xdstest.Options{NodeID: ids[2]})
+	late.Await(t, "a config", func(s xdstest.State) bool { return heldURL(t, s) != "" })
+	if got := heldURL(t, late.State()); !strings.Contains(got, a) {
+		t.Errorf("a node connecting after the refusal got %s, want the last good module a", got)
+	}
+}
+
+// A node the rollout chooses that never ran the plugin is sent the main
+// module first and the rollout module as a swap, which Envoy confirms
+// before applying it.
+func TestFreshChosenNodeStartsOnTheMainModule(t *testing.T) {
+	srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+	srv.Update(rolloutInput(100))
+	var mu sync.Mutex
+	var versions []string
+	c := xdstest.Start(t, addr, xdstest.Options{NodeID: "fresh", NACK: func(r *xdstest.Response) error {
+		if r.TypeURL == resource.ExtensionConfigType {
+			mu.Lock()
+			versions = append(versions, r.Version)
+			mu.Unlock()
+		}
+		return nil
+	}})
+	b := strings.Repeat("b", 64)
+	c.Await(t, "the rollout module", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), b) })
+	mu.Lock()
+	first := versions[0]
+	mu.Unlock()
+	srv.mu.Lock()
+	g := srv.groups[nodeGroupKey("fresh", nil)]
+	sha := g.ecds[first]["p"].sha
+	srv.mu.Unlock()
+	if sha != strings.Repeat("a", 64) {
+		t.Errorf("the first extension config carried module %.8s, want the main module a", sha)
+	}
+}
+
+// Envoy's NACK text is redacted before it is kept or reported.
+func TestNackDetailIsRedacted(t *testing.T) {
+	var mu sync.Mutex
+	var reasons []string
+	srv, addr, _ := startServerTranslating(t, ServerOptions{
+		Redact: func(s string) string { return strings.ReplaceAll(s, "hunter2", "[redacted]") },
+		OnPluginFailed: func(_, _, _, reason string) {
+			mu.Lock()
+			defer mu.Unlock()
+			reasons = append(reasons, reason)
+		}}, Translate)
+	srv.Update(deliveryInput("a"))
+	rej := &xdstest.Rejecter{}
+	c := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", NACK: rej.Decide})
+	c.Await(t, "module a", func(s xdstest.State) bool { return heldURL(t, s) != "" })
+	rej.RejectNext(resource.ExtensionConfigType, `wasmxds.p: bad config {"token":"hunter2"}`)
+	srv.Update(deliveryInput("b"))
+	n := waitStatus(t, srv, "n", func(n NodeStatus) bool { return n.LastNack != nil })
+	if strings.Contains(n.LastNack.Error, "hunter2") || !strings.Contains(n.LastNack.Error, "[redacted]") {
+		t.Errorf("last NACK kept %q", n.LastNack.Error)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reasons) != 1 || strings.Contains(reasons[0], "hunter2") {
+		t.Errorf("reported reasons %q", reasons)
+	}
+}

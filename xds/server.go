@@ -53,6 +53,10 @@ type ServerOptions struct {
 	// its VM, or never managed to load it). It runs on the stream's
 	// goroutine and must not block.
 	OnPluginFailed func(nodeID, plugin, sha256, reason string)
+	// Redact, if set, removes secrets from Envoy's NACK messages before
+	// they are kept, logged or reported: Envoy may quote the rejected
+	// config, which can carry pluginConfig values filled from secrets.
+	Redact func(string) string
 }
 
 // Server serves ADS (state-of-the-world and delta) from one snapshot per
@@ -69,6 +73,7 @@ type Server struct {
 	authorize   AuthorizeFunc
 	onUnknown   func(nodeID, typeURL, version string)
 	onFailed    func(nodeID, plugin, sha256, reason string)
+	redact      func(string) string
 	deliveries  *deliveries
 	downloads   downloads
 	repush      *repusher
@@ -87,6 +92,14 @@ type Server struct {
 	input  *Input
 	ready  bool
 	groups map[string]*group
+	// refusals holds, per label set, the modules (by plugin, by sha256) a
+	// node of the set refused: every group of the set gets the plugin's
+	// last good config instead while the module is in the Input.
+	refusals map[string]map[string]map[string]bool
+	// familyGood holds, per translation (label set and rollouts chosen),
+	// the config of each plugin a node of it last ACKed: the fallback of a
+	// group whose own nodes never ran the plugin.
+	familyGood map[string]map[string]goodConfigs
 }
 
 // group is the snapshot bookkeeping of the nodes of one label set in one
@@ -108,14 +121,14 @@ type group struct {
 	retries   map[string]int    // plugin → re-pushes of its current module
 	retryOf   map[string]string // plugin → the module retries counts for
 	repushed  map[string]time.Time
-	refused   map[string]string    // plugin → module sha256 a node refused
-	lastGood  map[string]ecdsEntry // plugin → the config a node last ACKed, with its module
+	lastGood  map[string]goodConfigs // plugin → the configs nodes of the group ACKed, newest first
+	family    string                 // the translation key of the last build
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
 	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
-		retryOf: map[string]string{}, repushed: map[string]time.Time{}, refused: map[string]string{},
-		lastGood: map[string]ecdsEntry{}}
+		retryOf: map[string]string{}, repushed: map[string]time.Time{},
+		lastGood: map[string]goodConfigs{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until
@@ -135,10 +148,13 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		idleTimeout: cmp.Or(opts.GroupIdleTimeout, 10*time.Minute),
 		maxIdle:     cmp.Or(opts.MaxIdleGroups, 4096),
 		groups:      map[string]*group{},
+		refusals:    map[string]map[string]map[string]bool{},
+		familyGood:  map[string]map[string]goodConfigs{},
 		tracker:     newTracker(),
 		authorize:   opts.Authorize,
 		onUnknown:   opts.OnUnknownVersion,
 		onFailed:    opts.OnPluginFailed,
+		redact:      opts.Redact,
 		deliveries:  newDeliveries(),
 		translate:   Translate,
 	}
@@ -232,6 +248,7 @@ func (s *Server) Update(in Input) {
 	s.mu.Lock()
 	s.input = &in
 	s.dropIdleGroupsLocked(time.Now())
+	s.liftRefusalsLocked(in)
 	keys := slices.Sorted(maps.Keys(s.groups))
 	s.mu.Unlock()
 	s.shared = newBuildCache()
@@ -240,6 +257,7 @@ func (s *Server) Update(in Input) {
 	}
 	s.mu.Lock()
 	s.ready = true
+	s.forgetFamiliesLocked()
 	s.mu.Unlock()
 }
 
@@ -333,8 +351,20 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	if shared == nil {
 		shared = newBuildCache()
 	}
-	in, variant := in.forBucket(g.bucket)
+	s.mu.Lock()
+	// A group's nodes take a rollout module only as a swap from a module
+	// they run (ECDS): Envoy confirms a swap before applying it, so a VM
+	// that fails halts the rollout instead of failing traffic.
+	ran := func(plugin string) bool {
+		return len(g.lastGood[plugin]) > 0 || in.Delivery != DeliveryECDS
+	}
+	in, variant := in.forBucket(g.bucket, ran)
 	tk := g.labelsKey + "\x00" + variant
+	g.family = tk
+	s.mu.Unlock()
+	if len(shared.built) > maxBuilt(len(s.groups)) {
+		shared.built = map[string]*built{} // re-pushes piled up: keep memory bounded
+	}
 	tr := shared.translations[tk]
 	if tr == nil {
 		tr = s.translateShared(in, g.labels)
@@ -392,6 +422,67 @@ func reasonFor(err error) string {
 		return reasonInconsistent
 	}
 	return reasonInvalid
+}
+
+// maxBuilt bounds the snapshots kept for reuse between Updates.
+func maxBuilt(groups int) int { return 2*groups + 64 }
+
+// liftRefusalsLocked forgets refused modules that are no longer any
+// plugin's module or rollout module in in: a module that comes back later
+// is tried again.
+func (s *Server) liftRefusalsLocked(in Input) {
+	for labels, byPlugin := range s.refusals {
+		for plugin, shas := range byPlugin {
+			for sha := range shas {
+				if !inputCarries(in, plugin, sha) {
+					delete(shas, sha)
+				}
+			}
+			if len(shas) == 0 {
+				delete(byPlugin, plugin)
+			}
+		}
+		if len(byPlugin) == 0 {
+			delete(s.refusals, labels)
+		}
+	}
+}
+
+func inputCarries(in Input, plugin, sha string) bool {
+	if m := in.Modules[plugin].Module; m != nil && m.SHA256 == sha {
+		return true
+	}
+	r, ok := in.Rollouts[plugin]
+	return ok && r.Module != nil && r.Module.SHA256 == sha
+}
+
+// refusedLocked reports whether a node of the label set refused plugin's
+// module sha.
+func (s *Server) refusedLocked(labelsKey, plugin, sha string) bool {
+	return s.refusals[labelsKey][plugin][sha]
+}
+
+// refusalsOfLocked is a copy of the label set's refused modules.
+func (s *Server) refusalsOfLocked(labelsKey string) map[string]map[string]bool {
+	out := make(map[string]map[string]bool, len(s.refusals[labelsKey]))
+	for plugin, shas := range s.refusals[labelsKey] {
+		out[plugin] = maps.Clone(shas)
+	}
+	return out
+}
+
+// forgetFamiliesLocked drops the last good configs of translations no
+// group uses any more.
+func (s *Server) forgetFamiliesLocked() {
+	used := make(map[string]bool, len(s.groups))
+	for _, g := range s.groups {
+		used[g.family] = true
+	}
+	for f := range s.familyGood {
+		if !used[f] {
+			delete(s.familyGood, f)
+		}
+	}
 }
 
 // translateShared translates in for labels and notes the plugin module of
