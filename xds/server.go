@@ -361,8 +361,9 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	in, variant := in.forBucket(g.bucket, ran)
 	tk := g.labelsKey + "\x00" + variant
 	g.family = tk
+	groups := len(s.groups)
 	s.mu.Unlock()
-	if len(shared.built) > maxBuilt(len(s.groups)) {
+	if len(shared.built) > maxBuilt(groups) {
 		shared.built = map[string]*built{} // re-pushes piled up: keep memory bounded
 	}
 	tr := shared.translations[tk]
