@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,4 +85,112 @@ func TestMTLSDeliversOnlyToGrantedNodes(t *testing.T) {
 	if strings.Contains(dump, "web-upstream") || strings.Contains(dump, "wasmxds_modules") {
 		t.Errorf("the refused Envoy holds pushed clusters:\n%s", dump)
 	}
+}
+
+const apiAccess = `apiVersion: wasmxds.dev/v1alpha1
+kind: NodeAccess
+metadata: {name: api}
+spec:
+  principals: ["spiffe://example.org/api/*"]
+  labels: {app: api}
+`
+
+// revokePlugins holds one add-header plugin per app, both setting x-wasm
+// to value.
+func revokePlugins(value string) string {
+	return docs(
+		plugin{name: "add-header-web", app: "web", url: shared.registry.ref(refAddHeader), failStrategy: "FAIL_CLOSE",
+			config: map[string]any{"header": "x-wasm", "value": value}}.spec(),
+		plugin{name: "add-header-api", app: "api", url: shared.registry.ref(refAddHeader), failStrategy: "FAIL_CLOSE",
+			config: map[string]any{"header": "x-wasm", "value": value}}.spec())
+}
+
+// Withdrawing a connected Envoy's grant ends its ADS stream at once:
+// status names it refused, and an edit made after that never reaches it
+// (another Envoy, still granted, gets it) while it keeps serving its last
+// configuration. Restoring the grant, it reconnects by itself and catches
+// up.
+func TestMTLSWithdrawnGrantStopsDeliveries(t *testing.T) {
+	requireFull(t)
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "e2e CA")
+	caFile := ca.Write(t, dir, "ca")
+	serverCert, serverKey := ca.Issue(t, testpki.Names{CN: "wasmxds", IPs: []string{"127.0.0.1"}}).Write(t, dir, "server")
+	webCert, webKey := ca.Issue(t, testpki.Names{URIs: []string{"spiffe://example.org/web/edge-1"}}).Write(t, dir, "web")
+	apiCert, apiKey := ca.Issue(t, testpki.Names{URIs: []string{"spiffe://example.org/api/edge-1"}}).Write(t, dir, "api")
+
+	webPort, apiPort := freePort(t), freePort(t)
+	up := startUpstream(t)
+	srv := startServerWith(t, serverOptions{scheme: "https", args: []string{
+		"--tls-cert-file", serverCert, "--tls-key-file", serverKey, "--client-ca-file", caFile,
+	}}, func(s *server) {
+		s.writeSpec("base.yaml", docs(listenerSpec("web", "web", webPort, "upstream"),
+			listenerSpec("api", "api", apiPort, "upstream"), clusterSpec("upstream", up)))
+		s.writeSpec("access-web.yaml", webAccess)
+		s.writeSpec("access-api.yaml", apiAccess)
+		s.writeSpec("plugin.yaml", revokePlugins("before-revoke"))
+	})
+	web := newEnvoy(t, srv, "web-1", map[string]string{"app": "web"},
+		"--tls-ca-file", caFile, "--tls-cert-file", webCert, "--tls-key-file", webKey)
+	api := newEnvoy(t, srv, "api-1", map[string]string{"app": "api"},
+		"--tls-ca-file", caFile, "--tls-cert-file", apiCert, "--tls-key-file", apiKey)
+	web.start()
+	api.start()
+	for _, port := range []int{webPort, apiPort} {
+		eventually(t, applyTimeout, steady(steadyReplies, expectHeader(port, "x-wasm", "before-revoke")))
+	}
+
+	var st struct {
+		Refused []struct{ Identity, NodeID, Reason string } `json:"refused"`
+		Nodes   []struct{ ID string }                       `json:"nodes"`
+	}
+	withdrawn := func() error {
+		if err := srv.get("/debug/status", &st); err != nil {
+			return err
+		}
+		if slices.ContainsFunc(st.Nodes, func(n struct{ ID string }) bool { return n.ID == "web-1" }) {
+			return fmt.Errorf("web-1 still connected: %+v", st.Nodes)
+		}
+		for _, r := range st.Refused {
+			if r.NodeID == "web-1" && r.Identity == "spiffe://example.org/web/edge-1" && strings.Contains(r.Reason, "grant withdrawn") {
+				return nil
+			}
+		}
+		return fmt.Errorf("web-1's withdrawal not in refused: %+v", st.Refused)
+	}
+	start := time.Now()
+	srv.removeSpec("access-web.yaml")
+	eventually(t, 10*time.Second, withdrawn)
+	t.Logf("web-1 refused %v after its grant was removed", time.Since(start).Round(time.Millisecond))
+	if !slices.ContainsFunc(st.Nodes, func(n struct{ ID string }) bool { return n.ID == "api-1" }) {
+		t.Errorf("api-1, still granted, is not connected: %+v", st.Nodes)
+	}
+
+	srv.writeSpec("plugin.yaml", revokePlugins("after-revoke"))
+	eventually(t, applyTimeout, steady(steadyReplies, expectHeader(apiPort, "x-wasm", "after-revoke")))
+	// The edit reached the granted Envoy; for a few seconds more, the
+	// revoked one must keep serving its last configuration, without it.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := expectHeader(webPort, "x-wasm", "before-revoke")(); err != nil {
+			t.Fatalf("web-1 after its grant was withdrawn: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	dump, err := web.admin("/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(dump, "after-revoke") {
+		t.Error("web-1's config dump holds the edit made after its grant was withdrawn")
+	}
+	if !strings.Contains(dump, "before-revoke") {
+		t.Error("web-1's config dump lost its last configuration")
+	}
+
+	// Envoy retries the stream with backoff (up to 30s between attempts).
+	srv.writeSpec("access-web.yaml", webAccess)
+	start = time.Now()
+	eventually(t, applyTimeout+30*time.Second, steady(steadyReplies, expectHeader(webPort, "x-wasm", "after-revoke")))
+	t.Logf("web-1 caught up %v after its grant was restored", time.Since(start).Round(time.Millisecond))
 }

@@ -20,12 +20,12 @@ type callbacks struct{ s *Server }
 var _ serverv3.Callbacks = callbacks{}
 
 func (c callbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.tracker.open(streamKey{id: id}, peerIdentity(ctx), streamIP(ctx))
+	c.s.tracker.open(streamKey{id: id}, peerIdentity(ctx), streamIP(ctx), revocableFrom(ctx))
 	return nil
 }
 
 func (c callbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	c.s.tracker.open(streamKey{delta: true, id: id}, peerIdentity(ctx), streamIP(ctx))
+	c.s.tracker.open(streamKey{delta: true, id: id}, peerIdentity(ctx), streamIP(ctx), revocableFrom(ctx))
 	return nil
 }
 
@@ -96,20 +96,12 @@ func (s *Server) closeStream(key streamKey) {
 
 // attach records the node behind a stream on its first request, if it is
 // admitted, and makes sure its group has a snapshot before the request's
-// watch is created.
+// watch is created. On a stream already refused it returns the error that
+// ends it.
 func (s *Server) attach(key streamKey, node *corev3.Node) error {
-	identity, pending := s.tracker.pending(key)
-	if !pending {
-		return nil
-	}
-	if s.authorize != nil {
-		if err := s.authorize(identity, node); err != nil {
-			return s.refuse(key, identity, node, err)
-		}
-	}
-	a := s.tracker.attach(key, node)
+	a, err := s.admit(key, node)
 	if a == nil {
-		return nil
+		return err
 	}
 	s.mu.Lock()
 	// Connections are a natural moment to forget label sets gone idle,
@@ -135,12 +127,31 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 	return nil
 }
 
+// admit authorizes the node of a stream still pending and attaches it. It
+// returns nil and no error when the stream had already attached, nil and
+// the error that ends the stream when it is refused.
+func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
+	s.authMu.RLock()
+	defer s.authMu.RUnlock()
+	identity, pending, ended := s.tracker.pending(key)
+	if !pending {
+		return nil, ended
+	}
+	if s.authorize != nil {
+		if err := s.authorize(identity, node); err != nil {
+			return nil, s.refuse(key, identity, node, err)
+		}
+	}
+	return s.tracker.attach(key, node), nil
+}
+
 // refuse records a refused node and returns the error that ends its stream.
 func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why error) error {
-	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: node.GetId(), Reason: why.Error(), Time: time.Now()})
+	end := status.Error(codes.PermissionDenied, "wasmxds refused node "+node.GetId()+": "+why.Error())
+	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: node.GetId(), Reason: why.Error(), Time: time.Now()}, end)
 	s.metrics.refused.Inc()
 	s.log.Warn("node refused", "node", node.GetId(), "identity", identity, "reason", why)
-	return status.Error(codes.PermissionDenied, "wasmxds refused node "+node.GetId()+": "+why.Error())
+	return end
 }
 
 // onRequest records an ACK or NACK; for a NACK it returns the rejected
@@ -181,9 +192,14 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 	return "", nil
 }
 
+// onResponse records a response about to be sent; one on a revoked stream
+// is never sent (see revocable), so it is not recorded.
 func (s *Server) onResponse(key streamKey, typeURL, nonce, version string) {
+	nodeID, group, ok := s.tracker.response(key, typeURL, nonce, version)
+	if !ok {
+		return
+	}
 	s.metrics.pushes.WithLabelValues(typeLabel(typeURL)).Inc()
-	nodeID, group := s.tracker.response(key, typeURL, nonce, version)
 	if typeURL == resource.ExtensionConfigType {
 		s.ecdsSent(nodeID, group, version)
 	}

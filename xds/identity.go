@@ -37,8 +37,9 @@ func peerIdentity(ctx context.Context) string {
 	return CertificateIdentity(info.State.VerifiedChains[0][0])
 }
 
-// AuthorizeFunc decides, on a node's first request, whether the identity
-// behind its stream ("" without client certificates) may be that node with
-// those labels. A non-nil error refuses the node: its stream ends with
-// PermissionDenied and the error's message.
+// AuthorizeFunc decides, on a node's first request (and again when
+// Server.Reauthorize is called), whether the identity behind its stream (""
+// without client certificates) may be that node with those labels. A
+// non-nil error refuses the node: its stream ends with PermissionDenied and
+// the error's message.
 type AuthorizeFunc func(identity string, node *corev3.Node) error

@@ -48,7 +48,7 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wasmxds_xds_nodes_refused_total",
-			Help: "Nodes refused on connection: their identity may not claim their node id or labels (NodeAccess).",
+			Help: "Nodes refused, on connection or when their grant was withdrawn while connected: their identity may not claim their node id or labels (NodeAccess).",
 		}),
 		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "wasmxds_xds_pushes_total",

@@ -40,7 +40,8 @@ type ServerOptions struct {
 	// nodeGroupKey) kept with no connected node; the longest idle are
 	// dropped first. Zero means 4096.
 	MaxIdleGroups int
-	// Authorize, if set, admits or refuses each node on its first request.
+	// Authorize, if set, admits or refuses each node on its first request;
+	// Server.Reauthorize checks attached nodes again.
 	Authorize AuthorizeFunc
 	// OnUnknownVersion, if set, hears of a node that opens a stream (state
 	// of the world) reporting a version of a type that this server never
@@ -80,6 +81,10 @@ type Server struct {
 	// translate is Translate; in-package tests replace it to feed the
 	// server resources that real specs cannot produce.
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
+
+	// authMu makes Reauthorize exclusive with the admission of new nodes
+	// (read-locked from Authorize until the node is attached).
+	authMu sync.RWMutex
 
 	// buildMu serializes snapshot builds so that an older Input can never
 	// overwrite a snapshot built from a newer one. It guards shared: the
@@ -170,7 +175,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	return s, nil
 }
 
-// Register adds the aggregated discovery service to a gRPC server.
+// Register adds the aggregated discovery service to a gRPC server, which
+// must be built with GRPCServerOptions for Reauthorize to end streams.
 func (s *Server) Register(reg grpc.ServiceRegistrar) {
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(reg, s.xds)
 }
@@ -182,7 +188,8 @@ func (s *Server) Close() {
 	s.repush.close()
 }
 
-// GRPCServerOptions are the gRPC server settings an ADS server needs.
+// GRPCServerOptions are the gRPC server settings an ADS server needs,
+// among them the stream interceptor that lets Reauthorize end streams.
 func GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		// Envoy keeps one long-lived ADS stream per connection and may send
@@ -206,6 +213,9 @@ func GRPCServerOptions() []grpc.ServerOption {
 		// carry whole resource sets for SotW, so allow large ones.
 		grpc.MaxRecvMsgSize(4 << 20),
 		grpc.MaxSendMsgSize(64 << 20),
+		// Streams the server can end when a node's grant is withdrawn
+		// (see Server.Reauthorize).
+		grpc.ChainStreamInterceptor(revocableStreams),
 	}
 }
 

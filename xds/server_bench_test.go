@@ -20,7 +20,7 @@ func benchServer(b *testing.B, groups int) *Server {
 	srv.Update(testInput(8080, DeliveryLDS))
 	for i := range groups {
 		key := streamKey{id: int64(i)}
-		srv.tracker.open(key, "", "")
+		srv.tracker.open(key, "", "", nil)
 		srv.attach(key, xdstest.Node(fmt.Sprint("n", i), "", map[string]string{
 			"app": []string{"a", "b"}[i%2], "shard": fmt.Sprint(i),
 		}))

@@ -72,7 +72,10 @@ type streamState struct {
 	identity string // the client certificate's identity, "" without one
 	ip       string // where the stream comes from, "" if unknown
 	refused  bool
-	attached bool // the first request (carrying the node) was seen
+	ended    error      // with refused: the error that ends the stream
+	stream   *revocable // nil when the gRPC server lacks the interceptor
+	attached bool       // the first request (carrying the node) was seen
+	node     *corev3.Node
 	nodeID   string
 	group    string
 	inflight map[string]sentResponse // per type URL: the response awaiting (N)ACK
@@ -125,10 +128,11 @@ type Refusal struct {
 // maxRefusals bounds the refusals kept for status.
 const maxRefusals = 32
 
-func (t *tracker) open(key streamKey, identity, ip string) {
+func (t *tracker) open(key streamKey, identity, ip string, stream *revocable) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[key] = &streamState{opened: time.Now(), identity: identity, ip: ip, inflight: map[string]sentResponse{}}
+	t.streams[key] = &streamState{opened: time.Now(), identity: identity, ip: ip, stream: stream,
+		inflight: map[string]sentResponse{}}
 	t.peak = max(t.peak, len(t.streams))
 }
 
@@ -151,24 +155,25 @@ func (t *tracker) close(key streamKey) (group, nodeID string, attached, gone boo
 	return st.group, st.nodeID, true, gone
 }
 
-// pending returns a stream's identity and whether its node is still to be
-// admitted.
-func (t *tracker) pending(key streamKey) (string, bool) {
+// pending returns a stream's identity, whether its node is still to be
+// admitted and, for a refused stream, the error that ends it.
+func (t *tracker) pending(key streamKey) (string, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.streams[key]
 	if st == nil {
-		return "", false
+		return "", false, nil
 	}
-	return st.identity, !st.attached && !st.refused
+	return st.identity, !st.attached && !st.refused, st.ended
 }
 
-// refuse marks a stream refused and keeps the refusal for status.
-func (t *tracker) refuse(key streamKey, r Refusal) {
+// refuse marks a stream refused, to be ended with end, and keeps the
+// refusal for status.
+func (t *tracker) refuse(key streamKey, r Refusal, end error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if st := t.streams[key]; st != nil {
-		st.refused = true
+		st.refused, st.ended = true, end
 	}
 	t.refusals = append(t.refusals, r)
 	if len(t.refusals) > maxRefusals {
@@ -195,7 +200,7 @@ func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
 	labels, ignored := nodeLabels(node)
 	a := &attachment{nodeID: node.GetId(), cluster: node.GetCluster(), group: nodeGroupKey(node.GetId(), labels),
 		labels: labels, ignored: ignored, ip: st.ip}
-	st.attached, st.nodeID, st.group = true, a.nodeID, a.group
+	st.attached, st.node, st.nodeID, st.group = true, node, a.nodeID, a.group
 	n := t.nodes[a.nodeID]
 	if n == nil {
 		n = &NodeStatus{Connected: st.opened, Types: map[string]TypeStatus{}}
@@ -206,6 +211,20 @@ func (t *tracker) attach(key streamKey, node *corev3.Node) *attachment {
 	n.Delta = key.delta
 	n.Streams++
 	return a
+}
+
+// attachedStreams returns the streams whose node was admitted and is not
+// refused since, in no particular order.
+func (t *tracker) attachedStreams() []attachedStream {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []attachedStream
+	for key, st := range t.streams {
+		if st.attached && !st.refused {
+			out = append(out, attachedStream{key: key, identity: st.identity, node: st.node, stream: st.stream})
+		}
+	}
+	return out
 }
 
 // request records an ACK, or returns a NACK for the caller to record with
@@ -257,13 +276,17 @@ func (t *tracker) setLastNack(nodeID string, nack *Nack) {
 }
 
 // response records a response sent on a stream; it returns the node's id
-// and group.
-func (t *tracker) response(key streamKey, typeURL, nonce, version string) (string, string) {
+// and group, and false for a revoked stream (whose responses are not sent,
+// see revocable).
+func (t *tracker) response(key streamKey, typeURL, nonce, version string) (string, string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	st := t.streams[key]
 	if st == nil {
-		return "", ""
+		return "", "", true
+	}
+	if st.refused && st.stream != nil {
+		return st.nodeID, st.group, false
 	}
 	st.inflight[typeURL] = sentResponse{nonce: nonce, version: version}
 	if n := t.nodes[st.nodeID]; n != nil {
@@ -271,7 +294,7 @@ func (t *tracker) response(key streamKey, typeURL, nonce, version string) (strin
 		ts.Sent = version
 		n.Types[typeURL] = ts
 	}
-	return st.nodeID, st.group
+	return st.nodeID, st.group, true
 }
 
 // status returns every connected node, sorted by id, as copies.

@@ -21,14 +21,38 @@ func (cp *ControlPlane) authorize(identity string, node *corev3.Node) error {
 	if cp.opts.ClientCAFile == "" {
 		return nil
 	}
+	grants := cp.grants.Load()
+	if grants == nil {
+		return errors.New("no NodeAccess loaded yet")
+	}
+	return admitNode(*grants, identity, node)
+}
+
+// regrant makes st's NodeAccess the grants nodes are admitted by and ends
+// the streams of connected nodes they no longer admit. It runs before the
+// controller sees st, so that no configuration of st reaches a node st
+// refuses.
+func (cp *ControlPlane) regrant(st *catalog.State) {
+	if cp.opts.ClientCAFile == "" {
+		return
+	}
+	grants := st.NodeAccess
+	cp.grants.Store(&grants)
+	ended := cp.server.Reauthorize(func(identity string, node *corev3.Node) error {
+		return admitNode(grants, identity, node)
+	})
+	if ended > 0 {
+		cp.log.Warn("NodeAccess no longer grants connected nodes; their streams ended",
+			"component", "access", "nodes", ended)
+	}
+}
+
+// admitNode applies NodeAccess grants to the node behind a stream.
+func admitNode(grants []catalog.NodeAccess, identity string, node *corev3.Node) error {
 	if identity == "" {
 		return errors.New("no identity in the client certificate")
 	}
-	st := cp.ctrl.currentState()
-	if st == nil {
-		return errors.New("no NodeAccess loaded yet")
-	}
-	return admit(st.NodeAccess, identity, node.GetId(), xds.NodeLabels(node))
+	return admit(grants, identity, node.GetId(), xds.NodeLabels(node))
 }
 
 // admit applies NodeAccess grants to one node.

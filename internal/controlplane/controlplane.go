@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,6 +105,11 @@ type ControlPlane struct {
 	grpc      *grpc.Server
 	http      *http.Server // modules
 	admin     *http.Server
+
+	// grants is the NodeAccess of the newest state, nil before the first;
+	// set (with client certificates required) before the controller sees
+	// that state.
+	grants atomic.Pointer[[]catalog.NodeAccess]
 
 	watching     chan struct{} // closed once the config directory was read
 	watchingOnce sync.Once
@@ -316,6 +322,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 func (cp *ControlPlane) watch(ctx context.Context) error {
 	err := catalog.Watch(ctx, cp.opts.ConfigDir, catalog.WatchOptions{Debounce: cp.opts.Debounce,
 		Logger: cp.log, Registerer: cp.reg, OnHealth: cp.setDirErr}, func(st *catalog.State) {
+		cp.regrant(st)
 		cp.ctrl.onChange(st)
 		cp.watchingOnce.Do(func() { close(cp.watching) })
 	})

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wasmxds/wasmxds/internal/testpki"
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
 const nodeAccessSpec = `apiVersion: wasmxds.dev/v1alpha1
@@ -189,4 +190,66 @@ func TestServingCertificateRotates(t *testing.T) {
 	testpki.WriteFile(t, m.keyFile, next.KeyPEM)
 	testpki.WriteFile(t, m.certFile, next.CertPEM)
 	waitUntil(t, "the rotated certificate", func() bool { return serial() != before })
+}
+
+// A NodeAccess edit that withdraws a connected node's grant ends its stream
+// before the edit's configuration is pushed: the node never holds it,
+// while a node still granted gets it. Restoring the grant admits the node
+// again.
+func TestWithdrawnGrantEndsConnectedNodes(t *testing.T) {
+	m := startMTLS(t)
+	connect := func(id, uri string) *xdstest.Client {
+		return xdstest.Start(t, m.cp.XDSAddr(), xdstest.Options{NodeID: id, Labels: map[string]string{"app": "web"},
+			DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(m.clientTLS(t, uri)))}})
+	}
+	web1 := connect("web-1", "spiffe://example.org/web/1")
+	web2 := connect("web-2", "spiffe://example.org/web/2")
+	for _, e := range []*xdstest.Client{web1, web2} {
+		e.Await(t, "config", xdstest.Complete)
+	}
+
+	// One write: web/1 loses its grant and a listener is added.
+	narrowed := strings.Replace(nodeAccessSpec, `["spiffe://example.org/web/*"]`, `["spiffe://example.org/web/2"]`, 1)
+	m.write("access.yaml", narrowed+"---\n"+apiListenerSpec)
+	select {
+	case <-web1.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("web-1's stream still open 20s after its grant was withdrawn")
+	}
+	if err := web1.Err(); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "grant withdrawn") {
+		t.Errorf("web-1's stream ended with %v, want PermissionDenied saying the grant was withdrawn", err)
+	}
+	web2.Await(t, "the new listener", func(s xdstest.State) bool { return s.Type(resource.ListenerType).Has("api") })
+	if web1.State().Type(resource.ListenerType).Has("api") {
+		t.Error("web-1 received the configuration of the edit that withdrew its grant")
+	}
+	waitUntil(t, "web-1 refused in status", func() bool {
+		rep := m.status()
+		return len(rep.Refused) == 1 && len(rep.Nodes) == 1
+	})
+	rep := m.status()
+	if r := rep.Refused[0]; r.Identity != "spiffe://example.org/web/1" || r.NodeID != "web-1" ||
+		!strings.Contains(r.Reason, "grant withdrawn") || !strings.Contains(r.Reason, "granted nothing") {
+		t.Errorf("refusal = %+v", r)
+	}
+	if rep.Nodes[0].ID != "web-2" {
+		t.Errorf("status nodes = %+v, want web-2 only", rep.Nodes)
+	}
+	_, metrics := m.get("/metrics")
+	if !strings.Contains(string(metrics), "wasmxds_xds_nodes_refused_total 1") {
+		t.Error("/metrics lacks wasmxds_xds_nodes_refused_total 1")
+	}
+
+	// The edit takes effect after the catalog's debounce: until then a
+	// reconnecting web-1 is refused.
+	m.write("access.yaml", nodeAccessSpec+"---\n"+apiListenerSpec)
+	waitUntil(t, "web-1 admitted again with the new listener", func() bool {
+		back := connect("web-1", "spiffe://example.org/web/1")
+		defer back.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return back.WaitFor(ctx, func(s xdstest.State) bool {
+			return xdstest.Complete(s) && s.Type(resource.ListenerType).Has("api")
+		}) == nil
+	})
 }
