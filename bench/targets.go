@@ -230,7 +230,7 @@ func listenGRPC(register func(grpc.ServiceRegistrar)) (*grpc.Server, string, err
 	if err != nil {
 		return nil, "", fmt.Errorf("listen: %w", err)
 	}
-	gs := grpc.NewServer(xds.GRPCServerOptions()...)
+	gs := grpc.NewServer(xds.GRPCTransportOptions()...)
 	register(gs)
 	go func() { _ = gs.Serve(l) }()
 	return gs, l.Addr().String(), nil

@@ -188,9 +188,20 @@ func (s *Server) Close() {
 	s.repush.close()
 }
 
-// GRPCServerOptions are the gRPC server settings an ADS server needs,
-// among them the stream interceptor that lets Reauthorize end streams.
+// GRPCServerOptions are the gRPC server settings an ADS server needs:
+// GRPCTransportOptions and the stream interceptor that lets Reauthorize end
+// streams.
 func GRPCServerOptions() []grpc.ServerOption {
+	return append(GRPCTransportOptions(),
+		// Streams the server can end when a node's grant is withdrawn
+		// (see Server.Reauthorize).
+		grpc.ChainStreamInterceptor(revocableStreams))
+}
+
+// GRPCTransportOptions are the keepalive, stream and message size settings
+// of GRPCServerOptions alone, for a plain go-control-plane server to be
+// compared with this one on equal terms.
+func GRPCTransportOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		// Envoy keeps one long-lived ADS stream per connection and may send
 		// HTTP/2 keepalive pings; allow pings every 10s, even with no stream
@@ -213,9 +224,6 @@ func GRPCServerOptions() []grpc.ServerOption {
 		// carry whole resource sets for SotW, so allow large ones.
 		grpc.MaxRecvMsgSize(4 << 20),
 		grpc.MaxSendMsgSize(64 << 20),
-		// Streams the server can end when a node's grant is withdrawn
-		// (see Server.Reauthorize).
-		grpc.ChainStreamInterceptor(revocableStreams),
 	}
 }
 

@@ -38,7 +38,7 @@ func run(xdsListen, controlListen string) error {
 	floor := bench.NewFloorServer(ctx, log)
 	// The same transport settings as wasmxds, so that the comparison is
 	// between control planes, not gRPC configurations.
-	gs := grpc.NewServer(xds.GRPCServerOptions()...)
+	gs := grpc.NewServer(xds.GRPCTransportOptions()...)
 	floor.Register(gs)
 	xl, err := net.Listen("tcp", xdsListen)
 	if err != nil {
