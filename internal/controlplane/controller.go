@@ -80,10 +80,11 @@ type controller struct {
 	established map[string]bool        // listeners Envoys run
 	sems        map[string]chan struct{}
 	seq         uint64
-	inForce     map[string]inForce // as last written to StateFile
-	halted      map[string]halt    // plugin → its rollout, halted
-	savedHalts  map[string]halt    // halted as last written to StateFile
-	halts       map[string]int     // plugin → rollouts halted since start
+	inForce     map[string]inForce     // as last written to StateFile
+	halted      map[string]halt        // plugin → its rollout, halted
+	savedHalts  map[string]halt        // halted as last written to StateFile
+	halts       map[string]int         // plugin → rollouts halted since start
+	pushed      map[string]rolloutPush // plugin → its rollout module in the last push
 	secrets     *secretStore
 	firstState  time.Time // when the first desired state arrived
 	lastResync  time.Time // last resync run or asked for early

@@ -215,6 +215,9 @@ func (cp *ControlPlane) build() error {
 	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize,
 		OnUnknownVersion: func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) },
 		OnPluginFailed:   func(node, plugin, sha, reason string) { cp.ctrl.pluginFailed(node, plugin, sha, reason) },
+		// An Envoy may quote a config it rejects: secrets filled into
+		// pluginConfig never go further than the Envoys they were for.
+		Redact: func(text string) string { return cp.ctrl.secrets.redact(text) },
 	}); err != nil {
 		return err
 	}

@@ -91,8 +91,12 @@ func (c *controller) warm() bool {
 	if time.Since(c.firstState) > warmUpLimit {
 		return true
 	}
+	resolved := func(name string) bool {
+		r := c.res[name]
+		return r != nil && (r.done || (r.module != nil && r.moduleKey == r.key))
+	}
 	for _, p := range c.state.Plugins {
-		if r := c.res[p.Name]; r == nil || !(r.done || (r.module != nil && r.moduleKey == r.key)) {
+		if !resolved(p.Name) || (p.Rollout.Active(p.URL) && !resolved(rolloutKey(p.Name))) {
 			return false
 		}
 	}

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,6 +32,12 @@ func rolloutSpec(r *catalog.Rollout) string {
 	return r.URL + " " + strconv.Itoa(r.Percent)
 }
 
+// rolloutPush is the rollout module last pushed for a plugin, and for
+// which arming of its rollout.
+type rolloutPush struct {
+	spec, sha string
+}
+
 // halt is a rollout stopped because a chosen node refused its module.
 type halt struct {
 	Spec   string    `json:"spec"` // rolloutSpec when it halted
@@ -52,26 +59,33 @@ func (c *controller) rolloutJobLocked(p catalog.Plugin, resync bool, now time.Ti
 	return c.dueLocked(rolloutKey(p.Name), req, resync, now)
 }
 
-// rolloutsLocked is the Input's rollouts: every armed rollout whose module
-// is resolved. It also re-arms halted rollouts whose url or percent
-// changed, and forgets halts of rollouts that left the state.
+// rolloutsLocked is the Input's rollouts: every armed rollout with a
+// module for its url (kept while a re-resolution runs or failed, as the
+// plugin's own module is). It also re-arms halted rollouts whose url or
+// percent changed, or whose url now names another module (a moved tag),
+// and forgets halts and pushes of rollouts that left the state.
 func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.Rollout {
 	out := map[string]xds.Rollout{}
 	live := map[string]bool{}
+	pushed := map[string]rolloutPush{}
 	for _, p := range c.state.Plugins {
 		if !p.Rollout.Active(p.URL) {
 			continue
 		}
 		live[p.Name] = true
+		spec := rolloutSpec(p.Rollout)
+		r := c.res[rolloutKey(p.Name)]
+		usable := r != nil && r.module != nil && r.module.URL == p.Rollout.URL
 		if h, ok := c.halted[p.Name]; ok {
-			if h.Spec == rolloutSpec(p.Rollout) {
+			moved := usable && r.moduleKey == r.key && r.module.SHA256 != h.SHA256
+			if h.Spec == spec && !moved {
 				continue
 			}
 			delete(c.halted, p.Name)
-			c.log.Info("rollout re-armed", "plugin", p.Name, "url", p.Rollout.URL, "percent", p.Rollout.Percent)
+			c.log.Info("rollout re-armed", "plugin", p.Name, "url", p.Rollout.URL, "percent", p.Rollout.Percent,
+				"new_module", moved)
 		}
-		r := c.res[rolloutKey(p.Name)]
-		if r == nil || r.module == nil || r.moduleKey != r.key {
+		if !usable {
 			continue // pending or failed: nodes keep what they run
 		}
 		if pm := in.Modules[p.Name]; len(p.SecretRefs) > 0 && pm.Config == "" {
@@ -79,6 +93,7 @@ func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.
 		}
 		out[p.Name] = xds.Rollout{Percent: p.Rollout.Percent,
 			Module: &xds.Module{SHA256: r.module.SHA256, URL: fetcher.ModuleURL(c.opts.Advertise, r.module.SHA256)}}
+		pushed[p.Name] = rolloutPush{spec: spec, sha: r.module.SHA256}
 		c.advertised[r.module.SHA256] = now
 	}
 	for name := range c.halted {
@@ -86,6 +101,12 @@ func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.
 			delete(c.halted, name)
 		}
 	}
+	for name := range c.halts {
+		if !slices.ContainsFunc(c.state.Plugins, func(p catalog.Plugin) bool { return p.Name == name }) {
+			delete(c.halts, name)
+		}
+	}
+	c.pushed = pushed
 	return out
 }
 
@@ -102,13 +123,19 @@ func (c *controller) pluginFailed(node, plugin, sha, reason string) {
 			}
 		}
 	}
-	r := c.res[rolloutKey(plugin)]
-	if p == nil || !p.Rollout.Active(p.URL) || r == nil || r.module == nil || r.module.SHA256 != sha {
+	// Only the module pushed for the rollout as it is now counts, and only
+	// from a node it chose: a late refusal of an earlier rollout module,
+	// or of the plugin's own module elsewhere, halts nothing.
+	if p == nil || !p.Rollout.Active(p.URL) || !xds.RolloutChosen(node, plugin, p.Rollout.Percent) {
 		c.mu.Unlock()
 		return
 	}
 	spec := rolloutSpec(p.Rollout)
-	if h, ok := c.halted[plugin]; ok && h.Spec == spec {
+	if pushed := c.pushed[plugin]; pushed.spec != spec || pushed.sha != sha {
+		c.mu.Unlock()
+		return
+	}
+	if h, ok := c.halted[plugin]; ok && h.Spec == spec && h.SHA256 == sha {
 		c.mu.Unlock()
 		return
 	}
@@ -156,6 +183,7 @@ func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
 		rep.Error = r.err
 	}
 	h, halted := c.halted[p.Name]
+	pushed, isPushed := c.pushed[p.Name]
 	switch {
 	case ro.URL == p.URL:
 		rep.State = RolloutPromoted
@@ -164,12 +192,16 @@ func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
 	case halted && h.Spec == rolloutSpec(ro):
 		rep.State = RolloutHalted
 		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At}
+	case isPushed && pushed.spec == rolloutSpec(ro):
+		rep.State = RolloutActive
+		rep.SHA256 = pushed.sha
 	case r == nil || r.pending():
 		rep.State = RolloutPending
-	case r.module == nil || r.err != "":
-		rep.State = RolloutFailed
 	default:
-		rep.State = RolloutActive
+		rep.State = RolloutFailed
+		if rep.Error == "" {
+			rep.Error = "pluginConfig secrets cannot be read (see the spec errors)"
+		}
 	}
 	return rep
 }
@@ -202,23 +234,26 @@ func (rc *rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (rc *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 	c := rc.c
+	var out []prometheus.Metric
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == nil {
-		return
-	}
-	for _, p := range c.state.Plugins {
-		rep := c.rolloutReportLocked(p)
-		if rep == nil {
-			continue
-		}
-		for _, s := range rc.states {
-			v := 0.0
-			if s == rep.State {
-				v = 1
+	if c.state != nil {
+		for _, p := range c.state.Plugins {
+			rep := c.rolloutReportLocked(p)
+			if rep == nil {
+				continue
 			}
-			ch <- prometheus.MustNewConstMetric(rc.state, prometheus.GaugeValue, v, p.Name, s)
+			for _, s := range rc.states {
+				v := 0.0
+				if s == rep.State {
+					v = 1
+				}
+				out = append(out, prometheus.MustNewConstMetric(rc.state, prometheus.GaugeValue, v, p.Name, s))
+			}
+			out = append(out, prometheus.MustNewConstMetric(rc.halts, prometheus.CounterValue, float64(c.halts[p.Name]), p.Name))
 		}
-		ch <- prometheus.MustNewConstMetric(rc.halts, prometheus.CounterValue, float64(c.halts[p.Name]), p.Name)
+	}
+	c.mu.Unlock()
+	for _, m := range out {
+		ch <- m
 	}
 }

@@ -1,6 +1,8 @@
 package controlplane
 
 import (
+	"cmp"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,8 +79,9 @@ func TestUnresolvableRolloutReachesNobody(t *testing.T) {
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1"}}
 	c, sink := newTestController(t, mods, controllerOptions{})
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:missing", 50)))
-	sink.until(t, "v1 alone", noRollout)
 	waitUntil(t, "the rollout to fail", func() bool { return c.pluginReports()[0].Rollout.State == RolloutFailed })
+	c.trigger()
+	sink.until(t, "v1 alone after the failure", noRollout)
 	if rep := c.pluginReports()[0]; rep.State != PluginReady || !strings.Contains(rep.Rollout.Error, "auth:missing") {
 		t.Errorf("report = %+v / %+v", rep, rep.Rollout)
 	}
@@ -96,15 +99,17 @@ func TestRefusedRolloutHaltsUntilEdited(t *testing.T) {
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
 	sink.until(t, "the rollout", withRollout("b2", 50))
 
-	c.pluginFailed("edge-1", "auth", "a1", "the main module failed somewhere") // not the rollout's module
-	c.pluginFailed("edge-1", "other", "b2", "another plugin")
+	chosen, other := chosenAndNot(t, "auth", 50)
+	c.pluginFailed(chosen, "auth", "a1", "the main module failed somewhere") // not the rollout's module
+	c.pluginFailed(chosen, "other", "b2", "another plugin")
+	c.pluginFailed(other, "auth", "b2", "a node the rollout did not choose")
 	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutActive {
-		t.Fatalf("refusals of other modules halted the rollout: %+v", rep)
+		t.Fatalf("refusals of other modules or by other nodes halted the rollout: %+v", rep)
 	}
-	c.pluginFailed("edge-2", "auth", "b2", "Envoy downloaded module b2 but did not create its VM")
+	c.pluginFailed(chosen, "auth", "b2", "Envoy downloaded module b2 but did not create its VM")
 	sink.until(t, "the rollout withdrawn", noRollout)
 	rep := c.pluginReports()[0].Rollout
-	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Node != "edge-2" ||
+	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Node != chosen ||
 		!strings.Contains(rep.Halted.Reason, "did not create its VM") {
 		t.Errorf("halted report = %+v (%+v)", rep, rep.Halted)
 	}
@@ -169,3 +174,83 @@ func gaugeOf(t *testing.T, reg *prometheus.Registry, state string) prometheus.Co
 }
 
 func slicesEqual(a, b []string) bool { return strings.Join(a, ",") == strings.Join(b, ",") }
+
+// chosenAndNot returns a node id a rollout of plugin at pct chooses and
+// one it does not.
+func chosenAndNot(t *testing.T, plugin string, pct int) (chosen, other string) {
+	t.Helper()
+	for i := 0; chosen == "" || other == ""; i++ {
+		id := fmt.Sprintf("edge-%d", i)
+		if xds.RolloutChosen(id, plugin, pct) {
+			chosen = cmp.Or(chosen, id)
+		} else {
+			other = cmp.Or(other, id)
+		}
+	}
+	return chosen, other
+}
+
+// A refusal of the previous rollout module, arriving after the rollout
+// moved on to another url, does not halt the new one.
+func TestLateRefusalOfAnEarlierRolloutModuleHaltsNothing(t *testing.T) {
+	gate := make(chan struct{})
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2", "oci://r/auth:v3": "c3"},
+		gates: map[string]chan struct{}{"oci://r/auth:v3": gate}}
+	c, sink := newTestController(t, mods, controllerOptions{})
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
+	sink.until(t, "the v2 rollout", withRollout("b2", 50))
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v3", 50)))
+	chosen, _ := chosenAndNot(t, "auth", 50)
+	c.pluginFailed(chosen, "auth", "b2", "v2 refused late")
+	close(gate)
+	sink.until(t, "the v3 rollout", withRollout("c3", 50))
+	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutActive || rep.SHA256 != "c3" {
+		t.Errorf("after a late refusal of v2: %+v", rep)
+	}
+}
+
+// A restart whose rollout pull hangs keeps pushing the rollout module it
+// had, as the plugin's own module is kept: chosen nodes do not flip back.
+func TestRestartKeepsTheRolloutModuleWhilePulling(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "plugins.json")
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
+	c, sink := newTestController(t, mods, controllerOptions{StateFile: state})
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
+	sink.until(t, "the rollout", withRollout("b2", 50))
+	waitUntil(t, "the rollout module recorded", func() bool {
+		b, err := os.ReadFile(state)
+		return err == nil && strings.Contains(string(b), "b2")
+	})
+
+	gate := make(chan struct{})
+	defer close(gate)
+	restarted := &fakeModules{sums: mods.sums, cached: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"},
+		gates: map[string]chan struct{}{"oci://r/auth:v1": gate, "oci://r/auth:v2": gate}}
+	// Neither reference is answered from the cache index: both pulls hang.
+	restarted.cached = map[string]string{"file:///nothing": "a1", "file:///nothing-either": "b2"}
+	c2, sink2 := newTestController(t, restarted, controllerOptions{StateFile: state})
+	c2.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
+	in := sink2.until(t, "a push", func(xds.Input) bool { return true })
+	if !withRollout("b2", 50)(in) {
+		t.Errorf("first push after the restart: modules %+v, rollouts %+v; want v1 and the v2 rollout kept", in.Modules, in.Rollouts)
+	}
+}
+
+// Moving the rollout's tag to a new module re-arms a halted rollout.
+func TestMovedRolloutTagReArmsIt(t *testing.T) {
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:canary": "b2"}}
+	c, sink := newTestController(t, mods, controllerOptions{})
+	p := rolloutPlugin("oci://r/auth:canary", 50)
+	p.PullPolicy = catalog.PullAlways
+	c.onChange(plugins(p))
+	sink.until(t, "the rollout", withRollout("b2", 50))
+	chosen, _ := chosenAndNot(t, "auth", 50)
+	c.pluginFailed(chosen, "auth", "b2", "refused")
+	sink.until(t, "the halt", noRollout)
+	mods.mu.Lock()
+	mods.sums["oci://r/auth:canary"] = "c3"
+	mods.mu.Unlock()
+	c.resynced()
+	c.early <- struct{}{}
+	sink.until(t, "the new module rolled out", withRollout("c3", 50))
+}

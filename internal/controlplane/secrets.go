@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -37,11 +38,12 @@ type secretStore struct {
 	files    map[string]bool                // secret files referenced
 	lastGood map[string]string              // plugin → the last config filled in full
 	problems map[string][]catalog.SpecError // plugin → files that could not be read
+	values   map[string]map[string]bool     // plugin → secret values read lately, for redact
 }
 
 func newSecretStore(log *slog.Logger) *secretStore {
 	return &secretStore{log: log, dirs: map[string]bool{}, files: map[string]bool{},
-		lastGood: map[string]string{}, problems: map[string][]catalog.SpecError{}}
+		lastGood: map[string]string{}, problems: map[string][]catalog.SpecError{}, values: map[string]map[string]bool{}}
 }
 
 // run watches the secret files' directories and calls changed whenever a
@@ -103,10 +105,11 @@ func (s *secretStore) concerns(path string) bool {
 // cannot be read it returns the last config filled in full, if any
 // (ok false when there is none), and reports the file as a spec error.
 func (s *secretStore) config(p catalog.Plugin) (cfg string, ok bool) {
-	cfg, problems := fillSecrets(p)
+	cfg, values, problems := fillSecrets(p)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.watchLocked(p.SecretRefs)
+	s.rememberLocked(p.Name, values)
 	if len(problems) == 0 {
 		s.lastGood[p.Name] = cfg
 		delete(s.problems, p.Name)
@@ -151,6 +154,11 @@ func (s *secretStore) retain(names map[string]bool) {
 			delete(s.problems, name)
 		}
 	}
+	for name := range s.values {
+		if !names[name] {
+			delete(s.values, name)
+		}
+	}
 }
 
 // specErrors lists the secret files that could not be read.
@@ -167,17 +175,80 @@ func (s *secretStore) specErrors() []catalog.SpecError {
 	return out
 }
 
-// fillSecrets sets each secretRef's value in p's config.
-func fillSecrets(p catalog.Plugin) (string, []catalog.SpecError) {
+// valuesKept bounds the secret values remembered per plugin for redact:
+// the current ones and a few rotated out, which Envoys may still quote.
+const valuesKept = 16
+
+// rememberLocked keeps a plugin's secret values for redact.
+func (s *secretStore) rememberLocked(plugin string, values []string) {
+	kept := s.values[plugin]
+	if kept == nil {
+		kept = map[string]bool{}
+		s.values[plugin] = kept
+	}
+	for _, v := range values {
+		if len(kept) >= valuesKept && !kept[v] {
+			for old := range kept {
+				delete(kept, old)
+				break
+			}
+		}
+		kept[v] = true
+	}
+}
+
+// redact replaces every secret value known, as written and as JSON or Go
+// would quote it, with [secret]: for text that came back from an Envoy (a
+// NACK may quote the config it rejected).
+func (s *secretStore) redact(text string) string {
+	s.mu.Lock()
+	var forms []string
+	for _, vs := range s.values {
+		for v := range vs {
+			if v == "" {
+				continue
+			}
+			// As written, quoted once (JSON or Go/C style), and quoted
+			// twice: a JSON config inside a string of Envoy's message.
+			once := []string{v, quoteJSON(v), quoteGo(v)}
+			forms = append(forms, once...)
+			for _, o := range once[1:] {
+				forms = append(forms, quoteJSON(o), quoteGo(o))
+			}
+		}
+	}
+	s.mu.Unlock()
+	// Longest first, so that a value containing another is replaced whole.
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, f := range forms {
+		text = strings.ReplaceAll(text, f, "[secret]")
+	}
+	return text
+}
+
+func quoteJSON(v string) string {
+	j, _ := json.Marshal(v)
+	return strings.TrimSuffix(strings.TrimPrefix(string(j), `"`), `"`)
+}
+
+func quoteGo(v string) string {
+	q := strconv.Quote(v)
+	return q[1 : len(q)-1]
+}
+
+// fillSecrets sets each secretRef's value in p's config; it also returns
+// the values read.
+func fillSecrets(p catalog.Plugin) (string, []string, []catalog.SpecError) {
 	doc := map[string]any{}
 	if p.Config != "" {
 		d := json.NewDecoder(strings.NewReader(p.Config))
 		d.UseNumber() // numbers pass through as written
 		if err := d.Decode(&doc); err != nil {
-			return "", []catalog.SpecError{{File: p.Source.File, Line: p.Source.Line, Message: "spec.pluginConfig: " + err.Error()}}
+			return "", nil, []catalog.SpecError{{File: p.Source.File, Line: p.Source.Line, Message: "spec.pluginConfig: " + err.Error()}}
 		}
 	}
 	var problems []catalog.SpecError
+	var values []string
 	for i, r := range p.SecretRefs {
 		v, err := readSecret(r.File)
 		if err != nil {
@@ -186,17 +257,18 @@ func fillSecrets(p catalog.Plugin) (string, []catalog.SpecError) {
 			continue
 		}
 		setPath(doc, r.Path, v)
+		values = append(values, v)
 	}
 	if len(problems) > 0 {
-		return "", problems
+		return "", values, problems
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // as the catalog encodes pluginConfig
 	if err := enc.Encode(doc); err != nil {
-		return "", []catalog.SpecError{{File: p.Source.File, Line: p.Source.Line, Message: "spec.pluginConfig: " + err.Error()}}
+		return "", values, []catalog.SpecError{{File: p.Source.File, Line: p.Source.Line, Message: "spec.pluginConfig: " + err.Error()}}
 	}
-	return strings.TrimSuffix(buf.String(), "\n"), nil
+	return strings.TrimSuffix(buf.String(), "\n"), values, nil
 }
 
 // readSecret reads a secret file, without one trailing newline. Errors

@@ -93,3 +93,32 @@ func TestPluginWithoutItsSecretIsUnavailable(t *testing.T) {
 		t.Errorf("f = %+v, want unavailable", pm)
 	}
 }
+
+// Text an Envoy sends back (a NACK quoting the config it rejected) loses
+// every secret value read, current and rotated out, however it is quoted.
+func TestRedactRemovesSecretValues(t *testing.T) {
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	writeSecret(t, token, `old"pass\word`)
+	s := newSecretStore(nil)
+	p := plugin("f", "oci://r/f:v1", catalog.PullIfNotPresent)
+	p.SecretRefs = []catalog.SecretRef{{Path: []string{"token"}, File: token, Line: 3}}
+	if _, ok := s.config(p); !ok {
+		t.Fatal("secret not read")
+	}
+	writeSecret(t, token, "n3w-s3cret")
+	if _, ok := s.config(p); !ok {
+		t.Fatal("rotated secret not read")
+	}
+	nack := `Proto constraint validation failed: config { value: "{\"token\":\"old\\\"pass\\\\word\"}" } ` +
+		`raw=old"pass\word now={"token":"n3w-s3cret"}`
+	got := s.redact(nack)
+	for _, leak := range []string{"old", "pass", "n3w-s3cret"} {
+		if strings.Contains(got, leak) {
+			t.Errorf("redacted text still holds %q: %s", leak, got)
+		}
+	}
+	if !strings.Contains(got, "Proto constraint validation failed") || !strings.Contains(got, "[secret]") {
+		t.Errorf("redacted text lost its message: %s", got)
+	}
+}
