@@ -69,7 +69,8 @@ func rolloutNodes(plugin string, n int) (ids []string, chosen map[string]bool) {
 }
 
 // TestProgressiveRollout runs four real Envoys, each with a listener of its
-// own, and one plugin selecting all of them. A rollout of v01 at 50% reaches
+// own, and one plugin selecting all of them (with LDS delivery: only that
+// the rollout is refused as unsupported and changes nothing). A rollout of v01 at 50% reaches
 // exactly the two nodes the hash chooses, and status counts them. A module
 // whose VM refuses to start, rolled out next under steady traffic, is
 // refused by the chosen nodes: the rollout halts by itself, status and the
@@ -77,16 +78,22 @@ func rolloutNodes(plugin string, n int) (ids []string, chosen map[string]bool) {
 // url, and no request fails anywhere.
 func TestProgressiveRollout(t *testing.T) {
 	requireFull(t)
-	mods := smallSwapModules(t, "filters/rollout", 2)
+	for _, delivery := range []string{"ecds", "lds"} {
+		t.Run(delivery, func(t *testing.T) { progressiveRollout(t, delivery) })
+	}
+}
+
+func progressiveRollout(t *testing.T, delivery string) {
+	mods := smallSwapModules(t, "filters/rollout-"+delivery, 2)
 	bad := filepath.Join(repoRoot(), "e2e/testdata/vm-start-fails.wasm")
-	if _, err := shared.registry.pushWasmxds(nil, bad, "filters/rollout:broken"); err != nil {
+	if _, err := shared.registry.pushWasmxds(nil, bad, "filters/rollout-"+delivery+":broken"); err != nil {
 		t.Fatal(err)
 	}
 	ids, chosen := rolloutNodes("canary", 4)
 	up := startUpstream(t)
 	ports := map[string]int{}
 	p := plugin{name: "canary", url: oci(mods[0].ref)}
-	srv := startServerWith(t, serverOptions{}, func(s *server) {
+	srv := startServerWith(t, serverOptions{delivery: delivery}, func(s *server) {
 		var base []string
 		for _, id := range ids {
 			ports[id] = freePort(t)
@@ -109,6 +116,23 @@ func TestProgressiveRollout(t *testing.T) {
 	// v01 to half the fleet: the nodes the hash chooses, and only those.
 	p.rollout = map[string]any{"url": oci(mods[1].ref), "percent": 50}
 	srv.writeSpec(pluginFile, p.spec())
+	if delivery == "lds" {
+		// Envoy accepts a listener whose module then fails to start, so
+		// nothing could halt a rollout: it is not applied, and says why.
+		eventually(t, applyTimeout, func() error {
+			st, err := pluginRollout(srv, "canary")
+			if err != nil {
+				return err
+			}
+			if st.Rollout == nil || st.Rollout.State != "unsupported" {
+				return fmt.Errorf("rollout %+v, want unsupported with LDS delivery", st.Rollout)
+			}
+			return nil
+		})
+		time.Sleep(time.Second) // what a push would have changed by now
+		expectAll("v00 everywhere", func(string) string { return "v00" })
+		return
+	}
 	expectAll("v01 on the chosen half", func(id string) string {
 		if chosen[id] {
 			return "v01"
@@ -142,7 +166,7 @@ func TestProgressiveRollout(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // traffic from before the edit
 	start := time.Now()
-	p.rollout = map[string]any{"url": oci("filters/rollout:broken"), "percent": 50}
+	p.rollout = map[string]any{"url": oci("filters/rollout-" + delivery + ":broken"), "percent": 50}
 	srv.writeSpec(pluginFile, p.spec())
 	var halted rolloutStatus
 	eventually(t, 30*time.Second, func() error {
@@ -151,7 +175,15 @@ func TestProgressiveRollout(t *testing.T) {
 			return err
 		}
 		if st.Rollout == nil || st.Rollout.State != "halted" || st.Rollout.Halted == nil {
-			return fmt.Errorf("rollout %+v, want halted", st.Rollout)
+			var nacks []string
+			if full, err := debugStatus(srv); err == nil {
+				for _, n := range full.Nodes {
+					if n.LastNack != nil {
+						nacks = append(nacks, n.ID+": "+n.LastNack.Error)
+					}
+				}
+			}
+			return fmt.Errorf("rollout %+v, want halted; NACKs: %q", st.Rollout, nacks)
 		}
 		halted = st
 		return nil
@@ -186,13 +218,22 @@ func TestProgressiveRollout(t *testing.T) {
 			}
 		}
 	}
-	st, err := pluginRollout(srv, "canary")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if i := slices.IndexFunc(st.Modules, func(m moduleCount) bool { return m.SHA256 == st.SHA256 }); i < 0 || st.Modules[i].Running != len(ids) {
-		t.Errorf("after the halt, modules %+v, want all %d nodes running %s", st.Modules, len(ids), st.SHA256)
-	}
+	eventually(t, 10*time.Second, func() error {
+		st, err := pluginRollout(srv, "canary")
+		if err != nil {
+			return err
+		}
+		if i := slices.IndexFunc(st.Modules, func(m moduleCount) bool { return m.SHA256 == st.SHA256 }); i < 0 ||
+			st.Modules[i].Running != len(ids) {
+			plugins := map[string]map[string]nodePlugin{}
+			for _, id := range ids {
+				plugins[id], _ = nodePlugins(srv, id)
+			}
+			return fmt.Errorf("after the halt, modules %+v, want all %d nodes running %s; nodes: %+v",
+				st.Modules, len(ids), st.SHA256, plugins)
+		}
+		return nil
+	})
 	if !strings.Contains(halted.Rollout.Halted.Reason, "VM") {
 		t.Errorf("halt reason %q does not say the VM failed", halted.Rollout.Halted.Reason)
 	}

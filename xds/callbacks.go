@@ -174,9 +174,6 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		if isECDS && s.ecdsNack(nodeID, group, nack) {
 			return nack.Version, nil
 		}
-		if typeURL == resource.ListenerType {
-			s.listenerRejected(nodeID, group, nack)
-		}
 		s.tracker.setLastNack(nodeID, nack)
 		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		s.log.Warn("envoy rejected configuration", "node", nodeID, "type", typeLabel(typeURL),

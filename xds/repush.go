@@ -228,7 +228,9 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 		"plugin", plugin, "sha256", e.sha, "reason", v.reason)
 	var siblings []string
 	s.mu.Lock()
-	if g != nil {
+	// A refusal that arrives after the module left the Input (a rollout
+	// halted meanwhile) needs no recording: nobody is sent it any more.
+	if g != nil && s.input != nil && inputCarries(*s.input, plugin, e.sha) {
 		byPlugin := s.refusals[g.labelsKey]
 		if byPlugin == nil {
 			byPlugin = map[string]map[string]bool{}
@@ -505,25 +507,4 @@ func withAttempt(e *corev3.TypedExtensionConfig, attempt int) *corev3.TypedExten
 		return e
 	}
 	return &corev3.TypedExtensionConfig{Name: e.Name, TypedConfig: cfg}
-}
-
-// listenerRejected reports, for a NACK of listeners (LDS delivery, where
-// Wasm filters are inline) that names a plugin whose rollout module the
-// node's group is sent, that the node did not take the module.
-func (s *Server) listenerRejected(nodeID, group string, nack *Nack) {
-	m := createFailure.FindStringSubmatch(nack.Error)
-	if m == nil || s.onFailed == nil {
-		return
-	}
-	plugin := m[1]
-	s.mu.Lock()
-	g, in := s.groups[group], s.input
-	var sha string
-	if g != nil && in != nil && in.Delivery == DeliveryLDS && in.waitsForRollout(g.bucket, plugin) {
-		sha = in.Rollouts[plugin].Module.SHA256
-	}
-	s.mu.Unlock()
-	if sha != "" {
-		s.onFailed(nodeID, plugin, sha, "Envoy rejected the listener carrying the module: "+nack.Error)
-	}
 }

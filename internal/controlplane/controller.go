@@ -146,7 +146,7 @@ func (c *controller) onChange(st *catalog.State) {
 	keep := make(map[string]bool, len(st.Plugins))
 	for _, p := range st.Plugins {
 		keep[p.Name] = true
-		if p.Rollout.Active(p.URL) {
+		if p.Rollout.Active(p.URL) && c.opts.Delivery != xds.DeliveryLDS {
 			keep[rolloutKey(p.Name)] = true
 		}
 	}

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -115,7 +116,8 @@ func resolved(name string) func(xds.Input) bool {
 
 func newTestController(t *testing.T, mods *fakeModules, opts controllerOptions) (*controller, *fakeSink) {
 	sink := &fakeSink{inputs: make(chan xds.Input, 64)}
-	opts.Modules, opts.Server, opts.Advertise, opts.Delivery = mods, sink, "http://cp:18080", xds.DeliveryLDS
+	opts.Modules, opts.Server, opts.Advertise = mods, sink, "http://cp:18080"
+	opts.Delivery = cmp.Or(opts.Delivery, xds.DeliveryLDS)
 	c := newController(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"github.com/wasmxds/wasmxds/xds"
 	"time"
 )
 
@@ -96,7 +97,8 @@ func (c *controller) warm() bool {
 		return r != nil && (r.done || (r.module != nil && r.moduleKey == r.key))
 	}
 	for _, p := range c.state.Plugins {
-		if !resolved(p.Name) || (p.Rollout.Active(p.URL) && !resolved(rolloutKey(p.Name))) {
+		rollout := p.Rollout.Active(p.URL) && c.opts.Delivery != xds.DeliveryLDS
+		if !resolved(p.Name) || (rollout && !resolved(rolloutKey(p.Name))) {
 			return false
 		}
 	}

@@ -20,7 +20,15 @@ const (
 	RolloutHalted   = "halted"   // a chosen node refused it; chosen nodes went back to url
 	RolloutPaused   = "paused"   // percent is 0
 	RolloutPromoted = "promoted" // rollout.url is url: every node runs it
+	// RolloutUnsupported: serve --filter-delivery lds. Envoy ACKs a
+	// listener whose Wasm module then fails to start, so nothing could
+	// halt the rollout; it is not applied.
+	RolloutUnsupported = "unsupported"
 )
+
+// errRolloutNeedsECDS is why a rollout is not applied with LDS delivery.
+const errRolloutNeedsECDS = "rollouts need ECDS delivery (serve --filter-delivery ecds, the default): with lds, " +
+	"Envoy accepts a listener whose module then fails to start, so a failing rollout could not be halted"
 
 // rolloutKey is the controller's resolution key of a plugin's rollout
 // module: '@' cannot appear in a plugin name.
@@ -50,7 +58,7 @@ type halt struct {
 // rolloutJobLocked is the resolution a plugin's active rollout needs, if
 // any, like jobsLocked's for the plugin's own module.
 func (c *controller) rolloutJobLocked(p catalog.Plugin, resync bool, now time.Time) (pullJob, bool) {
-	if !p.Rollout.Active(p.URL) {
+	if !p.Rollout.Active(p.URL) || c.opts.Delivery == xds.DeliveryLDS {
 		return pullJob{}, false
 	}
 	ro := p.Rollout
@@ -69,7 +77,7 @@ func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.
 	live := map[string]bool{}
 	pushed := map[string]rolloutPush{}
 	for _, p := range c.state.Plugins {
-		if !p.Rollout.Active(p.URL) {
+		if !p.Rollout.Active(p.URL) || c.opts.Delivery == xds.DeliveryLDS {
 			continue
 		}
 		live[p.Name] = true
@@ -189,6 +197,8 @@ func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
 		rep.State = RolloutPromoted
 	case ro.Percent == 0:
 		rep.State = RolloutPaused
+	case c.opts.Delivery == xds.DeliveryLDS:
+		rep.State, rep.Error = RolloutUnsupported, errRolloutNeedsECDS
 	case halted && h.Spec == rolloutSpec(ro):
 		rep.State = RolloutHalted
 		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At}
@@ -218,12 +228,13 @@ type rolloutCollector struct {
 func newRolloutCollector(c *controller) *rolloutCollector {
 	return &rolloutCollector{c: c,
 		state: prometheus.NewDesc("wasmxds_rollout_state",
-			"1 for the state each plugin's rollout is in (active, pending, failed, halted, paused, promoted).",
+			"1 for the state each plugin's rollout is in (active, pending, failed, halted, paused, promoted, unsupported).",
 			[]string{"plugin", "state"}, nil),
 		halts: prometheus.NewDesc("wasmxds_rollout_halts_total",
 			"Rollouts halted because a chosen node refused the rollout module, per plugin since start.",
 			[]string{"plugin"}, nil),
-		states: []string{RolloutActive, RolloutPending, RolloutFailed, RolloutHalted, RolloutPaused, RolloutPromoted},
+		states: []string{RolloutActive, RolloutPending, RolloutFailed, RolloutHalted, RolloutPaused, RolloutPromoted,
+			RolloutUnsupported},
 	}
 }
 

@@ -39,7 +39,7 @@ func TestRolloutIsPushedOnceResolved(t *testing.T) {
 	gate := make(chan struct{})
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"},
 		gates: map[string]chan struct{}{"oci://r/auth:v2": gate}}
-	c, sink := newTestController(t, mods, controllerOptions{})
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS})
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 30)))
 	sink.until(t, "v1 with no rollout while v2 is pulled", noRollout)
 	if rep := c.pluginReports()[0].Rollout; rep == nil || rep.State != RolloutPending || rep.Percent != 30 {
@@ -77,7 +77,7 @@ func TestRolloutIsPushedOnceResolved(t *testing.T) {
 // module is untouched.
 func TestUnresolvableRolloutReachesNobody(t *testing.T) {
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1"}}
-	c, sink := newTestController(t, mods, controllerOptions{})
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS})
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:missing", 50)))
 	waitUntil(t, "the rollout to fail", func() bool { return c.pluginReports()[0].Rollout.State == RolloutFailed })
 	c.trigger()
@@ -93,7 +93,7 @@ func TestUnresolvableRolloutReachesNobody(t *testing.T) {
 func TestRefusedRolloutHaltsUntilEdited(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "plugins.json")
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
-	c, sink := newTestController(t, mods, controllerOptions{StateFile: state})
+	c, sink := newTestController(t, mods, controllerOptions{StateFile: state, Delivery: xds.DeliveryECDS})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(newRolloutCollector(c))
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
@@ -131,7 +131,7 @@ wasmxds_rollout_halts_total{plugin="auth"} 1
 		return err == nil && strings.Contains(string(b), "haltedRollouts")
 	})
 	mods2 := &fakeModules{sums: mods.sums, cached: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
-	c2, sink2 := newTestController(t, mods2, controllerOptions{StateFile: state})
+	c2, sink2 := newTestController(t, mods2, controllerOptions{StateFile: state, Delivery: xds.DeliveryECDS})
 	c2.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
 	sink2.until(t, "v1 alone after the restart", noRollout)
 	if rep := c2.pluginReports()[0].Rollout; rep.State != RolloutHalted {
@@ -196,7 +196,7 @@ func TestLateRefusalOfAnEarlierRolloutModuleHaltsNothing(t *testing.T) {
 	gate := make(chan struct{})
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2", "oci://r/auth:v3": "c3"},
 		gates: map[string]chan struct{}{"oci://r/auth:v3": gate}}
-	c, sink := newTestController(t, mods, controllerOptions{})
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS})
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
 	sink.until(t, "the v2 rollout", withRollout("b2", 50))
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v3", 50)))
@@ -214,7 +214,7 @@ func TestLateRefusalOfAnEarlierRolloutModuleHaltsNothing(t *testing.T) {
 func TestRestartKeepsTheRolloutModuleWhilePulling(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "plugins.json")
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
-	c, sink := newTestController(t, mods, controllerOptions{StateFile: state})
+	c, sink := newTestController(t, mods, controllerOptions{StateFile: state, Delivery: xds.DeliveryECDS})
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
 	sink.until(t, "the rollout", withRollout("b2", 50))
 	waitUntil(t, "the rollout module recorded", func() bool {
@@ -228,7 +228,7 @@ func TestRestartKeepsTheRolloutModuleWhilePulling(t *testing.T) {
 		gates: map[string]chan struct{}{"oci://r/auth:v1": gate, "oci://r/auth:v2": gate}}
 	// Neither reference is answered from the cache index: both pulls hang.
 	restarted.cached = map[string]string{"file:///nothing": "a1", "file:///nothing-either": "b2"}
-	c2, sink2 := newTestController(t, restarted, controllerOptions{StateFile: state})
+	c2, sink2 := newTestController(t, restarted, controllerOptions{StateFile: state, Delivery: xds.DeliveryECDS})
 	c2.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
 	in := sink2.until(t, "a push", func(xds.Input) bool { return true })
 	if !withRollout("b2", 50)(in) {
@@ -239,7 +239,7 @@ func TestRestartKeepsTheRolloutModuleWhilePulling(t *testing.T) {
 // Moving the rollout's tag to a new module re-arms a halted rollout.
 func TestMovedRolloutTagReArmsIt(t *testing.T) {
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:canary": "b2"}}
-	c, sink := newTestController(t, mods, controllerOptions{})
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS})
 	p := rolloutPlugin("oci://r/auth:canary", 50)
 	p.PullPolicy = catalog.PullAlways
 	c.onChange(plugins(p))
@@ -253,4 +253,24 @@ func TestMovedRolloutTagReArmsIt(t *testing.T) {
 	c.resynced()
 	c.early <- struct{}{}
 	sink.until(t, "the new module rolled out", withRollout("c3", 50))
+}
+
+// With LDS delivery a rollout is not applied (Envoy would not report a
+// module that fails to start): status says why, nothing is pulled.
+func TestRolloutNeedsECDS(t *testing.T) {
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryLDS})
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 50)))
+	sink.until(t, "v1 alone", noRollout)
+	rep := c.pluginReports()[0].Rollout
+	if rep.State != RolloutUnsupported || !strings.Contains(rep.Error, "--filter-delivery ecds") {
+		t.Errorf("rollout with LDS delivery: %+v", rep)
+	}
+	mods.mu.Lock()
+	defer mods.mu.Unlock()
+	for _, r := range mods.requests {
+		if r.URL == "oci://r/auth:v2" {
+			t.Errorf("the rollout module was pulled with LDS delivery")
+		}
+	}
 }
