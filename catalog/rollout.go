@@ -79,6 +79,11 @@ func sameTrust(spec *fields, pl *Plugin, ref modref.Ref, n *yaml.Node) bool {
 		return false
 	}
 	secretHost, ok := modref.PullSecretRegistry(pl.PullSecret)
+	if ok && ref.Kind != modref.KindOCI && ref.Kind != modref.KindFile {
+		spec.p.add(n, "spec.rollout.url: imagePullSecret %q holds registry credentials; they are only sent to OCI "+
+			"registries, not to %s", pl.PullSecret, ref)
+		return false
+	}
 	if ok && ref.Kind == modref.KindOCI && !modref.SameRegistry(secretHost, ref.Registry) {
 		spec.p.add(n, "spec.rollout.url: imagePullSecret %q holds credentials for registry %s, not for %s",
 			pl.PullSecret, secretHost, ref.Registry)
