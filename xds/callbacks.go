@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -36,8 +38,12 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
+	var held []string
+	if req.GetVersionInfo() != "" && req.GetResponseNonce() == "" {
+		held = req.GetResourceNames() // what a node that already runs configs subscribes to
+	}
 	rejected, err := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
-		req.GetResponseNonce(), req.GetErrorDetail())
+		req.GetResponseNonce(), req.GetErrorDetail(), held)
 	if err != nil {
 		return err
 	}
@@ -55,7 +61,7 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscov
 	// Delta needs no NACK handling: the cache compares per-resource
 	// versions with what it sent, so a rejected config is not resent.
 	_, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
-		req.GetResponseNonce(), req.GetErrorDetail())
+		req.GetResponseNonce(), req.GetErrorDetail(), slices.Collect(maps.Keys(req.GetInitialResourceVersions())))
 	return err
 }
 
@@ -156,11 +162,15 @@ func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why e
 
 // onRequest records an ACK or NACK; for a NACK it returns the rejected
 // version when known.
-func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *rpcstatus.Status) (string, error) {
+func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *rpcstatus.Status,
+	held []string) (string, error) {
 	if err := s.attach(key, node); err != nil {
 		return "", err
 	}
 	nack, acked, nodeID, group := s.tracker.request(key, typeURL, version, nonce, errDetail)
+	if typeURL == resource.ExtensionConfigType && len(held) > 0 {
+		s.noteHeld(group, held)
+	}
 	if nonce == "" && errDetail == nil {
 		s.reportedVersion(nodeID, group, typeURL, version)
 	}

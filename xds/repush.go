@@ -447,8 +447,44 @@ func standInExtension(e *corev3.TypedExtensionConfig) *corev3.TypedExtensionConf
 // than sha: only then does a cache-miss NACK keep the running filter
 // serving while Envoy fetches the new module in the background.
 func swapping(g *group, name, sha string) bool {
-	good, ok := g.lastGood[name].newest(func(string) bool { return true })
-	return ok && good.sha != sha
+	if good, ok := g.lastGood[name].newest(func(string) bool { return true }); ok {
+		return good.sha != sha
+	}
+	// A node that came with the plugin running (say, from another
+	// replica) swaps whatever module it runs: Envoy must confirm the new
+	// one. An update that is not a swap would have it fetch the module in
+	// the background, with no word of whether it ever runs.
+	return g.held[name]
+}
+
+// noteHeld records the extension configs a node already holds on its
+// first request of a stream: for the plugins among them that this server
+// has not seen run in the group, every module sent is then a swap. The
+// group is rebuilt at once if that changes its configs, before the
+// request's watch is answered.
+func (s *Server) noteHeld(group string, names []string) {
+	s.mu.Lock()
+	g := s.groups[group]
+	changed := false
+	for _, n := range names {
+		plugin, ok := EcdsPluginName(n)
+		if g == nil || !ok || g.held[plugin] || len(g.lastGood[plugin]) > 0 {
+			continue
+		}
+		g.held[plugin], changed = true, true
+	}
+	s.mu.Unlock()
+	if !changed {
+		return
+	}
+	s.buildMu.Lock()
+	defer s.buildMu.Unlock()
+	s.mu.Lock()
+	in := s.input
+	s.mu.Unlock()
+	if in != nil {
+		s.rebuild(group, *in, s.shared)
+	}
 }
 
 // goodConfigs are a plugin's configs that nodes ACKed, newest first, one

@@ -5,7 +5,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/wasmxds/wasmxds/internal/xdstest"
@@ -301,5 +304,46 @@ func TestNackDetailIsRedacted(t *testing.T) {
 	defer mu.Unlock()
 	if len(reasons) != 1 || strings.Contains(reasons[0], "hunter2") {
 		t.Errorf("reported reasons %q", reasons)
+	}
+}
+
+// heldNackOnMiss is whether plugin p's config the fake Envoy holds asks
+// Envoy to NACK a module it has not cached.
+func heldNackOnMiss(t *testing.T, s xdstest.State) bool {
+	t.Helper()
+	a := s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix + "p")
+	ext := &corev3.TypedExtensionConfig{}
+	w := &wasmfilterv3.Wasm{}
+	if a == nil || a.UnmarshalTo(ext) != nil || ext.GetTypedConfig().UnmarshalTo(w) != nil {
+		return false
+	}
+	return w.GetConfig().GetVmConfig().GetNackOnCodeCacheMiss()
+}
+
+// A node that moves to another replica already runs the plugin there: its
+// next module is a swap Envoy must confirm (nack_on_code_cache_miss), not
+// a first module fetched in the background, although this replica never
+// saw the node run it.
+func TestNodeFromAnotherReplicaGetsSwaps(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			a, addrA, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			b, addrB, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			a.Update(deliveryInput("a"))
+			b.Update(deliveryInput("a"))
+			c := xdstest.Start(t, addrA, xdstest.Options{NodeID: "mover", Delta: m.delta,
+				Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
+			c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+			if heldNackOnMiss(t, c.State()) {
+				t.Fatalf("a first module was sent as a swap")
+			}
+			// B resolved the next module first; the node moves to it.
+			b.Update(deliveryInput("b"))
+			a.Close()
+			c.Await(t, "module b from B", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("b", 64)) })
+			if !heldNackOnMiss(t, c.State()) {
+				t.Errorf("B sent the moved node its next module as a first module (no nack_on_code_cache_miss)")
+			}
+		})
 	}
 }

@@ -127,13 +127,16 @@ type group struct {
 	retryOf   map[string]string // plugin → the module retries counts for
 	repushed  map[string]time.Time
 	lastGood  map[string]goodConfigs // plugin → the configs nodes of the group ACKed, newest first
-	family    string                 // the translation key of the last build
+	// held are plugins a node of the group already ran when it came to
+	// this server (from another replica, or before a restart).
+	held   map[string]bool
+	family string // the translation key of the last build
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
 	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
 		retryOf: map[string]string{}, repushed: map[string]time.Time{},
-		lastGood: map[string]goodConfigs{}}
+		lastGood: map[string]goodConfigs{}, held: map[string]bool{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until
@@ -374,7 +377,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	// they run (ECDS): Envoy confirms a swap before applying it, so a VM
 	// that fails halts the rollout instead of failing traffic.
 	ran := func(plugin string) bool {
-		return len(g.lastGood[plugin]) > 0 || in.Delivery != DeliveryECDS
+		return len(g.lastGood[plugin]) > 0 || g.held[plugin] || in.Delivery != DeliveryECDS
 	}
 	in, variant := in.forBucket(g.bucket, ran)
 	tk := g.labelsKey + "\x00" + variant
