@@ -2,8 +2,6 @@ package xds
 
 import (
 	"context"
-	"maps"
-	"slices"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -38,9 +36,13 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 }
 
 func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest) error {
-	var held []string
+	var held heldReport
 	if req.GetVersionInfo() != "" && req.GetResponseNonce() == "" {
-		held = req.GetResourceNames() // what a node that already runs configs subscribes to
+		// A node that already runs configs: what it subscribes to.
+		held.version, held.resources = req.GetVersionInfo(), map[string]string{}
+		for _, n := range req.GetResourceNames() {
+			held.resources[n] = ""
+		}
 	}
 	rejected, err := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
 		req.GetResponseNonce(), req.GetErrorDetail(), held)
@@ -61,7 +63,7 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscov
 	// Delta needs no NACK handling: the cache compares per-resource
 	// versions with what it sent, so a rejected config is not resent.
 	_, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
-		req.GetResponseNonce(), req.GetErrorDetail(), slices.Collect(maps.Keys(req.GetInitialResourceVersions())))
+		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: req.GetInitialResourceVersions()})
 	return err
 }
 
@@ -163,12 +165,12 @@ func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why e
 // onRequest records an ACK or NACK; for a NACK it returns the rejected
 // version when known.
 func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *rpcstatus.Status,
-	held []string) (string, error) {
+	held heldReport) (string, error) {
 	if err := s.attach(key, node); err != nil {
 		return "", err
 	}
 	nack, acked, nodeID, group := s.tracker.request(key, typeURL, version, nonce, errDetail)
-	if typeURL == resource.ExtensionConfigType && len(held) > 0 {
+	if typeURL == resource.ExtensionConfigType && len(held.resources) > 0 {
 		s.noteHeld(group, held)
 	}
 	if nonce == "" && errDetail == nil {

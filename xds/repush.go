@@ -2,7 +2,9 @@ package xds
 
 import (
 	"context"
+
 	"fmt"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"net"
 	"regexp"
 	"slices"
@@ -451,27 +453,48 @@ func swapping(g *group, name, sha string) bool {
 		return good.sha != sha
 	}
 	// A node that came with the plugin running (say, from another
-	// replica) swaps whatever module it runs: Envoy must confirm the new
-	// one. An update that is not a swap would have it fetch the module in
-	// the background, with no word of whether it ever runs.
-	return g.held[name]
+	// replica) swaps the module it runs for any other: Envoy must confirm
+	// the new one. An update that is not a swap would have it fetch the
+	// module in the background, with no word of whether it ever runs.
+	held, ok := g.held[name]
+	return ok && held != sha
 }
 
-// noteHeld records the extension configs a node already holds on its
-// first request of a stream: for the plugins among them that this server
-// has not seen run in the group, every module sent is then a swap. The
-// group is rebuilt at once if that changes its configs, before the
-// request's watch is answered.
-func (s *Server) noteHeld(group string, names []string) {
+// heldUnknown is a held plugin whose module this server cannot tell.
+const heldUnknown = "?"
+
+// heldReport is what a node reports holding on its first request of
+// extension configs on a stream: the state-of-the-world version and the
+// names it subscribes to, or (delta) each resource's version.
+type heldReport struct {
+	version   string
+	resources map[string]string
+}
+
+// noteHeld records the plugins a node already runs when it comes to this
+// server, and with which module when the version it reports is one this
+// server built: for plugins this server has not seen run in the group,
+// a different module is then sent as a swap. The group is rebuilt at
+// once, before the request's watch is answered.
+func (s *Server) noteHeld(group string, h heldReport) {
 	s.mu.Lock()
 	g := s.groups[group]
 	changed := false
-	for _, n := range names {
-		plugin, ok := EcdsPluginName(n)
-		if g == nil || !ok || g.held[plugin] || len(g.lastGood[plugin]) > 0 {
+	for name, rv := range h.resources {
+		plugin, ok := EcdsPluginName(name)
+		if g == nil || !ok || len(g.lastGood[plugin]) > 0 {
 			continue
 		}
-		g.held[plugin], changed = true, true
+		if _, known := g.held[plugin]; known {
+			continue
+		}
+		sha := heldUnknown
+		if e, ok := g.ecds[h.version][plugin]; ok && h.version != "" {
+			sha = e.sha
+		} else if e, ok := g.current[plugin]; ok && rv != "" && resourceHash(e.ext) == rv {
+			sha = e.sha
+		}
+		g.held[plugin], changed = sha, true
 	}
 	s.mu.Unlock()
 	if !changed {
@@ -485,6 +508,16 @@ func (s *Server) noteHeld(group string, names []string) {
 	if in != nil {
 		s.rebuild(group, *in, s.shared)
 	}
+}
+
+// resourceHash is a resource's version as go-control-plane's delta
+// protocol reports it.
+func resourceHash(r *corev3.TypedExtensionConfig) string {
+	b, err := cache.MarshalResource(r)
+	if err != nil {
+		return ""
+	}
+	return cache.HashResource(b)
 }
 
 // goodConfigs are a plugin's configs that nodes ACKed, newest first, one

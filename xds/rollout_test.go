@@ -347,3 +347,33 @@ func TestNodeFromAnotherReplicaGetsSwaps(t *testing.T) {
 		})
 	}
 }
+
+// A node that moves to a replica serving the same input is sent nothing
+// new (identical versions), and its next module there is still a swap.
+func TestMovedNodeKeepsItsConfigAndSwapsLater(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			a, addrA, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			b, addrB, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			a.Update(deliveryInput("a"))
+			b.Update(deliveryInput("a"))
+			c := xdstest.Start(t, addrA, xdstest.Options{NodeID: "mover", Delta: m.delta,
+				Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
+			c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+			before := c.State().Type(resource.ExtensionConfigType)
+			a.Close()
+			waitStatus(t, b, "mover", func(n NodeStatus) bool { return n.Types[resource.ListenerType].Acked != "" || m.delta })
+			time.Sleep(200 * time.Millisecond) // what B would send on the new stream
+			if after := c.State().Type(resource.ExtensionConfigType); after.Version != before.Version && !m.delta {
+				t.Errorf("moving to B changed the extension config version %s → %s", before.Version, after.Version)
+			} else if heldNackOnMiss(t, c.State()) {
+				t.Errorf("moving to B changed the extension config (now a swap of the module it runs)")
+			}
+			b.Update(deliveryInput("b"))
+			c.Await(t, "module b from B", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("b", 64)) })
+			if !heldNackOnMiss(t, c.State()) {
+				t.Errorf("B sent the moved node its next module as a first module")
+			}
+		})
+	}
+}

@@ -128,15 +128,18 @@ type group struct {
 	repushed  map[string]time.Time
 	lastGood  map[string]goodConfigs // plugin → the configs nodes of the group ACKed, newest first
 	// held are plugins a node of the group already ran when it came to
-	// this server (from another replica, or before a restart).
-	held   map[string]bool
-	family string // the translation key of the last build
+	// this server (from another replica, or over a new stream), with the
+	// module it ran, heldUnknown when that is not known here.
+	held map[string]string
+	// current is the group's extension configs as last built.
+	current map[string]ecdsEntry
+	family  string // the translation key of the last build
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
 	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
 		retryOf: map[string]string{}, repushed: map[string]time.Time{},
-		lastGood: map[string]goodConfigs{}, held: map[string]bool{}}
+		lastGood: map[string]goodConfigs{}, held: map[string]string{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until
@@ -377,7 +380,8 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	// they run (ECDS): Envoy confirms a swap before applying it, so a VM
 	// that fails halts the rollout instead of failing traffic.
 	ran := func(plugin string) bool {
-		return len(g.lastGood[plugin]) > 0 || g.held[plugin] || in.Delivery != DeliveryECDS
+		_, held := g.held[plugin]
+		return len(g.lastGood[plugin]) > 0 || held || in.Delivery != DeliveryECDS
 	}
 	in, variant := in.forBucket(g.bucket, ran)
 	tk := g.labelsKey + "\x00" + variant
@@ -407,6 +411,9 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	problems, snap, versions, err := tr.problems, b.snap, b.versions, b.err
 	s.mu.Lock()
 	g.problems = problems
+	if err == nil {
+		g.current = b.ecds
+	}
 	old, oldSetAt := g.versions, g.setAt
 	changed := err == nil && !maps.Equal(old, versions)
 	if changed {
