@@ -479,6 +479,13 @@ type heldReport struct {
 func (s *Server) noteHeld(group string, h heldReport) {
 	s.mu.Lock()
 	g := s.groups[group]
+	if g != nil && g.versions == nil {
+		// Nothing built yet to read the report against: the first build
+		// does (the server has no Input yet, say, just after a restart).
+		g.pendingHeld = append(g.pendingHeld, h)
+		s.mu.Unlock()
+		return
+	}
 	changed := false
 	for name, rv := range h.resources {
 		plugin, ok := EcdsPluginName(name)
@@ -508,6 +515,39 @@ func (s *Server) noteHeld(group string, h heldReport) {
 	if in != nil {
 		s.rebuild(group, *in, s.shared)
 	}
+}
+
+// resolvePendingHeldLocked reads the reports of nodes that came before the
+// group's first build against that build (its extension config version
+// and configs): a node reporting what the build holds runs its modules; a
+// node reporting anything else runs modules this server cannot tell, which
+// makes every module sent to the group a swap. It returns whether that
+// changes the build.
+func (s *Server) resolvePendingHeldLocked(g *group, version string, entries map[string]ecdsEntry) bool {
+	if len(g.pendingHeld) == 0 {
+		return false
+	}
+	redo := false
+	for _, h := range g.pendingHeld {
+		for name, rv := range h.resources {
+			plugin, ok := EcdsPluginName(name)
+			if !ok || len(g.lastGood[plugin]) > 0 {
+				continue
+			}
+			if _, known := g.held[plugin]; known {
+				continue
+			}
+			e, built := entries[plugin]
+			sha := heldUnknown
+			if built && ((h.version != "" && h.version == version) || (rv != "" && resourceHash(e.ext) == rv)) {
+				sha = e.sha
+			}
+			g.held[plugin] = sha
+			redo = redo || (sha == heldUnknown && built && e.sha != "")
+		}
+	}
+	g.pendingHeld = nil
+	return redo
 }
 
 // resourceHash is a resource's version as go-control-plane's delta

@@ -377,3 +377,35 @@ func TestMovedNodeKeepsItsConfigAndSwapsLater(t *testing.T) {
 		})
 	}
 }
+
+// A node that reaches a server before its first Update (a restart) and
+// runs what that Update builds is sent nothing new for its plugins.
+func TestNodeBeforeFirstUpdateKeepsItsConfig(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			a, addrA, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			b, addrB, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			a.Update(deliveryInput("a"))
+			c := xdstest.Start(t, addrA, xdstest.Options{NodeID: "early", Delta: m.delta,
+				Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
+			c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+			before := c.State().Type(resource.ExtensionConfigType)
+			a.Close()
+			waitStatus(t, b, "early", func(n NodeStatus) bool {
+				return n.Types[resource.ExtensionConfigType].Acked != "" || len(n.Types) >= 3
+			})
+			b.Update(deliveryInput("a"))
+			time.Sleep(300 * time.Millisecond) // what B sends once it has an Input
+			after := c.State().Type(resource.ExtensionConfigType)
+			if (!m.delta && after.Version != before.Version) || heldNackOnMiss(t, c.State()) {
+				t.Errorf("B changed the extension config of a node running what it builds: %s → %s (nack on miss %v)",
+					before.Version, after.Version, heldNackOnMiss(t, c.State()))
+			}
+			b.Update(deliveryInput("b"))
+			c.Await(t, "module b from B", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("b", 64)) })
+			if !heldNackOnMiss(t, c.State()) {
+				t.Errorf("B sent its next module as a first module")
+			}
+		})
+	}
+}

@@ -133,7 +133,10 @@ type group struct {
 	held map[string]string
 	// current is the group's extension configs as last built.
 	current map[string]ecdsEntry
-	family  string // the translation key of the last build
+	// pendingHeld are reports of nodes that came before the group's first
+	// build; they are read against it (see resolvePendingHeldLocked).
+	pendingHeld []heldReport
+	family      string // the translation key of the last build
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
@@ -365,6 +368,7 @@ type built struct {
 // keeps serving. shared, if not nil, holds the work done for the same
 // Input so far. The caller holds buildMu.
 func (s *Server) rebuild(key string, in Input, shared *buildCache) {
+	orig := in
 	start := time.Now()
 	s.mu.Lock()
 	g := s.groups[key]
@@ -410,6 +414,13 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	}
 	problems, snap, versions, err := tr.problems, b.snap, b.versions, b.err
 	s.mu.Lock()
+	if err == nil && s.resolvePendingHeldLocked(g, versions[resource.ExtensionConfigType], b.ecds) {
+		// A node that came first runs a module this build would send it
+		// as a first module: build again, sending it as a swap.
+		s.mu.Unlock()
+		s.rebuild(key, orig, shared)
+		return
+	}
 	g.problems = problems
 	if err == nil {
 		g.current = b.ecds
