@@ -166,6 +166,7 @@ func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why e
 // version when known.
 func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *rpcstatus.Status,
 	held heldReport) (string, error) {
+	s.awaitFirstUpdate()
 	if err := s.attach(key, node); err != nil {
 		return "", err
 	}

@@ -390,12 +390,21 @@ func TestNodeBeforeFirstUpdateKeepsItsConfig(t *testing.T) {
 				Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
 			c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
 			before := c.State().Type(resource.ExtensionConfigType)
+			responses := map[string]int{}
+			for _, typeURL := range []string{resource.ClusterType, resource.ListenerType, resource.ExtensionConfigType} {
+				responses[typeURL] = c.State().Type(typeURL).Responses
+			}
 			a.Close()
-			waitStatus(t, b, "early", func(n NodeStatus) bool {
-				return n.Types[resource.ExtensionConfigType].Acked != "" || len(n.Types) >= 3
-			})
+			time.Sleep(300 * time.Millisecond) // the node reaches B, which has no Input yet
 			b.Update(deliveryInput("a"))
-			time.Sleep(300 * time.Millisecond) // what B sends once it has an Input
+			if !m.delta {
+				// A state-of-the-world node is answered on its new stream
+				// for every type, though it already holds the versions.
+				for typeURL, n := range responses {
+					c.Await(t, "an answer from B for "+typeURL, func(s xdstest.State) bool { return s.Type(typeURL).Responses > n })
+				}
+			}
+			time.Sleep(300 * time.Millisecond) // anything else B would send
 			after := c.State().Type(resource.ExtensionConfigType)
 			if (!m.delta && after.Version != before.Version) || heldNackOnMiss(t, c.State()) {
 				t.Errorf("B changed the extension config of a node running what it builds: %s → %s (nack on miss %v)",

@@ -70,6 +70,13 @@ type Server struct {
 	cache       cache.SnapshotCache
 	xds         serverv3.Server
 	cancel      context.CancelFunc
+	done        <-chan struct{} // closed by Close
+	// updated is closed when the first Update is done: requests wait for
+	// it, so that no watch is opened before its group has a snapshot (a
+	// watch whose node already holds the versions the first snapshot
+	// brings would never be answered).
+	updated     chan struct{}
+	updatedOnce sync.Once
 	tracker     *tracker
 	authorize   AuthorizeFunc
 	onUnknown   func(nodeID, typeURL, version string)
@@ -175,7 +182,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.repush = newRepusher(s.repushPlugin)
 	metrics.watchPlugins(s.deliveries)
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.cancel, s.done, s.updated = cancel, ctx.Done(), make(chan struct{})
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger(logger))
 	// Ordered ADS sends a SotW update's types in dependency order (clusters
 	// before the listeners and routes that use them) instead of whichever
@@ -286,6 +293,7 @@ func (s *Server) Update(in Input) {
 	s.ready = true
 	s.forgetFamiliesLocked()
 	s.mu.Unlock()
+	s.updatedOnce.Do(func() { close(s.updated) })
 }
 
 // Problems returns the translation problems of every known group, without
@@ -308,6 +316,26 @@ func (s *Server) Problems() []Problem {
 			cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Message, b.Message))
 	})
 	return out
+}
+
+// firstUpdateWait bounds how long a request waits for the first Update.
+const firstUpdateWait = 30 * time.Second
+
+// awaitFirstUpdate holds a request until the server has its first Input
+// (just after a start, say), the server closes, or firstUpdateWait passed.
+func (s *Server) awaitFirstUpdate() {
+	select {
+	case <-s.updated:
+		return
+	default:
+	}
+	t := time.NewTimer(firstUpdateWait)
+	defer t.Stop()
+	select {
+	case <-s.updated:
+	case <-s.done:
+	case <-t.C:
+	}
 }
 
 // ensureGroup builds a group's first snapshot when a node with a new label
