@@ -44,10 +44,21 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 			held.resources[n] = ""
 		}
 	}
-	rejected, err := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
+	rejected, group, err := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
 		req.GetResponseNonce(), req.GetErrorDetail(), held)
 	if err != nil {
 		return err
+	}
+	if rejected == "" && req.GetVersionInfo() != "" {
+		if c.s.unbuilt(group) {
+			// The watch opens before the group's first snapshot, and the
+			// cache answers a snapshot only where the version differs
+			// from the one the request reports: a returning node that
+			// holds the first snapshot's versions would never be
+			// answered. Asking as a node that holds nothing gets it the
+			// snapshot (the same versions: nothing changes in Envoy).
+			req.VersionInfo = ""
+		}
 	}
 	if rejected != "" {
 		// A SotW NACK carries the last accepted version, which differs from
@@ -62,7 +73,7 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
 	// Delta needs no NACK handling: the cache compares per-resource
 	// versions with what it sent, so a rejected config is not resent.
-	_, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
+	_, _, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
 		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: req.GetInitialResourceVersions()})
 	return err
 }
@@ -165,10 +176,9 @@ func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why e
 // onRequest records an ACK or NACK; for a NACK it returns the rejected
 // version when known.
 func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *rpcstatus.Status,
-	held heldReport) (string, error) {
-	s.awaitFirstUpdate()
+	held heldReport) (rejected, group string, err error) {
 	if err := s.attach(key, node); err != nil {
-		return "", err
+		return "", "", err
 	}
 	nack, acked, nodeID, group := s.tracker.request(key, typeURL, version, nonce, errDetail)
 	if typeURL == resource.ExtensionConfigType && len(held.resources) > 0 {
@@ -185,13 +195,13 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 			nack.Error = s.redact(nack.Error)
 		}
 		if isECDS && s.ecdsNack(nodeID, group, nack) {
-			return nack.Version, nil
+			return nack.Version, group, nil
 		}
 		s.tracker.setLastNack(nodeID, nack)
 		s.metrics.nacks.WithLabelValues(typeLabel(typeURL)).Inc()
 		s.log.Warn("envoy rejected configuration", "node", nodeID, "type", typeLabel(typeURL),
 			"version", nack.Version, "error", oneLine(nack.Error))
-		return nack.Version, nil
+		return nack.Version, group, nil
 	}
 	if acked != nil {
 		if isECDS {
@@ -199,7 +209,7 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		}
 		s.observeConvergence(acked)
 	}
-	return "", nil
+	return "", group, nil
 }
 
 // onResponse records a response about to be sent; one on a revoked stream

@@ -70,13 +70,6 @@ type Server struct {
 	cache       cache.SnapshotCache
 	xds         serverv3.Server
 	cancel      context.CancelFunc
-	done        <-chan struct{} // closed by Close
-	// updated is closed when the first Update is done: requests wait for
-	// it, so that no watch is opened before its group has a snapshot (a
-	// watch whose node already holds the versions the first snapshot
-	// brings would never be answered).
-	updated     chan struct{}
-	updatedOnce sync.Once
 	tracker     *tracker
 	authorize   AuthorizeFunc
 	onUnknown   func(nodeID, typeURL, version string)
@@ -182,7 +175,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.repush = newRepusher(s.repushPlugin)
 	metrics.watchPlugins(s.deliveries)
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel, s.done, s.updated = cancel, ctx.Done(), make(chan struct{})
+	s.cancel = cancel
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger(logger))
 	// Ordered ADS sends a SotW update's types in dependency order (clusters
 	// before the listeners and routes that use them) instead of whichever
@@ -283,6 +276,7 @@ func (s *Server) Update(in Input) {
 	s.input = &in
 	s.dropIdleGroupsLocked(time.Now())
 	s.liftRefusalsLocked(in)
+	s.pruneHeldLocked(in)
 	keys := slices.Sorted(maps.Keys(s.groups))
 	s.mu.Unlock()
 	s.shared = newBuildCache()
@@ -293,7 +287,6 @@ func (s *Server) Update(in Input) {
 	s.ready = true
 	s.forgetFamiliesLocked()
 	s.mu.Unlock()
-	s.updatedOnce.Do(func() { close(s.updated) })
 }
 
 // Problems returns the translation problems of every known group, without
@@ -318,24 +311,13 @@ func (s *Server) Problems() []Problem {
 	return out
 }
 
-// firstUpdateWait bounds how long a request waits for the first Update.
-const firstUpdateWait = 30 * time.Second
-
-// awaitFirstUpdate holds a request until the server has its first Input
-// (just after a start, say), the server closes, or firstUpdateWait passed.
-func (s *Server) awaitFirstUpdate() {
-	select {
-	case <-s.updated:
-		return
-	default:
-	}
-	t := time.NewTimer(firstUpdateWait)
-	defer t.Stop()
-	select {
-	case <-s.updated:
-	case <-s.done:
-	case <-t.C:
-	}
+// unbuilt reports whether a group has no snapshot yet (the server has no
+// Input yet, just after a start, say).
+func (s *Server) unbuilt(group string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[group]
+	return g != nil && g.versions == nil
 }
 
 // ensureGroup builds a group's first snapshot when a node with a new label
@@ -442,7 +424,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	}
 	problems, snap, versions, err := tr.problems, b.snap, b.versions, b.err
 	s.mu.Lock()
-	if err == nil && s.resolvePendingHeldLocked(g, versions[resource.ExtensionConfigType], b.ecds) {
+	if err == nil && s.resolvePendingHeldLocked(g, orig, versions[resource.ExtensionConfigType], b.ecds) {
 		// A node that came first runs a module this build would send it
 		// as a first module: build again, sending it as a swap.
 		s.mu.Unlock()
