@@ -320,6 +320,20 @@ func heldNackOnMiss(t *testing.T, s xdstest.State) bool {
 	return w.GetConfig().GetVmConfig().GetNackOnCodeCacheMiss()
 }
 
+// onReplicaA starts replicas A (with module a for plugin p) and B (with no
+// Input yet) and a node on A that resumes on B when A goes, once it holds
+// module a.
+func onReplicaA(t *testing.T, nodeID string, delta bool) (a, b *Server, c *xdstest.Client) {
+	t.Helper()
+	a, addrA, _ := startServerTranslating(t, ServerOptions{}, Translate)
+	b, addrB, _ := startServerTranslating(t, ServerOptions{}, Translate)
+	a.Update(deliveryInput("a"))
+	c = xdstest.Start(t, addrA, xdstest.Options{NodeID: nodeID, Delta: delta,
+		Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
+	c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+	return a, b, c
+}
+
 // A node that moves to another replica already runs the plugin there: its
 // next module is a swap Envoy must confirm (nack_on_code_cache_miss), not
 // a first module fetched in the background, although this replica never
@@ -327,13 +341,8 @@ func heldNackOnMiss(t *testing.T, s xdstest.State) bool {
 func TestNodeFromAnotherReplicaGetsSwaps(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			a, addrA, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			b, addrB, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			a.Update(deliveryInput("a"))
+			a, b, c := onReplicaA(t, "mover", m.delta)
 			b.Update(deliveryInput("a"))
-			c := xdstest.Start(t, addrA, xdstest.Options{NodeID: "mover", Delta: m.delta,
-				Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
-			c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
 			if heldNackOnMiss(t, c.State()) {
 				t.Fatalf("a first module was sent as a swap")
 			}
@@ -353,13 +362,8 @@ func TestNodeFromAnotherReplicaGetsSwaps(t *testing.T) {
 func TestMovedNodeKeepsItsConfigAndSwapsLater(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			a, addrA, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			b, addrB, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			a.Update(deliveryInput("a"))
+			a, b, c := onReplicaA(t, "mover", m.delta)
 			b.Update(deliveryInput("a"))
-			c := xdstest.Start(t, addrA, xdstest.Options{NodeID: "mover", Delta: m.delta,
-				Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
-			c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
 			before := c.State().Type(resource.ExtensionConfigType)
 			a.Close()
 			waitStatus(t, b, "mover", func(n NodeStatus) bool { return n.Types[resource.ListenerType].Acked != "" || m.delta })
@@ -383,12 +387,7 @@ func TestMovedNodeKeepsItsConfigAndSwapsLater(t *testing.T) {
 func TestNodeBeforeFirstUpdateKeepsItsConfig(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			a, addrA, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			b, addrB, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			a.Update(deliveryInput("a"))
-			c := xdstest.Start(t, addrA, xdstest.Options{NodeID: "early", Delta: m.delta,
-				Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
-			c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+			a, b, c := onReplicaA(t, "early", m.delta)
 			before := c.State().Type(resource.ExtensionConfigType)
 			responses := map[string]int{}
 			for _, typeURL := range []string{resource.ClusterType, resource.ListenerType, resource.ExtensionConfigType} {
