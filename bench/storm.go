@@ -3,13 +3,10 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -273,27 +270,12 @@ func (w *WasmxdsProc) Restart() error {
 
 // connected returns nil once the server reports n nodes connected.
 func (w *WasmxdsProc) connected(n int) error {
-	resp, err := http.Get("http://" + w.AdminAddr + "/metrics")
+	got, err := testproc.Metric("http://"+w.AdminAddr+"/metrics", "wasmxds_xds_connected_nodes")
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+	if int(got) != n {
+		return fmt.Errorf("%v of %d nodes connected", got, n)
 	}
-	const metric = "wasmxds_xds_connected_nodes "
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, metric); ok {
-			got, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return err
-			}
-			if int(got) != n {
-				return fmt.Errorf("%v of %d nodes connected", got, n)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("no %s in /metrics", strings.TrimSpace(metric))
+	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/wasmxds/wasmxds/internal/faultproxy"
+	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
 // faultyRegistry is the shared registry seen through a fault-injecting
@@ -490,28 +491,14 @@ func TestFaultCorruptCachedModule(t *testing.T) {
 
 // metricAtLeast checks a sample of /metrics.
 func metricAtLeast(s *server, sample string, min float64) error {
-	resp, err := http.Get(s.url("/metrics"))
+	got, err := testproc.Metric(s.url("/metrics"), sample)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
+	if got < min {
+		return fmt.Errorf("%s = %v, want at least %v", sample, got, min)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			var got float64
-			if _, err := fmt.Sscan(v, &got); err != nil {
-				return err
-			}
-			if got < min {
-				return fmt.Errorf("%s = %v, want at least %v", sample, got, min)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("no %s in /metrics", sample)
+	return nil
 }
 
 // readyz returns /readyz's status code and body.

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -124,4 +126,30 @@ func FreeAddr() (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), nil
+}
+
+// Metric reads one sample of a Prometheus text endpoint (e.g. the admin
+// listener's /metrics): sample is the metric name with its labels as the
+// endpoint writes them, such as `wasmxds_xds_connected_nodes` or
+// `wasmxds_rollout_state{plugin="p",state="halted"}`.
+func Metric(url, sample string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", url, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			got, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s in %s: %w", sample, url, err)
+			}
+			return got, nil
+		}
+	}
+	return 0, fmt.Errorf("no %s in %s", sample, url)
 }
