@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"slices"
 	"strconv"
 	"time"
 
@@ -110,7 +109,7 @@ func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.
 		}
 	}
 	for name := range c.halts {
-		if !slices.ContainsFunc(c.state.Plugins, func(p catalog.Plugin) bool { return p.Name == name }) {
+		if _, ok := in.Modules[name]; !ok { // every plugin of the state has an entry
 			delete(c.halts, name)
 		}
 	}
