@@ -154,6 +154,9 @@ func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
 	defer s.authMu.RUnlock()
 	identity, pending, ended := s.tracker.pending(key)
 	if !pending {
+		if ended == nil {
+			return nil, s.keepBinding(key, identity, node)
+		}
 		return nil, ended
 	}
 	if s.authorize != nil {

@@ -1,0 +1,75 @@
+package xds
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+)
+
+// A stream is bound to the node of its first request. go-control-plane
+// serves each request for the node that request names, so a client
+// admitted as one node could otherwise ask as another (one its identity is
+// not granted) on the same stream and receive that node's configuration.
+// Envoy sends the same node on every request of a stream, or none after
+// the first; any other node ends the stream.
+
+// keepBinding checks a later request's node against the node its stream
+// was admitted as. A request without a node is the bound node's. A node
+// whose id, cluster or labels differ ends the stream with PermissionDenied,
+// recorded as a refusal naming both nodes.
+func (s *Server) keepBinding(key streamKey, identity string, node *corev3.Node) error {
+	if node == nil {
+		return nil
+	}
+	bound := s.tracker.boundNode(key)
+	if bound == nil || sameNode(bound, node) {
+		return nil
+	}
+	why := fmt.Errorf("the stream was admitted as node %q (cluster %q, labels %v) and then asked as node %q (cluster %q, labels %v): "+
+		"a stream serves the node of its first request only", bound.GetId(), bound.GetCluster(), labelsOf(bound),
+		node.GetId(), node.GetCluster(), labelsOf(node))
+	end := s.refuse(key, identity, node, why)
+	s.tracker.revoke(key, end)
+	return end
+}
+
+// sameNode reports whether two requests name the same node: the same id,
+// cluster and labels (the labels that select its configuration, including
+// those selectors ignore).
+func sameNode(a, b *corev3.Node) bool {
+	if a.GetId() != b.GetId() || a.GetCluster() != b.GetCluster() {
+		return false
+	}
+	la, ia := nodeLabels(a)
+	lb, ib := nodeLabels(b)
+	return maps.Equal(la, lb) && slices.Equal(ia, ib)
+}
+
+func labelsOf(n *corev3.Node) map[string]string {
+	l, _ := nodeLabels(n)
+	return l
+}
+
+// boundNode is the node a stream attached as, nil before its first request
+// or for an unknown stream.
+func (t *tracker) boundNode(key streamKey) *corev3.Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.streams[key]; st != nil && st.attached {
+		return st.node
+	}
+	return nil
+}
+
+// revoke ends a stream at once with end, when the gRPC server has the
+// interceptor; without it the stream ends as its callback returns end.
+func (t *tracker) revoke(key streamKey, end error) {
+	t.mu.Lock()
+	st := t.streams[key]
+	t.mu.Unlock()
+	if st != nil && st.stream != nil {
+		st.stream.revoke(end)
+	}
+}
