@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -422,5 +423,80 @@ func TestNilLoggerDiscards(t *testing.T) {
 	}
 	if f.log.Handler().Enabled(context.Background(), slog.LevelError) {
 		t.Error("a nil Logger logs")
+	}
+}
+
+// corruptByteKeepingStat alters one byte of a file in place and restores
+// its mtime: the change a stat cannot see (bit rot, an edit that kept the
+// time).
+func corruptByteKeepingStat(t *testing.T, path string) {
+	t.Helper()
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corruptByte(t, path)
+	if err := os.Chtimes(path, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil || !sameFile(before, after) {
+		t.Fatalf("the altered file looks changed to a stat (%v): the test needs it not to", err)
+	}
+}
+
+// A module file altered in place with its size and mtime kept, after it was
+// served and verified once, is never sent whole: a GET is cut before its
+// last bytes, a range request is refused, and the module is quarantined
+// and pulled again.
+func TestModuleAlteredInPlaceIsNeverServedWhole(t *testing.T) {
+	for _, ranged := range []bool{false, true} {
+		t.Run(map[bool]string{false: "whole", true: "range"}[ranged], func(t *testing.T) {
+			tr := newTestRegistry(t)
+			module := validModule(t)
+			tr.pushWasm(t, "filters/rot:v1", module)
+			url := tr.ref("filters/rot:v1")
+			var lost lostRecorder
+			f := newTestFetcher(t, t.TempDir(), func(o *Options) { o.OnModuleLost = lost.hook })
+			m := mustResolve(t, f, Request{URL: url}, module)
+			f.SetInUse([]string{m.SHA256})
+			srv := httptest.NewServer(f.Handler())
+			t.Cleanup(srv.Close)
+			modURL := srv.URL + ModulePathPrefix + m.SHA256
+			if resp, body := get(t, http.MethodGet, modURL); resp.StatusCode != http.StatusOK || !bytes.Equal(body, module) {
+				t.Fatalf("GET before the change = %d", resp.StatusCode)
+			}
+
+			corruptByteKeepingStat(t, m.Path)
+			req, _ := http.NewRequest(http.MethodGet, modURL, nil)
+			if ranged {
+				req.Header.Set("Range", "bytes=0-63")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, readErr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch {
+			case ranged && resp.StatusCode != http.StatusServiceUnavailable:
+				t.Errorf("range GET of an altered module = %d, want 503", resp.StatusCode)
+			case !ranged && readErr == nil:
+				t.Errorf("GET of an altered module completed (%d, %d of %d bytes), want the body cut short", resp.StatusCode, len(body), len(module))
+			}
+			if len(body) >= len(module) {
+				t.Errorf("GET of an altered module sent %d bytes, the whole file", len(body))
+			}
+			if got := lost.got(); len(got) != 1 || got[0] != m.SHA256 {
+				t.Errorf("OnModuleLost calls = %v, want [%s]", got, m.SHA256)
+			}
+			if resp, _ := get(t, http.MethodGet, modURL); resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("GET after quarantine = %d, want 503", resp.StatusCode)
+			}
+			mustResolve(t, f, Request{URL: url}, module)
+			if resp, body := get(t, http.MethodGet, modURL); resp.StatusCode != http.StatusOK || !bytes.Equal(body, module) {
+				t.Errorf("GET after the pull again = %d with %d bytes, want the module", resp.StatusCode, len(body))
+			}
+		})
 	}
 }

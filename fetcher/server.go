@@ -20,10 +20,14 @@ const ModulePathPrefix = "/modules/sha256/"
 // in-use set (see SetInUse), and 404 for anything else (503 with
 // Retry-After for a digest not in use when Options.OnUnknown is set).
 // Content never changes for a digest, so responses carry a strong ETag and
-// immutable caching headers; ranges and If-None-Match are honoured. A file whose
-// size or mtime changed since it was verified is hashed again first; one
-// that no longer matches its name is quarantined and answered with 503
-// (as are its later requests, until a Resolve brings it back).
+// immutable caching headers; ranges and If-None-Match are honoured. No
+// response ever carries the whole of a file that does not match its name:
+// a whole-body GET is hashed as it is sent and cut before its last bytes on
+// a mismatch, a range request hashes the file first, and a file whose
+// identity, size or mtime changed since it was verified is hashed before
+// anything is sent. A file that no longer matches its name is quarantined
+// (its references pull again) and its later requests are answered with
+// 503 until a Resolve brings it back.
 func (f *Fetcher) Handler() http.Handler {
 	return http.HandlerFunc(f.serveModule)
 }
@@ -51,7 +55,10 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 	if !f.cache.isInUse(hex) {
 		return f.unknownModule(w, r, hex)
 	}
-	file, code := f.openServable(hex)
+	// A whole-body GET is hashed as it streams (see verifyingReader); a
+	// range can only be vouched for by hashing the file first.
+	whole := r.Method == http.MethodGet && r.Header.Get("Range") == ""
+	file, code := f.openServable(hex, r.Method == http.MethodGet && !whole)
 	if file == nil {
 		if code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
@@ -66,8 +73,22 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("X-Content-Type-Options", "nosniff")
 	cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
-	http.ServeContent(cw, r, "", time.Time{}, file)
+	var content io.ReadSeeker = file
+	var vr *verifyingReader
+	if whole {
+		if vr, code = f.newVerifyingReader(hex, file); vr == nil {
+			http.Error(w, http.StatusText(code), code)
+			return code
+		}
+		content = vr
+	}
+	http.ServeContent(cw, r, "", time.Time{}, content)
 	f.metrics.servedBytes.Add(float64(cw.n))
+	if vr != nil && vr.corrupt != nil {
+		// The response was cut before its last bytes: the client sees a
+		// short body, never the whole of a file that is not the digest.
+		return http.StatusServiceUnavailable
+	}
 	if fn := f.opts.OnServed; fn != nil && r.Method == http.MethodGet && cw.code == http.StatusOK {
 		if st, err := file.Stat(); err == nil && st.Size() == cw.n {
 			fn(hex, r.RemoteAddr)
@@ -99,7 +120,7 @@ func (f *Fetcher) unknownModule(w http.ResponseWriter, r *http.Request, hex stri
 // openServable opens an in-use module whose content matches its name, or
 // returns the status to answer: 404 for a module the cache does not hold,
 // 503 for one that it lost (quarantined, or its file unreadable).
-func (f *Fetcher) openServable(hex string) (*os.File, int) {
+func (f *Fetcher) openServable(hex string, rehash bool) (*os.File, int) {
 	if !f.cache.holds(hex) {
 		if f.problems.has(hex) {
 			return nil, http.StatusServiceUnavailable
@@ -111,7 +132,11 @@ func (f *Fetcher) openServable(hex string) (*os.File, int) {
 		f.log.Error("in-use module missing from cache", "sha256", hex, "error", err)
 		return nil, http.StatusServiceUnavailable
 	}
-	if err := f.checkFile(hex, file, checkServe); err != nil {
+	check := f.checkFile
+	if rehash {
+		check = f.hashFile
+	}
+	if err := check(hex, file, checkServe); err != nil {
 		_ = file.Close()
 		if !errors.Is(err, errCorrupt) {
 			f.log.Error("in-use module unreadable", "sha256", hex, "error", err)
