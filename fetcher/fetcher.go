@@ -379,7 +379,7 @@ func (f *Fetcher) fetch(ctx context.Context, src source, req Request, key *sigke
 	case kindHTTP:
 		err = f.fetchHTTP(ctx, src.url, sp)
 	case kindFile:
-		err = f.readFileModule(src.path, sp)
+		err = f.readFileModule(ctx, src.path, sp)
 	}
 	if err != nil {
 		return Module{}, err

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/wasmxds/wasmxds/internal/regularfile"
 )
 
 // fetchHTTP downloads an http(s) module into w: the body is the module or
@@ -35,17 +37,21 @@ func (f *Fetcher) fetchHTTP(ctx context.Context, url string, w io.Writer) error 
 }
 
 // readFileModule copies a local module (or the plugin.wasm of an archive)
-// into w.
-func (f *Fetcher) readFileModule(path string, w io.Writer) error {
+// into w. Only a regular file is read (a named pipe or device would block
+// the pull), and the copy stops when ctx, bounded by the pull timeout, is
+// done.
+func (f *Fetcher) readFileModule(ctx context.Context, path string, w io.Writer) error {
 	file, err := f.openFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	}
-	if err != nil {
+	case errors.Is(err, regularfile.ErrNotRegular):
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
+	case err != nil:
 		return err
 	}
 	defer file.Close()
-	return extractModule(file, f.maxSize, w)
+	return extractModule(regularfile.ContextReader(ctx, file), f.maxSize, w)
 }
 
 // openFile opens path, confined to the file roots when there are any. The
@@ -53,7 +59,7 @@ func (f *Fetcher) readFileModule(path string, w io.Writer) error {
 // os.Root, so a symlink swapped in after the check cannot lead outside.
 func (f *Fetcher) openFile(path string) (*os.File, error) {
 	if len(f.fileRoots) == 0 {
-		return os.Open(path)
+		return regularfile.Open(path)
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
@@ -65,7 +71,7 @@ func (f *Fetcher) openFile(path string) (*os.File, error) {
 			continue
 		}
 		if rel, err := filepath.Rel(r, real); err == nil && filepath.IsLocal(rel) {
-			return os.OpenInRoot(r, rel)
+			return regularfile.OpenInRoot(r, rel)
 		}
 	}
 	if real != path {

@@ -198,4 +198,3 @@ func assertSwitchRefused(t *testing.T, err error) {
 		t.Fatalf("stream ended with %v, want PermissionDenied naming b-1 and a-1", err)
 	}
 }
-

@@ -7,11 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 	"go.uber.org/goleak"
 )
@@ -137,3 +140,75 @@ func TestHangingRegistryNeitherDelaysEditsNorLeaksOnShutdown(t *testing.T) {
 }
 
 func mkdir(dir string) error { return os.MkdirAll(dir, 0o755) }
+
+// A file: module that is a named pipe with no writer would block its pull
+// forever, filling the file source's pull slots. It is refused at once as
+// not a regular file: the other plugins, cached or not, are ready, the
+// refused ones say why, and Run stops promptly, leaving no goroutine.
+func TestNamedPipeModulesNeitherHangPullsNorShutdown(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	root := t.TempDir()
+	f := &serveFixture{t: t, dir: filepath.Join(root, "configs"), module: fetchertest.ProxyWasm("fifo-test")}
+	if err := mkdir(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	modPath := filepath.Join(root, "filter.wasm")
+	if err := os.WriteFile(modPath, f.module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 8080))
+	for i := range 5 {
+		pipe := filepath.Join(root, fmt.Sprintf("pipe-%d.wasm", i))
+		if err := syscall.Mkfifo(pipe, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.write(fmt.Sprintf("pipe-%d.yaml", i), strings.NewReplacer("name: add-header", fmt.Sprintf("name: pipe-%d", i)).
+			Replace(fmt.Sprintf(pluginSpec, pipe, "x-pipe")))
+	}
+	f.write("plugin.yaml", fmt.Sprintf(pluginSpec, modPath, "x-first"))
+	f.cp = newTestCP(t, Options{ConfigDir: f.dir, CacheDir: filepath.Join(root, "cache"), Delivery: "lds"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.cp.Run(ctx) }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	}()
+
+	waitUntil(t, "every plugin resolved or refused", func() bool {
+		rep := f.status()
+		if len(rep.Plugins) != 6 {
+			return false
+		}
+		for _, p := range rep.Plugins {
+			if p.State == PluginPending {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range f.status().Plugins {
+		switch {
+		case p.Name == "add-header" && p.State != PluginReady:
+			t.Errorf("the ordinary plugin is %s (%s), want ready", p.State, p.Error)
+		case p.Name != "add-header" && (p.State != PluginFailed || !strings.Contains(p.Error, "named pipe")):
+			t.Errorf("plugin %s on a named pipe is %s (%q), want failed saying it is a named pipe", p.Name, p.State, p.Error)
+		}
+	}
+	if code, _ := f.get("/readyz"); code != 200 {
+		t.Errorf("/readyz = %d, want 200: the refused plugins are failed, not pending", code)
+	}
+	cancel()
+	stopped = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return within 20s of cancellation")
+	}
+}

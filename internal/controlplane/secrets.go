@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/regularfile"
 )
 
 // maxSecretSize bounds one secret file.
@@ -274,7 +274,7 @@ func fillSecrets(p catalog.Plugin) (string, []string, []catalog.SpecError) {
 // readSecret reads a secret file, without one trailing newline. Errors
 // carry the reason only: the caller names the file.
 func readSecret(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return "", reason(err)
 	}

@@ -1,0 +1,90 @@
+// Package regularfile opens files that must be regular files (modules,
+// secrets) without ever blocking on something else at the path: a named
+// pipe with no writer, a terminal or a device would hang an ordinary open
+// or read, holding whatever waits on it.
+package regularfile
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"syscall"
+)
+
+// ErrNotRegular is returned for a path that is not a regular file.
+var ErrNotRegular = errors.New("not a regular file")
+
+// Open opens path for reading if it is a regular file (symlinks followed).
+// The open never blocks: it is non-blocking, and the file is checked before
+// anything is read.
+func Open(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	return check(f)
+}
+
+// OpenInRoot opens name inside root as Open does; name may not lead out of
+// root (see os.OpenInRoot).
+func OpenInRoot(root, name string) (*os.File, error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	return check(f)
+}
+
+func check(f *os.File) (*os.File, error) {
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !info.Mode().IsRegular() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: f.Name(), Err: fmt.Errorf("%w: it is %s", ErrNotRegular, describe(info.Mode()))}
+	}
+	return f, nil
+}
+
+func describe(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "of mode " + m.String()
+}
+
+// ContextReader returns a reader of r that stops with ctx's error once ctx
+// is done, so that a long copy is bounded by the caller's deadline.
+func ContextReader(ctx interface{ Err() error }, r io.Reader) io.Reader {
+	return &ctxReader{ctx: ctx, r: r}
+}
+
+type ctxReader struct {
+	ctx interface{ Err() error }
+	r   io.Reader
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
