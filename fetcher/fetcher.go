@@ -24,6 +24,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/credentials"
 
+	"github.com/wasmxds/wasmxds/internal/regularfile"
 	"github.com/wasmxds/wasmxds/internal/sigkey"
 )
 
@@ -215,7 +216,7 @@ func New(opts Options) (*Fetcher, error) {
 	if f.store, err = credentialStore(opts.DockerConfig); err != nil {
 		return nil, fmt.Errorf("fetcher: %w", err)
 	}
-	if f.fileRoots, err = cleanRoots(opts.AllowFileRoots); err != nil {
+	if f.fileRoots, err = regularfile.CleanRoots(opts.AllowFileRoots); err != nil {
 		return nil, fmt.Errorf("fetcher: %w", err)
 	}
 	f.client = newHTTPClient(opts.Transport, opts.Retry, netPolicy{allowLinkLocal: opts.AllowLinkLocal, resolver: opts.resolver})

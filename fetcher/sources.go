@@ -8,8 +8,6 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/wasmxds/wasmxds/internal/regularfile"
 )
@@ -54,45 +52,12 @@ func (f *Fetcher) readFileModule(ctx context.Context, path string, w io.Writer) 
 	return extractModule(regularfile.ContextReader(ctx, file), f.maxSize, w)
 }
 
-// openFile opens path, confined to the file roots when there are any. The
-// path is checked once its symlinks are resolved, and opened through
-// os.Root, so a symlink swapped in after the check cannot lead outside.
+// openFile opens path, confined to the file roots when there are any (see
+// regularfile.OpenConfined).
 func (f *Fetcher) openFile(path string) (*os.File, error) {
-	if len(f.fileRoots) == 0 {
-		return regularfile.Open(path)
+	file, err := regularfile.OpenConfined(path, f.fileRoots)
+	if errors.Is(err, regularfile.ErrOutsideRoots) {
+		return nil, fmt.Errorf("%w: file %w", ErrRefused, err)
 	}
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		real = path // judged by its name; opening it reports the error
-	}
-	for _, root := range f.fileRoots {
-		r, err := filepath.EvalSymlinks(root)
-		if err != nil {
-			continue
-		}
-		if rel, err := filepath.Rel(r, real); err == nil && filepath.IsLocal(rel) {
-			return regularfile.OpenInRoot(r, rel)
-		}
-	}
-	if real != path {
-		path += " (resolving to " + real + ")"
-	}
-	return nil, fmt.Errorf("%w: file %s is outside the allowed file roots %s",
-		ErrRefused, path, strings.Join(f.fileRoots, ", "))
-}
-
-// cleanRoots makes the file roots absolute and clean.
-func cleanRoots(roots []string) ([]string, error) {
-	out := make([]string, 0, len(roots))
-	for _, r := range roots {
-		if r == "" {
-			return nil, errors.New("empty file root")
-		}
-		abs, err := filepath.Abs(r)
-		if err != nil {
-			return nil, fmt.Errorf("file root %s: %w", r, err)
-		}
-		out = append(out, abs)
-	}
-	return out, nil
+	return file, err
 }

@@ -31,6 +31,7 @@ type serveConfig struct {
 	clientCA       string
 	envoySDSDir    string
 	allowLinkLocal bool
+	secretRoots    []string
 	fileRoots      []string
 	delivery       string
 	resync         time.Duration
@@ -80,6 +81,8 @@ they change.`,
 	f.BoolVar(&cfg.allowLinkLocal, "allow-link-local-fetch", false, "let module fetches reach link-local and cloud metadata "+
 		"addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254), refused by default")
 	f.StringArrayVar(&cfg.fileRoots, "allow-file-root", nil, "confine file:// module URLs to this directory (repeatable; default: any readable file)")
+	f.StringArrayVar(&cfg.secretRoots, "allow-secret-root", nil, "confine secretRefs files to this directory, symlinks resolved; "+
+		"a file outside every root is a spec error (repeatable; default: any readable file)")
 	f.StringVar(&cfg.envoySDSDir, "envoy-tls-sds-dir", "", "directory, as Envoys see it, of the SDS files `wasmxds bootstrap --tls-sds-dir` wrote: "+
 		"the module cluster then reloads rotated certificates too (default: the bootstrap's static secrets)")
 	f.StringVar(&cfg.clientCA, "client-ca-file", "", "PEM CA bundle: require and verify client certificates signed by it on the xDS and module listeners")
@@ -129,7 +132,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		ConfigDir: cfg.configDir, CacheDir: cfg.cacheDir, XDSListen: cfg.xdsListen, HTTPListen: cfg.httpListen,
 		AdminListen: cfg.adminListen, TLSCertFile: cfg.tlsCert, TLSKeyFile: cfg.tlsKey, ClientCAFile: cfg.clientCA,
 		EnvoyTLSSDSDir: cfg.envoySDSDir, AllowLinkLocal: cfg.allowLinkLocal, AllowFileRoots: cfg.fileRoots,
-		AdvertiseURL: cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
+		AllowSecretRoots: cfg.secretRoots,
+		AdvertiseURL:     cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
 		ReleaseMemory: true, Logger: log,

@@ -38,6 +38,9 @@ type controllerOptions struct {
 	Advertise string // module server base URL, no trailing slash
 	ModuleTLS xds.ModuleTLS
 	Delivery  xds.Delivery
+	// SecretRoots confines secretRefs files to these absolute directories
+	// (symlinks resolved); none: any readable file.
+	SecretRoots []string
 	// PerRegistry bounds concurrent module resolutions against one registry
 	// host (or http host, or local files), so that a slow registry never
 	// starves the others; 0 means 4.
@@ -129,7 +132,7 @@ func newController(opts controllerOptions) *controller {
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
 		halted: map[string]halt{}, savedHalts: map[string]halt{}, halts: map[string]int{},
-		secrets: newSecretStore(log.With("component", "secrets")),
+		secrets: newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
 	}
 	c.restore()
 	return c

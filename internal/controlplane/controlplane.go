@@ -26,6 +26,7 @@ import (
 
 	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/regularfile"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -74,6 +75,10 @@ type Options struct {
 	// AllowFileRoots, when set, confines file:// module URLs to these
 	// directories.
 	AllowFileRoots []string
+	// AllowSecretRoots, when set, confines secretRefs files to these
+	// directories, judged after resolving symlinks; a file outside them is
+	// a spec error of its plugin.
+	AllowSecretRoots []string
 	// Pprof serves Go profiles under /debug/pprof/.
 	Pprof bool
 	// ReleaseMemory returns freed memory to the OS once the open ADS
@@ -221,8 +226,12 @@ func (cp *ControlPlane) build() error {
 	}); err != nil {
 		return err
 	}
+	secretRoots, err := regularfile.CleanRoots(cp.opts.AllowSecretRoots)
+	if err != nil {
+		return fmt.Errorf("--allow-secret-root: %w", err)
+	}
 	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,
-		Advertise: cp.advertise, Delivery: cp.opts.Delivery, Resync: cp.opts.Resync,
+		SecretRoots: secretRoots, Advertise: cp.advertise, Delivery: cp.opts.Delivery, Resync: cp.opts.Resync,
 		ModuleTLS: xds.ModuleTLS{ClientCert: cp.opts.ClientCAFile != "", SDSDir: cp.opts.EnvoyTLSSDSDir},
 		StateFile: filepath.Join(cp.opts.CacheDir, "plugins.json")})
 	if err := cp.reg.Register(newRolloutCollector(cp.ctrl)); err != nil {

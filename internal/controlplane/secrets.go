@@ -31,6 +31,7 @@ const maxSecretSize = 64 << 10
 // or Kubernetes swapping its ..data link) pushes the new config.
 type secretStore struct {
 	log     *slog.Logger
+	roots   []string          // --allow-secret-root: where secret files may be; none: anywhere
 	watcher *fsnotify.Watcher // set while run runs
 
 	mu       sync.Mutex
@@ -41,8 +42,8 @@ type secretStore struct {
 	values   map[string]map[string]bool     // plugin → secret values read lately, for redact
 }
 
-func newSecretStore(log *slog.Logger) *secretStore {
-	return &secretStore{log: log, dirs: map[string]bool{}, files: map[string]bool{},
+func newSecretStore(log *slog.Logger, roots []string) *secretStore {
+	return &secretStore{log: log, roots: roots, dirs: map[string]bool{}, files: map[string]bool{},
 		lastGood: map[string]string{}, problems: map[string][]catalog.SpecError{}, values: map[string]map[string]bool{}}
 }
 
@@ -105,7 +106,7 @@ func (s *secretStore) concerns(path string) bool {
 // cannot be read it returns the last config filled in full, if any
 // (ok false when there is none), and reports the file as a spec error.
 func (s *secretStore) config(p catalog.Plugin) (cfg string, ok bool) {
-	cfg, values, problems := fillSecrets(p)
+	cfg, values, problems := fillSecrets(p, s.roots)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.watchLocked(p.SecretRefs)
@@ -238,7 +239,7 @@ func quoteGo(v string) string {
 
 // fillSecrets sets each secretRef's value in p's config; it also returns
 // the values read.
-func fillSecrets(p catalog.Plugin) (string, []string, []catalog.SpecError) {
+func fillSecrets(p catalog.Plugin, roots []string) (string, []string, []catalog.SpecError) {
 	doc := map[string]any{}
 	if p.Config != "" {
 		d := json.NewDecoder(strings.NewReader(p.Config))
@@ -250,7 +251,12 @@ func fillSecrets(p catalog.Plugin) (string, []string, []catalog.SpecError) {
 	var problems []catalog.SpecError
 	var values []string
 	for i, r := range p.SecretRefs {
-		v, err := readSecret(r.File)
+		v, err := readSecret(r.File, roots)
+		if errors.Is(err, regularfile.ErrOutsideRoots) {
+			problems = append(problems, catalog.SpecError{File: p.Source.File, Line: r.Line,
+				Message: fmt.Sprintf("spec.secretRefs[%d].file: %v (--allow-secret-root)", i, err)})
+			continue
+		}
 		if err != nil {
 			problems = append(problems, catalog.SpecError{File: p.Source.File, Line: r.Line,
 				Message: fmt.Sprintf("spec.secretRefs[%d].file: cannot read %s: %v", i, r.File, err)})
@@ -271,10 +277,15 @@ func fillSecrets(p catalog.Plugin) (string, []string, []catalog.SpecError) {
 	return strings.TrimSuffix(buf.String(), "\n"), values, nil
 }
 
-// readSecret reads a secret file, without one trailing newline. Errors
-// carry the reason only: the caller names the file.
-func readSecret(path string) (string, error) {
-	f, err := regularfile.Open(path)
+// readSecret reads a secret file, without one trailing newline, if it is
+// inside roots (symlinks resolved; none: anywhere). Errors carry the reason
+// only, the caller names the file, except for a file outside the roots,
+// whose error names where it resolves to and the roots.
+func readSecret(path string, roots []string) (string, error) {
+	f, err := regularfile.OpenConfined(path, roots)
+	if errors.Is(err, regularfile.ErrOutsideRoots) {
+		return "", err
+	}
 	if err != nil {
 		return "", reason(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/wasmxds/wasmxds/catalog"
@@ -100,7 +101,7 @@ func TestRedactRemovesSecretValues(t *testing.T) {
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	writeSecret(t, token, `old"pass\word`)
-	s := newSecretStore(nil)
+	s := newSecretStore(nil, nil)
 	p := plugin("f", "oci://r/f:v1", catalog.PullIfNotPresent)
 	p.SecretRefs = []catalog.SecretRef{{Path: []string{"token"}, File: token, Line: 3}}
 	if _, ok := s.config(p); !ok {
@@ -120,5 +121,58 @@ func TestRedactRemovesSecretValues(t *testing.T) {
 	}
 	if !strings.Contains(got, "Proto constraint validation failed") || !strings.Contains(got, "[secret]") {
 		t.Errorf("redacted text lost its message: %s", got)
+	}
+}
+
+// With secret roots, a secretRefs file that resolves outside every root (a
+// symlink to /etc/shadow, say) is never read: it is a spec error at the
+// entry's line naming where it leads, and the plugin is not pushed with it.
+// A named pipe is refused, not waited on.
+func TestSecretRootsConfineSecretFiles(t *testing.T) {
+	roots, outside := t.TempDir(), t.TempDir()
+	inside := filepath.Join(roots, "token")
+	writeSecret(t, inside, "in-root")
+	stolen := filepath.Join(outside, "shadow")
+	writeSecret(t, stolen, "root:$6$hash")
+	escape := filepath.Join(roots, "escape")
+	if err := os.Symlink(stolen, escape); err != nil {
+		t.Fatal(err)
+	}
+	pipe := filepath.Join(roots, "pipe")
+	if err := syscall.Mkfifo(pipe, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mods := &fakeModules{sums: map[string]string{"oci://r/f:v1": "aa", "oci://r/g:v1": "bb", "oci://r/h:v1": "cc"}}
+	c, sink := newTestController(t, mods, controllerOptions{SecretRoots: []string{roots}})
+	ok := plugin("f", "oci://r/f:v1", catalog.PullIfNotPresent)
+	ok.SecretRefs = []catalog.SecretRef{{Path: []string{"token"}, File: inside, Line: 4}}
+	bad := plugin("g", "oci://r/g:v1", catalog.PullIfNotPresent)
+	bad.Source = catalog.Source{File: "plugins.yaml", Line: 20}
+	bad.SecretRefs = []catalog.SecretRef{{Path: []string{"token"}, File: escape, Line: 24}}
+	fifo := plugin("h", "oci://r/h:v1", catalog.PullIfNotPresent)
+	fifo.Source = catalog.Source{File: "plugins.yaml", Line: 28}
+	fifo.SecretRefs = []catalog.SecretRef{{Path: []string{"token"}, File: pipe, Line: 30}}
+	c.onChange(plugins(ok, bad, fifo))
+
+	in := sink.until(t, "f filled, g and h refused", func(in xds.Input) bool {
+		return in.Modules["f"].Config == `{"token":"in-root"}` && in.Modules["g"].Err != "" && in.Modules["h"].Err != ""
+	})
+	for _, name := range []string{"g", "h"} {
+		if strings.Contains(in.Modules[name].Config, "root:") || in.Modules[name].Module != nil {
+			t.Errorf("%s = %+v, want unavailable without the file's content", name, in.Modules[name])
+		}
+	}
+	var got []string
+	for _, e := range c.secrets.specErrors() {
+		got = append(got, e.Error())
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], "plugins.yaml:24: spec.secretRefs[0].file: "+escape) ||
+		!strings.Contains(got[0], stolen) || !strings.Contains(got[0], roots) || !strings.Contains(got[1], "named pipe") {
+		t.Errorf("spec errors = %q, want g's at line 24 naming the file, where it leads and the root; h's saying named pipe", got)
+	}
+	for _, e := range got {
+		if strings.Contains(e, "$6$") {
+			t.Errorf("a spec error holds the outside file's content: %q", e)
+		}
 	}
 }

@@ -10,11 +10,16 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
 // ErrNotRegular is returned for a path that is not a regular file.
 var ErrNotRegular = errors.New("not a regular file")
+
+// ErrOutsideRoots is returned for a path outside every allowed root.
+var ErrOutsideRoots = errors.New("outside the allowed roots")
 
 // Open opens path for reading if it is a regular file (symlinks followed).
 // The open never blocks: it is non-blocking, and the file is checked before
@@ -87,4 +92,47 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// OpenConfined opens path as Open does, confined to roots when there are
+// any: the path is judged once its symlinks are resolved, and opened
+// through os.Root, so that a symlink swapped in after the check cannot lead
+// outside. roots must be absolute (see CleanRoots).
+func OpenConfined(path string, roots []string) (*os.File, error) {
+	if len(roots) == 0 {
+		return Open(path)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		real = path // judged by its name; opening it reports the error
+	}
+	for _, root := range roots {
+		r, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(r, real); err == nil && filepath.IsLocal(rel) {
+			return OpenInRoot(r, rel)
+		}
+	}
+	if real != path {
+		path += " (resolving to " + real + ")"
+	}
+	return nil, fmt.Errorf("%s is %w %s", path, ErrOutsideRoots, strings.Join(roots, ", "))
+}
+
+// CleanRoots makes roots absolute and clean; an empty one is an error.
+func CleanRoots(roots []string) ([]string, error) {
+	out := make([]string, 0, len(roots))
+	for _, r := range roots {
+		if r == "" {
+			return nil, errors.New("empty root directory")
+		}
+		abs, err := filepath.Abs(r)
+		if err != nil {
+			return nil, fmt.Errorf("root %s: %w", r, err)
+		}
+		out = append(out, abs)
+	}
+	return out, nil
 }
