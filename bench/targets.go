@@ -74,7 +74,9 @@ func StartServe(bin, configDir string, delivery xds.Delivery, dir string, extra 
 	}
 	argv := append([]string{bin, "serve", "--config-dir", configDir,
 		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr,
-		"--advertise-url", "http://" + httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String()}, extra...)
+		"--advertise-url", "http://" + httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String(),
+		// The simulated fleet is thousands of clients on one address.
+		"--max-streams-per-source", "0"}, extra...)
 	p, err := testproc.Start("wasmxds", filepath.Join(dir, "wasmxds.log"), nil, argv...)
 	if err != nil {
 		return nil, err

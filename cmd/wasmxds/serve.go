@@ -32,6 +32,7 @@ type serveConfig struct {
 	envoySDSDir    string
 	allowLinkLocal bool
 	secretRoots    []string
+	maxStreams     int
 	fileRoots      []string
 	delivery       string
 	resync         time.Duration
@@ -81,6 +82,8 @@ they change.`,
 	f.BoolVar(&cfg.allowLinkLocal, "allow-link-local-fetch", false, "let module fetches reach link-local and cloud metadata "+
 		"addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254), refused by default")
 	f.StringArrayVar(&cfg.fileRoots, "allow-file-root", nil, "confine file:// module URLs to this directory (repeatable; default: any readable file)")
+	f.IntVar(&cfg.maxStreams, "max-streams-per-source", xds.DefaultMaxStreamsPerSource, "most ADS streams one source IP address may hold open "+
+		"at once; more are refused with RESOURCE_EXHAUSTED (0: no bound; raise it for many Envoys behind one address)")
 	f.StringArrayVar(&cfg.secretRoots, "allow-secret-root", nil, "confine secretRefs files to this directory, symlinks resolved; "+
 		"a file outside every root is a spec error (repeatable; default: any readable file)")
 	f.StringVar(&cfg.envoySDSDir, "envoy-tls-sds-dir", "", "directory, as Envoys see it, of the SDS files `wasmxds bootstrap --tls-sds-dir` wrote: "+
@@ -100,7 +103,7 @@ they change.`,
 	f.DurationVar(&cfg.debounce, "debounce", catalog.DefaultDebounce,
 		"how long the config directory must be quiet before a change applies: a save is several "+
 			"filesystem events, usually within a few ms; raise it if a slow writer's half-saved file shows up")
-	f.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP listener")
+	f.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin listener (--admin-listen)")
 	return cmd
 }
 
@@ -132,8 +135,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		ConfigDir: cfg.configDir, CacheDir: cfg.cacheDir, XDSListen: cfg.xdsListen, HTTPListen: cfg.httpListen,
 		AdminListen: cfg.adminListen, TLSCertFile: cfg.tlsCert, TLSKeyFile: cfg.tlsKey, ClientCAFile: cfg.clientCA,
 		EnvoyTLSSDSDir: cfg.envoySDSDir, AllowLinkLocal: cfg.allowLinkLocal, AllowFileRoots: cfg.fileRoots,
-		AllowSecretRoots: cfg.secretRoots,
-		AdvertiseURL:     cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
+		AllowSecretRoots: cfg.secretRoots, MaxStreamsPerSource: cfg.maxStreams,
+		AdvertiseURL: cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
 		ReleaseMemory: true, Logger: log,

@@ -79,6 +79,10 @@ type Options struct {
 	// directories, judged after resolving symlinks; a file outside them is
 	// a spec error of its plugin.
 	AllowSecretRoots []string
+	// MaxStreamsPerSource bounds the ADS streams one source address holds
+	// at once (0: no bound; the CLI's default is
+	// xds.DefaultMaxStreamsPerSource).
+	MaxStreamsPerSource int
 	// Pprof serves Go profiles under /debug/pprof/.
 	Pprof bool
 	// ReleaseMemory returns freed memory to the OS once the open ADS
@@ -237,7 +241,11 @@ func (cp *ControlPlane) build() error {
 	if err := cp.reg.Register(newRolloutCollector(cp.ctrl)); err != nil {
 		return fmt.Errorf("register rollout metrics: %w", err)
 	}
-	grpcOpts := xds.GRPCServerOptions()
+	limit, err := xds.NewSourceLimit(cp.opts.MaxStreamsPerSource, cp.log.With("component", "xds"), cp.reg)
+	if err != nil {
+		return err
+	}
+	grpcOpts := append(xds.GRPCServerOptions(), limit.ServerOption())
 	if cp.opts.tlsFiles().enabled() {
 		if cp.tls, err = newTLSReloader(cp.opts.tlsFiles(), cp.log); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
 // Two teams, each granted its own node ids and labels, each with a
@@ -197,4 +200,47 @@ func assertSwitchRefused(t *testing.T, err error) {
 	if err == io.EOF || status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "b-1") || !strings.Contains(err.Error(), "a-1") {
 		t.Fatalf("stream ended with %v, want PermissionDenied naming b-1 and a-1", err)
 	}
+}
+
+// One source address holds at most MaxStreamsPerSource ADS streams, over
+// however many connections: the next is refused with ResourceExhausted
+// and counted, and a stream that closes makes room again.
+func TestStreamsPerSourceAreBounded(t *testing.T) {
+	root := t.TempDir()
+	f := &serveFixture{t: t, dir: filepath.Join(root, "configs")}
+	if err := mkdir(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	f.write("listener.yaml", fmt.Sprintf(listenerSpec, 8080))
+	f.cp = newTestCP(t, Options{ConfigDir: f.dir, CacheDir: filepath.Join(root, "cache"), Delivery: "lds", MaxStreamsPerSource: 3})
+	runCP(t, f.cp)
+	var clients []*xdstest.Client
+	for i := range 3 {
+		c := xdstest.Start(t, f.cp.XDSAddr(), xdstest.Options{NodeID: fmt.Sprintf("web-%d", i), Labels: map[string]string{"app": "web"}})
+		c.Await(t, "config", xdstest.Complete)
+		clients = append(clients, c)
+	}
+	over := xdstest.Start(t, f.cp.XDSAddr(), xdstest.Options{NodeID: "web-3", Labels: map[string]string{"app": "web"}})
+	select {
+	case <-over.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a fourth stream from the same address is still open")
+	}
+	if err := over.Err(); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("the fourth stream ended with %v, want ResourceExhausted", err)
+	}
+	if _, metrics := f.get("/metrics"); !strings.Contains(string(metrics), "wasmxds_xds_streams_refused_total 1") {
+		t.Error("/metrics lacks wasmxds_xds_streams_refused_total 1")
+	}
+	clients[0].Close()
+	waitUntil(t, "a stream admitted once one closed", func() bool {
+		c, err := xdstest.Dial(f.cp.XDSAddr(), xdstest.Options{NodeID: "web-4", Labels: map[string]string{"app": "web"}})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return c.WaitFor(ctx, xdstest.Complete) == nil
+	})
 }
