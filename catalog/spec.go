@@ -146,7 +146,7 @@ func firstLine(root *yaml.Node) int {
 
 func parseSpec(p *problems, doc *document, spec *fields, dir, apiVersion string) {
 	src, name := doc.source, doc.key.name
-	switch doc.key.kind {
+	switch doc.kind {
 	case KindListener:
 		var refs listenerRefs
 		doc.listener, refs = parseListener(spec)
