@@ -95,6 +95,17 @@ func keyKind(kind string) string {
 // errors (reported to p): a document is either wholly valid or not applied.
 func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	before := len(p.errs)
+	doc := decodeDocument(p, root, dir)
+	if len(p.errs) > before {
+		return nil
+	}
+	return doc
+}
+
+// decodeDocument decodes one document as far as it can, reporting problems
+// to p; it returns nil only when the document is not a mapping or its
+// apiVersion and kind are not read here.
+func decodeDocument(p *problems, root *yaml.Node, dir string) *document {
 	if root = resolve(root); root.Kind != yaml.MappingNode {
 		p.add(root, "document must be a mapping with apiVersion, kind, metadata and spec")
 		return nil
@@ -127,9 +138,6 @@ func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	}
 	top.ignore("status") // written by Kubernetes, meaningless in a file
 	top.finish()
-	if len(p.errs) > before {
-		return nil
-	}
 	return doc
 }
 
