@@ -89,6 +89,38 @@ spec:
                   local:
                     filename: config-echo.wasm
 `
+	// Istio TrafficExtensions as Istio's examples write them.
+	trafficExtensionWasm = `apiVersion: extensions.istio.io/v1alpha1
+kind: TrafficExtension
+metadata:
+  name: echo-config
+spec:
+  selector:
+    matchLabels:
+      app: gateway
+  phase: STATS
+  wasm:
+    url: oci://%s
+    pluginName: echo
+    pluginConfig:
+      extension: wasm
+`
+	trafficExtensionLua = `apiVersion: extensions.istio.io/v1alpha1
+kind: TrafficExtension
+metadata:
+  name: tag-response
+spec:
+  selector:
+    matchLabels:
+      app: gateway
+  phase: AUTHN
+  priority: 1000
+  lua:
+    inlineCode: |
+      function envoy_on_response(response_handle)
+        response_handle:headers():add("x-lua", "added by lua")
+      end
+`
 )
 
 // TestOlderManifestsServe serves a config directory holding a wasme
@@ -144,37 +176,8 @@ func TestOlderManifestsServe(t *testing.T) {
 // one ready without a module.
 func TestTrafficExtensionsServe(t *testing.T) {
 	requireFull(t)
-	wasm := fmt.Sprintf(`apiVersion: extensions.istio.io/v1alpha1
-kind: TrafficExtension
-metadata:
-  name: echo-config
-spec:
-  selector:
-    matchLabels:
-      app: gateway
-  phase: STATS
-  wasm:
-    url: oci://%s
-    pluginName: echo
-    pluginConfig:
-      extension: wasm
-`, shared.registry.ref(refConfigEcho))
-	lua := `apiVersion: extensions.istio.io/v1alpha1
-kind: TrafficExtension
-metadata:
-  name: tag-response
-spec:
-  selector:
-    matchLabels:
-      app: gateway
-  phase: AUTHN
-  priority: 1000
-  lua:
-    inlineCode: |
-      function envoy_on_response(response_handle)
-        response_handle:headers():add("x-lua", "added by lua")
-      end
-`
+	wasm := fmt.Sprintf(trafficExtensionWasm, shared.registry.ref(refConfigEcho))
+	lua := trafficExtensionLua
 	f := newSingle(t, serverOptions{}, "gateway", map[string]string{"wasm.yaml": wasm, "lua.yaml": lua})
 	validateClean(t, f.srv.configDir)
 	f.waitFor(t, func() error {
