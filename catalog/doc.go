@@ -1,5 +1,6 @@
-// Package catalog reads declarative spec files (Listener, Cluster, WasmPlugin)
-// from a directory, validates them and produces the desired state as a plain
+// Package catalog reads declarative spec files (Listener, Cluster, WasmPlugin,
+// TrafficExtension, NodeAccess, and the older FilterDeployment,
+// ASMFilterDeployment and EnvoyFilter) from a directory, validates them and produces the desired state as a plain
 // intermediate representation (IR) with no Envoy types. It never touches the
 // network.
 //
@@ -19,8 +20,10 @@
 //
 // Every document has apiVersion, kind, metadata and spec. metadata.name is
 // required and must be a DNS-1123 subdomain (lowercase letters, digits, '-'
-// and '.', at most 253 characters); names are unique per kind, and both
-// WasmPlugin API versions share one set of names. metadata.namespace, labels
+// and '.', at most 253 characters); names are unique per kind, and every
+// kind that becomes a plugin (WasmPlugin under both API versions,
+// TrafficExtension, FilterDeployment, ASMFilterDeployment, EnvoyFilter)
+// shares one set of names. metadata.namespace, labels
 // and annotations are accepted, as are the bookkeeping fields of a
 // `kubectl get -o yaml` dump (uid, resourceVersion, generation,
 // creationTimestamp, managedFields, selfLink) and a top-level status; none
@@ -149,7 +152,9 @@
 //     means IfNotPresent, except Always for an oci:// url with the tag
 //     latest or no tag, and no digest or pin (as Istio and Kubernetes do).
 //   - pluginConfig: any mapping; it reaches the filter as compact JSON with
-//     sorted keys, at most MaxPluginConfigBytes (1 MiB) of it.
+//     sorted keys, at most MaxPluginConfigBytes (1 MiB) of it. Under
+//     wasmxds.dev/v1alpha1 (only) it may be a string instead, which reaches
+//     the filter as written.
 //   - phase: UNSPECIFIED_PHASE, AUTHN, AUTHZ or STATS; plugins run AUTHN,
 //     AUTHZ, STATS, then unspecified (just before the router), by priority
 //     (higher first, default 0), then by name.
@@ -157,6 +162,9 @@
 //     rejected.
 //   - vmConfig.env: names are C identifiers, unique; valueFrom is INLINE
 //     (default) or HOST, and value may only be set with INLINE.
+//     vmConfig.vmId (wasmxds.dev/v1alpha1 only) leads the Envoy vm_id in
+//     place of the plugin's name; plugins with one vmId and one module
+//     share a VM.
 //   - match: the plugin applies to listeners on any listed port; an entry
 //     without ports, or no match at all, means every listener. A port that
 //     no listener selectable by the plugin uses is a warning. mode may be
@@ -213,6 +221,131 @@
 //   - targetRef and targetRefs are rejected with the reason: there are no
 //     Kubernetes Gateways or Services to target.
 //
+// # TrafficExtension
+//
+// kind TrafficExtension (extensions.istio.io/v1alpha1, Istio 1.30) has
+// WasmPlugin's selector, targetRefs (rejected), phase, priority and match,
+// with phase spelled UNSPECIFIED, AUTHN, AUTHZ or STATS, and exactly one of:
+//
+//	wasm:                        # WasmPlugin's module fields, same rules
+//	  url: oci://registry:5000/filters/add-header:v1
+//	  sha256: ""
+//	  imagePullPolicy: IfNotPresent
+//	  imagePullSecret: ""
+//	  pluginName: ""
+//	  pluginConfig: {header: x-wasm}
+//	  failStrategy: FAIL_CLOSE
+//	  vmConfig: {env: [{name: K, value: V}]}
+//	  type: HTTP
+//	lua:
+//	  inlineCode: |              # required, at most MaxLuaBytes (64 KiB)
+//	    function envoy_on_response(response_handle)
+//	      response_handle:headers():add("x-lua", "tagged")
+//	    end
+//
+// Lua code must define envoy_on_request or envoy_on_response. It becomes
+// Envoy's Lua HTTP filter (envoy.filters.http.lua) at the place in the HTTP
+// filter chain a Wasm plugin of the same phase and priority takes, inline
+// in the listener whatever the delivery: there is no module to fetch, so
+// the plugin is ready at once, and an edit of the code is a listener
+// update. Code Envoy cannot compile is refused by Envoy (a NACK in
+// status) and the listener it runs stays.
+//
+// # FilterDeployment, ASMFilterDeployment and EnvoyFilter
+//
+// The older ways to put Wasm filters on Envoy are read unchanged, each
+// document becoming one plugin in the unspecified phase (just before the
+// router) whose filter receives the configuration it received before.
+//
+// wasme.io/v1 FilterDeployment:
+//
+//	spec:
+//	  deployment:
+//	    istio: {kind: Deployment, labels: {app: details}, istioNamespace: istio-system}
+//	  filter:
+//	    id: myfilter                     # leads the vm_id, as vmConfig.vmId
+//	    image: webassemblyhub.io/user/filter:v1   # an OCI reference without a scheme
+//	    config: {"@type": type.googleapis.com/google.protobuf.StringValue, value: world}
+//	    rootID: add_header               # pluginName
+//	    imagePullOptions: {pullSecret: "", plainHttp: false, insecureSkipVerify: false}
+//	    patchContext: inbound
+//
+// istio.alibabacloud.com/v1beta1 ASMFilterDeployment:
+//
+//	spec:
+//	  workload: {kind: Deployment, labels: {app: details}}
+//	  filter:
+//	    id: details-v1-filter.default
+//	    image: registry.cn-hangzhou.aliyuncs.com/ns/filter:v1
+//	    parameters: '{"name":"hello"}'   # delivered as written
+//	    rootID: my_root_id
+//	    imagePullOptions: {pullSecret: registry.cn-hangzhou.aliyuncs.com}
+//
+// networking.istio.io/v1alpha3 EnvoyFilter with one patch:
+//
+//	spec:
+//	  workloadSelector: {labels: {app: details}}
+//	  priority: 0                        # the plugin's priority is its negation
+//	  configPatches:
+//	  - applyTo: HTTP_FILTER
+//	    match:
+//	      context: SIDECAR_INBOUND       # or GATEWAY, ANY
+//	      listener:
+//	        portNumber: 9080             # only listeners on this port
+//	        filterChain:
+//	          filter:
+//	            name: envoy.http_connection_manager   # or envoy.filters.network.http_connection_manager
+//	            subFilter: {name: envoy.router}         # or envoy.filters.http.router
+//	    patch:
+//	      operation: INSERT_BEFORE
+//	      value:
+//	        name: envoy.filters.http.wasm
+//	        config:                      # or typed_config: the v3 Wasm, bare or in a TypedStruct
+//	          config:                    # Envoy's PluginConfig, camelCase or snake_case
+//	            rootId: add_header
+//	            configuration: world     # a string, or an Any as wasme's config
+//	            vmConfig:
+//	              vmId: myfilter
+//	              runtime: envoy.wasm.runtime.v8
+//	              code: {local: {filename: filter.wasm}}   # or remote: {http_uri: {uri}, sha256}
+//
+// Rules:
+//
+//   - labels select Envoys as selector.matchLabels does; empty or absent
+//     labels select every Envoy.
+//   - image is parsed as a WasmPlugin url and must be an OCI reference;
+//     the pull policy is IfNotPresent, Always for the latest tag.
+//     pullSecret is imagePullSecret. plainHttp is the server's
+//     --insecure-registry setting for the image's registry (loopback
+//     registries always are plain HTTP): a warning names the flag when
+//     the registry is not loopback. insecureSkipVerify is refused, since
+//     registry certificates are always verified, except where the
+//     registry is reached over plain HTTP anyway (a warning).
+//   - config (wasme) and configuration (EnvoyFilter) are a plain string
+//     or a google.protobuf.Any: a StringValue or a plain string reaches
+//     the filter as written, a BytesValue as its bytes (which must be
+//     UTF-8), a Struct as compact JSON with sorted keys; other types are
+//     refused. ASM's parameters reach the filter as written.
+//   - code.local.filename is a file: module, relative to the manifest's
+//     directory unless absolute; code.remote is an http(s) module pinned
+//     by its sha256. fail_open and failure_policy (FAIL_CLOSED, FAIL_OPEN)
+//     set the fail strategy; environment_variables set vmConfig.env.
+//   - Warnings, the meaning kept: deployment.istio.kind, workload.kind,
+//     istioNamespace: istio-system, allow_precompiled, nack_on_code_cache_miss,
+//     http_uri.cluster and timeout, retry_policy, and the filter's
+//     config.name (the plugin is named after metadata.name).
+//   - Refused with the reason: patchContext outbound and context
+//     SIDECAR_OUTBOUND (listeners only serve inbound traffic), another
+//     istioNamespace, match.proxy, listener.name and portName, filterChain
+//     matches other than the HTTP connection manager and the router,
+//     applyTo other than HTTP_FILTER, operation other than INSERT_BEFORE,
+//     filterClass, more than one patch, a runtime other than V8,
+//     vm_config.configuration, inline code, capability_restriction_config,
+//     failure_policy FAIL_RELOAD, targetRefs.
+//
+// Convert writes such documents as the wasmxds.dev/v1alpha1 WasmPlugins
+// that serve Envoy the same configuration.
+//
 // # NodeAccess
 //
 // A wasmxds.dev/v1alpha1 NodeAccess grants node identities (the identity in
@@ -234,7 +367,8 @@
 //
 // Every problem is a SpecError "file:line: message", with the line of the
 // offending key or value. A document with any error is left out; the rest
-// apply. Things that are valid but probably unintended are State.Warnings.
+// apply. Things that are valid but probably unintended, or fields that are
+// accepted but change nothing here, are State.Warnings.
 //
 // Conflicts between documents (a duplicate name, two listeners that collide)
 // are settled by age: the document in force longer stays and the newer one

@@ -187,8 +187,11 @@ type Plugin struct {
 	// one namespace of names).
 	Name       string
 	Source     Source
-	APIVersion string            // which apiVersion the document used
-	Selector   map[string]string // empty matches every node
+	APIVersion string // which apiVersion the document used
+	// Kind is the document's kind when it is not WasmPlugin
+	// (TrafficExtension, FilterDeployment, ASMFilterDeployment, EnvoyFilter).
+	Kind     string            `json:",omitempty"`
+	Selector map[string]string // empty matches every node
 	// URL is the canonical spelling of the module reference (modref.Ref's
 	// String): what the fetcher pulls, status shows and logs name.
 	URL        string
@@ -200,7 +203,11 @@ type Plugin struct {
 	// names it ("sha256:<hex>" of its DER form) in status and logs.
 	VerificationKey string `json:",omitempty"`
 	KeyFingerprint  string `json:",omitempty"`
-	Config          string // pluginConfig as compact JSON; empty when absent
+	// Config is what the filter receives as its configuration: pluginConfig
+	// as compact JSON, or a string given as such (wasmxds.dev pluginConfig,
+	// or a StringValue of the older manifests) exactly as written; empty
+	// when absent.
+	Config string
 	// SecretRefs fill values of Config from files when the configuration
 	// is pushed; Config never holds them.
 	SecretRefs   []SecretRef `json:",omitempty"`
@@ -218,7 +225,18 @@ type Plugin struct {
 	// Rollout, when set, sends another module to part of the nodes the
 	// plugin selects (see Rollout.Active).
 	Rollout *Rollout `json:",omitempty"`
+	// VMID, when set, leads the Envoy vm_id of the plugin's VM in place of
+	// its name (the vmId or id the older manifests gave).
+	VMID string `json:",omitempty"`
+	// Lua, when set, is the source of an Envoy Lua HTTP filter that takes
+	// the plugin's place in the chain (a TrafficExtension's lua.inlineCode).
+	// Such a plugin has no module: URL is empty.
+	Lua string `json:",omitempty"`
 }
+
+// HasModule reports whether the plugin runs a Wasm module that must be
+// fetched (every plugin except a Lua one).
+func (p Plugin) HasModule() bool { return p.Lua == "" }
 
 // PluginType says which filter chain a plugin joins.
 type PluginType string

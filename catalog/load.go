@@ -93,7 +93,7 @@ func (t *tracker) update(sf sourceFile, prev *fileState) *fileState {
 	if pf.notSpec != "" {
 		t.log.Debug("skipping file that holds no specs", "file", sf.rel, "reason", pf.notSpec)
 	}
-	fs := &fileState{hash: h, errs: pf.errs}
+	fs := &fileState{hash: h, errs: pf.errs, warns: pf.warns}
 	docs := t.born(pf.docs, prev)
 	switch {
 	case len(pf.errs) == 0:

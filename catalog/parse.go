@@ -17,6 +17,7 @@ import (
 type parsedFile struct {
 	docs    []*document
 	errs    []SpecError
+	warns   []SpecError
 	notSpec string // why the file was skipped as not a spec file; empty otherwise
 }
 
@@ -53,7 +54,7 @@ func parseFile(rel, dir string, data []byte) parsedFile {
 		line, msg := syntaxLine(syntaxErr)
 		p.addLine(line, "invalid YAML: "+msg)
 	}
-	return parsedFile{docs: docs, errs: p.errs}
+	return parsedFile{docs: docs, errs: p.errs, warns: p.warns}
 }
 
 // decodeAll reads every document of a stream, stopping at the first syntax
@@ -108,7 +109,7 @@ func syntaxLine(err error) (int, string) {
 }
 
 // foreignSpecRE finds an apiVersion of ours in YAML or JSON text.
-var foreignSpecRE = regexp.MustCompile(`apiVersion["']?\s*:\s*["']?(wasmxds\.dev/|extensions\.istio\.io/)`)
+var foreignSpecRE = regexp.MustCompile(`apiVersion["']?\s*:\s*["']?(wasmxds\.dev/|extensions\.istio\.io/|wasme\.io/|istio\.alibabacloud\.com/)`)
 
 // quotesSpecs are extensions of documentation and source files, which may
 // quote a spec as an example without meaning it to apply.

@@ -17,42 +17,93 @@ var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 const noTargets = "wasmxds has no Kubernetes Gateways or Services to attach to; " +
 	"select Envoys with selector.matchLabels (matched against node metadata labels)"
 
+// pluginParse is what parsing a plugin finds besides the Plugin: values
+// other documents must agree with, and fields only wasmxds.dev/v1alpha1
+// has, for the caller to refuse under another apiVersion.
+type pluginParse struct {
+	ports []ref
+	// targetsAt is the first match[].hosts or match[].paths.
+	targetsAt *yaml.Node
+	// native are other fields wasmxds.dev/v1alpha1 alone has.
+	native []nativeField
+}
+
+// nativeField is a field that only wasmxds.dev/v1alpha1 has.
+type nativeField struct {
+	at   *yaml.Node
+	what string
+}
+
 // parsePlugin decodes a WasmPlugin spec; the field set is Istio's
 // extensions.istio.io/v1alpha1 WasmPlugin.
-//
-// targetsAt is the first match[].hosts or match[].paths, which only
-// wasmxds.dev/v1alpha1 has; nil when there is none.
-func parsePlugin(spec *fields, dir string) (pl *Plugin, ports []ref, targetsAt *yaml.Node) {
-	pl = &Plugin{Selector: parseSelector(spec), Phase: PhaseUnspecified, FailStrategy: FailClose}
+func parsePlugin(spec *fields, dir string) (*Plugin, pluginParse) {
+	pl := newPlugin(spec)
+	var pp pluginParse
+	parsePlacement(spec, pl, "UNSPECIFIED_PHASE")
+	parseWasmModule(spec, pl, dir, &pp)
+	pl.Ports, pp.ports, pl.Targets, pp.targetsAt = parseMatch(spec)
+	parsePluginType(spec, pl, pp.targetsAt)
+	return pl, pp
+}
+
+// newPlugin starts a plugin with the defaults and the selector; targetRefs
+// are refused.
+func newPlugin(spec *fields) *Plugin {
+	pl := &Plugin{Selector: parseSelector(spec), Phase: PhaseUnspecified, FailStrategy: FailClose}
 	spec.reject("targetRef", noTargets)
 	spec.reject("targetRefs", noTargets)
-	latest := parsePluginURL(spec, pl, dir)
-	parseVerificationKey(spec, pl, dir)
-	pl.PullPolicy = parsePullPolicy(spec, latest && pl.SHA256 == "")
-	pl.PullSecret = boundedString(spec, "imagePullSecret", 253)
-	checkPullSecretRegistry(spec, pl)
-	pl.Rollout = parseRollout(spec, pl, dir)
-	pl.Config = parsePluginConfig(spec)
-	pl.SecretRefs = parseSecretRefs(spec, pl.Config, dir)
-	pl.RootID = boundedString(spec, "pluginName", 256)
-	if v, _ := spec.enum("phase", "UNSPECIFIED_PHASE", "AUTHN", "AUTHZ", "STATS"); v != "" {
-		pl.Phase = map[string]Phase{"UNSPECIFIED_PHASE": PhaseUnspecified, "AUTHN": PhaseAuthn,
+	return pl
+}
+
+// parsePlacement reads phase and priority; unspecified is the spelling of
+// the unspecified phase (WasmPlugin's UNSPECIFIED_PHASE, TrafficExtension's
+// UNSPECIFIED).
+func parsePlacement(spec *fields, pl *Plugin, unspecified string) {
+	if v, _ := spec.enum("phase", unspecified, "AUTHN", "AUTHZ", "STATS"); v != "" {
+		pl.Phase = map[string]Phase{unspecified: PhaseUnspecified, "AUTHN": PhaseAuthn,
 			"AUTHZ": PhaseAuthz, "STATS": PhaseStats}[v]
 	}
 	if n, _, ok := spec.integer("priority", math.MinInt32, math.MaxInt32); ok {
 		pl.Priority = int32(n)
 	}
-	pl.FailStrategy = parseFailStrategy(spec)
-	pl.Env = parseVMConfig(spec)
-	pl.Ports, ports, pl.Targets, targetsAt = parseMatch(spec)
-	if v, n := spec.enum("type", "UNSPECIFIED_PLUGIN_TYPE", "HTTP", "NETWORK"); v == "NETWORK" {
-		pl.Type = PluginNetwork
-		if targetsAt != nil {
-			spec.p.add(n, "spec.type: a NETWORK plugin applies to whole TCP connections, so match hosts and paths "+
-				"(HTTP routes) cannot limit it; use ports")
+}
+
+// parseWasmModule reads the module and VM fields, which a WasmPlugin has in
+// its spec and a TrafficExtension under spec.wasm.
+func parseWasmModule(f *fields, pl *Plugin, dir string, pp *pluginParse) {
+	latest := parsePluginURL(f, pl, dir)
+	parseVerificationKey(f, pl, dir)
+	pl.PullPolicy = parsePullPolicy(f, latest && pl.SHA256 == "")
+	pl.PullSecret = boundedString(f, "imagePullSecret", 253)
+	checkPullSecretRegistry(f, "imagePullSecret", f.sub("url"), pl)
+	pl.Rollout = parseRollout(f, pl, dir)
+	var stringAt *yaml.Node
+	pl.Config, stringAt = parsePluginConfig(f)
+	if stringAt != nil {
+		pp.native = append(pp.native, nativeField{stringAt, f.sub("pluginConfig") + " as a string"})
+		if f.has("secretRefs") {
+			f.p.add(f.line("secretRefs"), "%s: needs pluginConfig as a mapping to fill values in", f.sub("secretRefs"))
 		}
 	}
-	return pl, ports, targetsAt
+	pl.SecretRefs = parseSecretRefs(f, pl.Config, dir)
+	pl.RootID = boundedString(f, "pluginName", 256)
+	pl.FailStrategy = parseFailStrategy(f)
+	var vmIDAt *yaml.Node
+	pl.Env, pl.VMID, vmIDAt = parseVMConfig(f)
+	if vmIDAt != nil {
+		pp.native = append(pp.native, nativeField{vmIDAt, f.sub("vmConfig.vmId")})
+	}
+}
+
+// parsePluginType reads type: HTTP (the default) or NETWORK.
+func parsePluginType(f *fields, pl *Plugin, targetsAt *yaml.Node) {
+	if v, n := f.enum("type", "UNSPECIFIED_PLUGIN_TYPE", "HTTP", "NETWORK"); v == "NETWORK" {
+		pl.Type = PluginNetwork
+		if targetsAt != nil {
+			f.p.add(n, "%s: a NETWORK plugin applies to whole TCP connections, so match hosts and paths "+
+				"(HTTP routes) cannot limit it; use ports", f.sub("type"))
+		}
+	}
 }
 
 // enum reads a string field that must be one of allowed.
@@ -100,15 +151,24 @@ func parseFailStrategy(spec *fields) FailStrategy {
 }
 
 // parsePluginConfig renders pluginConfig as compact JSON with sorted keys so
-// that equal configs always give equal bytes (and equal xDS versions).
-func parsePluginConfig(spec *fields) string {
+// that equal configs always give equal bytes (and equal xDS versions). A
+// string is kept as written (wasmxds.dev/v1alpha1 only); stringAt is then
+// its node.
+func parsePluginConfig(spec *fields) (cfg string, stringAt *yaml.Node) {
 	v := spec.value("pluginConfig")
 	if v == nil {
-		return ""
+		return "", nil
+	}
+	if v.Kind == yaml.ScalarNode && v.Tag == "!!str" {
+		if len(v.Value) > MaxPluginConfigBytes {
+			spec.p.add(v, "%s: longer than %d KiB", spec.sub("pluginConfig"), MaxPluginConfigBytes>>10)
+			return "", v
+		}
+		return v.Value, v
 	}
 	if v.Kind != yaml.MappingNode {
-		spec.p.add(v, "spec.pluginConfig: must be a mapping")
-		return ""
+		spec.p.add(v, "%s: must be a mapping", spec.sub("pluginConfig"))
+		return "", nil
 	}
 	out, err := encodePluginConfig(v)
 	if err != nil {
@@ -116,25 +176,29 @@ func parsePluginConfig(spec *fields) string {
 		if err.atKey || at == nil {
 			at = spec.line("pluginConfig")
 		}
-		spec.p.add(at, "spec.pluginConfig: %s", err.msg)
-		return ""
+		spec.p.add(at, "%s: %s", spec.sub("pluginConfig"), err.msg)
+		return "", nil
 	}
-	return out
+	return out, nil
 }
 
-// parseVMConfig reads vmConfig.env.
-func parseVMConfig(spec *fields) []EnvVar {
+// parseVMConfig reads vmConfig.env and vmConfig.vmId; vmIDAt is the
+// latter's node, which only wasmxds.dev/v1alpha1 has.
+func parseVMConfig(spec *fields) (env []EnvVar, vmID string, vmIDAt *yaml.Node) {
 	v := spec.value("vmConfig")
 	if v == nil {
-		return nil
+		return nil, "", nil
 	}
-	vm := spec.p.mapping(v, "spec.vmConfig")
+	vm := spec.p.mapping(v, spec.sub("vmConfig"))
 	items, _ := vm.seq("env")
+	vmID, vmIDAt = vm.str("vmId")
+	if vmIDAt != nil && (vmID == "" || len(vmID) > 253) {
+		spec.p.add(vmIDAt, "%s: must be 1-253 characters", vm.sub("vmId"))
+	}
 	vm.finish()
-	var env []EnvVar
 	seen := map[string]int{}
 	for i, it := range items {
-		ef := spec.p.mapping(it, "spec.vmConfig.env["+strconv.Itoa(i)+"]")
+		ef := spec.p.mapping(it, vm.sub("env")+"["+strconv.Itoa(i)+"]")
 		e, n := parseEnvVar(ef)
 		ef.finish()
 		if n == nil {
@@ -147,7 +211,7 @@ func parseVMConfig(spec *fields) []EnvVar {
 		seen[e.Name] = n.Line
 		env = append(env, e)
 	}
-	return env
+	return env, vmID, vmIDAt
 }
 
 func parseEnvVar(ef *fields) (EnvVar, *yaml.Node) {
@@ -173,7 +237,7 @@ func parseEnvVar(ef *fields) (EnvVar, *yaml.Node) {
 // checkPullSecretRegistry refuses an imagePullSecret that names a docker
 // config entry of another registry than the url's: credentials only ever go
 // to the registry they belong to.
-func checkPullSecretRegistry(spec *fields, pl *Plugin) {
+func checkPullSecretRegistry(spec *fields, key, urlField string, pl *Plugin) {
 	secretHost, ok := modref.PullSecretRegistry(pl.PullSecret)
 	if !ok || pl.URL == "" {
 		return
@@ -181,13 +245,13 @@ func checkPullSecretRegistry(spec *fields, pl *Plugin) {
 	ref, err := modref.Parse(pl.URL, "")
 	if err != nil || ref.Kind != modref.KindOCI {
 		if err == nil && ref.Kind != modref.KindFile {
-			spec.p.add(spec.line("imagePullSecret"), "spec.imagePullSecret: %q holds registry credentials; "+
-				"they are only sent to OCI registries, not to %s", pl.PullSecret, pl.URL)
+			spec.p.add(spec.line(key), "%s: %q holds registry credentials; "+
+				"they are only sent to OCI registries, not to %s", spec.sub(key), pl.PullSecret, pl.URL)
 		}
 		return
 	}
 	if !modref.SameRegistry(secretHost, ref.Registry) {
-		spec.p.add(spec.line("imagePullSecret"), "spec.imagePullSecret: %q holds credentials for registry %s, "+
-			"not for %s, the registry of spec.url", pl.PullSecret, secretHost, ref.Registry)
+		spec.p.add(spec.line(key), "%s: %q holds credentials for registry %s, "+
+			"not for %s, the registry of %s", spec.sub(key), pl.PullSecret, secretHost, ref.Registry, urlField)
 	}
 }

@@ -102,8 +102,14 @@ func dedupe(all []bornDoc, st *State) []*document {
 	for _, bd := range all {
 		d := bd.doc
 		if prev, dup := first[d.key]; dup {
+			if d.kind != prev.kind {
+				st.Errors = append(st.Errors, errAt(d.source, d.source.Line,
+					"duplicate plugin name %q: %s %q is already defined at %s, which stays in force "+
+						"(plugins of every kind share one set of names)", d.key.name, prev.kind, d.key.name, prev.source))
+				continue
+			}
 			st.Errors = append(st.Errors, errAt(d.source, d.source.Line,
-				"duplicate %s name %q: already defined at %s, which stays in force", d.key.kind, d.key.name, prev.source))
+				"duplicate %s name %q: already defined at %s, which stays in force", d.kind, d.key.name, prev.source))
 			continue
 		}
 		first[d.key] = d

@@ -12,6 +12,12 @@ import (
 const (
 	APIVersion      = "wasmxds.dev/v1alpha1"
 	IstioAPIVersion = "extensions.istio.io/v1alpha1"
+	// The older ways to put Wasm filters on Envoy, each read for its one
+	// kind: wasme's FilterDeployment, Alibaba Cloud ASM's
+	// ASMFilterDeployment and Istio's EnvoyFilter.
+	WasmeAPIVersion           = "wasme.io/v1"
+	ASMAPIVersion             = "istio.alibabacloud.com/v1beta1"
+	IstioNetworkingAPIVersion = "networking.istio.io/v1alpha3"
 )
 
 // Spec kinds. Both API versions' WasmPlugins share KindWasmPlugin.
@@ -19,7 +25,22 @@ const (
 	KindListener   = "Listener"
 	KindCluster    = "Cluster"
 	KindWasmPlugin = "WasmPlugin"
+	// The other kinds that become plugins. Every plugin kind shares one
+	// set of names.
+	KindTrafficExtension    = "TrafficExtension"
+	KindFilterDeployment    = "FilterDeployment"
+	KindASMFilterDeployment = "ASMFilterDeployment"
+	KindEnvoyFilter         = "EnvoyFilter"
 )
+
+// pluginKinds maps the apiVersion and kind of every document that becomes a
+// plugin, besides WasmPlugin, to its parser.
+var pluginKinds = map[[2]string]func(spec *fields, dir string) (*Plugin, pluginParse){
+	{IstioAPIVersion, KindTrafficExtension}:      parseTrafficExtension,
+	{WasmeAPIVersion, KindFilterDeployment}:      parseFilterDeployment,
+	{ASMAPIVersion, KindASMFilterDeployment}:     parseASMFilterDeployment,
+	{IstioNetworkingAPIVersion, KindEnvoyFilter}: parseEnvoyFilter,
+}
 
 // nameRE is a DNS-1123 subdomain, as Kubernetes requires of object names.
 // Keeping to it means every name is also a valid Envoy resource name and can
@@ -32,6 +53,8 @@ var labelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 // hostRE accepts DNS names as resolvers do (letters, digits, '-', '_').
 var hostRE = regexp.MustCompile(`^[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([-A-Za-z0-9_]*[A-Za-z0-9_])?)*\.?$`)
 
+// docKey identifies a document: every plugin kind has kind WasmPlugin here,
+// since plugins of all kinds share one set of names.
 type docKey struct{ kind, name string }
 
 // ref is a value inside a document that other documents must agree with,
@@ -45,6 +68,7 @@ type ref struct {
 // document is one valid spec document.
 type document struct {
 	key      docKey
+	kind     string // the document's own kind, for messages
 	source   Source
 	listener *Listener
 	cluster  *Cluster
@@ -58,10 +82,30 @@ type document struct {
 	targetsAt *yaml.Node
 }
 
+// keyKind is the kind under which a document's name must be unique.
+func keyKind(kind string) string {
+	switch kind {
+	case KindTrafficExtension, KindFilterDeployment, KindASMFilterDeployment, KindEnvoyFilter:
+		return KindWasmPlugin
+	}
+	return kind
+}
+
 // parseDocument decodes one document. It returns nil when the document had
 // errors (reported to p): a document is either wholly valid or not applied.
 func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	before := len(p.errs)
+	doc := decodeDocument(p, root, dir)
+	if len(p.errs) > before {
+		return nil
+	}
+	return doc
+}
+
+// decodeDocument decodes one document as far as it can, reporting problems
+// to p; it returns nil only when the document is not a mapping or its
+// apiVersion and kind are not read here.
+func decodeDocument(p *problems, root *yaml.Node, dir string) *document {
 	if root = resolve(root); root.Kind != yaml.MappingNode {
 		p.add(root, "document must be a mapping with apiVersion, kind, metadata and spec")
 		return nil
@@ -72,17 +116,21 @@ func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	if !ok {
 		return nil
 	}
-	doc.key = docKey{kind: kind, name: parseMetadata(p, top)}
+	doc.key = docKey{kind: keyKind(kind), name: parseMetadata(p, top)}
+	doc.kind = kind
 	spec := top.value("spec")
 	if spec == nil {
 		p.add(top.line("spec"), "missing spec")
 	} else {
 		if sf := p.mapping(spec, "spec"); sf.isMap() {
-			parseSpec(p, doc, sf, dir)
+			parseSpec(p, doc, sf, dir, apiVersion)
 		}
 	}
 	if doc.plugin != nil {
 		doc.plugin.APIVersion = apiVersion
+		if kind != KindWasmPlugin {
+			doc.plugin.Kind = kind
+		}
 		if apiVersion == IstioAPIVersion && doc.targetsAt != nil {
 			p.add(doc.targetsAt, "spec.match: hosts and paths are not in %s; use apiVersion %s to limit a plugin to hosts and paths",
 				IstioAPIVersion, APIVersion)
@@ -90,9 +138,6 @@ func parseDocument(p *problems, root *yaml.Node, dir string) *document {
 	}
 	top.ignore("status") // written by Kubernetes, meaningless in a file
 	top.finish()
-	if len(p.errs) > before {
-		return nil
-	}
 	return doc
 }
 
@@ -107,9 +152,9 @@ func firstLine(root *yaml.Node) int {
 	return 1
 }
 
-func parseSpec(p *problems, doc *document, spec *fields, dir string) {
+func parseSpec(p *problems, doc *document, spec *fields, dir, apiVersion string) {
 	src, name := doc.source, doc.key.name
-	switch doc.key.kind {
+	switch doc.kind {
 	case KindListener:
 		var refs listenerRefs
 		doc.listener, refs = parseListener(spec)
@@ -119,13 +164,30 @@ func parseSpec(p *problems, doc *document, spec *fields, dir string) {
 		doc.cluster = parseCluster(spec)
 		doc.cluster.Name, doc.cluster.Source = name, src
 	case KindWasmPlugin:
-		doc.plugin, doc.ports, doc.targetsAt = parsePlugin(spec, dir)
+		var pp pluginParse
+		doc.plugin, pp = parsePlugin(spec, dir)
 		doc.plugin.Name, doc.plugin.Source = name, src
+		doc.ports, doc.targetsAt = pp.ports, pp.targetsAt
+		if apiVersion != APIVersion {
+			refuseNative(p, pp.native, apiVersion)
+		}
 	case KindNodeAccess:
 		doc.access = parseNodeAccess(spec)
 		doc.access.Name, doc.access.Source = name, src
+	default:
+		pl, pp := pluginKinds[[2]string{apiVersion, doc.kind}](spec, dir)
+		pl.Name, pl.Source = name, src
+		doc.plugin, doc.ports, doc.targetsAt = pl, pp.ports, pp.targetsAt
+		refuseNative(p, pp.native, apiVersion)
 	}
 	spec.finish()
+}
+
+// refuseNative reports fields that only wasmxds.dev/v1alpha1 has.
+func refuseNative(p *problems, native []nativeField, apiVersion string) {
+	for _, f := range native {
+		p.add(f.at, "%s is not in %s; use apiVersion %s for it", f.what, apiVersion, APIVersion)
+	}
 }
 
 // checkKind validates apiVersion and kind. On failure the rest of the
@@ -142,16 +204,29 @@ func checkKind(p *problems, top *fields) (apiVersion, kind string, ok bool) {
 		p.add(top.node, "missing kind (want Listener, Cluster, WasmPlugin or NodeAccess)")
 	case apiVersion == APIVersion && (kind == KindListener || kind == KindCluster || kind == KindWasmPlugin || kind == KindNodeAccess):
 		return apiVersion, kind, true
-	case apiVersion == IstioAPIVersion && kind == KindWasmPlugin:
+	case apiVersion == IstioAPIVersion && kind == KindWasmPlugin, pluginKinds[[2]string{apiVersion, kind}] != nil:
 		return apiVersion, kind, true
 	case apiVersion == APIVersion:
 		p.add(kindNode, "unknown kind %q for %s (want Listener, Cluster, WasmPlugin or NodeAccess)", kind, apiVersion)
 	case apiVersion == IstioAPIVersion:
-		p.add(kindNode, "kind %q of %s is not supported (only WasmPlugin is)", kind, apiVersion)
+		p.add(kindNode, "kind %q of %s is not supported (only WasmPlugin and TrafficExtension are)", kind, apiVersion)
+	case otherKind(apiVersion) != "":
+		p.add(kindNode, "kind %q of %s is not supported (only %s is)", kind, apiVersion, otherKind(apiVersion))
 	default:
 		p.add(avNode, "unknown apiVersion %q (want %s or %s)", apiVersion, APIVersion, IstioAPIVersion)
 	}
 	return "", "", false
+}
+
+// otherKind is the one kind read under one of the older ways' apiVersions,
+// and empty for any other apiVersion.
+func otherKind(apiVersion string) string {
+	for k := range pluginKinds {
+		if k[0] == apiVersion && apiVersion != IstioAPIVersion {
+			return k[1]
+		}
+	}
+	return ""
 }
 
 // parseMetadata returns metadata.name. Kubernetes bookkeeping fields that a

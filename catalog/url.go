@@ -10,13 +10,13 @@ import (
 func parsePluginURL(spec *fields, pl *Plugin, dir string) bool {
 	raw, n := spec.str("url")
 	if spec.missing("url") || (n != nil && raw == "") {
-		spec.p.add(orNode(n, spec.line("url")), "spec.url: missing (oci://, http(s):// or file:// module location)")
+		spec.p.add(orNode(n, spec.line("url")), "%s: missing (oci://, http(s):// or file:// module location)", spec.sub("url"))
 	}
 	var ref modref.Ref
 	if raw != "" {
 		var err error
 		if ref, err = modref.Parse(raw, dir); err != nil {
-			spec.p.add(n, "spec.url: %v", err)
+			spec.p.add(n, "%s: %v", spec.sub("url"), err)
 		}
 	}
 	pl.URL = ref.String()
@@ -27,9 +27,9 @@ func parsePluginURL(spec *fields, pl *Plugin, dir string) bool {
 	pin, err := modref.ParseSHA256(sum)
 	switch {
 	case err != nil:
-		spec.p.add(sn, "spec.sha256: %v", err)
+		spec.p.add(sn, "%s: %v", spec.sub("sha256"), err)
 	case ref.Digest != "" && ref.Digest != pin:
-		spec.p.add(sn, "spec.sha256: %s does not match the digest in url (sha256:%s)", pin, ref.Digest)
+		spec.p.add(sn, "%s: %s does not match the digest in url (sha256:%s)", spec.sub("sha256"), pin, ref.Digest)
 	default:
 		pl.SHA256 = pin
 	}

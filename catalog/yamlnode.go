@@ -12,8 +12,18 @@ import (
 // problems collects the errors found in one file. Every error carries the
 // line of the node it is about so users can jump straight to it.
 type problems struct {
-	file string
-	errs []SpecError
+	file  string
+	errs  []SpecError
+	warns []SpecError // valid but moot or probably unintended; never exclude a document
+}
+
+// warn records a warning at n.
+func (p *problems) warn(n *yaml.Node, format string, args ...any) {
+	line := 1
+	if n != nil && n.Line > 0 {
+		line = n.Line
+	}
+	p.warns = append(p.warns, SpecError{File: p.file, Line: line, Message: fmt.Sprintf(format, args...)})
 }
 
 func (p *problems) add(n *yaml.Node, format string, args ...any) {
@@ -216,6 +226,21 @@ func (f *fields) ignore(keys ...string) {
 	for _, k := range keys {
 		f.used[k] = true
 	}
+}
+
+// either reads a field that Envoy's and Istio's JSON mapping of a protobuf
+// message accepts in two spellings (lowerCamel and snake_case) and returns
+// the key used; setting both is an error.
+func (f *fields) either(camel, snake string) string {
+	switch {
+	case f.has(camel) && f.has(snake):
+		f.p.add(f.keys[snake], "%s: set both %s and %s; they are one field", f.sub(snake), camel, snake)
+		f.used[snake] = true
+		return camel
+	case f.has(snake):
+		return snake
+	}
+	return camel
 }
 
 // has reports whether key is present (even when null).

@@ -70,6 +70,14 @@ func (t *translator) pluginFilter(p catalog.Plugin) pluginFilter {
 // Envoy: left out when FAIL_OPEN, replaced by a deny-all filter otherwise.
 // An unresolved module is not a Problem; the caller reports module errors.
 func (t *translator) buildPluginFilter(p catalog.Plugin) pluginFilter {
+	if !p.HasModule() {
+		f, err := luaFilter(p)
+		if err != nil {
+			t.problem(p.Source, kindWasmPlugin, p.Name, err)
+			return unavailable(p)
+		}
+		return pluginFilter{filter: f}
+	}
 	pm := t.in.Modules[p.Name]
 	if pm.Module == nil && pm.Pending && t.moduleOK {
 		// Pending is not failed: nothing runs the plugin yet, so nothing
@@ -293,8 +301,12 @@ func failurePolicy(s catalog.FailStrategy) wasmv3.FailurePolicy {
 //   - environment variables are read when a VM starts and are not part of
 //     Envoy's VM key, so they are hashed into the id: an env edit must start
 //     a new VM to take effect.
+//
+// A plugin with a VMID (the vm id an older manifest gave) has it lead the id
+// in place of its name, so plugins that named one VM share it, as Envoy
+// shared it before.
 func vmID(p catalog.Plugin, m Module) string {
-	id := p.Name + "." + shortDigest(m.SHA256)
+	id := cmp.Or(p.VMID, p.Name) + "." + shortDigest(m.SHA256)
 	if len(p.Env) == 0 {
 		return id
 	}

@@ -54,6 +54,8 @@ type goldenPlugin struct {
 	Ports        []uint32          `yaml:"ports"`
 	Type         string            `yaml:"type"`
 	Targets      []catalog.Target  `yaml:"targets"`
+	VMID         string            `yaml:"vmID"`
+	Lua          string            `yaml:"lua"`
 }
 
 var goldenPhases = map[string]catalog.Phase{
@@ -93,6 +95,7 @@ func loadGolden(t *testing.T, path string) (Input, map[string]string) {
 			Name: p.Name, Source: p.Source, Selector: p.Selector, Config: p.Config, RootID: p.RootID,
 			Phase: phase, Priority: p.Priority, FailStrategy: catalog.FailStrategy(p.FailStrategy),
 			Env: p.Env, Ports: p.Ports, Type: catalog.PluginType(p.Type), Targets: p.Targets,
+			VMID: p.VMID, Lua: p.Lua,
 		})
 	}
 	return in, g.Labels

@@ -16,6 +16,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newServeCmd(),
 		newValidateCmd(),
+		newConvertCmd(),
 		newBootstrapCmd(),
 		newPushCmd(),
 		newPullCmd(),

@@ -153,7 +153,11 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 		if module == "" {
 			module = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\n", p.Name, state, p.Phase, p.Priority, p.URL, module,
+		url := p.URL
+		if p.Lua {
+			url = "lua (inline code)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\n", p.Name, state, p.Phase, p.Priority, url, module,
 			moduleNodes(p.Modules, false))
 		if ro := p.Rollout; ro != nil {
 			rmod := short(ro.SHA256)

@@ -148,7 +148,7 @@ func (c *controller) onChange(st *catalog.State) {
 	c.state = st
 	keep := make(map[string]bool, len(st.Plugins))
 	for _, p := range st.Plugins {
-		keep[p.Name] = true
+		keep[p.Name] = p.HasModule()
 		if p.Rollout.Active(p.URL) && c.opts.Delivery != xds.DeliveryLDS {
 			keep[rolloutKey(p.Name)] = true
 		}
@@ -243,6 +243,9 @@ func (c *controller) jobsLocked(resync bool) []pullJob {
 	var jobs []pullJob
 	now := time.Now()
 	for _, p := range c.state.Plugins {
+		if !p.HasModule() {
+			continue // Lua: nothing to fetch
+		}
 		req := fetcher.Request{URL: p.URL, SHA256: p.SHA256, Always: p.PullPolicy == catalog.PullAlways,
 			PullSecret: p.PullSecret, VerificationKey: p.VerificationKey}
 		if j, ok := c.dueLocked(p.Name, req, resync, now); ok {
@@ -402,8 +405,10 @@ func (c *controller) push() {
 	now := time.Now()
 	names := make(map[string]bool, len(c.state.Plugins))
 	for _, p := range c.state.Plugins {
-		in.Modules[p.Name] = c.withSecrets(p, c.pluginModuleLocked(p.Name, now))
 		names[p.Name] = true
+		if p.HasModule() {
+			in.Modules[p.Name] = c.withSecrets(p, c.pluginModuleLocked(p.Name, now))
+		}
 	}
 	c.secrets.retain(names)
 	in.Rollouts = c.rolloutsLocked(in, now)

@@ -98,7 +98,7 @@ func (c *controller) warm() bool {
 	}
 	for _, p := range c.state.Plugins {
 		rollout := p.Rollout.Active(p.URL) && c.opts.Delivery != xds.DeliveryLDS
-		if !resolved(p.Name) || (rollout && !resolved(rolloutKey(p.Name))) {
+		if p.HasModule() && !resolved(p.Name) || (rollout && !resolved(rolloutKey(p.Name))) {
 			return false
 		}
 	}

@@ -50,8 +50,13 @@ const (
 
 // PluginReport is one plugin and the module it is served with.
 type PluginReport struct {
-	Name           string     `json:"name"`
-	Source         string     `json:"source"` // file:line
+	Name   string `json:"name"`
+	Source string `json:"source"` // file:line
+	// Kind is the spec's kind when it is not WasmPlugin.
+	Kind string `json:"kind,omitempty"`
+	// Lua marks a Lua plugin: inline code, no module (URL is empty), ready
+	// as soon as it is in the desired state.
+	Lua            bool       `json:"lua,omitempty"`
 	URL            string     `json:"url"`
 	Phase          string     `json:"phase"`
 	Priority       int32      `json:"priority"`
@@ -103,8 +108,11 @@ func (c *controller) pluginReports() []PluginReport {
 	for _, p := range c.state.Plugins {
 		rep := PluginReport{Name: p.Name, Source: p.Source.String(), URL: p.URL, Phase: p.Phase.String(),
 			Priority: p.Priority, FailStrategy: string(p.FailStrategy), PullPolicy: string(p.PullPolicy),
-			VerificationKey: p.KeyFingerprint, State: PluginPending}
-		if r := c.res[p.Name]; r != nil {
+			VerificationKey: p.KeyFingerprint, State: PluginPending, Kind: p.Kind, Lua: !p.HasModule()}
+		if rep.Lua {
+			rep.State, rep.PullPolicy = PluginReady, ""
+		}
+		if r := c.res[p.Name]; r != nil && !rep.Lua {
 			rep.Error = r.err
 			if r.module != nil {
 				rep.SHA256, rep.ManifestDigest, rep.SignedBy = r.module.SHA256, r.module.ManifestDigest, r.module.SignedBy
