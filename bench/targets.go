@@ -76,7 +76,7 @@ func StartServe(bin, configDir string, delivery xds.Delivery, dir string, extra 
 		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr,
 		"--advertise-url", "http://" + httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String(),
 		// The simulated fleet is thousands of clients on one address.
-		"--max-streams-per-source", "0"}, extra...)
+		"--max-streams-per-source", "0", "--max-label-sets-per-source", "-1"}, extra...)
 	p, err := testproc.Start("wasmxds", filepath.Join(dir, "wasmxds.log"), nil, argv...)
 	if err != nil {
 		return nil, err

@@ -73,3 +73,13 @@ func (t *tracker) revoke(key streamKey, end error) {
 		st.stream.revoke(end)
 	}
 }
+
+// sourceOf is the address a stream comes from, "" if unknown.
+func (t *tracker) sourceOf(key streamKey) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if st := t.streams[key]; st != nil {
+		return st.ip
+	}
+	return ""
+}

@@ -129,6 +129,9 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 	g := s.groups[a.group]
 	if g == nil {
 		g = newGroup(a.labels, NodeBucket(a.nodeID))
+		if a.identity == "" && a.ip != "" {
+			g.creator = a.ip
+		}
 		s.groups[a.group] = g
 		s.metrics.nodeGroups.Set(float64(len(s.groups)))
 	}
@@ -164,7 +167,16 @@ func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
 			return nil, s.refuse(key, identity, node, err)
 		}
 	}
-	return s.tracker.attach(key, node), nil
+	if identity == "" {
+		if err := s.checkLabelSets(s.tracker.sourceOf(key), node); err != nil {
+			return nil, s.refuse(key, identity, node, err)
+		}
+	}
+	a := s.tracker.attach(key, node)
+	if a != nil {
+		a.identity = identity
+	}
+	return a, nil
 }
 
 // refuse records a refused node and returns the error that ends its stream.

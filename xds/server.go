@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,14 @@ type ServerOptions struct {
 	// nodeGroupKey) kept with no connected node; the longest idle are
 	// dropped first. Zero means 4096.
 	MaxIdleGroups int
+	// MaxLabelSetsPerSource caps the label sets that nodes without a
+	// client certificate, from one source address, may bring into being
+	// while their groups are kept (connected or idle): each label set costs
+	// a translation, so an unauthenticated peer could otherwise fill memory
+	// by connecting under ever new labels. A node over the cap is refused.
+	// Nodes with a certificate are bounded by NodeAccess instead. Zero
+	// means DefaultMaxLabelSetsPerSource; negative, no cap.
+	MaxLabelSetsPerSource int
 	// Authorize, if set, admits or refuses each node on its first request;
 	// Server.Reauthorize checks attached nodes again.
 	Authorize AuthorizeFunc
@@ -67,6 +76,7 @@ type Server struct {
 	metrics     *serverMetrics
 	idleTimeout time.Duration
 	maxIdle     int
+	maxSets     int
 	cache       cache.SnapshotCache
 	xds         serverv3.Server
 	cancel      context.CancelFunc
@@ -118,6 +128,7 @@ type group struct {
 	problems  []Problem
 	nodes     int // open streams of nodes in this group
 	idleSince time.Time
+	creator   string // the source address of an unauthenticated node that made it, "" otherwise
 
 	// Module delivery (see delivery.go): the plugins of each ECDS version
 	// sent, newest last, re-pushes, refused modules and last good configs.
@@ -161,6 +172,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		metrics:     metrics,
 		idleTimeout: cmp.Or(opts.GroupIdleTimeout, 10*time.Minute),
 		maxIdle:     cmp.Or(opts.MaxIdleGroups, 4096),
+		maxSets:     cmp.Or(opts.MaxLabelSetsPerSource, DefaultMaxLabelSetsPerSource),
 		groups:      map[string]*group{},
 		refusals:    map[string]map[string]map[string]bool{},
 		familyGood:  map[string]map[string]goodConfigs{},
@@ -258,17 +270,18 @@ func (s *Server) Status() []NodeStatus {
 func (s *Server) Refusals() []Refusal { return s.tracker.refused() }
 
 // Ready reports whether the first Input has been processed, i.e. every
-// group known at that time has a snapshot and groups that connect later get
-// one on their first request.
+// group with a connected node at that time has a snapshot and groups that
+// connect later (or come back from idle) get one on their first request.
 func (s *Server) Ready() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ready
 }
 
-// Update rebuilds every known group's snapshot from in. A group whose
-// resources hash the same as before is left alone, so Envoys are sent
-// nothing.
+// Update rebuilds the snapshot of every group with a connected node from
+// in; idle groups give theirs back and are built on their next node. A
+// group whose resources hash the same as before is left alone, so Envoys
+// are sent nothing.
 func (s *Server) Update(in Input) {
 	s.buildMu.Lock()
 	defer s.buildMu.Unlock()
@@ -277,7 +290,8 @@ func (s *Server) Update(in Input) {
 	s.dropIdleGroupsLocked(time.Now())
 	s.liftRefusalsLocked(in)
 	s.pruneHeldLocked(in)
-	keys := slices.Sorted(maps.Keys(s.groups))
+	s.releaseIdleLocked()
+	keys := s.activeGroupsLocked()
 	s.mu.Unlock()
 	s.shared = newBuildCache()
 	for _, key := range keys {
@@ -336,6 +350,12 @@ func (s *Server) ensureGroup(key string) {
 	s.mu.Lock()
 	in := s.input
 	pending = s.groups[key] == g && g.versions == nil
+	if pending {
+		// Before a group is added, those gone idle give back theirs: the
+		// snapshots kept stay one per group in use, however many label
+		// sets come and go between Updates.
+		s.releaseIdleLocked()
+	}
 	s.mu.Unlock()
 	if pending {
 		s.rebuild(key, *in, s.shared)
@@ -353,6 +373,27 @@ type buildCache struct {
 
 func newBuildCache() *buildCache {
 	return &buildCache{translations: map[string]*translation{}, built: map[string]*built{}}
+}
+
+// retain forgets the work done for label sets not in labelsKeys.
+func (c *buildCache) retain(labelsKeys map[string]bool) {
+	for k := range c.translations {
+		if !labelsKeys[labelsOfBuildKey(k)] {
+			delete(c.translations, k)
+		}
+	}
+	for k := range c.built {
+		if !labelsKeys[labelsOfBuildKey(k)] {
+			delete(c.built, k)
+		}
+	}
+}
+
+// labelsOfBuildKey is the label set of a translation or built key (the
+// label set, then NUL-separated variants).
+func labelsOfBuildKey(k string) string {
+	labels, _, _ := strings.Cut(k, "\x00")
+	return labels
 }
 
 // translation is one Translate's result and the plugin module of each of
@@ -571,6 +612,41 @@ func versionAttrs(v typeVersions) slog.Value {
 		attrs = append(attrs, slog.String(typeLabel(typeURL), v[typeURL]))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// releaseIdleLocked gives back the snapshot of every group no node uses:
+// an idle group keeps only its bookkeeping (what its nodes ran and
+// refused), and is built again, to the same versions, when a node returns
+// (see ensureGroup). Work shared by label sets no group uses any more goes
+// too. The caller holds buildMu and mu.
+func (s *Server) releaseIdleLocked() {
+	inUse := map[string]bool{}
+	for key, g := range s.groups {
+		if g.nodes > 0 {
+			inUse[g.labelsKey] = true
+			continue
+		}
+		if g.versions != nil {
+			s.cache.ClearSnapshot(key)
+			g.versions, g.setAt, g.current = nil, nil, nil
+		}
+	}
+	if s.shared != nil {
+		s.shared.retain(inUse)
+	}
+}
+
+// activeGroupsLocked returns the keys of the groups with a connected node,
+// sorted.
+func (s *Server) activeGroupsLocked() []string {
+	var keys []string
+	for key, g := range s.groups {
+		if g.nodes > 0 {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // dropIdleGroupsLocked forgets label sets no node has used for a while, and

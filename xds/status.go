@@ -107,6 +107,7 @@ func newTracker() *tracker {
 // attachment is a node newly attached to a stream.
 type attachment struct {
 	nodeID, cluster, group, ip string
+	identity                   string
 	labels                     map[string]string
 	ignored                    []string
 }

@@ -33,6 +33,7 @@ type serveConfig struct {
 	allowLinkLocal bool
 	secretRoots    []string
 	maxStreams     int
+	maxLabelSets   int
 	fileRoots      []string
 	delivery       string
 	resync         time.Duration
@@ -84,6 +85,8 @@ they change.`,
 	f.StringArrayVar(&cfg.fileRoots, "allow-file-root", nil, "confine file:// module URLs to this directory (repeatable; default: any readable file)")
 	f.IntVar(&cfg.maxStreams, "max-streams-per-source", xds.DefaultMaxStreamsPerSource, "most ADS streams one source IP address may hold open "+
 		"at once; more are refused with RESOURCE_EXHAUSTED (0: no bound; raise it for many Envoys behind one address)")
+	f.IntVar(&cfg.maxLabelSets, "max-label-sets-per-source", xds.DefaultMaxLabelSetsPerSource, "most label sets nodes without a client "+
+		"certificate from one address may bring into being (each costs a translation); a node with a new one past that is refused (-1: no cap)")
 	f.StringArrayVar(&cfg.secretRoots, "allow-secret-root", nil, "confine secretRefs files to this directory, symlinks resolved; "+
 		"a file outside every root is a spec error (repeatable; default: any readable file)")
 	f.StringVar(&cfg.envoySDSDir, "envoy-tls-sds-dir", "", "directory, as Envoys see it, of the SDS files `wasmxds bootstrap --tls-sds-dir` wrote: "+
@@ -136,7 +139,8 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		AdminListen: cfg.adminListen, TLSCertFile: cfg.tlsCert, TLSKeyFile: cfg.tlsKey, ClientCAFile: cfg.clientCA,
 		EnvoyTLSSDSDir: cfg.envoySDSDir, AllowLinkLocal: cfg.allowLinkLocal, AllowFileRoots: cfg.fileRoots,
 		AllowSecretRoots: cfg.secretRoots, MaxStreamsPerSource: cfg.maxStreams,
-		AdvertiseURL: cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
+		MaxLabelSetsPerSource: cfg.maxLabelSets,
+		AdvertiseURL:          cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
 		ReleaseMemory: true, Logger: log,

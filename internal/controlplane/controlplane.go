@@ -83,6 +83,10 @@ type Options struct {
 	// at once (0: no bound; the CLI's default is
 	// xds.DefaultMaxStreamsPerSource).
 	MaxStreamsPerSource int
+	// MaxLabelSetsPerSource caps the label sets nodes without a client
+	// certificate from one address may bring into being (0:
+	// xds.DefaultMaxLabelSetsPerSource; negative: no cap).
+	MaxLabelSetsPerSource int
 	// Pprof serves Go profiles under /debug/pprof/.
 	Pprof bool
 	// ReleaseMemory returns freed memory to the OS once the open ADS
@@ -222,8 +226,9 @@ func (cp *ControlPlane) build() error {
 		return err
 	}
 	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize,
-		OnUnknownVersion: func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) },
-		OnPluginFailed:   func(node, plugin, sha, reason string) { cp.ctrl.pluginFailed(node, plugin, sha, reason) },
+		MaxLabelSetsPerSource: cp.opts.MaxLabelSetsPerSource,
+		OnUnknownVersion:      func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) },
+		OnPluginFailed:        func(node, plugin, sha, reason string) { cp.ctrl.pluginFailed(node, plugin, sha, reason) },
 		// An Envoy may quote a config it rejects: secrets filled into
 		// pluginConfig never go further than the Envoys they were for.
 		Redact: func(text string) string { return cp.ctrl.secrets.redact(text) },
