@@ -47,6 +47,20 @@ type tracker struct {
 	gen     int64
 	files   map[string]*fileState
 	applied map[docKey]*document // listener documents in the last State
+
+	// largeFile, when positive, makes refresh leave a changed file larger
+	// than it as it was (its last documents stay in force) and list it in
+	// deferred, for the caller to parse aside and hand back in ready: the
+	// edits of other files then apply without waiting for a large parse.
+	largeFile int
+	deferred  []sourceFile
+	ready     map[string]readyParse
+}
+
+// readyParse is a file parsed aside, for the content hash it had.
+type readyParse struct {
+	hash [32]byte
+	pf   parsedFile
 }
 
 func newTracker(dir string, log *slog.Logger) (*tracker, error) {
@@ -65,10 +79,14 @@ func (t *tracker) refresh(onDir func(string)) (*State, error) {
 		return nil, err
 	}
 	t.gen++
+	t.deferred = nil
 	next := make(map[string]*fileState, len(sc.files))
 	for _, sf := range sc.files {
-		next[sf.rel] = t.update(sf, t.files[sf.rel])
+		if fs := t.update(sf, t.files[sf.rel]); fs != nil {
+			next[sf.rel] = fs
+		}
 	}
+	t.ready = nil // each was applied, or is stale: the file changed again
 	for rel := range t.files {
 		if next[rel] == nil {
 			t.log.Info("spec file removed", "file", rel)
@@ -86,9 +104,17 @@ func (t *tracker) update(sf sourceFile, prev *fileState) *fileState {
 	if sf.parsed == nil && len(sf.data) == 0 && prev != nil && len(prev.good) > 0 {
 		return emptied(sf, h, prev, t.log)
 	}
-	pf := sf.parse()
-	if t.parsed != nil {
-		t.parsed()
+	var pf parsedFile
+	if r, ok := t.ready[sf.rel]; ok && r.hash == h {
+		pf = r.pf
+	} else if t.largeFile > 0 && sf.parsed == nil && len(sf.data) > t.largeFile {
+		t.deferred = append(t.deferred, sf)
+		return prev // nil for a new file: it applies once parsed
+	} else {
+		pf = sf.parse()
+		if t.parsed != nil {
+			t.parsed()
+		}
 	}
 	if pf.notSpec != "" {
 		t.log.Debug("skipping file that holds no specs", "file", sf.rel, "reason", pf.notSpec)

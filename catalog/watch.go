@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -53,7 +55,17 @@ type WatchOptions struct {
 	// last State stays in force; an owner shows err in its status and
 	// readiness.
 	OnHealth func(err error)
+
+	// largeFile overrides defaultLargeFile; parseGate, when set, runs
+	// before each parse aside (tests hold it to observe the interim State).
+	largeFile int
+	parseGate func()
 }
+
+// defaultLargeFile is the size past which a changed file is parsed aside
+// while the edits of other files apply: parsing runs at a few MB/s, so a
+// file of this size takes about a tenth of a second.
+const defaultLargeFile = 512 << 10
 
 // Watch loads dir, calls onChange with the State, then watches the whole tree
 // and calls onChange again each time the State changes, until ctx is done
@@ -92,6 +104,8 @@ func Watch(ctx context.Context, dir string, opts WatchOptions, onChange func(*St
 		return err
 	}
 	w.deliver(st)
+	// Only edits are parsed aside: the initial State holds every file.
+	w.t.largeFile = w.largeFile
 	return w.loop(ctx)
 }
 
@@ -115,7 +129,9 @@ func newWatcher(dir string, opts WatchOptions, onChange func(*State)) (*watcher,
 		return nil, fmt.Errorf("catalog: file watcher: %w", err)
 	}
 	w := &watcher{t: t, fsw: fsw, log: log, watched: map[string]string{}, onChange: onChange,
-		onHealth: opts.OnHealth, debounce: opts.Debounce, metrics: m}
+		onHealth: opts.OnHealth, debounce: opts.Debounce, metrics: m,
+		parsedAside: make(chan parsedAside), aside: map[string][32]byte{}, parseGate: opts.parseGate,
+		largeFile: cmp.Or(opts.largeFile, defaultLargeFile)}
 	if w.debounce <= 0 {
 		w.debounce = DefaultDebounce
 	}
@@ -133,12 +149,32 @@ type watcher struct {
 	metrics  *metrics
 	last     *State
 	dirErr   error // why the last rescan failed; nil when it succeeded
+
+	// Large files parsed aside (see tracker.largeFile): results come back
+	// on parsedAside; aside holds the content hash of each file being
+	// parsed; asideWG waits for those parses when the loop ends.
+	parsedAside chan parsedAside
+	aside       map[string][32]byte
+	asideWG     sync.WaitGroup
+	parseGate   func()
+	stopAside   <-chan struct{}
+	largeFile   int
+}
+
+// parsedAside is the outcome of a parse aside.
+type parsedAside struct {
+	rel string
+	readyParse
 }
 
 func (w *watcher) loop(ctx context.Context) error {
 	d := debouncer{quiet: w.debounce, timer: time.NewTimer(time.Hour)}
 	d.timer.Stop()
 	defer d.timer.Stop()
+	stop := make(chan struct{})
+	defer w.asideWG.Wait()
+	defer close(stop)
+	w.stopAside = stop
 	var poll *time.Ticker
 	for {
 		var pollC <-chan time.Time
@@ -173,6 +209,13 @@ func (w *watcher) loop(ctx context.Context) error {
 			}
 		case <-d.timer.C:
 			d.fired()
+			w.apply()
+		case r := <-w.parsedAside:
+			if w.aside[r.rel] == r.hash {
+				delete(w.aside, r.rel)
+			}
+			w.t.ready = map[string]readyParse{r.rel: r.readyParse}
+			w.metrics.parses.Inc()
 			w.apply()
 		}
 		poll = w.pollWhileUnhealthy(poll)
@@ -226,12 +269,39 @@ func (w *watcher) apply() {
 		w.metrics.reloads.WithLabelValues(resultFailed).Inc()
 		return
 	}
+	w.parseDeferred()
 	if reflect.DeepEqual(st, w.last) {
 		w.metrics.reloads.WithLabelValues(resultUnchanged).Inc()
 		return
 	}
 	w.metrics.reloads.WithLabelValues(resultChanged).Inc()
 	w.deliver(st)
+}
+
+// parseDeferred parses aside each large file the last rescan left as it
+// was, unless that content is being parsed already; the result comes back
+// to the loop, which applies it. The initial load parses everything.
+func (w *watcher) parseDeferred() {
+	for _, sf := range w.t.deferred {
+		h := sf.hash()
+		if cur, ok := w.aside[sf.rel]; ok && cur == h {
+			continue
+		}
+		w.aside[sf.rel] = h
+		w.log.Info("large spec file changed; parsing it while other edits apply", "file", sf.rel, "bytes", len(sf.data))
+		w.asideWG.Add(1)
+		go func() {
+			defer w.asideWG.Done()
+			if w.parseGate != nil {
+				w.parseGate()
+			}
+			r := parsedAside{rel: sf.rel, readyParse: readyParse{hash: h, pf: sf.parse()}}
+			select {
+			case w.parsedAside <- r:
+			case <-w.stopAside:
+			}
+		}()
+	}
 }
 
 // setHealth records the outcome of a rescan, logging and reporting only

@@ -34,11 +34,17 @@ func startWatch(t *testing.T, dir string) (*watchHarness, *State) {
 // startWatchDebounced is startWatch with the given quiet period.
 func startWatchDebounced(t *testing.T, dir string, debounce time.Duration) (*watchHarness, *State) {
 	t.Helper()
+	return startWatchWith(t, dir, func(o *WatchOptions) { o.Debounce = debounce })
+}
+
+// startWatchWith is startWatch with options changed by set.
+func startWatchWith(t *testing.T, dir string, set func(*WatchOptions)) (*watchHarness, *State) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &watchHarness{t: t, dir: dir, states: make(chan *State, 64), health: make(chan error, 64),
 		reg: prometheus.NewRegistry()}
 	done := make(chan error, 1)
-	opts := WatchOptions{Debounce: debounce, Registerer: h.reg,
+	opts := WatchOptions{Debounce: 20 * time.Millisecond, Registerer: h.reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		OnHealth: func(err error) {
 			select {
@@ -46,6 +52,7 @@ func startWatchDebounced(t *testing.T, dir string, debounce time.Duration) (*wat
 			case <-ctx.Done():
 			}
 		}}
+	set(&opts)
 	go func() {
 		done <- Watch(ctx, dir, opts, func(s *State) {
 			select {
@@ -448,4 +455,41 @@ func TestWatchMissingDirectoryFails(t *testing.T) {
 	if err == nil {
 		t.Error("Watch of a missing directory succeeded")
 	}
+}
+
+// A large file's edit is parsed aside: an edit of another file made just
+// after it applies without waiting for that parse, the large file's last
+// documents staying in force meanwhile; then the large file's edit
+// applies.
+func TestWatchLargeFileDoesNotHoldOtherEdits(t *testing.T) {
+	dir := t.TempDir()
+	big, small := filepath.Join(dir, "big.yaml"), filepath.Join(dir, "small.yaml")
+	pad := "# " + strings.Repeat("x", 2048) + "\n"
+	write(t, big, clusterYAML("big", "big:1")+pad)
+	write(t, small, clusterYAML("small", "small:1"))
+	gate := make(chan struct{})
+	h, st := startWatchWith(t, dir, func(o *WatchOptions) { o.largeFile = 1024; o.parseGate = func() { <-gate } })
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	if endpointOf(st, "big") != "big:1" || endpointOf(st, "small") != "small:1" {
+		t.Fatalf("initial state lacks a file: big %q, small %q", endpointOf(st, "big"), endpointOf(st, "small"))
+	}
+
+	atomicWrite(t, big, clusterYAML("big", "big:2")+pad)
+	atomicWrite(t, small, clusterYAML("small", "small:2"))
+	st = h.waitFor("small's edit", func(s *State) bool { return endpointOf(s, "small") == "small:2" })
+	if endpointOf(st, "big") != "big:1" {
+		t.Errorf("big = %q while its parse is held, want its last documents (big:1)", endpointOf(st, "big"))
+	}
+	close(gate)
+	h.waitFor("big's edit", func(s *State) bool { return endpointOf(s, "big") == "big:2" && endpointOf(s, "small") == "small:2" })
+
+	// A new large file applies once parsed, too.
+	write(t, filepath.Join(dir, "new.yaml"), clusterYAML("new", "new:1")+pad)
+	h.waitFor("the new large file", func(s *State) bool { return endpointOf(s, "new") == "new:1" })
 }
