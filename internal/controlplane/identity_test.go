@@ -90,9 +90,9 @@ func TestStreamIsBoundToItsFirstNode(t *testing.T) {
 	m := startMTLS(t)
 	m.write("access.yaml", twoTeamsSpec)
 	waitUntil(t, "both teams' access in force", func() bool {
-		resp, err := firstResponse(t, m.cp.XDSAddr(), grpc.WithTransportCredentials(credentials.NewTLS(m.clientTLS(t, "spiffe://example.org/team-a/1"))),
-			"a-1", map[string]any{"team": "a"})
-		return err == nil && len(resp.GetResources()) > 0
+		clusters, err := firstClusters(t, m.cp.XDSAddr(), grpc.WithTransportCredentials(credentials.NewTLS(m.clientTLS(t, "spiffe://example.org/team-a/1"))),
+			"a-1", map[string]string{"team": "a"})
+		return err == nil && clusters > 0
 	})
 	dial := func(t *testing.T) *grpc.ClientConn {
 		conn, err := grpc.NewClient("passthrough:///"+m.cp.XDSAddr(),

@@ -11,15 +11,12 @@ import (
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wasmxds/wasmxds/internal/testpki"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
@@ -68,51 +65,47 @@ func (m *mtlsFixture) clientTLS(t *testing.T, uri string) *tls.Config {
 	return cfg
 }
 
-// firstResponse opens an ADS stream as node id with labels and returns the
-// first response, or the stream's error.
-func firstResponse(t *testing.T, addr string, creds grpc.DialOption, id string, labels map[string]any) (*discoverygrpc.DiscoveryResponse, error) {
+// firstClusters opens an ADS stream as node id with labels (an xdstest
+// client) and returns how many clusters its first cluster response held,
+// or the error that ended the stream first.
+func firstClusters(t *testing.T, addr string, creds grpc.DialOption, id string, labels map[string]string) (int, error) {
 	t.Helper()
-	conn, err := grpc.NewClient("passthrough:///"+addr, creds)
+	c, err := xdstest.Dial(addr, xdstest.Options{NodeID: id, Labels: labels, DialOptions: []grpc.DialOption{creds}})
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	defer conn.Close()
+	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := discoverygrpc.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		return nil, err
+	werr := c.WaitFor(ctx, func(s xdstest.State) bool { return s.Type(resource.ClusterType).Responses > 0 })
+	if werr != nil {
+		if err := c.Err(); err != nil {
+			return 0, err
+		}
+		return 0, werr
 	}
-	meta, err := structpb.NewStruct(map[string]any{"labels": labels})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&discoverygrpc.DiscoveryRequest{Node: &corev3.Node{Id: id, Metadata: meta},
-		TypeUrl: resource.ClusterType}); err != nil {
-		return nil, err
-	}
-	return stream.Recv()
+	return len(c.State().Type(resource.ClusterType).Names()), nil
 }
 
 func TestMTLSRefusesClientsWithoutAValidCertificate(t *testing.T) {
 	m := startMTLS(t)
-	labels := map[string]any{"app": "web"}
+	labels := map[string]string{"app": "web"}
 	addr := m.cp.XDSAddr()
-	if _, err := firstResponse(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()), "web-1", labels); err == nil {
+	if _, err := firstClusters(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()), "web-1", labels); err == nil {
 		t.Error("a plaintext client got a response")
 	}
-	if _, err := firstResponse(t, addr, grpc.WithTransportCredentials(credentials.NewTLS(m.clientTLS(t, ""))), "web-1", labels); err == nil {
+	if _, err := firstClusters(t, addr, grpc.WithTransportCredentials(credentials.NewTLS(m.clientTLS(t, ""))), "web-1", labels); err == nil {
 		t.Error("a client without a certificate got a response")
 	}
 	other := testpki.NewCA(t, "another CA")
 	foreign := &tls.Config{RootCAs: m.ca.Pool(), ServerName: "127.0.0.1",
 		Certificates: []tls.Certificate{other.Issue(t, testpki.Names{URIs: []string{"spiffe://example.org/web/1"}}).TLS(t)}}
-	if _, err := firstResponse(t, addr, grpc.WithTransportCredentials(credentials.NewTLS(foreign)), "web-1", labels); err == nil {
+	if _, err := firstClusters(t, addr, grpc.WithTransportCredentials(credentials.NewTLS(foreign)), "web-1", labels); err == nil {
 		t.Error("a client with a certificate of another CA got a response")
 	}
-	resp, err := firstResponse(t, addr, grpc.WithTransportCredentials(credentials.NewTLS(m.clientTLS(t, "spiffe://example.org/web/1"))), "web-1", labels)
-	if err != nil || len(resp.GetResources()) == 0 {
-		t.Fatalf("a granted node: %v, %d clusters", err, len(resp.GetResources()))
+	clusters, err := firstClusters(t, addr, grpc.WithTransportCredentials(credentials.NewTLS(m.clientTLS(t, "spiffe://example.org/web/1"))), "web-1", labels)
+	if err != nil || clusters == 0 {
+		t.Fatalf("a granted node: %v, %d clusters", err, clusters)
 	}
 
 	// Modules too: only clients with a certificate of the CA.
@@ -146,17 +139,17 @@ func TestNodeAccessRefusesUngrantedClaims(t *testing.T) {
 	}
 	cases := []struct {
 		name, identity, id string
-		labels             map[string]any
+		labels             map[string]string
 		refused            string
 	}{
-		{"another team's identity", "spiffe://example.org/billing/1", "web-1", map[string]any{"app": "web"}, "granted nothing"},
-		{"a label not granted", "spiffe://example.org/web/1", "web-1", map[string]any{"app": "web", "team": "b"}, "team=b"},
-		{"a node id not granted", "spiffe://example.org/web/1", "edge-1", map[string]any{"app": "web"}, `node id "edge-1"`},
+		{"another team's identity", "spiffe://example.org/billing/1", "web-1", map[string]string{"app": "web"}, "granted nothing"},
+		{"a label not granted", "spiffe://example.org/web/1", "web-1", map[string]string{"app": "web", "team": "b"}, "team=b"},
+		{"a node id not granted", "spiffe://example.org/web/1", "edge-1", map[string]string{"app": "web"}, `node id "edge-1"`},
 	}
 	for _, c := range cases {
-		resp, err := firstResponse(t, addr, dial(c.identity), c.id, c.labels)
+		clusters, err := firstClusters(t, addr, dial(c.identity), c.id, c.labels)
 		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), c.refused) {
-			t.Errorf("%s: got %d resources, err %v; want PermissionDenied naming %q", c.name, len(resp.GetResources()), err, c.refused)
+			t.Errorf("%s: got %d clusters, err %v; want PermissionDenied naming %q", c.name, clusters, err, c.refused)
 		}
 	}
 	rep := m.status()
