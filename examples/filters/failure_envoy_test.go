@@ -110,7 +110,7 @@ func TestFailurePoliciesInEnvoy(t *testing.T) {
 	// Envoy logs the Go panic (the runtime writes it to stderr in pieces)
 	// and the trap that stopped the VM.
 	for _, want := range []string{"wasm log closed closed closed: panic: ",
-		"proxy_on_request_headers failed: Uncaught RuntimeError: unreachable"} {
+		"failed: Uncaught RuntimeError: unreachable"} {
 		if !strings.Contains(e.log(), want) {
 			t.Errorf("Envoy's log has no %q", want)
 		}
