@@ -203,8 +203,9 @@ func shortDigest(sha string) string {
 // it until the plugin's first Wasm config is accepted: an Envoy that has not
 // cached the module yet NACKs the first update and fetches the module in
 // the background, and without a default the filter would answer every
-// request with 500 meanwhile. The default depends only on the failure policy, so
-// neither a pluginConfig edit nor a new module changes the listener.
+// request with 500 meanwhile. The default depends only on the failure
+// policy, so neither a pluginConfig edit nor a new module changes the
+// listener.
 func ecdsFilter(name string, def *anypb.Any) *hcmv3.HttpFilter {
 	urls := []string{wasmTypeURL}
 	if def != nil {
