@@ -13,8 +13,9 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/wasmxds ./cmd/wasm
  && mkdir -p /out/cache
 
 FROM build AS filters
+# examples/filters/FILTERS lists the filters, for `make filters` too.
 RUN cd examples/filters \
- && for f in add-header config-echo rate-limit header-logger; do \
+ && for f in $(sed -e '/^#/d' FILTERS); do \
       GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o "/out/filters/$f.wasm" "./$f" || exit 1; \
     done
 ENV PATH=/out:$PATH

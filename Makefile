@@ -6,8 +6,9 @@ export PATH := $(TOOLS)/bin:$(PATH)
 ENVOY_BIN ?= $(shell command -v envoy 2>/dev/null || echo $(TOOLS)/envoy-venv/bin/envoy)
 export ENVOY_BIN
 GO ?= go
-FILTERS := add-header config-echo rate-limit header-logger
-FILTERS += tcp-prefix
+# The example filters: examples/filters/FILTERS is the one list (the
+# Dockerfile and the filters' tests read it too).
+FILTERS := $(shell sed -e '/^\#/d' examples/filters/FILTERS)
 FILTER_BINS := $(FILTERS:%=examples/filters/bin/%.wasm)
 
 .PHONY: all build deps filters test unit e2e run bench fmt vet lint fuzz clean

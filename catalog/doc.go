@@ -158,8 +158,12 @@
 //   - phase: UNSPECIFIED_PHASE, AUTHN, AUTHZ or STATS; plugins run AUTHN,
 //     AUTHZ, STATS, then unspecified (just before the router), by priority
 //     (higher first, default 0), then by name.
-//   - failStrategy: FAIL_CLOSE (default) or FAIL_OPEN. FAIL_RELOAD is
-//     rejected.
+//   - failStrategy: FAIL_CLOSE (default), FAIL_OPEN or FAIL_RELOAD, Envoy's
+//     failure_policy FAIL_CLOSED, FAIL_OPEN or FAIL_RELOAD. With
+//     FAIL_RELOAD a VM that failed at run time (a trap, a Go panic) is
+//     replaced by a new one after a backoff (reload_config base_interval
+//     1s), refusing requests meanwhile; a module that cannot be fetched or
+//     started fails closed.
 //   - vmConfig.env: names are C identifiers, unique; valueFrom is INLINE
 //     (default) or HOST, and value may only be set with INLINE.
 //     vmConfig.vmId (wasmxds.dev/v1alpha1 only) leads the Envoy vm_id in

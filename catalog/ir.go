@@ -174,10 +174,13 @@ const (
 // FailStrategy says what Envoy does when a plugin cannot run.
 type FailStrategy string
 
-// Fail strategies.
+// Fail strategies. FailReload starts a new VM, after a backoff, for a
+// plugin whose VM failed at run time (a trap, a Go panic); any other
+// failure, and a module that cannot be fetched, fail closed.
 const (
-	FailClose FailStrategy = "FAIL_CLOSE"
-	FailOpen  FailStrategy = "FAIL_OPEN"
+	FailClose  FailStrategy = "FAIL_CLOSE"
+	FailOpen   FailStrategy = "FAIL_OPEN"
+	FailReload FailStrategy = "FAIL_RELOAD"
 )
 
 // Plugin is one Wasm filter to insert into matching listeners' HTTP filter

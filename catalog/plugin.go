@@ -139,15 +139,14 @@ func parsePullPolicy(spec *fields, latest bool) PullPolicy {
 	}
 }
 
+// parseFailStrategy reads failStrategy, the same under both apiVersions;
+// unset means FAIL_CLOSE, as in Istio.
 func parseFailStrategy(spec *fields) FailStrategy {
-	v, n := spec.enum("failStrategy", string(FailClose), string(FailOpen), "FAIL_RELOAD")
-	switch v {
-	case string(FailOpen):
-		return FailOpen
-	case "FAIL_RELOAD":
-		spec.p.add(n, "spec.failStrategy: FAIL_RELOAD is not supported (use FAIL_CLOSE or FAIL_OPEN)")
+	v, _ := spec.enum("failStrategy", string(FailClose), string(FailOpen), string(FailReload))
+	if v == "" {
+		return FailClose
 	}
-	return FailClose
+	return FailStrategy(v)
 }
 
 // parsePluginConfig renders pluginConfig as compact JSON with sorted keys so

@@ -36,7 +36,7 @@ var (
 )
 
 // filterNames are the example filters the suite needs.
-var filterNames = []string{"add-header", "config-echo", "rate-limit", "header-logger", "tcp-prefix"}
+var filterNames = []string{"add-header", "config-echo", "rate-limit", "header-logger", "tcp-prefix", "fail-on-header"}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -156,6 +156,7 @@ const (
 	refConfigEcho  = "filters/config-echo:v1"
 	refRateLimit   = "filters/rate-limit:v1"
 	refLogger      = "filters/header-logger:v1"
+	refFailOn      = "filters/fail-on-header:v1"
 	refOrasAdd     = "filters/add-header-oras:v1"          // pushed with the oras CLI
 	refCompat      = "filters/add-header-compat:v1"        // OCI image
 	refCompatDock  = "filters/add-header-compat-docker:v1" // Docker image
@@ -170,6 +171,7 @@ func pushSharedModules(r *registry) error {
 		refConfigEcho: "config-echo",
 		refRateLimit:  "rate-limit",
 		refLogger:     "header-logger",
+		refFailOn:     "fail-on-header",
 		refHotV1:      "add-header",
 		refHotV2:      "config-echo",
 	} {

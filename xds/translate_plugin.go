@@ -41,6 +41,12 @@ const (
 	// unavailableSuffix names the filter that stands in for a fail-closed
 	// plugin that cannot run.
 	unavailableSuffix = ".unavailable"
+	// reloadBackoff is the reload_config base_interval of a FAIL_RELOAD
+	// plugin (Envoy's default, set explicitly): a worker whose VM failed
+	// at run time makes a new VM once the failed one is older than a
+	// random 1–1.5 times this, and fails closed until then. Envoy reads no
+	// max_interval for reloads.
+	reloadBackoff = time.Second
 )
 
 // pluginFilter is one plugin's translation, shared by every listener of the
@@ -51,7 +57,7 @@ type pluginFilter struct {
 	network *listenerv3.Filter           // nil: left out of the chain
 	ext     *corev3.TypedExtensionConfig // the ECDS resource filter refers to; nil inline
 	err     error                        // the fail-closed stand-in could not be built
-	// held: a FAIL_CLOSE plugin whose first module is still pending.
+	// held: a plugin that does not fail open whose first module is still pending.
 	held bool
 }
 
@@ -201,12 +207,13 @@ func shortDigest(sha string) string {
 //
 // Its default_config is what Envoy does with a module it cannot run, per the
 // plugin's failure policy: an RBAC filter that lets everything through
-// (FAIL_OPEN) or denies everything (FAIL_CLOSE). Envoy applies it until the
-// plugin's first Wasm config is accepted: an Envoy that has not cached the
-// module yet NACKs the first update and fetches the module in the
-// background, and without a default the filter would answer every request
-// with 500 meanwhile. The default depends only on the failure policy, so
-// neither a pluginConfig edit nor a new module changes the listener.
+// (FAIL_OPEN) or denies everything (FAIL_CLOSE, FAIL_RELOAD). Envoy applies
+// it until the plugin's first Wasm config is accepted: an Envoy that has not
+// cached the module yet NACKs the first update and fetches the module in
+// the background, and without a default the filter would answer every
+// request with 500 meanwhile. The default depends only on the failure
+// policy, so neither a pluginConfig edit nor a new module changes the
+// listener.
 func ecdsFilter(name string, def *anypb.Any) *hcmv3.HttpFilter {
 	urls := []string{wasmTypeURL}
 	if def != nil {
@@ -267,6 +274,11 @@ func wasmConfig(p catalog.Plugin, m Module, nackOnMiss bool) (*wasmfilterv3.Wasm
 			EnvironmentVariables: env,
 		}},
 	}
+	if pc.FailurePolicy == wasmv3.FailurePolicy_FAIL_RELOAD {
+		pc.ReloadConfig = &wasmv3.ReloadConfig{Backoff: &corev3.BackoffStrategy{
+			BaseInterval: durationpb.New(reloadBackoff),
+		}}
+	}
 	if p.Config != "" {
 		pc.Configuration = &anypb.Any{}
 		if err := anypb.MarshalFrom(pc.Configuration, wrapperspb.String(p.Config), stableMarshal); err != nil {
@@ -276,11 +288,15 @@ func wasmConfig(p catalog.Plugin, m Module, nackOnMiss bool) (*wasmfilterv3.Wasm
 	return &wasmfilterv3.Wasm{Config: pc}, nil
 }
 
-// failurePolicy maps the fail strategy; anything but FAIL_OPEN fails closed,
-// which is also Envoy's and Istio's default.
+// failurePolicy maps the fail strategy to an explicit failure_policy,
+// never UNSPECIFIED; anything else fails closed, which is also Envoy's and
+// Istio's default.
 func failurePolicy(s catalog.FailStrategy) wasmv3.FailurePolicy {
-	if s == catalog.FailOpen {
+	switch s {
+	case catalog.FailOpen:
 		return wasmv3.FailurePolicy_FAIL_OPEN
+	case catalog.FailReload:
+		return wasmv3.FailurePolicy_FAIL_RELOAD
 	}
 	return wasmv3.FailurePolicy_FAIL_CLOSED
 }

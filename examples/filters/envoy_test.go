@@ -31,23 +31,29 @@ func wasmFilterEnv(module, rootID, vmID, config string, env map[string]string) m
 	return map[string]any{
 		"name": "envoy.filters.http.wasm",
 		"typed_config": map[string]any{
-			"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-			"config": map[string]any{
-				"name":    rootID,
-				"root_id": rootID,
-				"vm_config": map[string]any{
-					"vm_id":                 vmID,
-					"runtime":               "envoy.wasm.runtime.v8",
-					"environment_variables": map[string]any{"key_values": env},
-					"code":                  map[string]any{"local": map[string]any{"filename": modulePath(module)}},
-				},
-				"configuration": map[string]any{
-					"@type": "type.googleapis.com/google.protobuf.StringValue",
-					"value": config,
-				},
-				"failure_policy": "FAIL_CLOSED",
-			},
+			"@type":  "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+			"config": pluginConfig(module, rootID, vmID, config, env),
 		},
+	}
+}
+
+// pluginConfig is an envoy.extensions.wasm.v3.PluginConfig that fails
+// closed.
+func pluginConfig(module, rootID, vmID, config string, env map[string]string) map[string]any {
+	return map[string]any{
+		"name":    rootID,
+		"root_id": rootID,
+		"vm_config": map[string]any{
+			"vm_id":                 vmID,
+			"runtime":               "envoy.wasm.runtime.v8",
+			"environment_variables": map[string]any{"key_values": env},
+			"code":                  map[string]any{"local": map[string]any{"filename": modulePath(module)}},
+		},
+		"configuration": map[string]any{
+			"@type": "type.googleapis.com/google.protobuf.StringValue",
+			"value": config,
+		},
+		"failure_policy": "FAIL_CLOSED",
 	}
 }
 
@@ -136,7 +142,7 @@ func startFiltersEnvoy(t *testing.T) *envoy {
 	))
 }
 
-// TestFiltersInEnvoy loads the four example filters into a real Envoy (V8
+// TestFiltersInEnvoy loads the HTTP example filters into a real Envoy (V8
 // runtime, one worker) and checks what a client sees through it.
 func TestFiltersInEnvoy(t *testing.T) {
 	e := startFiltersEnvoy(t)
@@ -197,8 +203,8 @@ func TestFiltersInEnvoy(t *testing.T) {
 // checkGCUnderLoad sends requests through the chain listener. Each makes
 // the guest copy a 30 KB header three times (the host's allocation, the Go
 // string, the appended value), so a few hundred requests run the Go garbage
-// collector many times, also while the host is inside
-// proxy_on_memory_allocate.
+// collector many times, also while the host is filling memory the SDK
+// allocated for it.
 func checkGCUnderLoad(t *testing.T, e *envoy) {
 	big := strings.Repeat("z", 30<<10)
 	for i := range 300 {

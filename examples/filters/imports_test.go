@@ -37,13 +37,10 @@ var hostProxy = []string{
 	"continue_stream", "close_stream", "get_log_level",
 }
 
-// requiredExports are what a proxy needs to load the module as a
-// proxy-wasm 0.2.1 reactor and create contexts in it.
-var requiredExports = []string{
-	"_initialize", "memory", "proxy_abi_version_0_2_1", "proxy_on_memory_allocate",
-	"proxy_on_context_create", "proxy_on_configure", "proxy_on_request_headers",
-	"proxy_on_response_headers", "proxy_on_done", "proxy_on_delete",
-}
+// requiredExports are what a proxy needs to load the module as a reactor
+// speaking proxy-wasm ABI 0.2.0, the version the SDK declares (the SDK
+// exports the callbacks; the real Envoy tests show they are the right ones).
+var requiredExports = []string{"_initialize", "memory", "proxy_abi_version_0_2_0"}
 
 // TestModulesImportOnlyWhatEnvoyProvides guards against a dependency
 // quietly pulling a WASI call the proxy lacks into a filter.

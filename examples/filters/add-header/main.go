@@ -17,19 +17,24 @@ package main
 import (
 	"errors"
 
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
 	"github.com/wasmxds/wasmxds/examples/filters/pluginconfig"
-	"github.com/wasmxds/wasmxds/examples/filters/proxywasm"
 )
 
 func main() {}
 
-func init() {
-	proxywasm.SetNewRootContext(func(uint32) proxywasm.RootContext { return &root{} })
-}
+// init registers the plugin context factory: the host creates contexts
+// only after the module's initializers ran, so this is the one place to do
+// it.
+func init() { proxywasm.SetPluginContext(newPlugin) }
+
+func newPlugin(uint32) types.PluginContext { return &plugin{} }
 
 // config is the parsed plugin configuration.
 type config struct {
-	response     []proxywasm.Header
+	response     [][2]string
 	requestName  string
 	requestValue string
 }
@@ -45,7 +50,7 @@ func parseConfig(data []byte) (config, error) {
 	name, hasName := obj.String("header")
 	value, _ := obj.String("value")
 	if hasName && name != "" {
-		c.response = append(c.response, proxywasm.Header{Name: name, Value: value})
+		c.response = append(c.response, [2]string{name, value})
 	}
 	more, _, err := obj.Object("headers")
 	if err != nil {
@@ -55,57 +60,65 @@ func parseConfig(data []byte) (config, error) {
 		if m.Value.Kind != pluginconfig.KindString {
 			return c, errNotString
 		}
-		c.response = append(c.response, proxywasm.Header{Name: m.Name, Value: m.Value.Str()})
+		c.response = append(c.response, [2]string{m.Name, m.Value.Str()})
 	}
 	c.requestName, _ = obj.String("requestHeader")
 	c.requestValue, _ = obj.String("requestValue")
 	return c, nil
 }
 
-type root struct {
-	proxywasm.DefaultRootContext
+type plugin struct {
+	types.DefaultPluginContext
 	config config
 }
 
-func (r *root) OnPluginStart(data []byte) bool {
+// OnPluginStart reads the plugin configuration; a bad one is refused, so
+// the proxy rejects the plugin instead of running it half configured.
+func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	var data []byte
+	if size > 0 {
+		var err error
+		if data, err = proxywasm.GetPluginConfiguration(); err != nil {
+			proxywasm.LogError("add-header: reading the configuration: " + err.Error())
+			return types.OnPluginStartStatusFailed
+		}
+	}
 	c, err := parseConfig(data)
 	if err != nil {
 		proxywasm.LogError("add-header: bad configuration: " + err.Error())
-		return false
+		return types.OnPluginStartStatusFailed
 	}
-	r.config = c
-	return true
+	p.config = c
+	return types.OnPluginStartStatusOK
 }
 
-func (r *root) NewHTTPContext(uint32) proxywasm.HTTPContext {
-	return &stream{config: &r.config}
-}
+func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{config: &p.config} }
 
 type stream struct {
-	proxywasm.DefaultHTTPContext
+	types.DefaultHttpContext
 	config *config
 }
 
-func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
+func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	name := s.config.requestName
 	if name == "" {
-		return proxywasm.ActionContinue
+		return types.ActionContinue
 	}
 	value := s.config.requestValue
-	if prev, err := proxywasm.GetRequestHeader(name); err == nil && prev != "" {
+	if prev, err := proxywasm.GetHttpRequestHeader(name); err == nil && prev != "" {
 		value = prev + "," + value
 	}
-	if err := proxywasm.ReplaceRequestHeader(name, value); err != nil {
+	if err := proxywasm.ReplaceHttpRequestHeader(name, value); err != nil {
 		proxywasm.LogError("add-header: setting request header: " + err.Error())
 	}
-	return proxywasm.ActionContinue
+	return types.ActionContinue
 }
 
-func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {
+func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {
 	for _, h := range s.config.response {
-		if err := proxywasm.AddResponseHeader(h.Name, h.Value); err != nil {
+		if err := proxywasm.AddHttpResponseHeader(h[0], h[1]); err != nil {
 			proxywasm.LogError("add-header: adding response header: " + err.Error())
 		}
 	}
-	return proxywasm.ActionContinue
+	return types.ActionContinue
 }

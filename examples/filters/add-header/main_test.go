@@ -3,73 +3,74 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/examples/filters/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 )
 
-func start(t *testing.T, config string) (*proxywasm.FakeHost, uint32) {
+// start runs the plugin in the SDK's host emulator with config and fails the
+// test unless the plugin accepts it.
+func start(t *testing.T, config string) proxytest.HostEmulator {
 	t.Helper()
-	h := proxywasm.NewFakeHost()
-	root, err := h.StartPlugin(nil, []byte(config))
-	if err != nil {
-		t.Fatal(err)
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
+		WithPluginContext(newPlugin).WithPluginConfiguration([]byte(config)))
+	t.Cleanup(reset)
+	if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
+		t.Fatalf("configuration %s refused: %v", config, host.GetErrorLogs())
 	}
-	return h, root
+	return host
 }
 
 func TestAddsResponseHeadersInOrder(t *testing.T) {
-	h, root := start(t, `{"header": "x-wasm", "value": "hello", "headers": {"x-b": "2", "x-a": "1"}}`)
-	s := h.NewStream(root)
-	s.SendRequestHeaders([]proxywasm.Header{{Name: ":path", Value: "/"}}, true)
-	s.SendResponseHeaders([]proxywasm.Header{{Name: ":status", Value: "200"}}, false)
-	want := []proxywasm.Header{{Name: ":status", Value: "200"}, {Name: "x-wasm", Value: "hello"},
-		{Name: "x-b", Value: "2"}, {Name: "x-a", Value: "1"}}
-	if len(s.ResponseHeaders) != len(want) {
-		t.Fatalf("response headers = %v, want %v", s.ResponseHeaders, want)
+	host := start(t, `{"header": "x-wasm", "value": "hello", "headers": {"x-b": "2", "x-a": "1"}}`)
+	id := host.InitializeHttpContext()
+	host.CallOnRequestHeaders(id, [][2]string{{":path", "/"}}, true)
+	host.CallOnResponseHeaders(id, [][2]string{{":status", "200"}}, false)
+	want := [][2]string{{":status", "200"}, {"x-wasm", "hello"}, {"x-b", "2"}, {"x-a", "1"}}
+	if got := host.GetCurrentResponseHeaders(id); !slices.Equal(got, want) {
+		t.Errorf("response headers = %v, want %v", got, want)
 	}
-	for i := range want {
-		if s.ResponseHeaders[i] != want[i] {
-			t.Errorf("header %d = %v, want %v", i, s.ResponseHeaders[i], want[i])
-		}
-	}
-	if len(s.RequestHeaders) != 1 {
-		t.Errorf("request changed without requestHeader: %v", s.RequestHeaders)
+	if got := host.GetCurrentRequestHeaders(id); len(got) != 1 {
+		t.Errorf("request changed without requestHeader: %v", got)
 	}
 }
 
 func TestAppendsToRequestHeader(t *testing.T) {
-	h, root := start(t, `{"requestHeader": "X-Chain", "requestValue": "b"}`)
-	s := h.NewStream(root)
-	s.SendRequestHeaders([]proxywasm.Header{{Name: "x-chain", Value: "a"}}, true)
-	if v, _ := proxywasm.HeaderValue(s.RequestHeaders, "x-chain"); v != "a,b" || len(s.RequestHeaders) != 1 {
-		t.Errorf("request headers = %v, want x-chain: a,b", s.RequestHeaders)
+	host := start(t, `{"requestHeader": "X-Chain", "requestValue": "b"}`)
+	id := host.InitializeHttpContext()
+	host.CallOnRequestHeaders(id, [][2]string{{"x-chain", "a"}}, true)
+	if got := host.GetCurrentRequestHeaders(id); !slices.Equal(got, [][2]string{{"x-chain", "a,b"}}) {
+		t.Errorf("request headers = %v, want x-chain: a,b", got)
 	}
-	fresh := h.NewStream(root)
-	fresh.SendRequestHeaders(nil, true)
-	if v, _ := proxywasm.HeaderValue(fresh.RequestHeaders, "x-chain"); v != "b" {
-		t.Errorf("request headers = %v, want x-chain: b", fresh.RequestHeaders)
+	fresh := host.InitializeHttpContext()
+	host.CallOnRequestHeaders(fresh, nil, true)
+	if got := host.GetCurrentRequestHeaders(fresh); !slices.Equal(got, [][2]string{{"x-chain", "b"}}) {
+		t.Errorf("request headers = %v, want x-chain: b", got)
 	}
 }
 
 func TestRejectsBadConfiguration(t *testing.T) {
 	for _, config := range []string{`{"headers": {"x-a": 1}}`, `{"header": `, `[]`} {
-		h := proxywasm.NewFakeHost()
-		if _, err := h.StartPlugin(nil, []byte(config)); err == nil {
+		host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
+			WithPluginContext(newPlugin).WithPluginConfiguration([]byte(config)))
+		if host.StartPlugin() != types.OnPluginStartStatusFailed {
 			t.Errorf("configuration %s accepted", config)
 		}
-		if len(h.Logs) == 0 || h.Logs[0].Level != proxywasm.LogLevelError {
-			t.Errorf("configuration %s: no error logged: %v", config, h.Logs)
+		if len(host.GetErrorLogs()) == 0 {
+			t.Errorf("configuration %s: no error logged", config)
 		}
+		reset()
 	}
 }
 
 func TestEmptyConfigurationChangesNothing(t *testing.T) {
-	h, root := start(t, "")
-	s := h.NewStream(root)
-	s.SendRequestHeaders(nil, true)
-	s.SendResponseHeaders(nil, true)
-	if len(s.RequestHeaders)+len(s.ResponseHeaders) != 0 {
-		t.Errorf("headers added: %v %v", s.RequestHeaders, s.ResponseHeaders)
+	host := start(t, "")
+	id := host.InitializeHttpContext()
+	host.CallOnRequestHeaders(id, nil, true)
+	host.CallOnResponseHeaders(id, nil, true)
+	if req, resp := host.GetCurrentRequestHeaders(id), host.GetCurrentResponseHeaders(id); len(req)+len(resp) != 0 {
+		t.Errorf("headers added: %v %v", req, resp)
 	}
 }

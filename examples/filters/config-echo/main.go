@@ -3,37 +3,48 @@
 // header x-plugin-config. It shows what configuration a filter received.
 package main
 
-import "github.com/wasmxds/wasmxds/examples/filters/proxywasm"
+import (
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
 
 // headerName is the response header that carries the configuration.
 const headerName = "x-plugin-config"
 
 func main() {}
 
-func init() {
-	proxywasm.SetNewRootContext(func(uint32) proxywasm.RootContext { return &root{} })
-}
+func init() { proxywasm.SetPluginContext(newPlugin) }
 
-type root struct {
-	proxywasm.DefaultRootContext
+func newPlugin(uint32) types.PluginContext { return &plugin{} }
+
+type plugin struct {
+	types.DefaultPluginContext
 	config string
 }
 
-func (r *root) OnPluginStart(data []byte) bool {
-	r.config = string(data)
-	return true
+func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	if size == 0 {
+		return types.OnPluginStartStatusOK
+	}
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil {
+		proxywasm.LogError("config-echo: reading the configuration: " + err.Error())
+		return types.OnPluginStartStatusFailed
+	}
+	p.config = string(data)
+	return types.OnPluginStartStatusOK
 }
 
-func (r *root) NewHTTPContext(uint32) proxywasm.HTTPContext { return &stream{root: r} }
+func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{plugin: p} }
 
 type stream struct {
-	proxywasm.DefaultHTTPContext
-	root *root
+	types.DefaultHttpContext
+	plugin *plugin
 }
 
-func (s *stream) OnResponseHeaders(int, bool) proxywasm.Action {
-	if err := proxywasm.ReplaceResponseHeader(headerName, s.root.config); err != nil {
+func (s *stream) OnHttpResponseHeaders(int, bool) types.Action {
+	if err := proxywasm.ReplaceHttpResponseHeader(headerName, s.plugin.config); err != nil {
 		proxywasm.LogError("config-echo: " + err.Error())
 	}
-	return proxywasm.ActionContinue
+	return types.ActionContinue
 }

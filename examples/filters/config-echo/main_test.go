@@ -3,21 +3,24 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/examples/filters/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 )
 
 func TestEchoesConfigurationUnchanged(t *testing.T) {
 	const config = ` {"a": [1, 2], "b": "x y"} `
-	h := proxywasm.NewFakeHost()
-	root, err := h.StartPlugin(nil, []byte(config))
-	if err != nil {
-		t.Fatal(err)
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
+		WithPluginContext(newPlugin).WithPluginConfiguration([]byte(config)))
+	defer reset()
+	if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
+		t.Fatalf("start: %v", st)
 	}
-	s := h.NewStream(root)
-	s.SendResponseHeaders([]proxywasm.Header{{Name: headerName, Value: "from upstream"}}, true)
-	if len(s.ResponseHeaders) != 1 || s.ResponseHeaders[0].Value != config {
-		t.Errorf("response headers = %q, want one %s: %q", s.ResponseHeaders, headerName, config)
+	id := host.InitializeHttpContext()
+	host.CallOnResponseHeaders(id, [][2]string{{headerName, "from upstream"}}, true)
+	if got, want := host.GetCurrentResponseHeaders(id), [][2]string{{headerName, config}}; !slices.Equal(got, want) {
+		t.Errorf("response headers = %q, want %q", got, want)
 	}
 }

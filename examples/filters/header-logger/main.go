@@ -3,23 +3,24 @@
 // ("user-agent: -" when the request has none). It takes no configuration.
 package main
 
-import "github.com/wasmxds/wasmxds/examples/filters/proxywasm"
+import (
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
 
 func main() {}
 
-func init() {
-	proxywasm.SetNewRootContext(func(uint32) proxywasm.RootContext { return root{} })
-}
+// The filter keeps no state, so it registers its HTTP context alone; the
+// SDK supplies the VM and plugin contexts.
+func init() { proxywasm.SetHttpContext(newStream) }
 
-type root struct{ proxywasm.DefaultRootContext }
+func newStream(uint32) types.HttpContext { return &stream{} }
 
-func (root) NewHTTPContext(uint32) proxywasm.HTTPContext { return stream{} }
+type stream struct{ types.DefaultHttpContext }
 
-type stream struct{ proxywasm.DefaultHTTPContext }
-
-func (stream) OnRequestHeaders(int, bool) proxywasm.Action {
-	proxywasm.LogInfo(logLine(proxywasm.GetRequestHeader("user-agent")))
-	return proxywasm.ActionContinue
+func (*stream) OnHttpRequestHeaders(int, bool) types.Action {
+	proxywasm.LogInfo(logLine(proxywasm.GetHttpRequestHeader("user-agent")))
+	return types.ActionContinue
 }
 
 // logLine formats the message for a User-Agent lookup result.

@@ -16,9 +16,12 @@ package main
 
 import (
 	"errors"
+	"time"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
 	"github.com/wasmxds/wasmxds/examples/filters/pluginconfig"
-	"github.com/wasmxds/wasmxds/examples/filters/proxywasm"
 )
 
 // Defaults when the configuration omits a field.
@@ -29,17 +32,24 @@ const (
 
 // The rejection a limited client sees.
 const (
-	limitedStatus  = 403
-	limitedBody    = "rate limited\n"
-	limitedHeader  = "x-rate-limited"
-	limitedDetails = "wasm_rate_limited"
+	limitedStatus = 403
+	limitedBody   = "rate limited\n"
+	limitedHeader = "x-rate-limited"
 )
 
 func main() {}
 
-func init() {
-	proxywasm.SetNewRootContext(func(uint32) proxywasm.RootContext { return &root{} })
-}
+func init() { proxywasm.SetPluginContext(newPlugin) }
+
+func newPlugin(uint32) types.PluginContext { return &plugin{} }
+
+// vmStart is when the VM's module initialized.
+var vmStart = time.Now()
+
+// now reads the clock the bucket runs on: monotonic nanoseconds since the
+// VM started (Go's runtime reads the host's WASI monotonic clock). Tests
+// replace it.
+var now = func() int64 { return int64(time.Since(vmStart)) }
 
 var (
 	errRequests = errors.New("requestsPerWindow must be a positive integer")
@@ -66,43 +76,45 @@ func parseConfig(data []byte) (int64, float64, error) {
 	return requests, window, nil
 }
 
-type root struct {
-	proxywasm.DefaultRootContext
+type plugin struct {
+	types.DefaultPluginContext
 	bucket *bucket
 }
 
-func (r *root) OnPluginStart(data []byte) bool {
+func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	var data []byte
+	if size > 0 {
+		var err error
+		if data, err = proxywasm.GetPluginConfiguration(); err != nil {
+			proxywasm.LogError("rate-limit: reading the configuration: " + err.Error())
+			return types.OnPluginStartStatusFailed
+		}
+	}
 	requests, window, err := parseConfig(data)
 	if err != nil {
 		proxywasm.LogError("rate-limit: bad configuration: " + err.Error())
-		return false
+		return types.OnPluginStartStatusFailed
 	}
-	now, _ := proxywasm.CurrentTimeNanos()
-	r.bucket = newBucket(requests, window, now)
-	return true
+	p.bucket = newBucket(requests, window, now())
+	return types.OnPluginStartStatusOK
 }
 
-func (r *root) NewHTTPContext(uint32) proxywasm.HTTPContext { return &stream{bucket: r.bucket} }
+func (p *plugin) NewHttpContext(uint32) types.HttpContext { return &stream{bucket: p.bucket} }
 
 type stream struct {
-	proxywasm.DefaultHTTPContext
+	types.DefaultHttpContext
 	bucket *bucket
 }
 
-func (s *stream) OnRequestHeaders(int, bool) proxywasm.Action {
-	now, err := proxywasm.CurrentTimeNanos()
-	if err != nil {
-		proxywasm.LogError("rate-limit: reading the clock: " + err.Error())
-		return proxywasm.ActionContinue
+func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
+	if s.bucket.take(now()) {
+		return types.ActionContinue
 	}
-	if s.bucket.take(now) {
-		return proxywasm.ActionContinue
-	}
-	err = proxywasm.SendLocalResponseWithDetails(limitedStatus, limitedDetails,
-		[]byte(limitedBody), []proxywasm.Header{{Name: limitedHeader, Value: "true"}})
+	err := proxywasm.SendHttpResponse(limitedStatus, [][2]string{{limitedHeader, "true"}}, []byte(limitedBody), -1)
 	if err != nil {
 		proxywasm.LogError("rate-limit: sending the local response: " + err.Error())
-		return proxywasm.ActionContinue
+		return types.ActionContinue
 	}
-	return proxywasm.ActionPause
+	// A local response ends the stream: the request must not go on.
+	return types.ActionPause
 }

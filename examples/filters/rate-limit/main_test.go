@@ -3,9 +3,11 @@
 package main
 
 import (
+	"slices"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/examples/filters/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 )
 
 const second = int64(1e9)
@@ -50,39 +52,54 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+// startLimit runs the plugin in the SDK's host emulator on a clock the test
+// moves.
+func startLimit(t *testing.T, config string, clock *int64) (proxytest.HostEmulator, types.OnPluginStartStatus) {
+	t.Helper()
+	saved := now
+	now = func() int64 { return *clock }
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
+		WithPluginContext(newPlugin).WithPluginConfiguration([]byte(config)))
+	t.Cleanup(func() { reset(); now = saved })
+	return host, host.StartPlugin()
+}
+
 func TestRejectsOverTheLimit(t *testing.T) {
-	h := proxywasm.NewFakeHost()
-	h.Now = 1000 * second
-	root, err := h.StartPlugin(nil, []byte(`{"requestsPerWindow": 2, "windowSeconds": 10}`))
-	if err != nil {
-		t.Fatal(err)
+	clock := 1000 * second
+	host, st := startLimit(t, `{"requestsPerWindow": 2, "windowSeconds": 10}`, &clock)
+	if st != types.OnPluginStartStatusOK {
+		t.Fatalf("start: %v %v", st, host.GetErrorLogs())
 	}
-	send := func() *proxywasm.FakeStream {
-		s := h.NewStream(root)
-		s.SendRequestHeaders([]proxywasm.Header{{Name: ":path", Value: "/"}}, true)
-		return s
+	send := func() (types.Action, *proxytest.LocalHttpResponse) {
+		id := host.InitializeHttpContext()
+		action := host.CallOnRequestHeaders(id, [][2]string{{":path", "/"}}, true)
+		return action, host.GetSentLocalResponse(id)
 	}
 	for i := range 2 {
-		if s := send(); s.LocalResponse != nil {
-			t.Fatalf("request %d limited", i+1)
+		if action, lr := send(); lr != nil || action != types.ActionContinue {
+			t.Fatalf("request %d limited: %v %+v", i+1, action, lr)
 		}
 	}
-	lr := send().LocalResponse
-	if lr == nil || lr.Status != 403 || string(lr.Body) != "rate limited\n" {
-		t.Fatalf("third request: local response %+v, want 403 rate limited", lr)
+	action, lr := send()
+	if lr == nil || lr.StatusCode != 403 || string(lr.Data) != "rate limited\n" || action != types.ActionPause {
+		t.Fatalf("third request: %v, local response %+v, want 403 rate limited and the stream paused", action, lr)
 	}
-	if v, _ := proxywasm.HeaderValue(lr.Headers, limitedHeader); v != "true" {
+	if !slices.Equal(lr.Headers, [][2]string{{limitedHeader, "true"}}) {
 		t.Errorf("local response headers = %v", lr.Headers)
 	}
-	h.Now += 10 * second
-	if s := send(); s.LocalResponse != nil {
+	clock += 10 * second
+	if _, lr := send(); lr != nil {
 		t.Error("still limited after a full window")
 	}
 }
 
 func TestRejectsBadConfiguration(t *testing.T) {
-	h := proxywasm.NewFakeHost()
-	if _, err := h.StartPlugin(nil, []byte(`{"requestsPerWindow": -1}`)); err == nil {
+	var clock int64
+	host, st := startLimit(t, `{"requestsPerWindow": -1}`, &clock)
+	if st != types.OnPluginStartStatusFailed {
 		t.Error("negative limit accepted")
+	}
+	if len(host.GetErrorLogs()) == 0 {
+		t.Error("no error logged")
 	}
 }

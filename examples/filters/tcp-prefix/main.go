@@ -12,15 +12,17 @@
 package main
 
 import (
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
 	"github.com/wasmxds/wasmxds/examples/filters/pluginconfig"
-	"github.com/wasmxds/wasmxds/examples/filters/proxywasm"
 )
 
 func main() {}
 
-func init() {
-	proxywasm.SetNewRootContext(func(uint32) proxywasm.RootContext { return &root{} })
-}
+func init() { proxywasm.SetPluginContext(newPlugin) }
+
+func newPlugin(uint32) types.PluginContext { return &plugin{} }
 
 type config struct {
 	downstream, upstream []byte
@@ -36,48 +38,71 @@ func parseConfig(data []byte) (config, error) {
 	return config{downstream: []byte(down), upstream: []byte(up)}, nil
 }
 
-type root struct {
-	proxywasm.DefaultRootContext
+type plugin struct {
+	types.DefaultPluginContext
 	config config
 }
 
 // OnPluginStart rejects a configuration that is not a JSON object, so a
 // typo shows as a refused config rather than a filter doing nothing.
-func (r *root) OnPluginStart(data []byte) bool {
+func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	var data []byte
+	if size > 0 {
+		var err error
+		if data, err = proxywasm.GetPluginConfiguration(); err != nil {
+			proxywasm.LogError("tcp-prefix: reading the configuration: " + err.Error())
+			return types.OnPluginStartStatusFailed
+		}
+	}
 	c, err := parseConfig(data)
 	if err != nil {
 		proxywasm.LogError("tcp-prefix: " + err.Error())
-		return false
+		return types.OnPluginStartStatusFailed
 	}
-	r.config = c
-	return true
+	p.config = c
+	return types.OnPluginStartStatusOK
 }
 
-func (r *root) NewTCPContext(uint32) proxywasm.TCPContext { return &conn{config: r.config} }
+func (p *plugin) NewTcpContext(uint32) types.TcpContext {
+	return &conn{down: marker{prefix: p.config.downstream}, up: marker{prefix: p.config.upstream}}
+}
+
+// marker decides which chunk of one direction gets the prefix: the first
+// that carries bytes.
+type marker struct {
+	prefix []byte
+	done   bool
+}
+
+// take returns the prefix to put before a chunk of size bytes, or nil.
+func (m *marker) take(size int) []byte {
+	if m.done || size == 0 || len(m.prefix) == 0 {
+		return nil
+	}
+	m.done = true
+	return m.prefix
+}
 
 // conn marks the first chunk of each direction.
 type conn struct {
-	proxywasm.DefaultTCPContext
-	config           config
-	sentDown, sentUp bool
+	types.DefaultTcpContext
+	down, up marker
 }
 
-func (c *conn) OnDownstreamData(size int, _ bool) proxywasm.Action {
-	if !c.sentDown && size > 0 && len(c.config.downstream) > 0 {
-		c.sentDown = true
-		if err := proxywasm.PrependDownstreamData(c.config.downstream); err != nil {
+func (c *conn) OnDownstreamData(size int, _ bool) types.Action {
+	if p := c.down.take(size); p != nil {
+		if err := proxywasm.PrependDownstreamData(p); err != nil {
 			proxywasm.LogError("tcp-prefix: " + err.Error())
 		}
 	}
-	return proxywasm.ActionContinue
+	return types.ActionContinue
 }
 
-func (c *conn) OnUpstreamData(size int, _ bool) proxywasm.Action {
-	if !c.sentUp && size > 0 && len(c.config.upstream) > 0 {
-		c.sentUp = true
-		if err := proxywasm.PrependUpstreamData(c.config.upstream); err != nil {
+func (c *conn) OnUpstreamData(size int, _ bool) types.Action {
+	if p := c.up.take(size); p != nil {
+		if err := proxywasm.PrependUpstreamData(p); err != nil {
 			proxywasm.LogError("tcp-prefix: " + err.Error())
 		}
 	}
-	return proxywasm.ActionContinue
+	return types.ActionContinue
 }

@@ -5,68 +5,67 @@ package main
 import (
 	"testing"
 
-	"github.com/wasmxds/wasmxds/examples/filters/proxywasm"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 )
 
+// The SDK's host emulator does not implement changing TCP data, so the
+// bytes a client sees are checked through Envoy (../envoy_test.go and the
+// repository's e2e); here: which chunk gets a prefix, and the configuration.
+
 func TestMarksTheFirstChunkOfEachDirection(t *testing.T) {
-	h := proxywasm.NewFakeHost()
-	root, err := h.StartPlugin(nil, []byte(`{"downstreamPrefix": "> ", "upstreamPrefix": "< "}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, act := h.NewConnection(root)
-	if act != proxywasm.ActionContinue {
-		t.Fatalf("new connection: %v", act)
-	}
+	c := &conn{down: marker{prefix: []byte("> ")}, up: marker{prefix: []byte("< ")}}
 	steps := []struct {
-		up   bool
-		in   string
+		m    *marker
+		size int
 		want string
 	}{
-		{false, "hi\n", "> hi\n"},
-		{true, "> hi\n", "< > hi\n"},
-		{false, "again\n", "again\n"},
-		{true, "again\n", "again\n"},
+		{&c.down, 0, ""}, // an empty chunk is not marked
+		{&c.down, 3, "> "},
+		{&c.up, 5, "< "},
+		{&c.down, 6, ""},
+		{&c.up, 6, ""},
 	}
-	for _, s := range steps {
-		var got []byte
-		if s.up {
-			c.SendUpstream([]byte(s.in), false)
-			got = c.Upstream
-		} else {
-			c.SendDownstream([]byte(s.in), false)
-			got = c.Downstream
-		}
-		if string(got) != s.want {
-			t.Errorf("upstream=%v %q passed on as %q, want %q", s.up, s.in, got, s.want)
+	for i, s := range steps {
+		if got := string(s.m.take(s.size)); got != s.want {
+			t.Errorf("step %d: prefix %q, want %q", i, got, s.want)
 		}
 	}
-	c.Close()
+}
 
-	fresh, _ := h.NewConnection(root)
-	fresh.SendDownstream([]byte("x"), true)
-	if string(fresh.Downstream) != "> x" {
-		t.Errorf("a new connection is marked again: got %q", fresh.Downstream)
-	}
+func start(t *testing.T, config string) (proxytest.HostEmulator, types.OnPluginStartStatus) {
+	t.Helper()
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
+		WithPluginContext(newPlugin).WithPluginConfiguration([]byte(config)))
+	t.Cleanup(reset)
+	return host, host.StartPlugin()
 }
 
 func TestEmptyConfigPassesBytesThrough(t *testing.T) {
-	h := proxywasm.NewFakeHost()
-	root, err := h.StartPlugin(nil, []byte(`{}`))
-	if err != nil {
-		t.Fatal(err)
+	host, st := start(t, `{}`)
+	if st != types.OnPluginStartStatusOK {
+		t.Fatalf("start: %v", st)
 	}
-	c, _ := h.NewConnection(root)
-	c.SendDownstream([]byte("hi"), false)
-	c.SendUpstream([]byte("ho"), true)
-	if string(c.Downstream) != "hi" || string(c.Upstream) != "ho" {
-		t.Errorf("bytes changed: %q %q", c.Downstream, c.Upstream)
+	id, action := host.InitializeConnection()
+	if action != types.ActionContinue {
+		t.Fatalf("new connection: %v", action)
 	}
+	// The emulator panics if the filter tries to change the data.
+	if a := host.CallOnDownstreamData(id, []byte("hi")); a != types.ActionContinue {
+		t.Errorf("downstream data: %v", a)
+	}
+	if a := host.CallOnUpstreamData(id, []byte("ho")); a != types.ActionContinue {
+		t.Errorf("upstream data: %v", a)
+	}
+	host.CompleteConnection(id)
 }
 
 func TestRejectsConfigThatIsNotAnObject(t *testing.T) {
-	h := proxywasm.NewFakeHost()
-	if _, err := h.StartPlugin(nil, []byte(`["> "]`)); err == nil {
+	host, st := start(t, `["> "]`)
+	if st != types.OnPluginStartStatusFailed {
 		t.Fatal("a JSON list was accepted as configuration")
+	}
+	if len(host.GetErrorLogs()) == 0 {
+		t.Error("no error logged")
 	}
 }

@@ -1,0 +1,64 @@
+//go:build !wasip1
+
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+)
+
+func start(t *testing.T, config string) proxytest.HostEmulator {
+	t.Helper()
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
+		WithPluginContext(newPlugin).WithPluginConfiguration([]byte(config)))
+	t.Cleanup(reset)
+	if st := host.StartPlugin(); st != types.OnPluginStartStatusOK {
+		t.Fatalf("configuration %s refused: %v", config, host.GetErrorLogs())
+	}
+	return host
+}
+
+// header returns the value of name in headers.
+func header(headers [][2]string, name string) string {
+	for _, h := range headers {
+		if h[0] == name {
+			return h[1]
+		}
+	}
+	return ""
+}
+
+func TestCountsRequestsOfTheVM(t *testing.T) {
+	host := start(t, "")
+	var id string
+	for n, want := range []string{"1", "2"} {
+		s := host.InitializeHttpContext()
+		host.CallOnRequestHeaders(s, [][2]string{{"x-fail", "0"}}, true)
+		host.CallOnResponseHeaders(s, nil, true)
+		got := host.GetCurrentResponseHeaders(s)
+		if header(got, requestsHeader) != want || len(header(got, idHeader)) != 16 {
+			t.Fatalf("response %d headers = %v, want %s: %s and a 16-digit %s", n+1, got, requestsHeader, want, idHeader)
+		}
+		if id != "" && header(got, idHeader) != id {
+			t.Errorf("the VM id changed within one VM: %s then %s", id, header(got, idHeader))
+		}
+		id = header(got, idHeader)
+	}
+}
+
+func TestPanicsOnTheConfiguredHeader(t *testing.T) {
+	host := start(t, `{"header": "x-boom", "value": "yes"}`)
+	s := host.InitializeHttpContext()
+	host.CallOnRequestHeaders(s, [][2]string{{"x-fail", "1"}}, true) // not the configured header
+	defer func() {
+		msg, _ := recover().(string)
+		if !strings.Contains(msg, "request header x-boom: yes") {
+			t.Errorf("panic %q, want one naming x-boom: yes", msg)
+		}
+	}()
+	host.CallOnRequestHeaders(host.InitializeHttpContext(), [][2]string{{"x-boom", "yes"}}, true)
+	t.Error("no panic")
+}
