@@ -210,13 +210,13 @@ func parseFailure(pc *fields, pl *Plugin) {
 		pl.FailStrategy = FailOpen
 	}
 	key := pc.either("failurePolicy", "failure_policy")
-	switch v, n := pc.enum(key, "UNSPECIFIED", "FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"); v {
+	switch v, _ := pc.enum(key, "UNSPECIFIED", "FAIL_CLOSED", "FAIL_OPEN", "FAIL_RELOAD"); v {
 	case "FAIL_CLOSED":
 		pl.FailStrategy = FailClose
 	case "FAIL_OPEN":
 		pl.FailStrategy = FailOpen
 	case "FAIL_RELOAD":
-		pc.p.add(n, "%s: FAIL_RELOAD is not supported (use FAIL_CLOSED or FAIL_OPEN)", pc.sub(key))
+		pl.FailStrategy = FailReload
 	}
 }
 
