@@ -43,7 +43,7 @@ type statusPage struct {
 	Rows    []nodeRow
 	Modules []moduleRow
 	// Counts for the summary line.
-	Running, Pending, Failed, PluginsFailed int
+	Running, Pending, Failed, PluginsFailed, ReplicasUnreachable int
 }
 
 // nodeRow is one node and, per column, its plugin's state.
@@ -73,6 +73,11 @@ func newStatusPage(rep StatusReport, now time.Time) statusPage {
 			p.PluginsFailed++
 		}
 	}
+	for _, r := range rep.Replicas {
+		if r.State == PeerUnreachable {
+			p.ReplicasUnreachable++
+		}
+	}
 	p.Columns = pluginColumns(rep)
 	for _, n := range rep.Nodes {
 		p.Rows = append(p.Rows, p.nodeRow(n))
@@ -89,6 +94,9 @@ func (p *statusPage) nodeRow(n xds.NodeStatus) nodeRow {
 	for _, ps := range n.Plugins {
 		if i := slices.Index(p.Columns, ps.Name); i >= 0 {
 			row.Cells[i] = ps
+		}
+		if n.Unreachable {
+			continue
 		}
 		switch ps.State {
 		case xds.PluginRunning:
