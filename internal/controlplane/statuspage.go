@@ -42,6 +42,8 @@ type statusPage struct {
 	Columns []string // plugin names, the grid's columns
 	Rows    []nodeRow
 	Modules []moduleRow
+	// Fleet: there are peers, so nodes show their replica.
+	Fleet bool
 	// Counts for the summary line.
 	Running, Pending, Failed, PluginsFailed, ReplicasUnreachable int
 }
@@ -73,6 +75,7 @@ func newStatusPage(rep StatusReport, now time.Time) statusPage {
 			p.PluginsFailed++
 		}
 	}
+	p.Fleet = len(rep.Replicas) > 1
 	for _, r := range rep.Replicas {
 		if r.State == PeerUnreachable {
 			p.ReplicasUnreachable++
