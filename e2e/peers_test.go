@@ -160,6 +160,7 @@ func TestReplicasActAsOne(t *testing.T) {
 	}
 	base = append(base, clusterSpec("peers-upstream", up))
 	p := plugin{name: "canary", url: oci(mods[0].ref)}
+	started := time.Now()
 	f := newPeerFleet(t, haproxy, docs(base...), p.spec(), nodes)
 	on := map[int]string{} // replica → its Envoy
 	for _, id := range nodes {
@@ -177,6 +178,10 @@ func TestReplicasActAsOne(t *testing.T) {
 		t.Cleanup(loads[id].stop)
 	}
 	time.Sleep(300 * time.Millisecond) // traffic from before the edit
+	// A replica's first 10 s count as warm-up: a module it starts resolving
+	// then (the rollout's) makes it not ready, and HAProxy would move its
+	// Envoy away. Edit after them.
+	time.Sleep(time.Until(started.Add(11 * time.Second)))
 
 	// Every node is chosen; replica 1 sees the edit first.
 	p.rollout = map[string]any{"url": oci("filters/peers:broken"), "percent": 100}
