@@ -20,7 +20,7 @@ const peerUnreachableAfter = 40 * time.Second
 // about the replicas and where each node is.
 type fleetStatus struct {
 	Replicas []replicaEntry `json:"replicas"`
-	Nodes []struct {
+	Nodes    []struct {
 		ID          string `json:"id"`
 		Replica     string `json:"replica"`
 		Unreachable bool   `json:"unreachable"`

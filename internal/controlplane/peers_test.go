@@ -47,7 +47,6 @@ func freeAddr(t *testing.T) string {
 // replicaSet is control planes on one spec directory with a rollout.
 type replicaSet struct {
 	dir, root string
-	mainSHA   string
 }
 
 func newReplicaSet(t *testing.T) *replicaSet {
