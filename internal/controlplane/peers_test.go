@@ -17,10 +17,12 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/internal/faultproxy"
 	"github.com/wasmxds/wasmxds/internal/testpki"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
+	"github.com/wasmxds/wasmxds/xds"
 )
 
 const rolloutSpecYAML = `apiVersion: extensions.istio.io/v1alpha1
@@ -244,5 +246,26 @@ func TestPeersOverMTLS(t *testing.T) {
 	resp, err = client.Get("https://" + addrA + peerStatePath)
 	if err != nil || resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&doc) != nil || doc.ID != "a" {
 		t.Errorf("GET %s with a replica's certificate: %v %v, doc %+v", peerStatePath, resp, err, doc)
+	}
+}
+
+// A halt shared with peers carries Envoy's reason redacted of the plugin's
+// secrets, as status does.
+func TestSharedHaltsHoldNoSecret(t *testing.T) {
+	token := filepath.Join(t.TempDir(), "token")
+	writeSecret(t, token, "s3cr3t-one\n")
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS, ReplicaID: "a"})
+	p := rolloutPlugin("oci://r/auth:v2", 50)
+	p.Config = `{"header":"x-api-key"}`
+	p.SecretRefs = []catalog.SecretRef{{Path: []string{"value"}, File: token, Line: 9}}
+	c.onChange(plugins(p))
+	sink.until(t, "the rollout", withRollout("b2", 50))
+	chosen, _ := chosenAndNot(t, "auth", 50)
+	c.pluginFailed(chosen, "auth", "b2", `Envoy rejected {"header":"x-api-key","value":"s3cr3t-one"}`)
+	sink.until(t, "the rollout withdrawn", noRollout)
+	halts := c.sharedHalts()
+	if len(halts) != 1 || halts[0].Replica != "a" || halts[0].Node != chosen || strings.Contains(halts[0].Reason, "s3cr3t") {
+		t.Errorf("shared halts = %+v, want one by %s on a, without the secret", halts, chosen)
 	}
 }
