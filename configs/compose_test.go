@@ -200,7 +200,7 @@ func TestComposeReplicasAreEquivalentBehindOneName(t *testing.T) {
 	caches := map[string]string{}
 	hostPorts := map[string]string{}
 	for _, wx := range m.replicas {
-		if !slices.Equal(wx.Command, m.replicas[0].Command) {
+		if !slices.Equal(withoutFlags(wx.Command, "peer", "replica-id"), withoutFlags(m.replicas[0].Command, "peer", "replica-id")) {
 			t.Errorf("%s runs %q, %s runs %q; replicas must be equivalent", wx.Name, wx.Command, m.replicas[0].Name, m.replicas[0].Command)
 		}
 		if wx.Build == nil || m.replicas[0].Build == nil || wx.Build.Target != m.replicas[0].Build.Target {
@@ -237,6 +237,44 @@ func TestComposeReplicasAreEquivalentBehindOneName(t *testing.T) {
 			t.Errorf("app %s (sidecar %s's network) is not on the default network, where the replicas are", sc.app, sc.name)
 		}
 	}
+}
+
+// TestComposeReplicasNameEachOther: each replica names itself and has the
+// other as its peer, at the admin port the other listens on beyond
+// loopback, so that halts and status are shared (docs/replicas.md).
+func TestComposeReplicasNameEachOther(t *testing.T) {
+	m := loadMesh(t)
+	for i, wx := range m.replicas {
+		flags := parseServe(t, wx.Command)
+		if got := flags.one(t, "replica-id"); got != wx.Name {
+			t.Errorf("%s: --replica-id %s, want its service name", wx.Name, got)
+		}
+		other := m.replicas[1-i]
+		otherFlags := parseServe(t, other.Command)
+		want := fmt.Sprintf("%s:%d", other.Name, otherFlags.port(t, "admin-listen"))
+		if !slices.Equal(flags["peer"], []string{want}) {
+			t.Errorf("%s: --peer %q, want %q", wx.Name, flags["peer"], want)
+		}
+		if host, _, _ := net.SplitHostPort(otherFlags.one(t, "admin-listen")); host == "127.0.0.1" || host == "localhost" {
+			t.Errorf("%s: --admin-listen %s is loopback: %s cannot reach it", other.Name, otherFlags.one(t, "admin-listen"), wx.Name)
+		}
+	}
+}
+
+// withoutFlags is a serve command without the given flags and their values.
+func withoutFlags(cmd []string, names ...string) []string {
+	var out []string
+	for i := 0; i < len(cmd); i++ {
+		name, _, hasValue := strings.Cut(cmd[i], "=")
+		if slices.Contains(names, strings.TrimPrefix(name, "--")) {
+			if !hasValue {
+				i++
+			}
+			continue
+		}
+		out = append(out, cmd[i])
+	}
+	return out
 }
 
 // publishes reports whether a service publishes a container port.

@@ -19,8 +19,9 @@ type rolloutStatus struct {
 		State  string `json:"state"`
 		SHA256 string `json:"sha256"`
 		Halted *struct {
-			Node   string `json:"node"`
-			Reason string `json:"reason"`
+			Node    string `json:"node"`
+			Reason  string `json:"reason"`
+			Replica string `json:"replica"`
 		} `json:"halted"`
 	} `json:"rollout"`
 	Modules []moduleCount `json:"modules"`

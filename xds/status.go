@@ -44,6 +44,11 @@ type NodeStatus struct {
 	// node runs it. A NACK Envoy sends while it fetches a module it had not
 	// cached is expected: it shows here as pending, not as LastNack.
 	Plugins []PluginStatus `json:"plugins"`
+	// Replica is the control plane replica holding the node's stream, and
+	// Unreachable marks a node of a replica not heard from lately; the
+	// server leaves both empty, the control plane's fleet view fills them.
+	Replica     string `json:"replica,omitempty"`
+	Unreachable bool   `json:"unreachable,omitempty"`
 }
 
 // TypeStatus is one resource type's delivery state on a node.

@@ -45,6 +45,8 @@ type serveConfig struct {
 	logFormat      string
 	debounce       time.Duration
 	pprof          bool
+	peers          []string
+	replicaID      string
 }
 
 func newServeCmd() *cobra.Command {
@@ -58,6 +60,12 @@ that connects to --xds-listen (ADS, state-of-the-world or delta). Envoys downloa
 modules from --advertise-url, which must reach --http-listen; that listener serves
 modules only. --admin-listen (loopback by default) serves /healthz, /readyz,
 /metrics, /debug/status and, with --pprof, /debug/pprof/.
+
+With --peer, replicas behind one address act as one: each polls its peers'
+admin listeners for the rollout halts and refused modules they apply and the
+nodes they hold, so that a halt decided on any replica applies on all, and
+status shows the whole fleet from any replica. The admin listener must then be
+reachable by the peers (e.g. --admin-listen 0.0.0.0:18081).
 
 With --tls-cert-file and --tls-key-file, the xDS and module listeners speak TLS;
 with --client-ca-file they also require client certificates signed by that CA,
@@ -106,6 +114,10 @@ they change.`,
 	f.DurationVar(&cfg.debounce, "debounce", catalog.DefaultDebounce,
 		"how long the config directory must be quiet before a change applies: a save is several "+
 			"filesystem events, usually within a few ms; raise it if a slow writer's half-saved file shows up")
+	f.StringArrayVar(&cfg.peers, "peer", nil, "another replica's admin address (host:port), or dns:NAME:PORT for every A/AAAA "+
+		"record of NAME, resolved every 10 s (a headless Service); replicas share rollout halts, refused modules and their "+
+		"nodes (repeatable; over mTLS with --client-ca-file, else peers trust their network)")
+	f.StringVar(&cfg.replicaID, "replica-id", "", "this replica's name to its peers and in status (default: the host name)")
 	f.BoolVar(&cfg.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the admin listener (--admin-listen)")
 	return cmd
 }
@@ -143,12 +155,13 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		AdvertiseURL:          cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,
-		ReleaseMemory: true, Logger: log,
+		ReleaseMemory: true, Logger: log, Peers: cfg.peers, ReplicaID: cfg.replicaID,
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("serving", "component", "serve", "xds", cp.XDSAddr(), "modules", cp.HTTPAddr(), "admin", cp.AdminAddr(),
+		"replica", cp.ReplicaID(), "peers", cfg.peers,
 		"advertise", cp.AdvertiseURL(), "config_dir", cfg.configDir, "delivery", cfg.delivery,
 		"tls", cfg.tlsCert != "", "client_certificates", cfg.clientCA != "")
 	if cfg.clientCA == "" && !loopbackOnly(cp.XDSAddr()) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -81,6 +82,7 @@ func printStatus(w io.Writer, rep controlplane.StatusReport, now time.Time) erro
 	fmt.Fprintf(w, "Ready: %s   Config: %s   Listeners: %d   Clusters: %d   Plugins: %d\n\n",
 		ready, rep.ConfigDir, rep.Listeners, rep.Clusters, len(rep.Plugins))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	printReplicas(tw, rep.Replicas, now)
 	printNodes(tw, rep.Nodes, now)
 	printNodePlugins(tw, rep.Nodes)
 	printPlugins(tw, rep.Plugins)
@@ -98,19 +100,48 @@ func printStatus(w io.Writer, rep controlplane.StatusReport, now time.Time) erro
 	return nil
 }
 
+// printReplicas shows the replicas of the fleet when there is more than
+// this one.
+func printReplicas(tw *tabwriter.Writer, replicas []controlplane.ReplicaReport, now time.Time) {
+	if len(replicas) < 2 {
+		return
+	}
+	fmt.Fprintf(tw, "REPLICAS (%d)\n", len(replicas))
+	fmt.Fprintln(tw, "ID\tADDRESS\tSTATE\tREADY\tNODES\tLAST SEEN")
+	for _, r := range replicas {
+		ready, seen := "no", "never"
+		if r.Ready {
+			ready = "yes"
+		}
+		if !r.LastSeen.IsZero() {
+			seen = ago(now, r.LastSeen) + " ago"
+		}
+		state := r.State
+		if r.Error != "" {
+			state += ": " + truncate(oneLine(r.Error), 60)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", cmp.Or(r.ID, "?"), r.Address, state, ready, r.Nodes, seen)
+	}
+	fmt.Fprintln(tw, "\t\t\t\t\t")
+}
+
 func printNodes(tw *tabwriter.Writer, nodes []xds.NodeStatus, now time.Time) {
 	fmt.Fprintf(tw, "NODES (%d)\n", len(nodes))
-	fmt.Fprintln(tw, "ID\tLABELS\tCONNECTED\tACKED\tLAST NACK")
+	fmt.Fprintln(tw, "ID\tREPLICA\tLABELS\tCONNECTED\tACKED\tLAST NACK")
 	for _, n := range nodes {
 		nack := "-"
 		if n.LastNack != nil {
 			nack = fmt.Sprintf("%s %s %s ago: %s", typeAbbrev(n.LastNack.TypeURL), short(n.LastNack.Version),
 				ago(now, n.LastNack.Time), truncate(oneLine(n.LastNack.Error), 80))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.ID, labelString(n.Labels), ago(now, n.Connected),
+		replica := cmp.Or(n.Replica, "-")
+		if n.Unreachable {
+			replica += " (unreachable)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, replica, labelString(n.Labels), ago(now, n.Connected),
 			ackedString(n.Types), nack)
 	}
-	fmt.Fprintln(tw, "\t\t\t\t")
+	fmt.Fprintln(tw, "\t\t\t\t\t")
 }
 
 // printNodePlugins shows, per node and plugin, whether the node runs the
@@ -163,7 +194,8 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 			rmod := short(ro.SHA256)
 			switch {
 			case ro.Halted != nil:
-				rmod += " (refused by " + ro.Halted.Node + ": " + truncate(oneLine(ro.Halted.Reason), 80) + ")"
+				rmod += " (refused by " + ro.Halted.Node + onReplica(ro.Halted.Replica) + ": " +
+					truncate(oneLine(ro.Halted.Reason), 80) + ")"
 			case ro.Error != "":
 				rmod += " ERROR " + truncate(oneLine(ro.Error), 100)
 			}
@@ -175,6 +207,13 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 		}
 	}
 	fmt.Fprintln(tw, "\t\t\t\t\t")
+}
+
+func onReplica(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " on " + id
 }
 
 // moduleNodes sums up how many nodes were sent a plugin's main (or

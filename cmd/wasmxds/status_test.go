@@ -61,3 +61,29 @@ func TestPrintStatusTables(t *testing.T) {
 		}
 	}
 }
+
+// With peers, status lists the replicas and, per node, the replica holding
+// it; a node of an unreachable replica says so.
+func TestPrintStatusFleet(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rep := controlplane.StatusReport{Ready: true,
+		Replicas: []controlplane.ReplicaReport{
+			{ID: "wasmxds-1", Address: "10.0.0.1:18081", State: controlplane.PeerSelf, Ready: true, Nodes: 1, LastSeen: now},
+			{ID: "wasmxds-2", Address: "10.0.0.2:18081", State: controlplane.PeerUnreachable, Nodes: 1,
+				LastSeen: now.Add(-45 * time.Second), Error: "peer: connection refused"},
+		},
+		Nodes: []xds.NodeStatus{{ID: "edge-1", Replica: "wasmxds-1"}, {ID: "edge-2", Replica: "wasmxds-2", Unreachable: true}},
+	}
+	var out bytes.Buffer
+	if err := printStatus(&out, rep, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"REPLICAS (2)", "10.0.0.2:18081", "unreachable: peer: connection refused", "45s ago",
+		"edge-1  wasmxds-1 ", "edge-2  wasmxds-2 (unreachable)",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -67,6 +67,7 @@ var cases = map[string]string{
 	"persistence":        "cache: {persistence: {enabled: true, size: 5Gi, storageClassName: fast}}",
 	"servicemonitor":     "metrics: {serviceMonitor: {enabled: true, labels: {release: prometheus}}}",
 	"registries":         "insecureRegistries: [registry.mesh:5000, 10.0.0.5:5000]\nregistryCredentials: {existingSecret: regcred}",
+	"admin-port":         "admin: {port: 19091}",
 }
 
 // pendingFlags are serve flags the chart passes that `wasmxds serve` does not
@@ -126,8 +127,9 @@ func TestDefaultsRunTwoReplicasSpreadAcrossNodes(t *testing.T) {
 	if v := volume(t, pod, "cache"); v.EmptyDir == nil {
 		t.Errorf("cache volume %+v, want an emptyDir by default", v)
 	}
-	if len(r.others) != 0 || len(r.services) != 1 {
-		t.Errorf("defaults render %d Services and %v; want only the xDS/modules Service", len(r.services), slices.Collect(maps.Keys(r.others)))
+	if len(r.others) != 0 || len(r.services) != 2 {
+		t.Errorf("defaults render Services %v and %v; want the xDS/modules Service and the peers' headless one",
+			slices.Collect(maps.Keys(r.services)), slices.Collect(maps.Keys(r.others)))
 	}
 	_, flags := r.container(t)
 	if got := flags.one(t, "log-format"); got != "json" {
@@ -456,6 +458,44 @@ func TestPersistenceGivesEachReplicaItsOwnCache(t *testing.T) {
 	if ss.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
 		t.Errorf("podManagementPolicy %s, want Parallel: replicas do not depend on each other", ss.Spec.PodManagementPolicy)
 	}
+}
+
+// TestReplicasFindEachOtherThroughTheHeadlessService: every value set
+// passes --peer dns:<headless Service>:<admin port>, and that Service lists
+// every pod, ready or not, on the port the admin listener binds beyond
+// loopback; with client certificates verified, peers have the certificate
+// and CA for mTLS.
+func TestReplicasFindEachOtherThroughTheHeadlessService(t *testing.T) {
+	forEachCase(t, func(t *testing.T, r *rendered) {
+		pod, _ := r.pod(t)
+		c, flags := r.container(t)
+		name, port, ok := strings.Cut(strings.TrimPrefix(flags.one(t, "peer"), "dns:"), ":")
+		if !ok || !strings.HasPrefix(flags.one(t, "peer"), "dns:") {
+			t.Fatalf("--peer %s, want dns:NAME:PORT", flags.one(t, "peer"))
+		}
+		svcName, ok := strings.CutSuffix(name, "."+namespace+".svc.cluster.local")
+		if !ok {
+			t.Fatalf("--peer names %s, not a Service of namespace %s", name, namespace)
+		}
+		svc := r.service(t, svcName)
+		if svc.Spec.ClusterIP != corev1.ClusterIPNone || !svc.Spec.PublishNotReadyAddresses {
+			t.Errorf("Service %s: clusterIP %q, publishNotReadyAddresses %v; want a headless Service listing every pod",
+				svc.Name, svc.Spec.ClusterIP, svc.Spec.PublishNotReadyAddresses)
+		}
+		if !selects(&metav1.LabelSelector{MatchLabels: svc.Spec.Selector}, pod.Labels) {
+			t.Errorf("Service %s selects %v, not the pods %v", svc.Name, svc.Spec.Selector, pod.Labels)
+		}
+		if strconv.Itoa(int(servicePort(svc, "admin"))) != port || flags.port(t, "admin-listen") != port {
+			t.Errorf("--peer port %s, headless admin port %d, --admin-listen %s: want one port", port,
+				servicePort(svc, "admin"), flags.one(t, "admin-listen"))
+		}
+		if host, _, _ := strings.Cut(flags.one(t, "admin-listen"), ":"); host == "127.0.0.1" || host == "localhost" {
+			t.Errorf("--admin-listen %s is loopback: peers cannot reach it", flags.one(t, "admin-listen"))
+		}
+		if len(flags["client-ca-file"]) == 1 && (len(flags["tls-cert-file"]) != 1 || len(flags["tls-key-file"]) != 1) {
+			t.Errorf("client certificates verified without a certificate for peers to present: %v", c.Args)
+		}
+	})
 }
 
 func TestServiceMonitorScrapesTheAdminPort(t *testing.T) {

@@ -61,6 +61,8 @@ type controllerOptions struct {
 	// serves what was served before even when registries are down; "" keeps
 	// nothing.
 	StateFile string
+	// ReplicaID names this replica in the halts it shares with peers.
+	ReplicaID string
 }
 
 // controller turns desired states into xDS updates. Its loop owns all the
@@ -83,11 +85,12 @@ type controller struct {
 	established map[string]bool        // listeners Envoys run
 	sems        map[string]chan struct{}
 	seq         uint64
-	inForce     map[string]inForce     // as last written to StateFile
-	halted      map[string]halt        // plugin → its rollout, halted
-	savedHalts  map[string]halt        // halted as last written to StateFile
-	halts       map[string]int         // plugin → rollouts halted since start
-	pushed      map[string]rolloutPush // plugin → its rollout module in the last push
+	inForce     map[string]inForce      // as last written to StateFile
+	halted      map[string]halt         // plugin → its rollout, halted
+	savedHalts  map[string]halt         // halted as last written to StateFile
+	halts       map[string]int          // plugin → rollouts halted since start
+	pushed      map[string]rolloutPush  // plugin → its rollout module in the last push
+	peerHalts   map[string][]sharedHalt // plugin → halts peers apply (see setPeerHalts)
 	secrets     *secretStore
 	firstState  time.Time // when the first desired state arrived
 	lastResync  time.Time // last resync run or asked for early

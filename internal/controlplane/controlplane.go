@@ -7,6 +7,7 @@ package controlplane
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -87,6 +88,20 @@ type Options struct {
 	// certificate from one address may bring into being (0:
 	// xds.DefaultMaxLabelSetsPerSource; negative: no cap).
 	MaxLabelSetsPerSource int
+	// Peers are the other replicas' admin addresses (host:port), or
+	// dns:NAME:PORT for every A and AAAA record of NAME, resolved again
+	// every 10 s. Replicas share rollout halts, refused modules and their
+	// nodes with their peers (see docs/replicas.md).
+	Peers []string
+	// ReplicaID names this replica to its peers and in status; "" = the
+	// host name.
+	ReplicaID string
+	// PeerInterval is how often each peer is asked for its state;
+	// 0 = DefaultPeerInterval.
+	PeerInterval time.Duration
+	// PeerUnreachable is how long a peer may go unheard before it is
+	// called unreachable; 0 = DefaultPeerUnreachable.
+	PeerUnreachable time.Duration
 	// Pprof serves Go profiles under /debug/pprof/.
 	Pprof bool
 	// ReleaseMemory returns freed memory to the OS once the open ADS
@@ -119,6 +134,12 @@ type ControlPlane struct {
 	http      *http.Server // modules
 	admin     *http.Server
 
+	replicaID string
+	instance  string         // random per process: peers recognise themselves by it
+	peers     *peerSet       // nil without Peers
+	peerTLS   *peerTLS       // TLS between peers, when client certificates are required
+	sniff     *sniffListener // the admin listener, plain HTTP and TLS, with peerTLS
+
 	// grants is the NodeAccess of the newest state, nil before the first;
 	// set (with client certificates required) before the controller sees
 	// that state.
@@ -139,10 +160,13 @@ func New(opts Options) (*ControlPlane, error) {
 	opts.GCInterval = cmp.Or(opts.GCInterval, DefaultGCInterval)
 	opts.Debounce = cmp.Or(opts.Debounce, catalog.DefaultDebounce)
 	opts.ShutdownTimeout = cmp.Or(opts.ShutdownTimeout, DefaultShutdownTimeout)
+	opts.PeerInterval = cmp.Or(opts.PeerInterval, DefaultPeerInterval)
+	opts.PeerUnreachable = cmp.Or(opts.PeerUnreachable, DefaultPeerUnreachable)
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{opts: opts, log: opts.Logger, reg: opts.Registry, watching: make(chan struct{})}
+	cp := &ControlPlane{opts: opts, log: opts.Logger, reg: opts.Registry, watching: make(chan struct{}),
+		replicaID: cmp.Or(opts.ReplicaID, defaultReplicaID()), instance: rand.Text()}
 	if cp.log == nil {
 		cp.log = slog.New(slog.DiscardHandler)
 	}
@@ -169,6 +193,11 @@ func (o Options) validate() error {
 	}
 	if o.ConfigDir == "" || o.CacheDir == "" {
 		return errors.New("a config directory and a cache directory are required")
+	}
+	for _, p := range o.Peers {
+		if _, err := parsePeer(p); err != nil {
+			return err
+		}
 	}
 	return o.tlsFiles().validate()
 }
@@ -242,9 +271,12 @@ func (cp *ControlPlane) build() error {
 	cp.ctrl = newController(controllerOptions{Logger: cp.log, Modules: cp.mods, Server: cp.server,
 		SecretRoots: secretRoots, Advertise: cp.advertise, Delivery: cp.opts.Delivery, Resync: cp.opts.Resync,
 		ModuleTLS: xds.ModuleTLS{ClientCert: cp.opts.ClientCAFile != "", SDSDir: cp.opts.EnvoyTLSSDSDir},
-		StateFile: filepath.Join(cp.opts.CacheDir, "plugins.json")})
+		StateFile: filepath.Join(cp.opts.CacheDir, "plugins.json"), ReplicaID: cp.replicaID})
 	if err := cp.reg.Register(newRolloutCollector(cp.ctrl)); err != nil {
 		return fmt.Errorf("register rollout metrics: %w", err)
+	}
+	if err := cp.reg.Register(newFleetCollector(cp)); err != nil {
+		return fmt.Errorf("register fleet metrics: %w", err)
 	}
 	limit, err := xds.NewSourceLimit(cp.opts.MaxStreamsPerSource, cp.log.With("component", "xds"), cp.reg)
 	if err != nil {
@@ -269,7 +301,37 @@ func (cp *ControlPlane) build() error {
 	}
 	cp.admin = &http.Server{Handler: cp.adminHandler(cp.reg), ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout: 2 * time.Minute}
+	cp.buildPeers()
 	return nil
+}
+
+// buildPeers sets up how replicas reach each other: over TLS on the admin
+// listener when client certificates are required, plain HTTP otherwise.
+func (cp *ControlPlane) buildPeers() {
+	cp.peerTLS = &peerTLS{}
+	if cp.tls != nil && cp.opts.ClientCAFile != "" {
+		cp.peerTLS.r = cp.tls
+		cp.sniff = newSniffListener(cp.al, cp.peerTLS.serverConfig())
+	}
+	if len(cp.opts.Peers) == 0 {
+		return
+	}
+	var specs []peerSpec
+	for _, p := range cp.opts.Peers {
+		s, _ := parsePeer(p) // validated
+		specs = append(specs, s)
+	}
+	transport := &http.Transport{TLSClientConfig: cp.peerTLS.clientConfig(), MaxIdleConnsPerHost: 2,
+		ResponseHeaderTimeout: peerRequestTimeout, TLSHandshakeTimeout: peerRequestTimeout,
+		DialContext: (&net.Dialer{Timeout: peerRequestTimeout}).DialContext}
+	if !cp.peerTLS.enabled() {
+		transport.TLSClientConfig = nil
+	}
+	cp.peers = &peerSet{specs: specs, instance: cp.instance, interval: cp.opts.PeerInterval,
+		unreachable: cp.opts.PeerUnreachable, scheme: cp.peerTLS.scheme(), resolver: net.DefaultResolver,
+		client: &http.Client{Transport: transport, Timeout: peerRequestTimeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		log: cp.log.With("component", "peers"), onDoc: cp.mergePeers, peers: map[string]*peer{}}
 }
 
 // advertiseURL defaults to the HTTP listener's port on loopback, which
@@ -292,6 +354,9 @@ func (cp *ControlPlane) HTTPAddr() string { return cp.hl.Addr().String() }
 
 // AdminAddr is the admin listener's address.
 func (cp *ControlPlane) AdminAddr() string { return cp.al.Addr().String() }
+
+// ReplicaID is this replica's name to its peers.
+func (cp *ControlPlane) ReplicaID() string { return cp.replicaID }
 
 // AdvertiseURL is the module server URL pushed to Envoys.
 func (cp *ControlPlane) AdvertiseURL() string { return cp.advertise }
@@ -322,12 +387,20 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	admin := cp.al
+	if cp.sniff != nil {
+		admin = cp.sniff
+		g.Go(cp.sniff.acceptLoop)
+	}
 	g.Go(func() error {
-		if err := cp.admin.Serve(cp.al); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := cp.admin.Serve(admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin server: %w", err)
 		}
 		return nil
 	})
+	if cp.peers != nil {
+		g.Go(func() error { cp.peers.run(gctx); return nil })
+	}
 	g.Go(func() error { cp.ctrl.run(gctx); return nil })
 	g.Go(func() error { cp.mods.RunGC(gctx, cp.opts.GCInterval); return nil })
 	if cp.opts.ReleaseMemory {
@@ -405,6 +478,9 @@ func (cp *ControlPlane) notReady() error {
 	}
 	if !cp.ctrl.warm() {
 		return errors.New("modules still resolving for the first time")
+	}
+	if cp.peers != nil && !cp.peers.settled() {
+		return errors.New("asking peers for the halts they apply (each answers or times out within 2 s)")
 	}
 	if err := cp.configDirErr(); err != nil {
 		return fmt.Errorf("%w (the last good configuration keeps serving)", err)

@@ -52,6 +52,8 @@ type halt struct {
 	Node   string    `json:"node"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+	// Replica is the replica whose node refused the module.
+	Replica string `json:"replica,omitempty"`
 }
 
 // rolloutJobLocked is the resolution a plugin's active rollout needs, if
@@ -94,6 +96,9 @@ func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.
 		}
 		if !usable {
 			continue // pending or failed: nodes keep what they run
+		}
+		if c.adoptPeerHaltLocked(p, spec, r.module.SHA256) {
+			continue
 		}
 		if pm := in.Modules[p.Name]; len(p.SecretRefs) > 0 && pm.Config == "" {
 			continue // the plugin cannot run as specified at all
@@ -146,7 +151,7 @@ func (c *controller) pluginFailed(node, plugin, sha, reason string) {
 		c.mu.Unlock()
 		return
 	}
-	c.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now()}
+	c.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now(), Replica: c.opts.ReplicaID}
 	c.halts[plugin]++
 	url, pct := p.Rollout.URL, p.Rollout.Percent
 	c.mu.Unlock()
@@ -173,6 +178,9 @@ type HaltReport struct {
 	SHA256 string    `json:"sha256"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+	// Replica is the replica whose node refused the module: this one, or
+	// the peer it learnt the halt from.
+	Replica string `json:"replica,omitempty"`
 }
 
 // rolloutReportLocked describes p's rollout, nil when it has none.
@@ -200,7 +208,7 @@ func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
 		rep.State, rep.Error = RolloutUnsupported, errRolloutNeedsECDS
 	case halted && h.Spec == rolloutSpec(ro):
 		rep.State = RolloutHalted
-		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At}
+		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At, Replica: h.Replica}
 	case isPushed && pushed.spec == rolloutSpec(ro):
 		rep.State = RolloutActive
 		rep.SHA256 = pushed.sha

@@ -33,8 +33,11 @@ type StatusReport struct {
 	ModuleProblems []fetcher.Problem `json:"moduleProblems"`
 	// CacheDegraded says why the module cache cannot be written; cached
 	// modules keep being served meanwhile.
-	CacheDegraded string           `json:"cacheDegraded,omitempty"`
-	Nodes         []xds.NodeStatus `json:"nodes"`
+	CacheDegraded string `json:"cacheDegraded,omitempty"`
+	// Replicas are this replica (state self) and its peers; Nodes are the
+	// nodes of all of them, each with the replica holding its stream.
+	Replicas []ReplicaReport  `json:"replicas"`
+	Nodes    []xds.NodeStatus `json:"nodes"`
 	// Refused are the latest nodes refused for claiming what their
 	// identity is not granted (with client certificates), newest last.
 	Refused  []xds.Refusal   `json:"refused"`
@@ -141,6 +144,9 @@ func countModules(plugins []PluginReport, nodes []xds.NodeStatus) {
 		bySHA := map[string]*ModuleNodes{}
 		var order []string
 		for _, n := range nodes {
+			if n.Unreachable {
+				continue // what its replica last said; it may have moved
+			}
 			for _, ps := range n.Plugins {
 				if ps.Name != p.Name || ps.SHA256 == "" {
 					continue
@@ -175,12 +181,13 @@ func (cp *ControlPlane) Status() StatusReport {
 		Ready: cp.server.Ready(), ConfigDir: cp.opts.ConfigDir,
 		SpecErrors: []string{}, SpecWarnings: []string{},
 		Plugins: cp.ctrl.pluginReports(), Modules: cp.mods.Modules(),
-		Nodes: cp.server.Status(), Refused: cp.server.Refusals(), Problems: []ProblemReport{},
+		Refused: cp.server.Refusals(), Problems: []ProblemReport{},
 	}
-	countModules(rep.Plugins, rep.Nodes)
 	if err := cp.notReady(); err != nil {
 		rep.Ready, rep.NotReady = false, err.Error()
 	}
+	rep.Replicas, rep.Nodes = cp.fleet(cp.server.Status(), rep.Ready, time.Now())
+	countModules(rep.Plugins, rep.Nodes)
 	if err := cp.configDirErr(); err != nil {
 		rep.ConfigDirError = err.Error()
 	}
@@ -250,6 +257,7 @@ func (cp *ControlPlane) adminHandler(gatherer prometheus.Gatherer) http.Handler 
 		writeJSON(w, log, cp.Status())
 	})
 	mux.HandleFunc("GET /{$}", cp.statusPageHandler(log))
+	mux.HandleFunc("GET "+peerStatePath, cp.peerHandler(log.With("component", "peers")))
 	return mux
 }
 

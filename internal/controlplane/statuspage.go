@@ -42,8 +42,10 @@ type statusPage struct {
 	Columns []string // plugin names, the grid's columns
 	Rows    []nodeRow
 	Modules []moduleRow
+	// Fleet: there are peers, so nodes show their replica.
+	Fleet bool
 	// Counts for the summary line.
-	Running, Pending, Failed, PluginsFailed int
+	Running, Pending, Failed, PluginsFailed, ReplicasUnreachable int
 }
 
 // nodeRow is one node and, per column, its plugin's state.
@@ -73,6 +75,12 @@ func newStatusPage(rep StatusReport, now time.Time) statusPage {
 			p.PluginsFailed++
 		}
 	}
+	p.Fleet = len(rep.Replicas) > 1
+	for _, r := range rep.Replicas {
+		if r.State == PeerUnreachable {
+			p.ReplicasUnreachable++
+		}
+	}
 	p.Columns = pluginColumns(rep)
 	for _, n := range rep.Nodes {
 		p.Rows = append(p.Rows, p.nodeRow(n))
@@ -89,6 +97,9 @@ func (p *statusPage) nodeRow(n xds.NodeStatus) nodeRow {
 	for _, ps := range n.Plugins {
 		if i := slices.Index(p.Columns, ps.Name); i >= 0 {
 			row.Cells[i] = ps
+		}
+		if n.Unreachable {
+			continue
 		}
 		switch ps.State {
 		case xds.PluginRunning:

@@ -300,3 +300,34 @@ func texts(ns []*html.Node) []string {
 	}
 	return out
 }
+
+// With peers, the page lists the replicas and, per node, its replica; the
+// nodes of an unreachable replica stay, marked as such.
+func TestStatusPageShowsTheFleet(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	rep := statusFixture(now)
+	rep.Replicas = []ReplicaReport{{ID: "wasmxds-1", Address: "10.0.0.1:18081", State: PeerSelf, Ready: true, LastSeen: now},
+		{ID: "wasmxds-2", Address: "10.0.0.2:18081", State: PeerUnreachable, LastSeen: now.Add(-time.Minute)}}
+	for i := range rep.Nodes {
+		rep.Nodes[i].Replica = "wasmxds-1"
+	}
+	gone := rep.Nodes[0]
+	gone.ID, gone.Replica, gone.Unreachable = "edge-gone", "wasmxds-2", true
+	rep.Nodes = append(rep.Nodes, gone)
+	doc, _ := renderFixture(t, rep, now)
+	replicas := text(byID(t, doc, "replicas"))
+	for _, want := range []string{"wasmxds-1", "this replica", "wasmxds-2", "10.0.0.2:18081", "unreachable", "1m0s ago"} {
+		if !strings.Contains(replicas, want) {
+			t.Errorf("replicas section lacks %q: %s", want, replicas)
+		}
+	}
+	var row string
+	walk(byID(t, doc, "nodes"), func(n *html.Node) {
+		if n.Type == html.ElementNode && n.Data == "tr" && strings.Contains(text(n), "edge-gone") {
+			row = text(n)
+		}
+	})
+	if !strings.Contains(row, "wasmxds-2") || !strings.Contains(row, "unreachable") {
+		t.Errorf("the unreachable replica's node row = %q, want its replica, marked unreachable", row)
+	}
+}

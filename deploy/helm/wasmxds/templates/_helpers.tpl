@@ -52,6 +52,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s.%s.svc.%s" (include "wasmxds.fullname" .) .Release.Namespace .Values.clusterDomain }}
 {{- end }}
 
+{{/* The headless Service: every pod's address, for peers. */}}
+{{- define "wasmxds.headlessName" -}}
+{{- printf "%s-headless" (include "wasmxds.fullname" . | trunc 54 | trimSuffix "-") }}
+{{- end }}
+
 {{/* --advertise-url: the Service's module port unless set. */}}
 {{- define "wasmxds.advertiseURL" -}}
 {{- if .Values.advertiseURL }}
@@ -79,6 +84,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - --advertise-url={{ include "wasmxds.advertiseURL" . }}
 - --log-format={{ .Values.logFormat }}
 - --resync={{ .Values.resync }}
+{{- if .Values.peers.enabled }}
+- --peer=dns:{{ include "wasmxds.headlessName" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:{{ .Values.admin.port }}
+{{- end }}
 {{- if .Values.tls.enabled }}
 - --tls-cert-file=/etc/wasmxds/tls/tls.crt
 - --tls-key-file=/etc/wasmxds/tls/tls.key
