@@ -319,13 +319,13 @@ func (s *Server) Problems() []Problem {
 	return out
 }
 
-// unbuilt reports whether a group has no snapshot yet (the server has no
-// Input yet, just after a start, say).
-func (s *Server) unbuilt(group string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.groups[group]
-	return g != nil && g.versions == nil
+// cached reports whether the cache holds a snapshot for a group. The
+// group's versions do not tell: rebuild records them before it sets the
+// snapshot. A snapshot leaves the cache only with its group, and a group
+// goes only when none of its nodes is attached.
+func (s *Server) cached(group string) bool {
+	_, err := s.cache.GetSnapshot(group)
+	return err == nil
 }
 
 // ensureGroup builds a group's first snapshot when a node with a new label
