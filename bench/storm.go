@@ -182,6 +182,9 @@ type StormResult struct {
 	// Delays from the kill to each client's re-subscription (SotW: every
 	// type answered on the new stream; delta: the stream open), sorted.
 	Delays []time.Duration
+	// Connect is how long the fleet took to connect and hold its
+	// configuration before the kill.
+	Connect time.Duration
 	// ServerUp is from the kill to the restarted server's /readyz (restart
 	// only); AllSeen to the server reporting every client connected.
 	ServerUp, AllSeen time.Duration
@@ -220,10 +223,12 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 		defer b.Stop()
 		survivor, opts.Fleet.ResumeAddrs = b, []string{a.Addr(), b.Addr()}
 	}
+	connect := time.Now()
 	fleet, err := StartFleet(ctx, opts.Fleet)
 	if err != nil {
 		return res, fmt.Errorf("connect %d clients: %w", opts.Fleet.Clients, err)
 	}
+	res.Connect = time.Since(connect)
 	defer fleet.Close()
 	storm := fleet.BeginStorm()
 	a.Kill()

@@ -38,8 +38,8 @@ func BenchmarkRestartStorm(b *testing.B) {
 			if err != nil {
 				b.Fatalf("%s, %d clients: %v", res.Scenario, n, err)
 			}
-			b.Logf("%s %d clients: ready %v p50 %v p99 %v all %v seen %v responses %d changed %d",
-				res.Scenario, n, res.ServerUp, Percentile(res.Delays, 0.5), Percentile(res.Delays, 0.99),
+			b.Logf("%s %d clients: connect all %v ready %v p50 %v p99 %v all %v seen %v responses %d changed %d",
+				res.Scenario, n, res.Connect, res.ServerUp, Percentile(res.Delays, 0.5), Percentile(res.Delays, 0.99),
 				Percentile(res.Delays, 1), res.AllSeen, res.Responses, res.Changed)
 			sec.Rows = append(sec.Rows, stormRow(res))
 			b.ReportMetric(float64(Percentile(res.Delays, 1).Milliseconds()), fmt.Sprintf("all-ms/%s/%d", res.Scenario, n))

@@ -49,16 +49,16 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 	if err != nil {
 		return err
 	}
-	if rejected == "" && req.GetVersionInfo() != "" {
-		if c.s.unbuilt(group) {
-			// The watch opens before the group's first snapshot, and the
-			// cache answers a snapshot only where the version differs
-			// from the one the request reports: a returning node that
-			// holds the first snapshot's versions would never be
-			// answered. Asking as a node that holds nothing gets it the
-			// snapshot (the same versions: nothing changes in Envoy).
-			req.VersionInfo = ""
-		}
+	if rejected == "" && req.GetVersionInfo() != "" && !c.s.cached(group) {
+		// The watch opens before the cache holds the group's snapshot,
+		// and the cache answers a snapshot set later only where its
+		// version differs from the one the request reports: a returning
+		// node that holds those versions would not be answered. Asking
+		// as a node that holds nothing gets it the snapshot (the same
+		// versions: nothing changes in Envoy). Where the cache does hold
+		// it, it keeps it while this node is attached, so the watch
+		// created next finds it and answers a new stream at once.
+		req.VersionInfo = ""
 	}
 	if rejected != "" {
 		// A SotW NACK carries the last accepted version, which differs from

@@ -158,7 +158,12 @@ func newGroup(labels map[string]string, bucket int) *group {
 
 // NewServer returns a Server with no snapshots; it serves nothing until
 // Update is called. It fails only if its metrics cannot be registered.
-func NewServer(opts ServerOptions) (*Server, error) {
+func NewServer(opts ServerOptions) (*Server, error) { return newServer(opts, nil) }
+
+// newServer is NewServer with the snapshot cache passed through wrap, when
+// set, before the ADS server is built on it, so that in-package tests can
+// watch and hold the calls made to the cache.
+func newServer(opts ServerOptions, wrap func(cache.SnapshotCache) cache.SnapshotCache) (*Server, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -189,6 +194,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger(logger))
+	if wrap != nil {
+		s.cache = wrap(s.cache)
+	}
 	// Ordered ADS sends a SotW update's types in dependency order (clusters
 	// before the listeners and routes that use them) instead of whichever
 	// watch fires first, so Envoy never sees a route to a cluster it lacks.
@@ -325,13 +333,13 @@ func (s *Server) Problems() []Problem {
 	return out
 }
 
-// unbuilt reports whether a group has no snapshot yet (the server has no
-// Input yet, just after a start, say).
-func (s *Server) unbuilt(group string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	g := s.groups[group]
-	return g != nil && g.versions == nil
+// cached reports whether the cache holds a snapshot for a group. The
+// group's versions do not tell: rebuild records them before it sets the
+// snapshot. A snapshot leaves the cache only with its group, and a group
+// goes only when none of its nodes is attached.
+func (s *Server) cached(group string) bool {
+	_, err := s.cache.GetSnapshot(group)
+	return err == nil
 }
 
 // ensureGroup builds a group's first snapshot when a node with a new label

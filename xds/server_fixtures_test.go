@@ -12,6 +12,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -177,9 +178,17 @@ func startServer(t *testing.T, opts ServerOptions) (*Server, string, *prometheus
 // startServerTranslating is startServer with a translation of the test's.
 func startServerTranslating(t *testing.T, opts ServerOptions, translate func(Input, map[string]string) (*Resources, []Problem)) (*Server, string, *prometheus.Registry) {
 	t.Helper()
+	return startServerWrapping(t, opts, translate, nil)
+}
+
+// startServerWrapping is startServerTranslating with the snapshot cache
+// passed through wrap (see newServer).
+func startServerWrapping(t *testing.T, opts ServerOptions, translate func(Input, map[string]string) (*Resources, []Problem),
+	wrap func(cache.SnapshotCache) cache.SnapshotCache) (*Server, string, *prometheus.Registry) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
-	srv, err := NewServer(opts)
+	srv, err := newServer(opts, wrap)
 	if err != nil {
 		t.Fatal(err)
 	}
