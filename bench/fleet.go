@@ -36,6 +36,9 @@ type FleetOptions struct {
 	// Labels returns the node labels of a group; nil gives
 	// {app: bench, group: gNNN}.
 	Labels func(group int) map[string]string
+	// NodePrefix starts every node id (prefix + five-digit index); empty
+	// means "bench-". Fleets that follow one another use their own.
+	NodePrefix string
 	// Dialing bounds how many clients open their stream at once, so that a
 	// large fleet does not overflow the server's accept backlog. Zero
 	// means 128.
@@ -119,7 +122,7 @@ func (f *Fleet) clientOptions(i int) xdstest.Options {
 	return xdstest.Options{
 		Resume:      resume,
 		Delta:       f.opts.Mode == ModeDelta || (f.opts.Mode == ModeMixed && i%2 == 1),
-		NodeID:      fmt.Sprintf("bench-%05d", i),
+		NodeID:      fmt.Sprintf("%s%05d", cmpOr(f.opts.NodePrefix, "bench-"), i),
 		Cluster:     "bench",
 		Labels:      f.opts.Labels(i % f.opts.Groups),
 		DialOptions: clientDialOptions(),
