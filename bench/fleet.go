@@ -39,6 +39,9 @@ type FleetOptions struct {
 	// NodePrefix starts every node id (prefix + five-digit index); empty
 	// means "bench-". Fleets that follow one another use their own.
 	NodePrefix string
+	// Refs, if set, is shared with other fleets that get the same
+	// resources; nil gives the fleet its own.
+	Refs *xdstest.RefCache
 	// Dialing bounds how many clients open their stream at once, so that a
 	// large fleet does not overflow the server's accept backlog. Zero
 	// means 128.
@@ -84,7 +87,10 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	if opts.Dialing <= 0 {
 		opts.Dialing = 128
 	}
-	f := &Fleet{opts: opts, clients: make([]*xdstest.Client, opts.Clients), refs: xdstest.NewRefCache(),
+	if opts.Refs == nil {
+		opts.Refs = xdstest.NewRefCache()
+	}
+	f := &Fleet{opts: opts, clients: make([]*xdstest.Client, opts.Clients), refs: opts.Refs,
 		allReady: make(chan struct{}), failed: make(chan struct{})}
 	if opts.Clients == 0 {
 		close(f.allReady)

@@ -127,7 +127,7 @@ type IdleOptions struct {
 	Batch    int // clients connected at once; zero means 32
 	Delivery xds.Delivery
 	// MaxRSS stops creating label sets once the server's RSS passes it, and
-	// the server is killed past 1.5 times it. Zero means 6 GiB.
+	// the server is killed past twice it. Zero means 6 GiB.
 	MaxRSS int64
 	// Settle bounds the wait for RSS to stop moving; zero means 20 s.
 	Settle time.Duration
@@ -136,6 +136,9 @@ type IdleOptions struct {
 	// HeapProfile, if set, is where the server's heap profile is saved
 	// once the label sets went idle (serve runs with --pprof).
 	HeapProfile string
+	// Progress, if set, hears after each batch how many label sets were
+	// created and the server's RSS.
+	Progress func(created int, rss int64)
 }
 
 // IdleResult is one row of BenchmarkIdleLabelSets.
@@ -148,8 +151,14 @@ type IdleResult struct {
 	// Server RSS: steady client only, highest seen from then on, and
 	// once the label sets went idle.
 	RSSReady, RSSPeak, RSSIdle int64
+	// RSSEdited is the server's RSS once the edit was delivered: an
+	// Update, which may release what the idle label sets held.
+	RSSEdited int64
 	Connect                    time.Duration // all label sets, connected and gone
 	Edit                       time.Duration // unrelated edit → the steady client holds it
+	// Killed is the RSS at which the server was stopped during the edit
+	// (past twice MaxRSS), 0 if it was not; Edit is then until then.
+	Killed int64
 }
 
 // RunIdle starts `wasmxds serve` on a generated spec of opts.SpecMB MiB,
@@ -194,7 +203,8 @@ func RunIdle(ctx context.Context, opts IdleOptions) (IdleResult, error) {
 	pid := w.PID()
 	res.RSSReady = stableRSS(pid, settle)
 
-	mon := watchRSS(pid, maxRSS*3/2, w.Stop)
+	mon := watchRSS(pid, 2*maxRSS, w.Stop)
+	refs := xdstest.NewRefCache()
 	defer mon.stop()
 	start := time.Now()
 	for first := 0; first < opts.Sets; first += batch {
@@ -205,7 +215,7 @@ func RunIdle(ctx context.Context, opts IdleOptions) (IdleResult, error) {
 		n := min(batch, opts.Sets-first)
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		fleet, err := StartFleet(cctx, FleetOptions{Addr: w.Addr(), Clients: n, Groups: n, Mode: ModeMixed,
-			NodePrefix: fmt.Sprintf("idle-%05d-", first),
+			NodePrefix: fmt.Sprintf("idle-%05d-", first), Refs: refs,
 			Labels: func(g int) map[string]string {
 				return map[string]string{"app": "idle", "set": fmt.Sprintf("s%05d", first+g)}
 			}})
@@ -215,6 +225,10 @@ func RunIdle(ctx context.Context, opts IdleOptions) (IdleResult, error) {
 		}
 		fleet.Close()
 		res.Created += n
+		if opts.Progress != nil {
+			rss, _ := RSS(pid)
+			opts.Progress(res.Created, rss)
+		}
 	}
 	if err := testproc.Poll(time.Minute, 50*time.Millisecond, func() error { return w.connected(1) }); err != nil {
 		return res, fmt.Errorf("idle clients still connected: %w", err)
@@ -243,9 +257,13 @@ func RunIdle(ctx context.Context, opts IdleOptions) (IdleResult, error) {
 	cancel()
 	res.Edit = time.Since(start)
 	res.RSSPeak = max(mon.stop(), res.RSSIdle)
-	if err != nil {
-		return res, fmt.Errorf("unrelated edit: %w%s", err, mon.killed())
+	if res.Killed = mon.over.Load(); res.Killed > 0 {
+		return res, nil // the row says so
 	}
+	if err != nil {
+		return res, fmt.Errorf("unrelated edit: %w", err)
+	}
+	res.RSSEdited = stableRSS(pid, settle)
 	return res, nil
 }
 

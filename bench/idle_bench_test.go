@@ -19,7 +19,7 @@ import (
 // the time an unrelated edit (a new Cluster and a Listener for the steady
 // client only) takes to reach the steady
 // client. BENCH_IDLE_MAX_RSS_MB (6144) stops creating label sets past that
-// RSS; BENCH_IDLE_PPROF names a directory for heap profiles taken once
+// RSS, and the server is stopped past twice it; BENCH_IDLE_PPROF names a directory for heap profiles taken once
 // the label sets are idle.
 func BenchmarkIdleLabelSets(b *testing.B) {
 	bins := binaries(b)
@@ -33,13 +33,17 @@ func BenchmarkIdleLabelSets(b *testing.B) {
 		Title: fmt.Sprintf("Idle label sets: RSS and an unrelated edit after label sets came and went (%s delivery, %d clients at a time)",
 			delivery, batch),
 		Header: []string{"spec", "idle label sets", "RSS ready", "RSS peak", "RSS after idle", "vs 0 sets",
-			"unrelated edit", "connect all"},
+			"unrelated edit", "RSS after edit", "connect all"},
 	}
 	for _, mb := range specs {
 		var base IdleResult
 		for _, n := range counts {
 			opts := IdleOptions{Bin: bins.Wasmxds, Dir: b.TempDir(), SpecMB: mb, Sets: n, Batch: batch,
-				Delivery: delivery, MaxRSS: maxRSS}
+				Delivery: delivery, MaxRSS: maxRSS, Progress: func(created int, rss int64) {
+					if created%256 == 0 {
+						fmt.Fprintf(os.Stderr, "idle label sets: %d MB, %d of %d created, RSS %s\n", mb, created, n, Bytes(rss))
+					}
+				}}
 			if profiles != "" {
 				opts.HeapProfile = filepath.Join(profiles, fmt.Sprintf("heap-%dmb-%d.pb.gz", mb, n))
 			}
@@ -50,9 +54,9 @@ func BenchmarkIdleLabelSets(b *testing.B) {
 			if n == 0 {
 				base = res
 			}
-			b.Logf("%d MB (%.1f MiB), %d of %d label sets: rss ready %s peak %s idle %s, edit %v, connect %v",
+			b.Logf("%d MB (%.1f MiB), %d of %d label sets: rss ready %s peak %s idle %s, edit %v (rss %s), connect %v",
 				mb, float64(res.SpecBytes)/(1<<20), res.Created, n, Bytes(res.RSSReady), Bytes(res.RSSPeak),
-				Bytes(res.RSSIdle), res.Edit.Round(time.Millisecond), res.Connect.Round(100*time.Millisecond))
+				Bytes(res.RSSIdle), res.Edit.Round(time.Millisecond), Bytes(res.RSSEdited), res.Connect.Round(100*time.Millisecond))
 			sec.Rows = append(sec.Rows, idleRow(res, base))
 			b.ReportMetric(float64(res.RSSIdle)/(1<<20), fmt.Sprintf("rss-MiB/%dMB/%d", mb, n))
 			b.ReportMetric(float64(res.Edit.Milliseconds()), fmt.Sprintf("edit-ms/%dMB/%d", mb, n))
@@ -60,7 +64,7 @@ func BenchmarkIdleLabelSets(b *testing.B) {
 	}
 	sec.Notes = append(sec.Notes,
 		"spec: generated YAML every node selects (listeners of 200 routes, 50 clusters, WasmPlugins with a 256 KiB pluginConfig each, half the bytes each).",
-		"Each row is a fresh server. RSS is VmRSS, read once it stays within 2% for 3 s; peak is the highest 100 ms sample from the steady client's start to the end of the edit; vs 0 sets = RSS after idle over the 0-set row's.",
+		"Each row is a fresh server. RSS is VmRSS, read once it stays within 2% for 3 s; peak is the highest 100 ms sample from the steady client's start to the end of the edit; vs 0 sets = RSS after idle over the 0-set row's; RSS after edit is read the same way once the edit was delivered.",
 		"unrelated edit: a new file (a Cluster and a Listener selecting app=steady) renamed into the config directory → the steady client holds the cluster (includes the 25 ms debounce).",
 		"The load generator runs in the same 2 cores as the server.")
 	report.Add(sec)
@@ -79,6 +83,10 @@ func idleRow(r, base IdleResult) []string {
 	if r.Created > 0 {
 		connect = r.Connect.Round(100 * time.Millisecond).String()
 	}
+	edit := Ms(r.Edit)
+	if r.Killed > 0 {
+		edit = fmt.Sprintf("server stopped at RSS %s after %s", Bytes(r.Killed), Ms(r.Edit))
+	}
 	return []string{fmt.Sprintf("%.1f MiB", float64(r.SpecBytes)/(1<<20)), sets, Bytes(r.RSSReady), Bytes(r.RSSPeak),
-		Bytes(r.RSSIdle), ratio, Ms(r.Edit), connect}
+		Bytes(r.RSSIdle), ratio, edit, Bytes(r.RSSEdited), connect}
 }
