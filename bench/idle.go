@@ -154,8 +154,8 @@ type IdleResult struct {
 	// RSSEdited is the server's RSS once the edit was delivered: an
 	// Update, which may release what the idle label sets held.
 	RSSEdited int64
-	Connect                    time.Duration // all label sets, connected and gone
-	Edit                       time.Duration // unrelated edit → the steady client holds it
+	Connect   time.Duration // all label sets, connected and gone
+	Edit      time.Duration // unrelated edit → the steady client holds it
 	// Killed is the RSS at which the server was stopped during the edit
 	// (past twice MaxRSS), 0 if it was not; Edit is then until then.
 	Killed int64
@@ -235,8 +235,11 @@ func RunIdle(ctx context.Context, opts IdleOptions) (IdleResult, error) {
 	}
 	res.Connect = time.Since(start)
 	res.RSSIdle = stableRSS(pid, settle)
+	heap := "http://" + w.AdminAddr + "/debug/pprof/heap"
 	if opts.HeapProfile != "" {
-		if err := saveHeapProfile("http://"+w.AdminAddr+"/debug/pprof/heap", opts.HeapProfile); err != nil {
+		// The profile, and the runtime's memory statistics as text.
+		if err := errors.Join(saveHeapProfile(heap, opts.HeapProfile),
+			saveHeapProfile(heap+"?debug=1", opts.HeapProfile+".idle.txt")); err != nil {
 			return res, err
 		}
 	}
@@ -264,6 +267,11 @@ func RunIdle(ctx context.Context, opts IdleOptions) (IdleResult, error) {
 		return res, fmt.Errorf("unrelated edit: %w", err)
 	}
 	res.RSSEdited = stableRSS(pid, settle)
+	if opts.HeapProfile != "" {
+		if err := saveHeapProfile(heap+"?debug=1", opts.HeapProfile+".edited.txt"); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
