@@ -83,10 +83,10 @@ func idleRow(r, base IdleResult) []string {
 	if r.Created > 0 {
 		connect = r.Connect.Round(100 * time.Millisecond).String()
 	}
-	edit := Ms(r.Edit)
+	edit, edited := Ms(r.Edit), Bytes(r.RSSEdited)
 	if r.Killed > 0 {
-		edit = fmt.Sprintf("server stopped at RSS %s after %s", Bytes(r.Killed), Ms(r.Edit))
+		edit, edited = fmt.Sprintf("server stopped at RSS %s after %s", Bytes(r.Killed), Ms(r.Edit)), "—"
 	}
 	return []string{fmt.Sprintf("%.1f MiB", float64(r.SpecBytes)/(1<<20)), sets, Bytes(r.RSSReady), Bytes(r.RSSPeak),
-		Bytes(r.RSSIdle), ratio, edit, Bytes(r.RSSEdited), connect}
+		Bytes(r.RSSIdle), ratio, edit, edited, connect}
 }
