@@ -36,6 +36,12 @@ type FleetOptions struct {
 	// Labels returns the node labels of a group; nil gives
 	// {app: bench, group: gNNN}.
 	Labels func(group int) map[string]string
+	// NodePrefix starts every node id (prefix + five-digit index); empty
+	// means "bench-". Fleets that follow one another use their own.
+	NodePrefix string
+	// Refs, if set, is shared with other fleets that get the same
+	// resources; nil gives the fleet its own.
+	Refs *xdstest.RefCache
 	// Dialing bounds how many clients open their stream at once, so that a
 	// large fleet does not overflow the server's accept backlog. Zero
 	// means 128.
@@ -81,7 +87,10 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	if opts.Dialing <= 0 {
 		opts.Dialing = 128
 	}
-	f := &Fleet{opts: opts, clients: make([]*xdstest.Client, opts.Clients), refs: xdstest.NewRefCache(),
+	if opts.Refs == nil {
+		opts.Refs = xdstest.NewRefCache()
+	}
+	f := &Fleet{opts: opts, clients: make([]*xdstest.Client, opts.Clients), refs: opts.Refs,
 		allReady: make(chan struct{}), failed: make(chan struct{})}
 	if opts.Clients == 0 {
 		close(f.allReady)
@@ -119,7 +128,7 @@ func (f *Fleet) clientOptions(i int) xdstest.Options {
 	return xdstest.Options{
 		Resume:      resume,
 		Delta:       f.opts.Mode == ModeDelta || (f.opts.Mode == ModeMixed && i%2 == 1),
-		NodeID:      fmt.Sprintf("bench-%05d", i),
+		NodeID:      fmt.Sprintf("%s%05d", cmpOr(f.opts.NodePrefix, "bench-"), i),
 		Cluster:     "bench",
 		Labels:      f.opts.Labels(i % f.opts.Groups),
 		DialOptions: clientDialOptions(),

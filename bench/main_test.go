@@ -72,11 +72,17 @@ func TestMain(m *testing.M) {
 }
 
 // binaries builds wasmxds and the floor server once per run.
+// BENCH_WASMXDS_BIN runs another wasmxds binary instead (an older build,
+// to measure before a change); flags it does not know are left out (see
+// StartServe).
 func binaries(b *testing.B) Binaries {
 	b.Helper()
 	bins, err := Build(binDir)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if bin := os.Getenv("BENCH_WASMXDS_BIN"); bin != "" {
+		bins.Wasmxds = bin
 	}
 	return bins
 }

@@ -81,3 +81,22 @@ func Build(dir string) (Binaries, error) {
 	})
 	return built, buildErr
 }
+
+var (
+	serveHelpMu sync.Mutex
+	serveHelp   = map[string]string{} // binary → its `serve --help`
+)
+
+// serveKnows reports whether bin's serve command has the flag (e.g.
+// "--pprof"), from its --help, read once per binary.
+func serveKnows(bin, flag string) bool {
+	serveHelpMu.Lock()
+	defer serveHelpMu.Unlock()
+	help, ok := serveHelp[bin]
+	if !ok {
+		out, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
+		help = string(out)
+		serveHelp[bin] = help
+	}
+	return strings.Contains(help, flag+" ")
+}

@@ -72,11 +72,17 @@ func StartServe(bin, configDir string, delivery xds.Delivery, dir string, extra 
 	if err != nil {
 		return nil, err
 	}
-	argv := append([]string{bin, "serve", "--config-dir", configDir,
+	argv := []string{bin, "serve", "--config-dir", configDir,
 		"--cache-dir", filepath.Join(dir, "cache"), "--xds-listen", xdsAddr, "--http-listen", httpAddr, "--admin-listen", adminAddr,
-		"--advertise-url", "http://" + httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String(),
-		// The simulated fleet is thousands of clients on one address.
-		"--max-streams-per-source", "0", "--max-label-sets-per-source", "-1"}, extra...)
+		"--advertise-url", "http://" + httpAddr, "--filter-delivery", string(delivery), "--debounce", Debounce.String()}
+	// The simulated fleet is thousands of clients on one address. An
+	// older binary (BENCH_WASMXDS_BIN) may not know these bounds: it has none.
+	for _, kv := range [][2]string{{"--max-streams-per-source", "0"}, {"--max-label-sets-per-source", "-1"}} {
+		if serveKnows(bin, kv[0]) {
+			argv = append(argv, kv[0], kv[1])
+		}
+	}
+	argv = append(argv, extra...)
 	p, err := testproc.Start("wasmxds", filepath.Join(dir, "wasmxds.log"), nil, argv...)
 	if err != nil {
 		return nil, err
