@@ -49,7 +49,7 @@ log entry.`,
 		},
 	}
 	cmd.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost, 127.0.0.1 and ::1 always are)")
-	cmd.Flags().StringVar(&dockerConfig, "docker-config", "", "docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker)")
+	cmd.Flags().StringVar(&dockerConfig, "docker-config", "", "docker config.json file with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	cmd.Flags().StringVar(&signKey, "sign-key", "", "cosign private key file to sign the manifest with (password in $COSIGN_PASSWORD)")
 	return cmd
 }

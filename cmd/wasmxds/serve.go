@@ -101,7 +101,7 @@ they change.`,
 	f.DurationVar(&cfg.resync, "resync", 5*time.Minute, "how often Always plugins are re-resolved and failed pulls retried, at wall-clock multiples of it so that replicas resync together (0: the default)")
 	f.DurationVar(&cfg.gcInterval, "gc-interval", time.Hour, "how often unused cached modules are garbage-collected (0: the default)")
 	f.StringSliceVar(&cfg.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost, 127.0.0.1 and ::1 always are)")
-	f.StringVar(&cfg.dockerConfig, "docker-config", "", "docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker)")
+	f.StringVar(&cfg.dockerConfig, "docker-config", "", "docker config.json file with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	f.Int64Var(&cfg.maxModuleSize, "max-module-size", fetcher.DefaultMaxModuleSize, "largest module accepted, in bytes (0: the default)")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
