@@ -187,7 +187,7 @@ func boolField(f *fields, key string) (bool, *yaml.Node) {
 // warnMoot accepts a field whose meaning wasmxds keeps without it, with a
 // warning that says why it changes nothing.
 func warnMoot(f *fields, key, why string) {
-	f.used[key] = true
+	f.use(key)
 	if f.has(key) && !f.missing(key) {
 		f.p.warn(f.keys[key], "%s: has no effect: %s", f.sub(key), why)
 	}

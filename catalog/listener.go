@@ -40,7 +40,7 @@ func parseListener(spec *fields) (*Listener, listenerRefs) {
 		p.add(spec.line("cluster"), "spec.cluster: only a TCP listener (protocol: TCP) sends to one cluster; "+
 			"an HTTP listener sends each route to its cluster")
 	}
-	spec.used["cluster"] = true
+	spec.use("cluster")
 	l.TLS = parseTLS(spec, &refs.tls)
 	routes, rrefs := parseRoutes(spec, "spec.routes", spec.has("hosts"))
 	l.Routes, refs.clusters = routes, rrefs
@@ -55,7 +55,7 @@ func parseTCPListener(spec *fields, l *Listener) []ref {
 		if spec.has(key) {
 			spec.p.add(spec.line(key), "spec.%s: not allowed with protocol TCP (a TCP listener sends every connection to spec.cluster)", key)
 		}
-		spec.used[key] = true
+		spec.use(key)
 	}
 	cluster, cn := spec.str("cluster")
 	switch {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"gopkg.in/yaml.v3"
 )
@@ -119,9 +120,22 @@ func (f *fields) missing(key string) bool {
 	return isNull(f.values[key])
 }
 
+// use marks key as known to the decoder, so that finish does not report it.
+func (f *fields) use(key string) {
+	f.used[key] = true
+	if seen := fieldSeen.Load(); seen != nil {
+		(*seen)(f.path, key)
+	}
+}
+
+// fieldSeen, when set (by tests), is told every field a decoder asks for,
+// present or not: the fields the parser knows, which the spec reference
+// must name.
+var fieldSeen atomic.Pointer[func(path, key string)]
+
 // value returns the resolved value of key, or nil when it is absent or null.
 func (f *fields) value(key string) *yaml.Node {
-	f.used[key] = true
+	f.use(key)
 	v := resolve(f.values[key])
 	if isNull(v) {
 		return nil
@@ -217,14 +231,14 @@ func (f *fields) reject(key, why string) {
 	if _, ok := f.keys[key]; !ok {
 		return
 	}
-	f.used[key] = true
+	f.use(key)
 	f.p.add(f.keys[key], "%s: not supported: %s", f.sub(key), why)
 }
 
 // ignore marks keys that are accepted and deliberately carry no meaning here.
 func (f *fields) ignore(keys ...string) {
 	for _, k := range keys {
-		f.used[k] = true
+		f.use(k)
 	}
 }
 
@@ -235,7 +249,7 @@ func (f *fields) either(camel, snake string) string {
 	switch {
 	case f.has(camel) && f.has(snake):
 		f.p.add(f.keys[snake], "%s: set both %s and %s; they are one field", f.sub(snake), camel, snake)
-		f.used[snake] = true
+		f.use(snake)
 		return camel
 	case f.has(snake):
 		return snake

@@ -5,6 +5,7 @@
 #   - the oras CLI, into .tools/bin
 #   - Debian's chromium (headless, for the status page test)
 #   - Debian's haproxy (the load balancer of the replicas test)
+#   - curl (the README's quickstart)
 # Idempotent; prints where each tool is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +50,12 @@ else
   # The package starts a system registry on :5000 where it can; the tests
   # start their own on random ports, so it is not needed.
   command -v docker-registry
+fi
+
+# curl: the README's quickstart (and TestReadmeQuickstart) waits with it.
+if ! command -v curl >/dev/null 2>&1; then
+  echo "installing curl"
+  apt_install curl ca-certificates
 fi
 
 if ! command -v htpasswd >/dev/null 2>&1; then

@@ -42,15 +42,24 @@ func newBootstrapCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bootstrap --node-id ID --labels k=v[,k=v] --xds-address HOST:PORT",
 		Short: "Print an Envoy bootstrap that takes all its configuration from wasmxds",
-		Long: `Print an Envoy v3 bootstrap (YAML) whose only static resource is a cluster to
-wasmxds's ADS endpoint. The node's labels select which listeners and Wasm plugins
-it receives; nodes with the same labels share one configuration.
+		Long: `Print an Envoy v3 bootstrap (YAML) whose only static cluster is wasmxds's ADS
+endpoint (STATIC for an IP address; STRICT_DNS for a host name, re-resolved so a
+moved control plane is found), with Envoy's admin listener on
+--admin-address:--admin-port. The node's labels (node.metadata.labels) select
+which listeners and Wasm plugins it receives; nodes with the same labels share one
+configuration. Every string stays a string for Envoy: a node id or label value
+such as yes, n, ~ or 0123 is quoted.
 
-With --tls-ca-file Envoy connects over TLS and verifies the server's certificate
-against that CA and the --xds-address host; --tls-cert-file and --tls-key-file
-add a client certificate. File paths are as Envoy sees them. With --tls-sds-dir
-the files are referenced through file-based SDS, written into that directory, so
-that Envoy picks up rotated certificates without a restart.`,
+With --tls-ca-file Envoy connects over TLS and verifies the server's certificate:
+it must chain to that CA and name the --xds-address host as a DNS SAN (or an IP
+SAN for an IP address; a DNS host is also sent as SNI). --tls-cert-file and
+--tls-key-file add a client certificate for mutual TLS (both, and only with a CA).
+File paths are absolute, as Envoy sees them; Envoy reads them once at start. With
+--tls-sds-dir the command also writes DIR/wasmxds-xds-ca.yaml and
+DIR/wasmxds-xds-client-cert.yaml (file-based SDS; DIR must be the same path for
+Envoy), and Envoy reloads the CA, certificate and key when they are moved into
+place in their directories (a rename, or a Kubernetes Secret volume update)
+without a restart.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out, err := renderBootstrap(o)

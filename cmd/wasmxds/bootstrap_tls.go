@@ -39,7 +39,7 @@ func addTLSFlags(f *pflag.FlagSet, o *tlsOptions) {
 	f.StringVar(&o.caFile, "tls-ca-file", "", "CA bundle (PEM) that the wasmxds server certificate must chain to; enables TLS")
 	f.StringVar(&o.certFile, "tls-cert-file", "", "client certificate chain (PEM) Envoy presents to wasmxds; needs --tls-key-file and --tls-ca-file")
 	f.StringVar(&o.keyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
-	f.StringVar(&o.sdsDir, "tls-sds-dir", "", "directory, shared with Envoy, to write file-based SDS configs into so Envoy reloads rotated TLS files")
+	f.StringVar(&o.sdsDir, "tls-sds-dir", "", "directory, the same path for Envoy, to write file-based SDS configs into so Envoy reloads rotated TLS files; needs --tls-ca-file")
 }
 
 // check says what is wrong with a combination of TLS flags.

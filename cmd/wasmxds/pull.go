@@ -52,9 +52,9 @@ in the cache is not fetched again unless --always is given.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&fl.cacheDir, "cache-dir", defaultCacheDir(), "module cache directory")
-	f.StringVar(&fl.sha256, "sha256", "", "expected manifest digest or module sha256 (hex)")
-	f.StringSliceVar(&fl.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost always is)")
-	f.StringVar(&fl.dockerConfig, "docker-config", "", "docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker)")
+	f.StringVar(&fl.sha256, "sha256", "", "expected OCI manifest digest or module sha256 (64 hex digits, sha256: optional)")
+	f.StringSliceVar(&fl.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost, 127.0.0.1 and ::1 always are)")
+	f.StringVar(&fl.dockerConfig, "docker-config", "", "docker config.json file with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	f.StringVar(&fl.pullSecret, "pull-secret", "", "docker config.json file, or a credentials entry name in the docker config")
 	f.BoolVar(&fl.always, "always", false, "re-resolve the reference even if it is cached")
 	f.BoolVarP(&fl.verbose, "verbose", "v", false, "log progress to stderr")

@@ -20,7 +20,7 @@ func newPushCmd() *cobra.Command {
 		Long: `Verify FILE.wasm as a proxy-wasm module and push it to REF (host/repo:tag,
 oci:// optional) as a Wasm OCI artifact: config ` + fetcher.MediaTypeWasmConfig + `,
 one layer ` + fetcher.MediaTypeWasmLayer + `. Prints "sha256:<manifest digest>".
-Registries on localhost/127.0.0.1 are reached over plain HTTP. With --sign-key
+Registries on localhost, 127.0.0.1 and ::1 are reached over plain HTTP. With --sign-key
 (a private key from cosign generate-key-pair; its password in $COSIGN_PASSWORD)
 the manifest is also signed as cosign sign --key does, without a transparency
 log entry.`,
@@ -48,8 +48,8 @@ log entry.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable)")
-	cmd.Flags().StringVar(&dockerConfig, "docker-config", "", "docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker)")
+	cmd.Flags().StringSliceVar(&insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost, 127.0.0.1 and ::1 always are)")
+	cmd.Flags().StringVar(&dockerConfig, "docker-config", "", "docker config.json file with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	cmd.Flags().StringVar(&signKey, "sign-key", "", "cosign private key file to sign the manifest with (password in $COSIGN_PASSWORD)")
 	return cmd
 }

@@ -54,12 +54,16 @@ func newServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve Envoy configuration over ADS and Wasm modules over HTTP",
-		Long: `Watch --config-dir for Listener, Cluster and WasmPlugin specs, pull each plugin's
-module into --cache-dir, and serve the resulting configuration to every Envoy
-that connects to --xds-listen (ADS, state-of-the-world or delta). Envoys download
-modules from --advertise-url, which must reach --http-listen; that listener serves
-modules only. --admin-listen (loopback by default) serves /healthz, /readyz,
-/metrics, /debug/status and, with --pprof, /debug/pprof/.
+		Long: `Watch --config-dir for spec files (Listener, Cluster, WasmPlugin, TrafficExtension,
+NodeAccess, and wasme, ASM and EnvoyFilter manifests; see docs/spec.md), pull each
+plugin's module into --cache-dir, and serve the resulting configuration to every
+Envoy that connects to --xds-listen (ADS, state-of-the-world or delta). Envoys
+download modules from --advertise-url, which must reach --http-listen; that
+listener serves /modules/sha256/<hex> only, and only modules in use. --admin-listen
+(loopback by default) serves the status page (/), /healthz, /readyz (503 with the
+reason until the first configuration is built and every plugin's first resolution
+has finished, and while the config directory is missing), /metrics, /debug/status
+and, with --pprof, /debug/pprof/.
 
 With --peer, replicas behind one address act as one: each polls its peers'
 admin listeners for the rollout halts and refused modules they apply and the
@@ -86,27 +90,27 @@ they change.`,
 	f.StringVar(&cfg.xdsListen, "xds-listen", ":18000", "ADS gRPC listen address")
 	f.StringVar(&cfg.httpListen, "http-listen", ":18080", "module server listen address (serves /modules/ only)")
 	f.StringVar(&cfg.adminListen, "admin-listen", "127.0.0.1:18081", "admin listen address: health, readiness, metrics, status, profiles")
-	f.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate for TLS on the xDS and module listeners (reloaded on change)")
+	f.StringVar(&cfg.tlsCert, "tls-cert-file", "", "PEM certificate for TLS on the xDS and module listeners (reloaded on change; a bad rotation keeps the old pair)")
 	f.StringVar(&cfg.tlsKey, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	f.BoolVar(&cfg.allowLinkLocal, "allow-link-local-fetch", false, "let module fetches reach link-local and cloud metadata "+
-		"addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254), refused by default")
+		"addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200), refused by default")
 	f.StringArrayVar(&cfg.fileRoots, "allow-file-root", nil, "confine file:// module URLs to this directory (repeatable; default: any readable file)")
 	f.IntVar(&cfg.maxStreams, "max-streams-per-source", xds.DefaultMaxStreamsPerSource, "most ADS streams one source IP address may hold open "+
 		"at once; more are refused with RESOURCE_EXHAUSTED (0: no bound; raise it for many Envoys behind one address)")
 	f.IntVar(&cfg.maxLabelSets, "max-label-sets-per-source", xds.DefaultMaxLabelSetsPerSource, "most label sets nodes without a client "+
-		"certificate from one address may bring into being (each costs a translation); a node with a new one past that is refused (-1: no cap)")
+		"certificate from one address may bring into being (each costs a translation); a node with a new one past that is refused (negative: no cap; 0: the default)")
 	f.StringArrayVar(&cfg.secretRoots, "allow-secret-root", nil, "confine secretRefs files to this directory, symlinks resolved; "+
 		"a file outside every root is a spec error (repeatable; default: any readable file)")
 	f.StringVar(&cfg.envoySDSDir, "envoy-tls-sds-dir", "", "directory, as Envoys see it, of the SDS files `wasmxds bootstrap --tls-sds-dir` wrote: "+
 		"the module cluster then reloads rotated certificates too (default: the bootstrap's static secrets)")
 	f.StringVar(&cfg.clientCA, "client-ca-file", "", "PEM CA bundle: require and verify client certificates signed by it on the xDS and module listeners")
-	f.StringVar(&cfg.advertiseURL, "advertise-url", "", "module server URL Envoys download from (default http://127.0.0.1:<http port>)")
+	f.StringVar(&cfg.advertiseURL, "advertise-url", "", "module server URL Envoys download from (default http://127.0.0.1:<port of --http-listen>, https with --tls-cert-file)")
 	f.StringVar(&cfg.delivery, "filter-delivery", string(xds.DeliveryECDS), "how Wasm filter config reaches Envoy: ecds (TypedExtensionConfig, no listener drain on config edits) or lds (inline)")
-	f.DurationVar(&cfg.resync, "resync", 5*time.Minute, "how often Always plugins are re-resolved and failed pulls retried")
-	f.DurationVar(&cfg.gcInterval, "gc-interval", time.Hour, "how often unused cached modules are garbage-collected")
-	f.StringSliceVar(&cfg.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost always is)")
-	f.StringVar(&cfg.dockerConfig, "docker-config", "", "docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker)")
-	f.Int64Var(&cfg.maxModuleSize, "max-module-size", fetcher.DefaultMaxModuleSize, "largest module accepted, in bytes")
+	f.DurationVar(&cfg.resync, "resync", 5*time.Minute, "how often Always plugins are re-resolved and failed pulls retried, at wall-clock multiples of it so that replicas resync together (0: the default)")
+	f.DurationVar(&cfg.gcInterval, "gc-interval", time.Hour, "how often unused cached modules are garbage-collected (0: the default)")
+	f.StringSliceVar(&cfg.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost, 127.0.0.1 and ::1 always are)")
+	f.StringVar(&cfg.dockerConfig, "docker-config", "", "docker config.json file with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
+	f.Int64Var(&cfg.maxModuleSize, "max-module-size", fetcher.DefaultMaxModuleSize, "largest module accepted, in bytes (0: the default)")
 	f.StringVar(&cfg.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.logFormat, "log-format", "text", "text or json")
 	// The default is the catalog's: a few times the longest gap measured

@@ -49,7 +49,7 @@ the raw document.`,
 			return printStatus(cmd.OutOrStdout(), rep, time.Now())
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:18081", "wasmxds admin address (serve --admin-listen)")
+	cmd.Flags().StringVar(&server, "server", "http://127.0.0.1:18081", "URL of the wasmxds admin listener (serve --admin-listen)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON document")
 	return cmd
 }

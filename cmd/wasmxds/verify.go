@@ -37,8 +37,8 @@ key mismatch) and exits 1. Nothing is pulled or cached.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&fl.key, "key", "", "PEM public key file (cosign.pub); required")
-	f.StringSliceVar(&fl.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost always is)")
-	f.StringVar(&fl.dockerConfig, "docker-config", "", "docker config.json with registry credentials (default $DOCKER_CONFIG or ~/.docker)")
+	f.StringSliceVar(&fl.insecure, "insecure-registry", nil, "registry host[:port] to reach over plain HTTP (repeatable; localhost, 127.0.0.1 and ::1 always are)")
+	f.StringVar(&fl.dockerConfig, "docker-config", "", "docker config.json file with registry credentials (default $DOCKER_CONFIG/config.json, else ~/.docker/config.json)")
 	f.StringVar(&fl.pullSecret, "pull-secret", "", "docker config.json file, or a credentials entry name in the docker config")
 	_ = cmd.MarkFlagRequired("key")
 	return cmd

@@ -400,7 +400,7 @@ func TestSpecsConfigMapLoadsInTheCatalog(t *testing.T) {
 	}
 }
 
-// TestReadmeInstallFlagsRender parses the README's `helm install` value
+// TestReadmeInstallFlagsRender parses docs/kubernetes.md's `helm install` value
 // flags as the helm CLI does: a spec file given with --set-file lands in the
 // specs ConfigMap unchanged, under its escaped dotted name.
 func TestReadmeInstallFlagsRender(t *testing.T) {
