@@ -100,8 +100,9 @@ type Server struct {
 	// overwrite a snapshot built from a newer one. It guards shared: the
 	// work done so far for the latest Input, reused by groups built later
 	// (nodes with a new label set or bucket, re-pushes).
-	buildMu sync.Mutex
-	shared  *buildCache
+	buildMu  sync.Mutex
+	shared   *buildCache
+	interned map[string]*corev3.TypedExtensionConfig // see internExts
 
 	mu     sync.Mutex
 	input  *Input
@@ -181,6 +182,7 @@ func newServer(opts ServerOptions, wrap func(cache.SnapshotCache) cache.Snapshot
 		groups:      map[string]*group{},
 		refusals:    map[string]map[string]map[string]bool{},
 		familyGood:  map[string]map[string]goodConfigs{},
+		interned:    map[string]*corev3.TypedExtensionConfig{},
 		tracker:     newTracker(),
 		authorize:   opts.Authorize,
 		onUnknown:   opts.OnUnknownVersion,
@@ -308,6 +310,7 @@ func (s *Server) Update(in Input) {
 	s.mu.Lock()
 	s.ready = true
 	s.forgetFamiliesLocked()
+	s.pruneInternedLocked()
 	s.mu.Unlock()
 }
 
@@ -466,7 +469,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	b := shared.built[bk]
 	if b == nil {
 		res := *tr.res
-		res.Extensions = applyPlan(tr.res.Extensions, plan)
+		res.Extensions = s.internExts(applyPlan(tr.res.Extensions, plan))
 		b = &built{exts: res.Extensions, ecds: ecdsEntries(res.Extensions)}
 		b.snap, b.versions, b.err = buildSnapshot(&res)
 		shared.built[bk] = b
