@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -140,5 +141,48 @@ func TestLabelSetsPerSourceAreCapped(t *testing.T) {
 	again.Await(t, "config for an existing label set", xdstest.Complete)
 	if r := srv.Refusals(); len(r) != 1 || r[0].NodeID != "n-3" {
 		t.Errorf("refusals = %+v, want n-3's", r)
+	}
+}
+
+// Label sets that came and went keep what their nodes ran (to send a
+// returning node swaps, not first modules), but equal configs are kept
+// once: the extension configs held across 30 idle label sets are the
+// distinct configs, not one copy per label set.
+func TestIdleLabelSetsShareTheirConfigs(t *testing.T) {
+	srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+	srv.Update(deliveryInput("a"))
+	for i := range 30 {
+		e := xdstest.Start(t, addr, xdstest.Options{NodeID: fmt.Sprintf("n-%d", i), Labels: map[string]string{"set": fmt.Sprintf("s%d", i)}})
+		e.Await(t, "config", xdstest.Complete)
+		waitFor(t, "the ACK recorded", func() bool { return pluginState(nodeStatus(t, srv, fmt.Sprintf("n-%d", i))).State == PluginRunning })
+		e.Close()
+	}
+	waitFor(t, "every node gone", func() bool { return len(srv.Status()) == 0 })
+	srv.Update(deliveryInput("a"))
+
+	srv.buildMu.Lock()
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	defer srv.buildMu.Unlock()
+	configs := map[*corev3.TypedExtensionConfig]bool{}
+	kept := 0
+	for _, g := range srv.groups {
+		for _, l := range g.lastGood {
+			for _, e := range l {
+				configs[e.ext] = true
+				kept++
+			}
+		}
+		for _, entries := range g.ecds {
+			for _, e := range entries {
+				configs[e.ext] = true
+			}
+		}
+	}
+	if kept < 30 || len(configs) > 2 {
+		t.Errorf("%d last good configs kept as %d distinct messages; want one per label set (30) sharing at most 2 (first module, swap)", kept, len(configs))
+	}
+	if len(srv.interned) > len(configs) {
+		t.Errorf("%d configs interned, %d in use", len(srv.interned), len(configs))
 	}
 }
