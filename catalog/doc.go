@@ -222,6 +222,17 @@
 //     a rollout whose module a chosen node refuses (chosen nodes go back to
 //     url) until url or percent changes. A rollout at 0%, or naming url
 //     itself (promotion is an edit of url), changes nothing.
+//   - rollout.analysis: {interval (30s), minRequests (20), maxErrorRate
+//     (0.05)}, each optional, judges the rollout on what Envoys report:
+//     every interval with at least minRequests on the chosen nodes'
+//     listeners carrying the plugin, a 5xx rate above maxErrorRate and
+//     above the rate of the nodes running url, or a VM reload on a chosen
+//     node, halts it. interval is 1s-1h; maxErrorRate is at least 0 and
+//     below 1.
+//   - rollout.steps: [10, 50, 100], increasing percentages (1-100) that
+//     need an analysis: the rollout starts at the first (percent may be
+//     left out, or must equal it) and moves to the next after each healthy
+//     interval. Edits of steps re-arm a halted rollout, as percent does.
 //   - targetRef and targetRefs are rejected with the reason: there are no
 //     Kubernetes Gateways or Services to target.
 //
