@@ -44,6 +44,9 @@ type NodeStatus struct {
 	// node runs it. A NACK Envoy sends while it fetches a module it had not
 	// cached is expected: it shows here as pending, not as LastNack.
 	Plugins []PluginStatus `json:"plugins"`
+	// Telemetry is what the node's Envoy reports on its metrics stream,
+	// nil when it reports nothing.
+	Telemetry *NodeTelemetry `json:"telemetry,omitempty"`
 }
 
 // TypeStatus is one resource type's delivery state on a node.
