@@ -178,6 +178,7 @@ func (cp *ControlPlane) Status() StatusReport {
 		Nodes: cp.server.Status(), Refused: cp.server.Refusals(), Problems: []ProblemReport{},
 	}
 	countModules(rep.Plugins, rep.Nodes)
+	fillRuntime(rep.Nodes, cp.tel, cp.carriers, cp.ctrl.currentState())
 	if err := cp.notReady(); err != nil {
 		rep.Ready, rep.NotReady = false, err.Error()
 	}
