@@ -2,6 +2,8 @@ package xds
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -50,4 +52,38 @@ func (s *Server) Connected(nodeID string) bool {
 	defer s.tracker.mu.Unlock()
 	_, ok := s.tracker.nodes[nodeID]
 	return ok
+}
+
+// A plugin's runtime needs attention when its VM was reloaded, or when at
+// least attentionMinRequests requests saw a 5xx rate of AttentionErrorRate
+// or more.
+const (
+	AttentionErrorRate   = 0.05
+	attentionMinRequests = 20
+)
+
+// ErrorRate is Errors5xx over Requests, 0 without requests.
+func (r PluginRuntime) ErrorRate() float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(r.Errors5xx) / float64(r.Requests)
+}
+
+// Attention says why the plugin's runtime on the node needs a look, ""
+// when it does not.
+func (r PluginRuntime) Attention() string {
+	var why []string
+	if r.VMReloads > 0 {
+		why = append(why, fmt.Sprintf("VM reloaded %d times", r.VMReloads))
+	}
+	if r.Requests >= attentionMinRequests && r.ErrorRate() >= AttentionErrorRate {
+		why = append(why, fmt.Sprintf("5xx rate %.1f%%", 100*r.ErrorRate()))
+	}
+	return strings.Join(why, ", ")
+}
+
+// Summary is the runtime in a few words: "120 req, 3 5xx (2.5%), 0 VM reloads".
+func (r PluginRuntime) Summary() string {
+	return fmt.Sprintf("%d req, %d 5xx (%.1f%%), %d VM reloads", r.Requests, r.Errors5xx, 100*r.ErrorRate(), r.VMReloads)
 }

@@ -44,6 +44,9 @@ type statusPage struct {
 	Modules []moduleRow
 	// Counts for the summary line.
 	Running, Pending, Failed, PluginsFailed int
+	// Attention counts node plugins whose runtime needs a look (a VM
+	// reload, a high 5xx rate).
+	Attention int
 }
 
 // nodeRow is one node and, per column, its plugin's state.
@@ -89,6 +92,9 @@ func (p *statusPage) nodeRow(n xds.NodeStatus) nodeRow {
 	for _, ps := range n.Plugins {
 		if i := slices.Index(p.Columns, ps.Name); i >= 0 {
 			row.Cells[i] = ps
+		}
+		if ps.Runtime != nil && ps.Runtime.Attention() != "" {
+			p.Attention++
 		}
 		switch ps.State {
 		case xds.PluginRunning:
