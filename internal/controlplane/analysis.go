@@ -79,10 +79,14 @@ func (a *analyzer) tick() {
 			nodes = a.nodes()
 		}
 		cur := a.sample(t, nodes)
-		if run != nil && run.key == t.key {
+		switch {
+		case run != nil && run.key == t.key:
 			rep, node := judge(t, run.base, cur, now.Sub(run.start))
 			rep.At = now
 			a.c.judged(t, rep, node)
+		case !anyRollout(cur):
+			delete(a.runs, t.plugin)
+			continue // the first interval starts once a chosen node runs the module
 		}
 		a.runs[t.plugin] = &analysisRun{key: t.key, start: now, base: cur}
 	}
@@ -91,6 +95,15 @@ func (a *analyzer) tick() {
 			delete(a.runs, name)
 		}
 	}
+}
+
+func anyRollout(samples map[string]nodeSample) bool {
+	for _, s := range samples {
+		if s.rollout {
+			return true
+		}
+	}
+	return false
 }
 
 // sample takes the counts of every node running the plugin's rollout or

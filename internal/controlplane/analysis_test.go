@@ -110,6 +110,9 @@ func TestAnalysisHaltsAFailingRollout(t *testing.T) {
 	if !xds.RolloutChosen(rep.Halted.Node, "auth", 50) || rep.Halted.SHA256 != "b2" {
 		t.Errorf("halted by node %s, module %s: want a chosen node and b2", rep.Halted.Node, rep.Halted.SHA256)
 	}
+	if a := rep.Analysis; a == nil || a.Verdict != VerdictFailing || a.Judged != 1 || a.Rollout.ErrorRate != 0.5 {
+		t.Errorf("halted rollout's analysis = %+v, want the first interval, failing at 50%%", a)
+	}
 	f.sink.until(t, "no rollout after the halt", noRollout)
 }
 

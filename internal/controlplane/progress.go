@@ -34,7 +34,10 @@ type RolloutProgress struct {
 // nodes (running the rollout module) and of the nodes running the main
 // module, over the listeners that carry the plugin.
 type AnalysisReport struct {
-	At       time.Time  `json:"at"`
+	At time.Time `json:"at"`
+	// Judged counts the intervals judged since the rollout was armed (or
+	// its module changed), this one included.
+	Judged   int        `json:"judged"`
 	Interval string     `json:"interval"`
 	Verdict  string     `json:"verdict"`
 	Reason   string     `json:"reason"`
@@ -54,9 +57,10 @@ type RateReport struct {
 // rolloutProgress is a rollout's analysis state in the controller: the
 // step in force and the last verdict, for one arming and module.
 type rolloutProgress struct {
-	key  string // progressKey
-	step int    // index into Rollout.Steps
-	last *AnalysisReport
+	key    string // progressKey
+	step   int    // index into Rollout.Steps
+	judged int    // intervals judged
+	last   *AnalysisReport
 }
 
 // stepsSpec is the steps' part of rolloutSpec, "" without steps so that
@@ -159,6 +163,8 @@ func (c *controller) judged(t analysisTarget, rep AnalysisReport, node string) {
 		return // edited meanwhile: the verdict is about an earlier arming
 	}
 	pr := c.progressOfLocked(*p)
+	pr.judged++
+	rep.Judged = pr.judged
 	pr.last = &rep
 	advanced := rep.Verdict == VerdictHealthy && pr.step+1 < len(p.Rollout.Steps)
 	if advanced {

@@ -203,6 +203,7 @@ func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
 	case halted && h.Spec == rolloutSpec(ro):
 		rep.State = RolloutHalted
 		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At}
+		rep.Analysis = c.progressOfLocked(p).last
 	case isPushed && pushed.spec == rolloutSpec(ro):
 		rep.State = RolloutActive
 		rep.SHA256 = pushed.sha
