@@ -266,7 +266,9 @@ func (cp *ControlPlane) build() error {
 	if err != nil {
 		return err
 	}
-	grpcOpts := append(xds.GRPCServerOptions(), limit.ServerOption())
+	// The telemetry codec hands metrics messages over as bytes and leaves
+	// every other message to the proto codec.
+	grpcOpts := append(xds.GRPCServerOptions(), limit.ServerOption(), grpc.ForceServerCodecV2(telemetry.ServerCodec()))
 	if cp.opts.tlsFiles().enabled() {
 		if cp.tls, err = newTLSReloader(cp.opts.tlsFiles(), cp.log); err != nil {
 			return err

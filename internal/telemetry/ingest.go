@@ -1,9 +1,9 @@
 package telemetry
 
 import (
+	"bytes"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	promgo "github.com/prometheus/client_model/go"
@@ -28,111 +28,117 @@ const (
 
 // ingest records one metric family, ignoring what is not kept and names
 // past the node's bounds.
-func (n *node) ingest(now time.Time, f *promgo.MetricFamily, o *Options) {
-	name := f.GetName()
+func (n *node) ingest(now time.Time, f *family, o *Options) {
+	name := f.name
 	if len(name) > maxName {
 		return
 	}
 	switch {
-	case strings.HasPrefix(name, httpPrefix):
-		n.listenerCount(now, name, f, o.MaxListeners)
-	case strings.HasPrefix(name, customPrefix):
-		n.customMetric(now, name, f, o.MaxCustom)
-	case name == vmsCreated:
-		n.created.add(now, counterSum(f))
-	case name == vmsActive:
-		n.active = uint64(max(0, min(gaugeValue(f), maxDelta)))
-	case strings.HasPrefix(name, wasmPrefix):
-		n.reload(now, name, f, o.MaxPlugins)
+	case bytes.HasPrefix(name, []byte(httpPrefix)):
+		n.listenerCount(now, f, o.MaxListeners)
+	case bytes.HasPrefix(name, []byte(customPrefix)):
+		n.customMetric(now, f, o.MaxCustom)
+	case string(name) == vmsCreated:
+		n.created.add(now, f.counterDelta())
+	case string(name) == vmsActive:
+		n.active = uint64(max(0, min(f.gaugeValue(), maxDelta)))
+	case bytes.HasPrefix(name, []byte(wasmPrefix)):
+		n.reload(now, f, o.MaxPlugins)
 	}
 }
 
-func (n *node) listenerCount(now time.Time, name string, f *promgo.MetricFamily, limit int) {
-	rest := name[len(httpPrefix):]
-	listener, isRequests := strings.CutSuffix(rest, requestsSuffix)
+func (n *node) listenerCount(now time.Time, f *family, limit int) {
+	rest := f.name[len(httpPrefix):]
+	listener, isRequests := bytes.CutSuffix(rest, []byte(requestsSuffix))
 	if !isRequests {
 		var is5xx bool
-		if listener, is5xx = strings.CutSuffix(rest, errors5xxSuffix); !is5xx {
+		if listener, is5xx = bytes.CutSuffix(rest, []byte(errors5xxSuffix)); !is5xx {
 			return
 		}
 	}
-	ls := n.listeners[listener]
+	ls := n.listeners[string(listener)]
 	if ls == nil {
-		if len(n.listeners) >= limit || listener == "" {
+		if len(n.listeners) >= limit || len(listener) == 0 {
 			return
 		}
 		ls = &listenerSeries{}
-		n.listeners[strings.Clone(listener)] = ls
+		n.listeners[string(listener)] = ls
 	}
 	if isRequests {
-		ls.requests.add(now, counterSum(f))
+		ls.requests.add(now, f.counterDelta())
 	} else {
-		ls.errors5xx.add(now, counterSum(f))
+		ls.errors5xx.add(now, f.counterDelta())
 	}
 }
 
 // reload counts wasm.<plugin>.vm_reload_success and vm_reload_failure: a
 // FAIL_RELOAD plugin's VM was replaced after it failed at run time.
-func (n *node) reload(now time.Time, name string, f *promgo.MetricFamily, limit int) {
-	rest := name[len(wasmPrefix):]
-	plugin, ok := strings.CutSuffix(rest, reloadSuccessSfx)
+func (n *node) reload(now time.Time, f *family, limit int) {
+	rest := f.name[len(wasmPrefix):]
+	plugin, ok := bytes.CutSuffix(rest, []byte(reloadSuccessSfx))
 	if !ok {
-		if plugin, ok = strings.CutSuffix(rest, reloadFailureSfx); !ok {
+		if plugin, ok = bytes.CutSuffix(rest, []byte(reloadFailureSfx)); !ok {
 			return
 		}
 	}
-	s := n.reloads[plugin]
+	s := n.reloads[string(plugin)]
 	if s == nil {
-		if len(n.reloads) >= limit || plugin == "" {
+		if len(n.reloads) >= limit || len(plugin) == 0 {
 			return
 		}
 		s = &series{}
-		n.reloads[strings.Clone(plugin)] = s
+		n.reloads[string(plugin)] = s
 	}
-	s.add(now, counterSum(f))
+	s.add(now, f.counterDelta())
 }
 
-func (n *node) customMetric(now time.Time, name string, f *promgo.MetricFamily, limit int) {
-	isCounter := f.GetType() == promgo.MetricType_COUNTER
-	if !isCounter && f.GetType() != promgo.MetricType_GAUGE {
+func (n *node) customMetric(now time.Time, f *family, limit int) {
+	isCounter := f.typ == int32(promgo.MetricType_COUNTER)
+	if !isCounter && f.typ != int32(promgo.MetricType_GAUGE) {
 		return
 	}
-	c := n.custom[name]
+	c := n.custom[string(f.name)]
 	if c == nil || c.counter != isCounter {
 		if c == nil && len(n.custom) >= limit {
 			return
 		}
 		c = &custom{counter: isCounter}
-		n.custom[strings.Clone(name)] = c
+		n.custom[string(f.name)] = c
 	}
 	if isCounter {
-		c.s.add(now, counterSum(f))
+		c.s.add(now, f.counterDelta())
 	} else {
-		c.gauge = gaugeValue(f)
+		c.gauge = f.gaugeValue()
 	}
 }
 
-// counterSum is the increase a counter family reports (one metric without
-// tags as labels; every series summed otherwise).
-func counterSum(f *promgo.MetricFamily) uint64 {
-	var sum uint64
-	for _, m := range f.GetMetric() {
-		sum += counterDelta(m.GetCounter().GetValue())
+// counterDelta is the increase a counter family reports (one metric
+// without tags as labels; every series summed otherwise).
+func (f *family) counterDelta() uint64 {
+	if f.values() != nil {
+		return 0
 	}
-	return min(sum, maxDelta)
+	return counterDelta(f.counter)
 }
 
 // gaugeValue is a gauge family's value (its last metric's).
-func gaugeValue(f *promgo.MetricFamily) float64 {
-	ms := f.GetMetric()
-	if len(ms) == 0 {
+func (f *family) gaugeValue() float64 {
+	if f.values() != nil || f.gauge != f.gauge { // NaN
 		return 0
 	}
-	v := ms[len(ms)-1].GetGauge().GetValue()
-	if v != v { // NaN
-		return 0
+	return f.gauge
+}
+
+// fromProto reads a decoded family (tests and in-process reporters).
+func fromProto(pf *promgo.MetricFamily) family {
+	f := family{name: []byte(pf.GetName()), typ: int32(pf.GetType()), valuesRead: true}
+	for _, m := range pf.GetMetric() {
+		f.counter += m.GetCounter().GetValue()
+		if m.Gauge != nil {
+			f.gauge = m.GetGauge().GetValue()
+		}
 	}
-	return v
+	return f
 }
 
 // Node is what a node reported about its Wasm runtime; false when it has

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wasmxds/wasmxds/xds"
 )
@@ -26,7 +27,6 @@ const (
 // Service is envoy.service.metrics.v3.MetricsService: Envoys stream their
 // stats to it (the metrics_service stat sink of `wasmxds bootstrap`).
 type Service struct {
-	metricsv3.UnimplementedMetricsServiceServer
 	store     *Store
 	authorize xds.AuthorizeFunc
 	log       *slog.Logger
@@ -78,36 +78,77 @@ func NewService(opts ServiceOptions) (*Service, error) {
 	return &Service{store: store, authorize: opts.Authorize, log: log.With("component", "telemetry"), m: m}, nil
 }
 
-// Register adds the metrics service to a gRPC server.
-func (s *Service) Register(reg grpc.ServiceRegistrar) {
-	metricsv3.RegisterMetricsServiceServer(reg, s)
+// serviceDesc is envoy.service.metrics.v3.MetricsService with a handler
+// that reads messages as bytes (see frame and ServerCodec).
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: "envoy.service.metrics.v3.MetricsService",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{StreamName: "StreamMetrics", ClientStreams: true,
+		Handler: func(srv any, stream grpc.ServerStream) error { return srv.(*Service).streamMetrics(stream) }}},
+	Metadata: "envoy/service/metrics/v3/metrics_service.proto",
 }
 
-// StreamMetrics receives one Envoy's stats until it closes the stream. The
+// Register adds the metrics service to a gRPC server, which must be built
+// with grpc.ForceServerCodecV2(ServerCodec()).
+func (s *Service) Register(reg grpc.ServiceRegistrar) {
+	reg.RegisterService(&serviceDesc, s)
+}
+
+// maxPooledFrame is the largest message buffer kept for reuse.
+const maxPooledFrame = 1 << 20
+
+// streamMetrics receives one Envoy's stats until it closes the stream. The
 // stream is bound to the node of its first message, which Authorize must
 // admit: with client certificates a node reports only as itself.
-func (s *Service) StreamMetrics(stream grpc.ClientStreamingServer[metricsv3.StreamMetricsMessage, metricsv3.StreamMetricsResponse]) error {
+func (s *Service) streamMetrics(stream grpc.ServerStream) error {
 	s.m.streams.Inc()
 	defer s.m.streams.Dec()
 	identity := xds.PeerIdentity(stream.Context())
 	var bound *corev3.Node
 	for {
-		msg, err := stream.Recv()
+		f := frames.Get().(*frame)
+		err := stream.RecvMsg(f)
+		if err == nil {
+			bound, err = s.message(bound, identity, f.b)
+		}
+		if cap(f.b) <= maxPooledFrame {
+			frames.Put(f)
+		}
 		if errors.Is(err, io.EOF) {
-			return stream.SendAndClose(&metricsv3.StreamMetricsResponse{})
+			return stream.SendMsg(&metricsv3.StreamMetricsResponse{})
 		}
 		if err != nil {
 			return err
 		}
-		if bound, err = s.bind(bound, identity, msg.GetIdentifier().GetNode()); err != nil {
-			return err
-		}
-		result := "kept"
-		if !s.store.Report(bound.GetId(), msg.GetEnvoyMetrics()) {
-			result = "ignored"
-		}
-		s.m.messages.WithLabelValues(result).Inc()
 	}
+}
+
+// message binds the stream on its first message and records msg.
+func (s *Service) message(bound *corev3.Node, identity string, msg []byte) (*corev3.Node, error) {
+	idBytes, err := identifierOf(msg)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: %v", err)
+	}
+	var node *corev3.Node
+	if idBytes != nil {
+		var id metricsv3.StreamMetricsMessage_Identifier
+		if err := proto.Unmarshal(idBytes, &id); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "wasmxds: identifier: %v", err)
+		}
+		node = id.GetNode()
+	}
+	if bound, err = s.bind(bound, identity, node); err != nil {
+		return nil, err
+	}
+	result := "kept"
+	switch err := s.store.reportWire(bound.GetId(), msg); {
+	case errors.Is(err, errUnknownNode):
+		result = "ignored"
+	case err != nil:
+		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: %v", err)
+	}
+	s.m.messages.WithLabelValues(result).Inc()
+	return bound, nil
 }
 
 // bind admits the first message's node and holds later messages to it.

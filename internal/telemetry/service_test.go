@@ -29,7 +29,7 @@ func serve(t *testing.T, store *Store, authorize xds.AuthorizeFunc) metricsv3.Me
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(xds.GRPCServerOptions()...)
+	srv := grpc.NewServer(append(xds.GRPCServerOptions(), grpc.ForceServerCodecV2(ServerCodec()))...)
 	svc.Register(srv)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(l) }()

@@ -8,6 +8,7 @@ package telemetry
 import (
 	"cmp"
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -89,11 +90,29 @@ func NewStore(opts Options) *Store {
 	return &Store{opts: opts, clock: clk, nodes: map[string]*node{}}
 }
 
-// Report records one metrics message of a node; it returns false when the
-// node is not known (see Options.Known) and nothing was kept.
+// Report records decoded metric families of a node; it returns false
+// when the node is not known (see Options.Known) and nothing was kept.
 func (s *Store) Report(nodeID string, families []*promgo.MetricFamily) bool {
+	return s.record(nodeID, func(fn func(*family)) error {
+		for _, pf := range families {
+			f := fromProto(pf)
+			fn(&f)
+		}
+		return nil
+	}) == nil
+}
+
+// reportWire records a StreamMetricsMessage's families from its bytes.
+func (s *Store) reportWire(nodeID string, msg []byte) error {
+	return s.record(nodeID, func(fn func(*family)) error { return eachFamily(msg, fn) })
+}
+
+// errUnknownNode: the node has no ADS stream here (Options.Known).
+var errUnknownNode = errors.New("node not known")
+
+func (s *Store) record(nodeID string, each func(func(*family)) error) error {
 	if s.opts.Known != nil && !s.opts.Known(nodeID) {
-		return false
+		return errUnknownNode
 	}
 	now := s.clock.Now()
 	s.mu.Lock()
@@ -105,10 +124,7 @@ func (s *Store) Report(nodeID string, families []*promgo.MetricFamily) bool {
 		s.nodes[nodeID] = n
 	}
 	n.lastReport = now
-	for _, f := range families {
-		n.ingest(now, f, &s.opts)
-	}
-	return true
+	return each(func(f *family) { n.ingest(now, f, &s.opts) })
 }
 
 // makeRoomLocked forgets stale nodes and, if the store is still full, the
