@@ -16,6 +16,12 @@ type Rollout struct {
 	// Always, as the plugin's own url would be.
 	Latest bool `json:",omitempty"`
 	Line   int  // line of spec.rollout, for errors and status
+	// Steps, when set, are the percentages the rollout goes through, one
+	// step per healthy analysis interval; Percent is then Steps[0].
+	Steps []int `json:",omitempty"`
+	// Analysis, when set, judges the rollout module on what chosen nodes
+	// report (see Analysis).
+	Analysis *Analysis `json:",omitempty"`
 }
 
 // Active reports whether any node is to run the rollout's module: a
@@ -25,7 +31,7 @@ func (r *Rollout) Active(pluginURL string) bool {
 	return r != nil && r.Percent > 0 && r.URL != pluginURL
 }
 
-// parseRollout reads spec.rollout: {url, percent}. The module is pulled
+// parseRollout reads spec.rollout: {url, percent, steps, analysis}. The module is pulled
 // like the plugin's own, with its pull secret and verification key.
 func parseRollout(spec *fields, pl *Plugin, dir string) *Rollout {
 	v := spec.value("rollout")
@@ -55,19 +61,36 @@ func parseRollout(spec *fields, pl *Plugin, dir string) *Rollout {
 			ok = false
 		}
 	}
-	pct, pn, valid := rf.integer("percent", 0, 100)
-	switch {
-	case pn == nil:
-		spec.p.add(rf.line("percent"), "spec.rollout.percent: missing (0-100: the share of the plugin's nodes that run rollout.url)")
-		ok = false
-	case !valid:
-		ok = false
-	}
-	r.Percent = int(pct)
+	errs := len(spec.p.errs)
+	r.Analysis = parseAnalysis(rf)
+	r.Steps = parseSteps(rf, r.Analysis != nil)
+	ok = ok && len(spec.p.errs) == errs
+	ok = parsePercent(rf, r) && ok
 	if !ok {
 		return nil
 	}
 	return r
+}
+
+// parsePercent reads spec.rollout.percent into r, which may be left out
+// with steps (it is then steps[0]).
+func parsePercent(rf *fields, r *Rollout) bool {
+	pct, pn, valid := rf.integer("percent", 0, 100)
+	stepsSet := rf.has("steps")
+	switch {
+	case stepsSet && pn == nil:
+		r.Percent = first(r.Steps)
+		return true
+	case stepsSet && valid && len(r.Steps) > 0 && pct != int64(r.Steps[0]):
+		rf.p.add(pn, "spec.rollout.percent: %d is not the first step (%d): with steps the rollout starts at "+
+			"steps[0]; leave percent out", pct, r.Steps[0])
+		return false
+	case pn == nil:
+		rf.p.add(rf.line("percent"), "spec.rollout.percent: missing (0-100: the share of the plugin's nodes that run rollout.url)")
+		return false
+	}
+	r.Percent = int(pct)
+	return valid
 }
 
 // sameTrust holds a rollout's module to the plugin's own rules: a module

@@ -32,6 +32,9 @@ type PluginStatus struct {
 	SHA256 string `json:"sha256"`
 	State  string `json:"state"` // running, pending or failed
 	Reason string `json:"reason,omitempty"`
+	// Runtime is how the plugin ran on the node over the last minute, when
+	// the node reports metrics.
+	Runtime *PluginRuntime `json:"runtime,omitempty"`
 }
 
 // Re-push pacing. Envoy starts the download when it NACKs a cache miss and

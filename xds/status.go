@@ -49,6 +49,9 @@ type NodeStatus struct {
 	// server leaves both empty, the control plane's fleet view fills them.
 	Replica     string `json:"replica,omitempty"`
 	Unreachable bool   `json:"unreachable,omitempty"`
+	// Telemetry is what the node's Envoy reports on its metrics stream,
+	// nil when it reports nothing.
+	Telemetry *NodeTelemetry `json:"telemetry,omitempty"`
 }
 
 // TypeStatus is one resource type's delivery state on a node.

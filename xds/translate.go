@@ -105,10 +105,8 @@ func (t *translator) run() {
 		t.moduleOK = true
 		t.res.Clusters = append(t.res.Clusters, mc)
 	}
-	for _, l := range t.state.Listeners {
-		if catalog.Matches(l.Selector, t.labels) {
-			t.addListener(l)
-		}
+	for _, l := range nodeListeners(t.state.Listeners, t.labels) {
+		t.addListener(l)
 	}
 	t.addUnlistenedPlugins()
 	for name := range t.usedClusters {

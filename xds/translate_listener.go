@@ -144,10 +144,7 @@ func (t *translator) httpFilters(l catalog.Listener) ([]*hcmv3.HttpFilter, []*co
 	var filters []*hcmv3.HttpFilter
 	var exts []*corev3.TypedExtensionConfig
 	var targeted []targetedFilter
-	for _, p := range t.plugins {
-		if !p.OnListener(l) {
-			continue
-		}
+	for _, p := range pluginsOn(t.plugins, l) {
 		pf := t.pluginFilter(p)
 		if pf.held {
 			if t.in.Established[l.Name] {

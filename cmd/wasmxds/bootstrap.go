@@ -35,6 +35,10 @@ type bootstrapOptions struct {
 	adminPort    uint32
 	delta        bool
 	tls          tlsOptions
+	// flushInterval is how often Envoy reports its stats to wasmxds;
+	// noTelemetry leaves the stat sink out.
+	flushInterval time.Duration
+	noTelemetry   bool
 }
 
 func newBootstrapCmd() *cobra.Command {
@@ -59,7 +63,11 @@ File paths are absolute, as Envoy sees them; Envoy reads them once at start. Wit
 DIR/wasmxds-xds-client-cert.yaml (file-based SDS; DIR must be the same path for
 Envoy), and Envoy reloads the CA, certificate and key when they are moved into
 place in their directories (a rename, or a Kubernetes Secret volume update)
-without a restart.`,
+without a restart.
+
+Envoy also reports its stats to wasmxds (a metrics_service stat sink over the
+same connection and TLS as ADS) every --stats-flush-interval: runtime health
+per plugin and rollout analysis come from them. --no-telemetry leaves it out.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out, err := renderBootstrap(o)
@@ -81,6 +89,9 @@ without a restart.`,
 	f.StringVar(&o.adminAddress, "admin-address", "127.0.0.1", "Envoy admin listen address")
 	f.Uint32Var(&o.adminPort, "admin-port", 9901, "Envoy admin listen port")
 	f.BoolVar(&o.delta, "delta", false, "use incremental (delta) xDS instead of state-of-the-world")
+	f.DurationVar(&o.flushInterval, "stats-flush-interval", defaultStatsFlushInterval,
+		"how often Envoy reports its stats to wasmxds (runtime health, rollout analysis)")
+	f.BoolVar(&o.noTelemetry, "no-telemetry", false, "leave out the stat sink: Envoy reports nothing to wasmxds")
 	addTLSFlags(f, &o.tls)
 	_ = cmd.MarkFlagRequired("node-id")
 	return cmd
@@ -134,9 +145,15 @@ func buildBootstrap(o bootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 		}
 	}
+	sinks, flush, err := statsSink(o)
+	if err != nil {
+		return nil, err
+	}
 	return &bootstrapv3.Bootstrap{
-		Node:  &corev3.Node{Id: o.nodeID, Cluster: o.nodeCluster, Metadata: meta},
-		Admin: &bootstrapv3.Admin{Address: xds.SocketAddress(o.adminAddress, o.adminPort)},
+		Node:               &corev3.Node{Id: o.nodeID, Cluster: o.nodeCluster, Metadata: meta},
+		StatsSinks:         sinks,
+		StatsFlushInterval: flush,
+		Admin:              &bootstrapv3.Admin{Address: xds.SocketAddress(o.adminAddress, o.adminPort)},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
 			Clusters: []*clusterv3.Cluster{cluster},
 			Secrets:  staticSecrets(o.tls),

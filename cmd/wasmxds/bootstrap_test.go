@@ -43,7 +43,9 @@ func TestBootstrapPassesEnvoyValidate(t *testing.T) {
 		"ip sotw": {"--node-id", "edge-1", "--labels", "app=httpbin,version=1", "--xds-address", "127.0.0.1:18000"},
 		"dns delta": {"--node-id", "edge-2", "--node-cluster", "edge", "--labels", "app=httpbin",
 			"--xds-address", "localhost:18000", "--admin-port", "19901", "--delta"},
-		"no labels": {"--node-id", "edge-3"},
+		"no labels":    {"--node-id", "edge-3"},
+		"no telemetry": {"--node-id", "edge-4", "--no-telemetry"},
+		"flush 1s":     {"--node-id", "edge-5", "--stats-flush-interval", "1s"},
 	}
 	for name, args := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -98,6 +100,8 @@ func TestBootstrapRejectsBadInput(t *testing.T) {
 		"no node id":  {"--labels", "app=x"},
 		"bad address": {"--node-id", "n", "--xds-address", "nohostport"},
 		"bad port":    {"--node-id", "n", "--xds-address", "127.0.0.1:99999"},
+		"flush -1s":   {"--node-id", "n", "--stats-flush-interval", "-1s"},
+		"flush 1h":    {"--node-id", "n", "--stats-flush-interval", "1h"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cmd := newBootstrapCmd()
@@ -194,5 +198,41 @@ func assertStringLabels(t *testing.T, node envoyNode, want map[string]string) {
 	}
 	if len(node.Metadata.Labels) != len(want) {
 		t.Errorf("Envoy holds %d labels, want %d", len(node.Metadata.Labels), len(want))
+	}
+}
+
+// TestBootstrapReportsStatsToWasmxds: by default Envoy streams its stats
+// (counters as deltas, full names) to the ADS cluster; --no-telemetry
+// leaves the sink out.
+func TestBootstrapReportsStatsToWasmxds(t *testing.T) {
+	type sinkDoc struct {
+		Sinks []struct {
+			Name   string `yaml:"name"`
+			Config struct {
+				Deltas bool `yaml:"report_counters_as_deltas"`
+				Tags   bool `yaml:"emit_tags_as_labels"`
+				GRPC   struct {
+					Envoy struct {
+						Cluster string `yaml:"cluster_name"`
+					} `yaml:"envoy_grpc"`
+				} `yaml:"grpc_service"`
+			} `yaml:"typed_config"`
+		} `yaml:"stats_sinks"`
+		Flush string `yaml:"stats_flush_interval"`
+	}
+	var doc sinkDoc
+	if err := yaml.Unmarshal([]byte(runBootstrap(t, "--node-id", "n")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Sinks) != 1 || doc.Sinks[0].Name != "envoy.stat_sinks.metrics_service" || !doc.Sinks[0].Config.Deltas ||
+		doc.Sinks[0].Config.Tags || doc.Sinks[0].Config.GRPC.Envoy.Cluster != "wasmxds_xds" || doc.Flush != "5s" {
+		t.Errorf("stat sink = %+v, flush %q; want the metrics service on wasmxds_xds, deltas, every 5s", doc.Sinks, doc.Flush)
+	}
+	doc = sinkDoc{}
+	if err := yaml.Unmarshal([]byte(runBootstrap(t, "--node-id", "n", "--no-telemetry")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Sinks) != 0 || doc.Flush != "" {
+		t.Errorf("--no-telemetry: sinks %+v, flush %q; want none", doc.Sinks, doc.Flush)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/service/metrics/v3"
 	"github.com/wasmxds/wasmxds/internal/testpki"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -77,6 +78,7 @@ type adsStream struct {
 type fakeADS struct {
 	discoverygrpc.UnimplementedAggregatedDiscoveryServiceServer
 	streams chan adsStream
+	metrics chan adsStream // metrics streams (see fakeMetrics)
 	addr    string
 	stop    func() // stops the server and waits for it; safe to call twice
 }
@@ -88,7 +90,12 @@ func (f *fakeADS) StreamAggregatedResources(s discoverygrpc.AggregatedDiscoveryS
 	if err != nil {
 		return err
 	}
-	st := adsStream{node: req.GetNode().GetId()}
+	return hold(s, f.streams, adsStream{node: req.GetNode().GetId()})
+}
+
+// hold records a stream's node and peer identity, then holds the stream
+// open until the client or server ends it.
+func hold(s grpc.ServerStream, streams chan adsStream, st adsStream) error {
 	if p, ok := peer.FromContext(s.Context()); ok {
 		if info, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(info.State.PeerCertificates) > 0 {
 			if uris := info.State.PeerCertificates[0].URIs; len(uris) > 0 {
@@ -97,11 +104,26 @@ func (f *fakeADS) StreamAggregatedResources(s discoverygrpc.AggregatedDiscoveryS
 		}
 	}
 	select {
-	case f.streams <- st:
+	case streams <- st:
 	case <-s.Context().Done():
 	}
 	<-s.Context().Done()
 	return nil
+}
+
+// fakeMetrics records who opened a metrics stream (the bootstrap's stat
+// sink), on the same server as fakeADS.
+type fakeMetrics struct {
+	metricsv3.UnimplementedMetricsServiceServer
+	streams chan adsStream
+}
+
+func (f *fakeMetrics) StreamMetrics(s grpc.ClientStreamingServer[metricsv3.StreamMetricsMessage, metricsv3.StreamMetricsResponse]) error {
+	msg, err := s.Recv()
+	if err != nil {
+		return err
+	}
+	return hold(s, f.streams, adsStream{node: msg.GetIdentifier().GetNode().GetId()})
 }
 
 // serveADS serves a fake ADS over TLS on addr (127.0.0.1:0 for any port).
@@ -116,9 +138,10 @@ func serveADS(t *testing.T, addr string, cert tls.Certificate, clientCAs *x509.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeADS{streams: make(chan adsStream, 16), addr: lis.Addr().String()}
+	f := &fakeADS{streams: make(chan adsStream, 16), metrics: make(chan adsStream, 16), addr: lis.Addr().String()}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg)))
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(srv, f)
+	metricsv3.RegisterMetricsServiceServer(srv, &fakeMetrics{streams: f.metrics})
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -135,11 +158,22 @@ func serveADS(t *testing.T, addr string, cert tls.Certificate, clientCAs *x509.C
 // next waits for the next stream Envoy opens.
 func (f *fakeADS) next(t *testing.T, e *bootstrappedEnvoy) adsStream {
 	t.Helper()
+	return nextStream(t, e, f.streams, "ADS")
+}
+
+// nextMetrics waits for the next metrics stream Envoy opens.
+func (f *fakeADS) nextMetrics(t *testing.T, e *bootstrappedEnvoy) adsStream {
+	t.Helper()
+	return nextStream(t, e, f.metrics, "metrics")
+}
+
+func nextStream(t *testing.T, e *bootstrappedEnvoy, streams chan adsStream, what string) adsStream {
+	t.Helper()
 	select {
-	case s := <-f.streams:
+	case s := <-streams:
 		return s
 	case <-time.After(connectTimeout):
-		t.Fatalf("Envoy opened no ADS stream within %v\n%s", connectTimeout, e.log())
+		t.Fatalf("Envoy opened no %s stream within %v\n%s", what, connectTimeout, e.log())
 		return adsStream{}
 	}
 }
@@ -175,7 +209,7 @@ func TestBootstrapTLSConnects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var clientCAs *x509.CertPool
-			args := []string{"--node-id", "edge-1", "--admin-port", "0", "--tls-ca-file", ca.path}
+			args := []string{"--node-id", "edge-1", "--admin-port", "0", "--tls-ca-file", ca.path, "--stats-flush-interval", "200ms"}
 			if tc.mutual {
 				clientCAs = ca.pool
 				args = append(args, "--tls-cert-file", client.certPath, "--tls-key-file", client.keyPath)
@@ -193,6 +227,10 @@ func TestBootstrapTLSConnects(t *testing.T) {
 			}
 			if got != want {
 				t.Errorf("server saw %+v, want %+v", got, want)
+			}
+			// Stats go over the same cluster, so the same TLS.
+			if got := ads.nextMetrics(t, envoy); got != want {
+				t.Errorf("metrics stream from %+v, want %+v", got, want)
 			}
 		})
 	}

@@ -155,15 +155,29 @@ func printNodePlugins(tw *tabwriter.Writer, nodes []xds.NodeStatus) {
 			if p.Reason != "" {
 				reason = truncate(oneLine(p.Reason), 160)
 			}
-			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\n", n.ID, p.Name, p.State, short(p.SHA256), reason))
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, p.Name, p.State, short(p.SHA256),
+				runtimeString(p.Runtime), reason))
 		}
 	}
 	fmt.Fprintf(tw, "NODE PLUGINS (%d)\n", len(rows))
-	fmt.Fprintln(tw, "NODE\tPLUGIN\tSTATE\tMODULE\tREASON")
+	fmt.Fprintln(tw, "NODE\tPLUGIN\tSTATE\tMODULE\tLAST MINUTE\tREASON")
 	for _, r := range rows {
 		fmt.Fprint(tw, r)
 	}
-	fmt.Fprintln(tw, "\t\t\t\t")
+	fmt.Fprintln(tw, "\t\t\t\t\t")
+}
+
+// runtimeString is a plugin's runtime on a node, "!" first when it needs
+// attention (a VM reload, a high 5xx rate); "-" when the node reports no
+// metrics.
+func runtimeString(r *xds.PluginRuntime) string {
+	if r == nil {
+		return "-"
+	}
+	if why := r.Attention(); why != "" {
+		return "! " + why + ": " + r.Summary()
+	}
+	return r.Summary()
 }
 
 func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
@@ -202,8 +216,14 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 			if strings.TrimSpace(rmod) == "" {
 				rmod = "-"
 			}
-			fmt.Fprintf(tw, "  rollout %d%%\t%s\t\t%s\t%s\t%s\n", ro.Percent, ro.State, ro.URL, strings.TrimSpace(rmod),
+			fmt.Fprintf(tw, "  rollout %d%%\t%s\t\t%s\t%s\t%s\n", ro.Percent, rolloutState(ro), ro.URL, strings.TrimSpace(rmod),
 				moduleNodes(p.Modules, true))
+			if a := ro.Analysis; a != nil && ro.Halted == nil {
+				fmt.Fprintf(tw, "    analysis\t%s\t\t%s\t\t\n", a.Verdict, oneLine(a.Reason))
+			}
+			if ro.Promote != "" {
+				fmt.Fprintf(tw, "    promote\t\t\t%s\t\t\n", ro.Promote)
+			}
 		}
 	}
 	fmt.Fprintln(tw, "\t\t\t\t\t")
@@ -214,6 +234,22 @@ func onReplica(id string) string {
 		return ""
 	}
 	return " on " + id
+}
+
+// rolloutState is the rollout's state, with its steps and completion.
+func rolloutState(ro *controlplane.RolloutReport) string {
+	s := ro.State
+	if len(ro.Steps) > 0 {
+		steps := make([]string, len(ro.Steps))
+		for i, v := range ro.Steps {
+			steps[i] = fmt.Sprint(v)
+		}
+		s += " (steps " + strings.Join(steps, ",") + ")"
+	}
+	if ro.Complete {
+		s += ", complete"
+	}
+	return s
 }
 
 // moduleNodes sums up how many nodes were sent a plugin's main (or

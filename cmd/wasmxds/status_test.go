@@ -87,3 +87,33 @@ func TestPrintStatusFleet(t *testing.T) {
 		}
 	}
 }
+
+// Runtime health per node and plugin, with what needs attention first, and
+// a rollout's analysis and completion.
+func TestPrintStatusRuntime(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rep := controlplane.StatusReport{
+		Plugins: []controlplane.PluginReport{{Name: "auth", URL: "oci://r/auth:v1",
+			Rollout: &controlplane.RolloutReport{URL: "oci://r/auth:v2", Percent: 100, State: controlplane.RolloutActive,
+				RolloutProgress: controlplane.RolloutProgress{Steps: []int{10, 100}, Complete: true,
+					Promote:  "every node runs the rollout module: set url to oci://r/auth:v2 to promote it",
+					Analysis: &controlplane.AnalysisReport{Verdict: controlplane.VerdictHealthy, Reason: "analysis: 5xx rate 0.0%"}}}}},
+		Nodes: []xds.NodeStatus{{ID: "edge-1", Plugins: []xds.PluginStatus{
+			{Name: "auth", State: xds.PluginRunning, Runtime: &xds.PluginRuntime{Requests: 200, Errors5xx: 100, LastReport: now}},
+			{Name: "calm", State: xds.PluginRunning, Runtime: &xds.PluginRuntime{Requests: 50, LastReport: now}},
+			{Name: "silent", State: xds.PluginRunning},
+		}}},
+	}
+	var out bytes.Buffer
+	if err := printStatus(&out, rep, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"LAST MINUTE", "! 5xx rate 50.0%: 200 req, 100 5xx (50.0%), 0 VM reloads", "50 req, 0 5xx (0.0%), 0 VM reloads",
+		"rollout 100%", "active (steps 10,100), complete", "analysis", "healthy", "set url to oci://r/auth:v2 to promote it",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -85,12 +85,13 @@ type controller struct {
 	established map[string]bool        // listeners Envoys run
 	sems        map[string]chan struct{}
 	seq         uint64
-	inForce     map[string]inForce      // as last written to StateFile
-	halted      map[string]halt         // plugin → its rollout, halted
-	savedHalts  map[string]halt         // halted as last written to StateFile
-	halts       map[string]int          // plugin → rollouts halted since start
-	pushed      map[string]rolloutPush  // plugin → its rollout module in the last push
-	peerHalts   map[string][]sharedHalt // plugin → halts peers apply (see setPeerHalts)
+	inForce     map[string]inForce         // as last written to StateFile
+	halted      map[string]halt            // plugin → its rollout, halted
+	savedHalts  map[string]halt            // halted as last written to StateFile
+	halts       map[string]int             // plugin → rollouts halted since start
+	pushed      map[string]rolloutPush     // plugin → its rollout module in the last push
+	peerHalts   map[string][]sharedHalt    // plugin → halts peers apply (see setPeerHalts)
+	progress    map[string]rolloutProgress // plugin → its rollout's step and last analysis
 	secrets     *secretStore
 	firstState  time.Time // when the first desired state arrived
 	lastResync  time.Time // last resync run or asked for early
@@ -135,7 +136,8 @@ func newController(opts controllerOptions) *controller {
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
 		halted: map[string]halt{}, savedHalts: map[string]halt{}, halts: map[string]int{},
-		secrets: newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
+		progress: map[string]rolloutProgress{},
+		secrets:  newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
 	}
 	c.restore()
 	return c
@@ -415,6 +417,7 @@ func (c *controller) push() {
 	}
 	c.secrets.retain(names)
 	in.Rollouts = c.rolloutsLocked(in, now)
+	c.forgetProgressLocked(in)
 	c.establishLocked(in)
 	inUse := c.inUseLocked(now)
 	forced, halted := c.inForceLocked(), maps.Clone(c.halted)

@@ -24,10 +24,12 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"k8s.io/utils/clock"
 
 	"github.com/wasmxds/wasmxds/catalog"
 	"github.com/wasmxds/wasmxds/fetcher"
 	"github.com/wasmxds/wasmxds/internal/regularfile"
+	"github.com/wasmxds/wasmxds/internal/telemetry"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -116,6 +118,13 @@ type Options struct {
 	// Registry receives every metric; nil = a new registry with the Go and
 	// process collectors.
 	Registry *prometheus.Registry
+	// TelemetryMaxNodes bounds the nodes whose reported metrics are kept
+	// (0: telemetry.DefaultMaxNodes); only nodes with an ADS stream open
+	// here are kept anyway.
+	TelemetryMaxNodes int
+	// Clock drives rollout analysis and telemetry expiry; nil is the real
+	// clock. Tests replay intervals with a fake one.
+	Clock clock.WithTicker
 }
 
 // ControlPlane is a configured wasmxds runtime with its listeners bound.
@@ -130,6 +139,9 @@ type ControlPlane struct {
 	mods      *fetcher.Fetcher
 	server    *xds.Server
 	ctrl      *controller
+	tel       *telemetry.Store
+	carriers  *carriers
+	analyzer  *analyzer
 	grpc      *grpc.Server
 	http      *http.Server // modules
 	admin     *http.Server
@@ -278,11 +290,17 @@ func (cp *ControlPlane) build() error {
 	if err := cp.reg.Register(newFleetCollector(cp)); err != nil {
 		return fmt.Errorf("register fleet metrics: %w", err)
 	}
+	telemetrySvc, err := cp.buildTelemetry()
+	if err != nil {
+		return err
+	}
 	limit, err := xds.NewSourceLimit(cp.opts.MaxStreamsPerSource, cp.log.With("component", "xds"), cp.reg)
 	if err != nil {
 		return err
 	}
-	grpcOpts := append(xds.GRPCServerOptions(), limit.ServerOption())
+	// The telemetry codec hands metrics messages over as bytes and leaves
+	// every other message to the proto codec.
+	grpcOpts := append(xds.GRPCServerOptions(), limit.ServerOption(), grpc.ForceServerCodecV2(telemetry.ServerCodec()))
 	if cp.opts.tlsFiles().enabled() {
 		if cp.tls, err = newTLSReloader(cp.opts.tlsFiles(), cp.log); err != nil {
 			return err
@@ -291,6 +309,7 @@ func (cp *ControlPlane) build() error {
 	}
 	cp.grpc = grpc.NewServer(grpcOpts...)
 	cp.server.Register(cp.grpc)
+	telemetrySvc.Register(cp.grpc)
 	// Modules are read by Envoys in one request each; the timeouts bound
 	// what a client that stops reading (or never sends) can hold.
 	cp.http = &http.Server{Handler: cp.moduleHandler(), ReadHeaderTimeout: 10 * time.Second,
@@ -403,6 +422,8 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { cp.ctrl.run(gctx); return nil })
 	g.Go(func() error { cp.mods.RunGC(gctx, cp.opts.GCInterval); return nil })
+	g.Go(func() error { cp.tel.Run(gctx); return nil })
+	g.Go(func() error { cp.analyzer.run(gctx); return nil })
 	if cp.opts.ReleaseMemory {
 		g.Go(func() error { releaseMemoryAfterDepartures(gctx, cp.server, cp.log); return nil })
 	}

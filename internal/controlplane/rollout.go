@@ -33,10 +33,10 @@ const errRolloutNeedsECDS = "rollouts need ECDS delivery (serve --filter-deliver
 // module: '@' cannot appear in a plugin name.
 func rolloutKey(plugin string) string { return plugin + "@rollout" }
 
-// rolloutSpec identifies one arming of a rollout: an edit of its url or
-// percent re-arms a halted rollout.
+// rolloutSpec identifies one arming of a rollout: an edit of its url,
+// percent or steps re-arms a halted rollout.
 func rolloutSpec(r *catalog.Rollout) string {
-	return r.URL + " " + strconv.Itoa(r.Percent)
+	return r.URL + " " + strconv.Itoa(r.Percent) + stepsSpec(r.Steps)
 }
 
 // rolloutPush is the rollout module last pushed for a plugin, and for
@@ -103,7 +103,7 @@ func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.
 		if pm := in.Modules[p.Name]; len(p.SecretRefs) > 0 && pm.Config == "" {
 			continue // the plugin cannot run as specified at all
 		}
-		out[p.Name] = xds.Rollout{Percent: p.Rollout.Percent,
+		out[p.Name] = xds.Rollout{Percent: c.percentLocked(p),
 			Module: &xds.Module{SHA256: r.module.SHA256, URL: fetcher.ModuleURL(c.opts.Advertise, r.module.SHA256)}}
 		pushed[p.Name] = rolloutPush{spec: spec, sha: r.module.SHA256}
 		c.advertised[r.module.SHA256] = now
@@ -138,7 +138,7 @@ func (c *controller) pluginFailed(node, plugin, sha, reason string) {
 	// Only the module pushed for the rollout as it is now counts, and only
 	// from a node it chose: a late refusal of an earlier rollout module,
 	// or of the plugin's own module elsewhere, halts nothing.
-	if p == nil || !p.Rollout.Active(p.URL) || !xds.RolloutChosen(node, plugin, p.Rollout.Percent) {
+	if p == nil || !p.Rollout.Active(p.URL) || !xds.RolloutChosen(node, plugin, c.percentLocked(*p)) {
 		c.mu.Unlock()
 		return
 	}
@@ -153,7 +153,7 @@ func (c *controller) pluginFailed(node, plugin, sha, reason string) {
 	}
 	c.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now(), Replica: c.opts.ReplicaID}
 	c.halts[plugin]++
-	url, pct := p.Rollout.URL, p.Rollout.Percent
+	url, pct := p.Rollout.URL, c.percentLocked(*p)
 	c.mu.Unlock()
 	c.log.Warn("rollout halted: a chosen node refused its module; chosen nodes go back to the plugin's url",
 		"plugin", plugin, "url", url, "percent", pct, "sha256", sha, "node", node, "reason", reason)
@@ -170,6 +170,8 @@ type RolloutReport struct {
 	Error  string `json:"error,omitempty"`  // why its resolution failed
 	// Halted says which chosen node refused the module, and why.
 	Halted *HaltReport `json:"halted,omitempty"`
+	// Steps, Complete, Promote and Analysis: see RolloutProgress.
+	RolloutProgress
 }
 
 // HaltReport is why a rollout halted.
@@ -209,9 +211,11 @@ func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
 	case halted && h.Spec == rolloutSpec(ro):
 		rep.State = RolloutHalted
 		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At, Replica: h.Replica}
+		rep.Analysis = c.progressOfLocked(p).last
 	case isPushed && pushed.spec == rolloutSpec(ro):
 		rep.State = RolloutActive
 		rep.SHA256 = pushed.sha
+		c.progressLocked(p, rep)
 	case r == nil || r.pending():
 		rep.State = RolloutPending
 	default:

@@ -188,6 +188,7 @@ func (cp *ControlPlane) Status() StatusReport {
 	}
 	rep.Replicas, rep.Nodes = cp.fleet(cp.server.Status(), rep.Ready, time.Now())
 	countModules(rep.Plugins, rep.Nodes)
+	fillRuntime(rep.Nodes, cp.tel, cp.carriers, cp.ctrl.currentState())
 	if err := cp.configDirErr(); err != nil {
 		rep.ConfigDirError = err.Error()
 	}

@@ -46,6 +46,9 @@ type statusPage struct {
 	Fleet bool
 	// Counts for the summary line.
 	Running, Pending, Failed, PluginsFailed, ReplicasUnreachable int
+	// Attention counts node plugins whose runtime needs a look (a VM
+	// reload, a high 5xx rate).
+	Attention int
 }
 
 // nodeRow is one node and, per column, its plugin's state.
@@ -100,6 +103,9 @@ func (p *statusPage) nodeRow(n xds.NodeStatus) nodeRow {
 		}
 		if n.Unreachable {
 			continue
+		}
+		if ps.Runtime != nil && ps.Runtime.Attention() != "" {
+			p.Attention++
 		}
 		switch ps.State {
 		case xds.PluginRunning:

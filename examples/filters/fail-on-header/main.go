@@ -1,12 +1,15 @@
 // Command fail-on-header is a proxy-wasm HTTP filter that fails at run time
 // on demand, to show what a plugin's failure policy does. Plugin
-// configuration (JSON), both optional:
+// configuration (JSON), each optional:
 //
 //	{"header": "x-fail", "value": "1"}   // the defaults
+//	{"status500Every": 2}                // answer 500 to every 2nd request
 //
 // A request carrying that header with that value makes the filter panic:
-// the Go runtime prints the panic and the VM stops for good. Every other
-// response gets two headers:
+// the Go runtime prints the panic and the VM stops for good. With
+// status500Every n (n ≥ 1), the filter itself answers every nth request of
+// the VM with a 500, without panicking: a module that loads and runs but
+// fails part of its traffic. Every other response gets two headers:
 //
 //	x-vm-id: <16 hex digits>   // chosen at random when the VM started
 //	x-vm-requests: <n>         // requests this VM has passed, this one included
@@ -44,6 +47,8 @@ type plugin struct {
 	id            string
 	header, value string
 	requests      int
+	every500      int64 // answer 500 to every nth request; 0: never
+	seen          int64 // requests the VM saw, for every500
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
@@ -67,6 +72,14 @@ func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
 	if v, ok := obj.String("value"); ok {
 		p.value = v
 	}
+	if _, set := obj.Get("status500Every"); set {
+		n, ok := obj.Int("status500Every")
+		if !ok || n < 1 {
+			proxywasm.LogError("fail-on-header: status500Every: want a whole number, at least 1")
+			return types.OnPluginStartStatusFailed
+		}
+		p.every500 = n
+	}
 	proxywasm.LogInfo("fail-on-header: vm " + p.id + " started")
 	return types.OnPluginStartStatusOK
 }
@@ -82,6 +95,13 @@ func (s *stream) OnHttpRequestHeaders(int, bool) types.Action {
 	p := s.plugin
 	if v, err := proxywasm.GetHttpRequestHeader(p.header); err == nil && v == p.value {
 		panic("fail-on-header: request header " + p.header + ": " + v + " (vm " + p.id + ")")
+	}
+	if p.seen++; p.every500 > 0 && p.seen%p.every500 == 0 {
+		body := []byte("fail-on-header: request " + strconv.FormatInt(p.seen, 10) + " answered 500 (status500Every)\n")
+		if err := proxywasm.SendHttpResponse(500, [][2]string{{idHeader, p.id}}, body, -1); err != nil {
+			proxywasm.LogError("fail-on-header: " + err.Error())
+		}
+		return types.ActionPause
 	}
 	p.requests++
 	return types.ActionContinue

@@ -62,3 +62,34 @@ func TestPanicsOnTheConfiguredHeader(t *testing.T) {
 	host.CallOnRequestHeaders(host.InitializeHttpContext(), [][2]string{{"x-boom", "yes"}}, true)
 	t.Error("no panic")
 }
+
+// With status500Every n the filter answers every nth request 500 itself,
+// and lets the others through.
+func TestStatus500Every(t *testing.T) {
+	host := start(t, `{"status500Every": 2}`)
+	for n := 1; n <= 4; n++ {
+		s := host.InitializeHttpContext()
+		action := host.CallOnRequestHeaders(s, nil, true)
+		local := host.GetSentLocalResponse(s)
+		if n%2 == 0 {
+			if action != types.ActionPause || local == nil || local.StatusCode != 500 {
+				t.Errorf("request %d: action %v, local response %+v; want a 500", n, action, local)
+			}
+			continue
+		}
+		if action != types.ActionContinue || local != nil {
+			t.Errorf("request %d: action %v, local response %+v; want it passed on", n, action, local)
+		}
+	}
+}
+
+func TestStatus500EveryRefusesNonsense(t *testing.T) {
+	for _, cfg := range []string{`{"status500Every": 0}`, `{"status500Every": "2"}`, `{"status500Every": 1.5}`} {
+		host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().
+			WithPluginContext(newPlugin).WithPluginConfiguration([]byte(cfg)))
+		if st := host.StartPlugin(); st != types.OnPluginStartStatusFailed {
+			t.Errorf("configuration %s accepted", cfg)
+		}
+		reset()
+	}
+}

@@ -1,0 +1,207 @@
+package controlplane
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// Analysis verdicts, in AnalysisReport.Verdict.
+const (
+	VerdictHealthy      = "healthy"      // within maxErrorRate, or no worse than the main module's nodes
+	VerdictFailing      = "failing"      // halted the rollout
+	VerdictInconclusive = "inconclusive" // fewer than minRequests on the chosen nodes
+)
+
+// RolloutProgress is how far a rollout with analysis or steps has gone.
+type RolloutProgress struct {
+	// Steps are the spec's steps; Percent is then the step in force.
+	Steps []int `json:"steps,omitempty"`
+	// Complete: the rollout module reaches every node the plugin selects.
+	// Promote says what to write in url to make it the plugin's module
+	// (wasmxds never writes the spec files).
+	Complete bool   `json:"complete,omitempty"`
+	Promote  string `json:"promote,omitempty"`
+	// Analysis is the last interval judged, when the rollout has one.
+	Analysis *AnalysisReport `json:"analysis,omitempty"`
+}
+
+// AnalysisReport is one analysis interval: the 5xx rates of the chosen
+// nodes (running the rollout module) and of the nodes running the main
+// module, over the listeners that carry the plugin.
+type AnalysisReport struct {
+	At time.Time `json:"at"`
+	// Judged counts the intervals judged since the rollout was armed (or
+	// its module changed), this one included.
+	Judged   int        `json:"judged"`
+	Interval string     `json:"interval"`
+	Verdict  string     `json:"verdict"`
+	Reason   string     `json:"reason"`
+	Rollout  RateReport `json:"rollout"`
+	Main     RateReport `json:"main"`
+}
+
+// RateReport is what a set of nodes served over one analysis interval.
+type RateReport struct {
+	Nodes     int     `json:"nodes"`
+	Requests  uint64  `json:"requests"`
+	Errors5xx uint64  `json:"errors5xx"`
+	ErrorRate float64 `json:"errorRate"`
+	VMReloads uint64  `json:"vmReloads"`
+}
+
+// rolloutProgress is a rollout's analysis state in the controller: the
+// step in force and the last verdict, for one arming and module.
+type rolloutProgress struct {
+	key    string // progressKey
+	step   int    // index into Rollout.Steps
+	judged int    // intervals judged
+	last   *AnalysisReport
+}
+
+// stepsSpec is the steps' part of rolloutSpec, "" without steps so that
+// halts recorded before steps existed keep matching.
+func stepsSpec(steps []int) string {
+	if len(steps) == 0 {
+		return ""
+	}
+	s := make([]string, len(steps))
+	for i, v := range steps {
+		s[i] = strconv.Itoa(v)
+	}
+	return " steps " + strings.Join(s, ",")
+}
+
+// progressKeyLocked is the arming and rollout module a progress is for: a
+// new module (a moved tag) starts the steps again.
+func (c *controller) progressKeyLocked(p catalog.Plugin) string {
+	key := rolloutSpec(p.Rollout)
+	if r := c.res[rolloutKey(p.Name)]; r != nil && r.module != nil {
+		key += " " + r.module.SHA256
+	}
+	return key
+}
+
+// progressOfLocked is p's progress for its current arming, zero when none.
+func (c *controller) progressOfLocked(p catalog.Plugin) rolloutProgress {
+	pr, ok := c.progress[p.Name]
+	if !ok || pr.key != c.progressKeyLocked(p) {
+		return rolloutProgress{key: c.progressKeyLocked(p)}
+	}
+	return pr
+}
+
+// percentLocked is the share of p's nodes its rollout reaches now: the
+// step in force with steps, else the spec's percent.
+func (c *controller) percentLocked(p catalog.Plugin) int {
+	ro := p.Rollout
+	if ro == nil {
+		return 0
+	}
+	if len(ro.Steps) == 0 {
+		return ro.Percent
+	}
+	return ro.Steps[min(c.progressOfLocked(p).step, len(ro.Steps)-1)]
+}
+
+// progressLocked fills an active rollout's report: the percent in force,
+// whether it is complete, and the last analysis.
+func (c *controller) progressLocked(p catalog.Plugin, rep *RolloutReport) {
+	pct := c.percentLocked(p)
+	rep.Percent, rep.Steps = pct, p.Rollout.Steps
+	if pct == 100 {
+		rep.Complete = true
+		rep.Promote = fmt.Sprintf("every node runs the rollout module: set url to %s to promote it", p.Rollout.URL)
+	}
+	rep.Analysis = c.progressOfLocked(p).last
+}
+
+// analysisTarget is an active rollout with an analysis, as the analyzer
+// needs it.
+type analysisTarget struct {
+	plugin     string
+	key        string // progressKey
+	rolloutSHA string
+	mainSHA    string
+	analysis   catalog.Analysis
+	state      *catalog.State
+}
+
+// analysisTargets lists the active rollouts that have an analysis.
+func (c *controller) analysisTargets() []analysisTarget {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == nil {
+		return nil
+	}
+	var out []analysisTarget
+	for _, p := range c.state.Plugins {
+		ro := p.Rollout
+		pushed, ok := c.pushed[p.Name]
+		main := c.res[p.Name]
+		if ro == nil || ro.Analysis == nil || !ok || pushed.spec != rolloutSpec(ro) || main == nil || main.module == nil {
+			continue
+		}
+		out = append(out, analysisTarget{plugin: p.Name, key: c.progressKeyLocked(p), rolloutSHA: pushed.sha,
+			mainSHA: main.module.SHA256, analysis: *ro.Analysis, state: c.state})
+	}
+	return out
+}
+
+// judged records an interval's verdict. A failing rollout halts through
+// the same path as a module a chosen node refused (node is the chosen node
+// named in the halt); a healthy one moves to its next step.
+func (c *controller) judged(t analysisTarget, rep AnalysisReport, node string) {
+	c.mu.Lock()
+	p := c.pluginLocked(t.plugin)
+	if p == nil || c.progressKeyLocked(*p) != t.key {
+		c.mu.Unlock()
+		return // edited meanwhile: the verdict is about an earlier arming
+	}
+	pr := c.progressOfLocked(*p)
+	pr.judged++
+	rep.Judged = pr.judged
+	pr.last = &rep
+	advanced := rep.Verdict == VerdictHealthy && pr.step+1 < len(p.Rollout.Steps)
+	if advanced {
+		pr.step++
+	}
+	c.progress[t.plugin] = pr
+	pct := c.percentLocked(*p)
+	c.mu.Unlock()
+	switch {
+	case rep.Verdict == VerdictFailing:
+		c.log.Warn("rollout failed its analysis", "plugin", t.plugin, "sha256", t.rolloutSHA, "reason", rep.Reason)
+		c.pluginFailed(node, t.plugin, t.rolloutSHA, rep.Reason)
+	case advanced:
+		c.log.Info("rollout healthy over its interval: next step", "plugin", t.plugin, "percent", pct,
+			"reason", rep.Reason)
+		c.trigger()
+	}
+}
+
+// pluginLocked is the current state's plugin of that name, nil if none.
+func (c *controller) pluginLocked(name string) *catalog.Plugin {
+	if c.state == nil {
+		return nil
+	}
+	for i := range c.state.Plugins {
+		if c.state.Plugins[i].Name == name {
+			return &c.state.Plugins[i]
+		}
+	}
+	return nil
+}
+
+// forgetProgressLocked drops the progress of plugins that left the state.
+func (c *controller) forgetProgressLocked(in xds.Input) {
+	for name := range c.progress {
+		if _, ok := in.Modules[name]; !ok {
+			delete(c.progress, name)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/service/metrics/v3"
+	promgo "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/wasmxds/wasmxds/xds"
+)
+
+// serve runs a Service on a loopback gRPC server built like serve's.
+func serve(t *testing.T, store *Store, authorize xds.AuthorizeFunc) metricsv3.MetricsServiceClient {
+	t.Helper()
+	svc, err := NewService(ServiceOptions{Store: store, Authorize: authorize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(append(xds.GRPCServerOptions(), grpc.ForceServerCodecV2(ServerCodec()))...)
+	svc.Register(srv)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(l) }()
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(); srv.Stop(); <-done })
+	return metricsv3.NewMetricsServiceClient(conn)
+}
+
+func message(nodeID string, fams ...*promgo.MetricFamily) *metricsv3.StreamMetricsMessage {
+	m := &metricsv3.StreamMetricsMessage{EnvoyMetrics: fams}
+	if nodeID != "" {
+		m.Identifier = &metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Id: nodeID}}
+	}
+	return m
+}
+
+// send sends msgs on a new stream and returns how the server ended it.
+func send(t *testing.T, c metricsv3.MetricsServiceClient, msgs ...*metricsv3.StreamMetricsMessage) error {
+	t.Helper()
+	stream, err := c.StreamMetrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if err := stream.Send(m); err != nil {
+			break // the server ended the stream: CloseAndRecv says why
+		}
+	}
+	_, err = stream.CloseAndRecv()
+	return err
+}
+
+func TestStreamBoundToItsFirstNode(t *testing.T) {
+	store := NewStore(Options{})
+	c := serve(t, store, nil)
+	req := counter("http.web.downstream_rq_total", 4)
+	if err := send(t, c, message("a", req), message("", req), message("a", req)); err != nil {
+		t.Fatalf("a stream reporting as one node: %v", err)
+	}
+	if tot, _ := store.Totals("a", "p", []string{"web"}); tot.Requests != 12 {
+		t.Errorf("node a: %d requests, want 12", tot.Requests)
+	}
+	err := send(t, c, message("a", req), message("b", req))
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), `named node "b"`) {
+		t.Errorf("a stream that names another node later: %v, want PermissionDenied", err)
+	}
+	if _, ok := store.Totals("b", "p", nil); ok {
+		t.Error("the other node's report was kept")
+	}
+	if err := send(t, c, message("", req)); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a stream whose first message names no node: %v, want InvalidArgument", err)
+	}
+}
+
+func TestAuthorizeAppliesToTheFirstNode(t *testing.T) {
+	store := NewStore(Options{})
+	c := serve(t, store, func(identity string, node *corev3.Node) error {
+		if node.GetId() != "mine" {
+			return errors.New("identity may not use node id " + node.GetId())
+		}
+		return nil
+	})
+	if err := send(t, c, message("mine", counter(vmsCreated, 1))); err != nil {
+		t.Fatalf("authorized node: %v", err)
+	}
+	err := send(t, c, message("theirs", counter(vmsCreated, 1)))
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "theirs") {
+		t.Errorf("unauthorized node: %v, want PermissionDenied naming it", err)
+	}
+	if _, ok := store.Node("theirs"); ok {
+		t.Error("the refused node's report was kept")
+	}
+}
+
+// A 10 MB message is over gRPC's receive limit (GRPCTransportOptions): it is
+// refused before it is decoded, nothing of it is kept, and the server goes
+// on serving.
+func TestTenMegabyteMessageRefused(t *testing.T) {
+	store := NewStore(Options{})
+	c := serve(t, store, nil)
+	big := counter("wasmcustom."+strings.Repeat("x", 10<<20), 1)
+	err := send(t, c, message("big", big))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("10 MB message: %v, want ResourceExhausted", err)
+	}
+	if store.Len() != 0 {
+		t.Error("something of the refused message was kept")
+	}
+	if err := send(t, c, message("small", counter(vmsCreated, 1))); err != nil {
+		t.Fatalf("a stream after the refused message: %v", err)
+	}
+	if _, ok := store.Node("small"); !ok {
+		t.Error("the server no longer keeps reports")
+	}
+}

@@ -1,0 +1,89 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+)
+
+// PluginRuntime is how a plugin ran on one node over the last minute, from
+// what the node's Envoy reported on its metrics stream: the requests and
+// 5xx responses of the node's listeners that carry the plugin, and the
+// plugin's VM reloads (Envoy's vm_reload_success and vm_reload_failure).
+type PluginRuntime struct {
+	Requests   uint64    `json:"requests"`
+	Errors5xx  uint64    `json:"errors5xx"`
+	VMReloads  uint64    `json:"vmReloads"`
+	LastReport time.Time `json:"lastReport"`
+}
+
+// NodeTelemetry is what a node's Envoy reported about its Wasm runtime:
+// VMs created over the last minute, VMs active at the last report, and the
+// plugins' own metrics (Envoy's wasmcustom namespace), a bounded number.
+type NodeTelemetry struct {
+	LastReport    time.Time      `json:"lastReport"`
+	VMsCreated    uint64         `json:"vmsCreated"`
+	VMsActive     uint64         `json:"vmsActive"`
+	CustomMetrics []CustomMetric `json:"customMetrics,omitempty"`
+}
+
+// CustomMetric is one of a plugin's own metrics: a counter's increase over
+// the last minute, or a gauge's last value.
+type CustomMetric struct {
+	Name  string  `json:"name"`
+	Type  string  `json:"type"` // counter or gauge
+	Value float64 `json:"value"`
+}
+
+// PeerIdentity is the identity of a gRPC stream's verified client
+// certificate (see CertificateIdentity), "" without one.
+func PeerIdentity(ctx context.Context) string { return peerIdentity(ctx) }
+
+// SameNode reports whether two messages name the same node: the same id,
+// cluster and labels. A stream is bound to the node of its first message.
+func SameNode(a, b *corev3.Node) bool { return sameNode(a, b) }
+
+// Connected reports whether a node has an ADS stream open on this server.
+func (s *Server) Connected(nodeID string) bool {
+	s.tracker.mu.Lock()
+	defer s.tracker.mu.Unlock()
+	_, ok := s.tracker.nodes[nodeID]
+	return ok
+}
+
+// A plugin's runtime needs attention when its VM was reloaded, or when at
+// least attentionMinRequests requests saw a 5xx rate of AttentionErrorRate
+// or more.
+const (
+	AttentionErrorRate   = 0.05
+	attentionMinRequests = 20
+)
+
+// ErrorRate is Errors5xx over Requests, 0 without requests.
+func (r PluginRuntime) ErrorRate() float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(r.Errors5xx) / float64(r.Requests)
+}
+
+// Attention says why the plugin's runtime on the node needs a look, ""
+// when it does not.
+func (r PluginRuntime) Attention() string {
+	var why []string
+	if r.VMReloads > 0 {
+		why = append(why, fmt.Sprintf("VM reloaded %d times", r.VMReloads))
+	}
+	if r.Requests >= attentionMinRequests && r.ErrorRate() >= AttentionErrorRate {
+		why = append(why, fmt.Sprintf("5xx rate %.1f%%", 100*r.ErrorRate()))
+	}
+	return strings.Join(why, ", ")
+}
+
+// Summary is the runtime in a few words: "120 req, 3 5xx (2.5%), 0 VM reloads".
+func (r PluginRuntime) Summary() string {
+	return fmt.Sprintf("%d req, %d 5xx (%.1f%%), %d VM reloads", r.Requests, r.Errors5xx, 100*r.ErrorRate(), r.VMReloads)
+}
