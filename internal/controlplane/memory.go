@@ -21,7 +21,7 @@ const (
 	releaseMinStreams = 100
 	releaseEvery      = 5 * time.Second
 	releaseMinFree    = 64 << 20
-	releaseFreeGap    = 30 * time.Second
+	releaseFreeGap    = 15 * time.Second
 )
 
 // releaseMemoryAfterDepartures runs until ctx ends.
