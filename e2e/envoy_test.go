@@ -28,6 +28,7 @@ type envoy struct {
 	adminPort int
 	bootstrap string
 	logPath   string
+	env       []string // added to the test's environment, KEY=VALUE
 	proc      *testproc.Proc
 }
 
@@ -99,7 +100,7 @@ func (e *envoy) start() {
 // launch starts Envoy without waiting for its configuration.
 func (e *envoy) launch() *testproc.Proc {
 	e.t.Helper()
-	p, err := testproc.Start("envoy "+e.nodeID, e.logPath, nil, tools.envoy,
+	p, err := testproc.Start("envoy "+e.nodeID, e.logPath, e.env, tools.envoy,
 		"-c", e.bootstrap, "--concurrency", strconv.Itoa(envoyConcurrency),
 		// The admin port is unique among running Envoys, so it makes a
 		// unique shared-memory base id too.

@@ -376,7 +376,9 @@ defaults
   timeout tunnel 1h
   retries 3
   option redispatch
-  default-server inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions
+{{- range .Health}}
+  {{.}}
+{{- end}}
 frontend xds
   mode tcp
   bind {{.XDS}}
@@ -406,10 +408,28 @@ type lbReplica struct{ XDS, HTTP, AdminHost, AdminPort string }
 
 func startHAProxy(t *testing.T, bin, xdsAddr, httpAddr string, replicas []*server) *haproxyLB {
 	t.Helper()
+	return startHAProxyChecking(t, bin, xdsAddr, httpAddr, replicas, failFast)
+}
+
+// HAProxy's health checks of the replicas' /readyz, as defaults lines.
+var (
+	// failFast takes a replica out of rotation, closing its sessions, at
+	// the first check that fails or takes over 200 ms.
+	failFast = []string{"default-server inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions"}
+	// failSlow takes a replica out after three checks in a row fail or
+	// take over 2 s: a replica busy for a moment (a module pull on a
+	// loaded host) keeps its Envoys, a killed one loses them within 1.5 s.
+	failSlow = []string{"timeout check 2s", "default-server inter 500ms fall 3 rise 1 on-marked-down shutdown-sessions"}
+)
+
+// startHAProxyChecking is startHAProxy with the given health checks.
+func startHAProxyChecking(t *testing.T, bin, xdsAddr, httpAddr string, replicas []*server, health []string) *haproxyLB {
+	t.Helper()
 	data := struct {
 		XDS, HTTP string
+		Health    []string
 		Replicas  []lbReplica
-	}{XDS: xdsAddr, HTTP: httpAddr}
+	}{XDS: xdsAddr, HTTP: httpAddr, Health: health}
 	for _, s := range replicas {
 		host, port, _ := strings.Cut(s.adminAddr, ":")
 		data.Replicas = append(data.Replicas, lbReplica{XDS: s.xdsAddr, HTTP: s.httpAddr, AdminHost: host, AdminPort: port})

@@ -51,7 +51,8 @@ type plugin struct {
 	failStrategy string
 	pullPolicy   string
 	ports        []int
-	rollout      map[string]any // spec.rollout: {url, percent}
+	rollout      map[string]any   // spec.rollout: {url, percent}
+	env          []map[string]any // spec.vmConfig.env: {name, value} or {name, valueFrom}
 }
 
 func (p plugin) spec() string {
@@ -71,6 +72,7 @@ func (p plugin) spec() string {
 	set("failStrategy", p.failStrategy, p.failStrategy != "")
 	set("imagePullPolicy", p.pullPolicy, p.pullPolicy != "")
 	set("rollout", p.rollout, p.rollout != nil)
+	set("vmConfig", map[string]any{"env": p.env}, len(p.env) > 0)
 	if len(p.ports) > 0 {
 		var ports []any
 		for _, n := range p.ports {

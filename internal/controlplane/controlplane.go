@@ -104,6 +104,9 @@ type Options struct {
 	// PeerUnreachable is how long a peer may go unheard before it is
 	// called unreachable; 0 = DefaultPeerUnreachable.
 	PeerUnreachable time.Duration
+	// peerResolver looks up dns: peers; nil = net.DefaultResolver (tests
+	// answer with addresses of their own).
+	peerResolver ipResolver
 	// Pprof serves Go profiles under /debug/pprof/.
 	Pprof bool
 	// ReleaseMemory returns freed memory to the OS once the open ADS
@@ -346,8 +349,12 @@ func (cp *ControlPlane) buildPeers() {
 	if !cp.peerTLS.enabled() {
 		transport.TLSClientConfig = nil
 	}
+	var resolver ipResolver = net.DefaultResolver
+	if cp.opts.peerResolver != nil {
+		resolver = cp.opts.peerResolver
+	}
 	cp.peers = &peerSet{specs: specs, instance: cp.instance, interval: cp.opts.PeerInterval,
-		unreachable: cp.opts.PeerUnreachable, scheme: cp.peerTLS.scheme(), resolver: net.DefaultResolver,
+		unreachable: cp.opts.PeerUnreachable, scheme: cp.peerTLS.scheme(), resolver: resolver,
 		client: &http.Client{Transport: transport, Timeout: peerRequestTimeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		log: cp.log.With("component", "peers"), onDoc: cp.mergePeers, peers: map[string]*peer{}}

@@ -67,6 +67,12 @@ func parsePeer(s string) (peerSpec, error) {
 	return peerSpec{addr: s}, nil
 }
 
+// ipResolver finds the addresses of a dns: peer's name; *net.Resolver is
+// one.
+type ipResolver interface {
+	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
+}
+
 // peer is what this replica knows of one peer address.
 type peer struct {
 	addr     string
@@ -92,7 +98,7 @@ type peerSet struct {
 	client      *http.Client
 	scheme      string
 	log         *slog.Logger
-	resolver    *net.Resolver
+	resolver    ipResolver
 	onDoc       func() // a peer's state arrived or changed
 
 	mu       sync.Mutex

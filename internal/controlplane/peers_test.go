@@ -1,16 +1,21 @@
 package controlplane
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,4 +273,189 @@ func TestSharedHaltsHoldNoSecret(t *testing.T) {
 	if len(halts) != 1 || halts[0].Replica != "a" || halts[0].Node != chosen || strings.Contains(halts[0].Reason, "s3cr3t") {
 		t.Errorf("shared halts = %+v, want one by %s on a, without the secret", halts, chosen)
 	}
+}
+
+// fakeResolver answers lookups of one name with its addresses (or its
+// error) and fails any other: dns: peers without a DNS server.
+type fakeResolver struct {
+	mu    sync.Mutex
+	name  string
+	addrs []net.IPAddr
+	err   error
+	asked int
+}
+
+func (r *fakeResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if host != r.name {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	r.asked++
+	return slices.Clone(r.addrs), r.err
+}
+
+func (r *fakeResolver) answer(addrs []net.IPAddr, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.addrs, r.err = addrs, err
+}
+
+var (
+	loopback4 = net.IPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	loopback6 = net.IPAddr{IP: net.IPv6loopback}
+)
+
+// dualStackPort is a port free on both 127.0.0.1 and ::1, as replicas
+// behind one name share a port on addresses of their own.
+func dualStackPort(t *testing.T) string {
+	t.Helper()
+	if l, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		l.Close()
+	}
+	for range 50 {
+		l4, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(l4.Addr().(*net.TCPAddr).Port)
+		l6, err := net.Listen("tcp6", net.JoinHostPort("::1", port))
+		l4.Close()
+		if err == nil {
+			l6.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free on both 127.0.0.1 and ::1")
+	return ""
+}
+
+// --peer dns:NAME:PORT is every address NAME resolves to, IPv4 and IPv6,
+// at PORT: two replicas given the same dns: peer find each other, each
+// recognises its own address among the answers, and a halt decided on one
+// reaches the other.
+func TestDNSPeerIsEveryAddressOfTheName(t *testing.T) {
+	port := dualStackPort(t)
+	res := &fakeResolver{name: "replicas.wasmxds.test", addrs: []net.IPAddr{loopback4, loopback6}}
+	peer := "dns:replicas.wasmxds.test:" + port
+	v4, v6 := net.JoinHostPort("127.0.0.1", port), net.JoinHostPort("::1", port)
+	rs := newReplicaSet(t)
+	a := rs.start(t, "a", v4, Options{peerResolver: res}, peer)
+	b := rs.start(t, "b", v6, Options{peerResolver: res}, peer)
+	for _, c := range []struct {
+		cp                     *ControlPlane
+		self, other, otherAddr string
+	}{{a, "a", "b", v6}, {b, "b", "a", v4}} {
+		var rep StatusReport
+		waitUntil(t, c.self+" hears "+c.other+" at "+c.otherAddr, func() bool {
+			rep = c.cp.Status()
+			return len(rep.Replicas) == 2 && rep.Replicas[1].State == PeerUp
+		})
+		if r := rep.Replicas; r[0].ID != c.self || r[0].State != PeerSelf || r[1].ID != c.other || r[1].Address != c.otherAddr {
+			t.Errorf("%s's replicas = %+v, want itself, then %s at %s (its own address among the answers is not a peer)",
+				c.self, r, c.other, c.otherAddr)
+		}
+	}
+
+	waitUntil(t, "the rollout active on both", func() bool {
+		ra, rb := rolloutOf(a), rolloutOf(b)
+		return ra != nil && ra.State == RolloutActive && rb != nil && rb.State == RolloutActive
+	})
+	chosen, _ := chosenAndNot(t, "canary", 50)
+	a.ctrl.pluginFailed(chosen, "canary", rolloutOf(a).SHA256, "Envoy did not create its VM")
+	waitUntil(t, "b halted by a's node", func() bool {
+		r := rolloutOf(b)
+		return r.State == RolloutHalted && r.Halted != nil && r.Halted.Replica == "a" && r.Halted.Node == chosen
+	})
+}
+
+// A failed lookup keeps the addresses the last one found, and an address
+// gone from the answers stays a peer until it has gone unheard for
+// peerForget.
+func TestDNSPeerAddressesOutliveLookups(t *testing.T) {
+	res := &fakeResolver{name: "replicas.wasmxds.test", addrs: []net.IPAddr{loopback4, loopback6}}
+	ps := &peerSet{specs: []peerSpec{{dns: "replicas.wasmxds.test", port: "9100"}}, resolver: res,
+		unreachable: time.Minute, log: slog.New(slog.DiscardHandler), peers: map[string]*peer{}}
+	addrs := func() []string {
+		var out []string
+		for _, v := range ps.view(time.Now()) {
+			out = append(out, v.addr)
+		}
+		return out
+	}
+	both := []string{"127.0.0.1:9100", "[::1]:9100"}
+	ctx := context.Background()
+	ps.resolve(ctx)
+	if got := addrs(); !slices.Equal(got, both) {
+		t.Fatalf("peers %v, want %v", got, both)
+	}
+	res.answer(nil, &net.DNSError{Err: "server misbehaving", Name: res.name, IsTemporary: true})
+	ps.resolve(ctx)
+	if got := addrs(); !slices.Equal(got, both) {
+		t.Errorf("after a failed lookup: peers %v, want the last ones, %v", got, both)
+	}
+	res.answer([]net.IPAddr{loopback4}, nil)
+	ps.resolve(ctx)
+	if got := addrs(); !slices.Equal(got, both) {
+		t.Errorf("just after ::1 left the answers: peers %v, want it kept, %v", got, both)
+	}
+	ps.mu.Lock()
+	ps.peers["[::1]:9100"].added = time.Now().Add(-peerForget - time.Second) // never heard since
+	ps.mu.Unlock()
+	ps.resolve(ctx)
+	if got := addrs(); !slices.Equal(got, both[:1]) {
+		t.Errorf("with ::1 out of the answers and unheard for %v: peers %v, want %v", peerForget, got, both[:1])
+	}
+	if res.asked != 4 {
+		t.Errorf("the resolver was asked %d times, want 4 (once per resolve)", res.asked)
+	}
+}
+
+// A replica that hears of a peer's halt before it resolves the rollout
+// module (its edit came late, or it restarted) never pushes the module,
+// and reports the halt with the peer's node and replica; a halt of an
+// earlier arming (another percent) is ignored, so an edit re-arms the
+// rollout on every replica alike.
+func TestPeerHaltHeardFirstNeverPushesTheModule(t *testing.T) {
+	gate := make(chan struct{})
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"},
+		gates: map[string]chan struct{}{"oci://r/auth:v2": gate}}
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS, ReplicaID: "b"})
+	p := rolloutPlugin("oci://r/auth:v2", 30)
+	c.onChange(plugins(p))
+	sink.until(t, "v1 while v2 is pulled", noRollout)
+	c.setPeerHalts([]sharedHalt{{Plugin: "auth", SHA256: "b2", Spec: specDigest(rolloutSpec(p.Rollout)), Node: "edge-1",
+		Reason: "Envoy did not create its VM", Replica: "a"}})
+	close(gate)
+
+	deadline := time.After(10 * time.Second)
+	for pushes := 0; ; {
+		select {
+		case in := <-sink.inputs:
+			pushes++
+			if !noRollout(in) {
+				t.Fatalf("push %d sent the rollout module a peer had halted: %+v", pushes, in.Rollouts)
+			}
+		case <-deadline:
+			t.Fatalf("rollout not reported halted: %+v", c.pluginReports()[0].Rollout)
+		case <-time.After(20 * time.Millisecond):
+		}
+		rep := c.pluginReports()[0].Rollout
+		if rep.State != RolloutHalted {
+			continue
+		}
+		if h := rep.Halted; h == nil || h.Node != "edge-1" || h.Replica != "a" || rep.SHA256 != "b2" {
+			t.Errorf("halt = %+v (module %s), want edge-1's on replica a, module b2", h, rep.SHA256)
+		}
+		break
+	}
+	c.onChange(plugins(p)) // one more push, after the resolution
+	if in := sink.until(t, "a push", func(xds.Input) bool { return true }); !noRollout(in) {
+		t.Errorf("a push after the halt sent the rollout module: %+v", in.Rollouts)
+	}
+
+	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 40)))
+	sink.until(t, "the rollout re-armed at 40%", withRollout("b2", 40))
 }

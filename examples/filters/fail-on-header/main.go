@@ -15,10 +15,18 @@
 //	x-vm-requests: <n>         // requests this VM has passed, this one included
 //
 // so a client sees when a new VM (after a reload) serves it.
+//
+// A VM whose environment has FAIL_START set to a non-empty value refuses
+// to start (OnPluginStart fails), so Envoy refuses the module. Passing the
+// variable from Envoy's own environment makes the module fail on some
+// Envoys only:
+//
+//	vmConfig: {env: [{name: FAIL_START, valueFrom: HOST}]}
 package main
 
 import (
 	"math/rand/v2"
+	"os"
 	"strconv"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
@@ -26,6 +34,10 @@ import (
 
 	"github.com/wasmxds/wasmxds/examples/filters/pluginconfig"
 )
+
+// failStartEnv is the VM environment variable that makes the plugin
+// refuse to start.
+const failStartEnv = "FAIL_START"
 
 // The response headers the filter adds.
 const (
@@ -52,6 +64,10 @@ type plugin struct {
 }
 
 func (p *plugin) OnPluginStart(size int) types.OnPluginStartStatus {
+	if v := os.Getenv(failStartEnv); v != "" {
+		proxywasm.LogError("fail-on-header: refusing to start: " + failStartEnv + "=" + v + " in the VM environment")
+		return types.OnPluginStartStatusFailed
+	}
 	var data []byte
 	if size > 0 {
 		var err error

@@ -93,3 +93,27 @@ func TestStatus500EveryRefusesNonsense(t *testing.T) {
 		reset()
 	}
 }
+
+// A VM whose environment has FAIL_START set refuses to start and says why;
+// an empty value starts as usual.
+func TestRefusesToStartWithFailStart(t *testing.T) {
+	t.Setenv(failStartEnv, "1")
+	host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithPluginContext(newPlugin))
+	st, logs := host.StartPlugin(), host.GetErrorLogs()
+	reset() // one emulator at a time
+	if st != types.OnPluginStartStatusFailed {
+		t.Fatalf("started with %s=1: status %v, want failed", failStartEnv, st)
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], failStartEnv+"=1") {
+		t.Errorf("error logs = %q, want one naming %s=1", logs, failStartEnv)
+	}
+
+	t.Setenv(failStartEnv, "")
+	host = start(t, "")
+	s := host.InitializeHttpContext()
+	host.CallOnRequestHeaders(s, nil, true)
+	host.CallOnResponseHeaders(s, nil, true)
+	if got := host.GetCurrentResponseHeaders(s); header(got, requestsHeader) != "1" {
+		t.Errorf("with %s empty: response headers = %v, want the filter's", failStartEnv, got)
+	}
+}
