@@ -1,4 +1,4 @@
-package main
+package bootstrap
 
 import (
 	"cmp"
@@ -13,26 +13,22 @@ import (
 	"github.com/wasmxds/wasmxds/xds"
 )
 
-// defaultStatsFlushInterval is Envoy's own default, written out.
-const defaultStatsFlushInterval = 5 * time.Second
-
 // metricsSinkName is Envoy's metrics service stat sink.
 const metricsSinkName = "envoy.stat_sinks.metrics_service"
 
 // statsSink is the stat sink that streams Envoy's stats to wasmxds
 // (envoy.service.metrics.v3.MetricsService) through the ADS cluster, so
 // over the same connection and TLS, and the flush interval (0: the
-// default); none with
-// --no-telemetry. Counters are sent as deltas since the last flush, and
+// default); none with NoTelemetry. Counters are sent as deltas since the last flush, and
 // under their full names (http.<listener>.downstream_rq_5xx), which is what
 // wasmxds reads.
-func statsSink(o bootstrapOptions) ([]*metricsv3.StatsSink, *durationpb.Duration, error) {
-	if o.noTelemetry {
+func statsSink(o Options) ([]*metricsv3.StatsSink, *durationpb.Duration, error) {
+	if o.NoTelemetry {
 		return nil, nil, nil
 	}
-	flush := cmp.Or(o.flushInterval, defaultStatsFlushInterval)
+	flush := cmp.Or(o.StatsFlushInterval, DefaultStatsFlushInterval)
 	if flush < time.Millisecond || flush >= 5*time.Minute {
-		return nil, nil, fmt.Errorf("--stats-flush-interval %v: want at least 1ms and under 5m", o.flushInterval)
+		return nil, nil, fmt.Errorf("--stats-flush-interval %v: want at least 1ms and under 5m", o.StatsFlushInterval)
 	}
 	cfg, err := xds.PackValid(&metricsv3.MetricsServiceConfig{
 		TransportApiVersion:    corev3.ApiVersion_V3,

@@ -1,7 +1,6 @@
-package main
+package bootstrap
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -190,10 +189,10 @@ func (f *fakeADS) port(t *testing.T) string {
 
 const envoyIdentity = "spiffe://wasmxds.test/envoy/edge-1"
 
-// TestBootstrapTLSConnects starts Envoy from bootstraps with TLS flags
+// TestTLSConnects starts Envoy from bootstraps with TLS options
 // against a gRPC server that requires (or not) a client certificate: Envoy
 // must connect, and the server must see the certificate's identity.
-func TestBootstrapTLSConnects(t *testing.T) {
+func TestTLSConnects(t *testing.T) {
 	ca := newTestCA(t, "wasmxds test CA")
 	client := ca.issue(t, true, envoyIdentity)
 	for _, tc := range []struct {
@@ -209,17 +208,18 @@ func TestBootstrapTLSConnects(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var clientCAs *x509.CertPool
-			args := []string{"--node-id", "edge-1", "--admin-port", "0", "--tls-ca-file", ca.path, "--stats-flush-interval", "200ms"}
+			o := opts("edge-1")
+			o.AdminPort, o.TLS.CAFile, o.StatsFlushInterval = 0, ca.path, 200*time.Millisecond
 			if tc.mutual {
 				clientCAs = ca.pool
-				args = append(args, "--tls-cert-file", client.certPath, "--tls-key-file", client.keyPath)
+				o.TLS.CertFile, o.TLS.KeyFile = client.certPath, client.keyPath
 			}
 			if tc.sds {
-				args = append(args, "--tls-sds-dir", t.TempDir())
+				o.TLS.SDSDir = t.TempDir()
 			}
 			ads := serveADS(t, "127.0.0.1:0", ca.issue(t, false, tc.host).tls, clientCAs)
-			args = append(args, "--xds-address", net.JoinHostPort(tc.host, ads.port(t)))
-			envoy := startBootstrapEnvoy(t, runBootstrap(t, args...))
+			o.XDSAddress = net.JoinHostPort(tc.host, ads.port(t))
+			envoy := startBootstrapEnvoy(t, render(t, o))
 			got := ads.next(t, envoy)
 			want := adsStream{node: "edge-1"}
 			if tc.mutual {
@@ -236,9 +236,9 @@ func TestBootstrapTLSConnects(t *testing.T) {
 	}
 }
 
-// TestBootstrapTLSRefusesUnverifiedServer: a server certificate from
+// TestTLSRefusesUnverifiedServer: a server certificate from
 // another CA, or for another name, must not get Envoy's ADS stream.
-func TestBootstrapTLSRefusesUnverifiedServer(t *testing.T) {
+func TestTLSRefusesUnverifiedServer(t *testing.T) {
 	ca := newTestCA(t, "wasmxds test CA")
 	other := newTestCA(t, "another CA")
 	client := ca.issue(t, true, envoyIdentity)
@@ -252,9 +252,10 @@ func TestBootstrapTLSRefusesUnverifiedServer(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ads := serveADS(t, "127.0.0.1:0", tc.server.tls, ca.pool)
-			envoy := startBootstrapEnvoy(t, runBootstrap(t, "--node-id", "edge-1", "--admin-port", "0",
-				"--xds-address", "localhost:"+ads.port(t), "--tls-ca-file", ca.path,
-				"--tls-cert-file", client.certPath, "--tls-key-file", client.keyPath))
+			o := opts("edge-1")
+			o.AdminPort, o.XDSAddress = 0, "localhost:"+ads.port(t)
+			o.TLS = TLS{CAFile: ca.path, CertFile: client.certPath, KeyFile: client.keyPath}
+			envoy := startBootstrapEnvoy(t, render(t, o))
 			envoy.waitCounter(t, tc.stat, 1, connectTimeout)
 			select {
 			case s := <-ads.streams:
@@ -265,19 +266,20 @@ func TestBootstrapTLSRefusesUnverifiedServer(t *testing.T) {
 	}
 }
 
-// TestBootstrapTLSReloadsRotatedCertificate: with --tls-sds-dir, a client
+// TestTLSReloadsRotatedCertificate: with TLS.SDSDir, a client
 // certificate rotated the way Kubernetes updates a mounted Secret (an
 // atomic swap of the ..data symlink) is what Envoy presents next, without
 // a restart.
-func TestBootstrapTLSReloadsRotatedCertificate(t *testing.T) {
+func TestTLSReloadsRotatedCertificate(t *testing.T) {
 	ca := newTestCA(t, "wasmxds test CA")
 	mount := t.TempDir()
 	mountSecret(t, mount, ca.issue(t, true, envoyIdentity), "..v1")
 	ads := serveADS(t, "127.0.0.1:0", ca.issue(t, false, "localhost").tls, ca.pool)
-	envoy := startBootstrapEnvoy(t, runBootstrap(t, "--node-id", "edge-1", "--admin-port", "0",
-		"--xds-address", "localhost:"+ads.port(t), "--tls-ca-file", ca.path,
-		"--tls-cert-file", filepath.Join(mount, "tls.crt"), "--tls-key-file", filepath.Join(mount, "tls.key"),
-		"--tls-sds-dir", t.TempDir()))
+	o := opts("edge-1")
+	o.AdminPort, o.XDSAddress = 0, "localhost:"+ads.port(t)
+	o.TLS = TLS{CAFile: ca.path, CertFile: filepath.Join(mount, "tls.crt"), KeyFile: filepath.Join(mount, "tls.key"),
+		SDSDir: t.TempDir()}
+	envoy := startBootstrapEnvoy(t, render(t, o))
 	if got := ads.next(t, envoy).identity; got != envoyIdentity {
 		t.Fatalf("first connection presented %q, want %q", got, envoyIdentity)
 	}
@@ -323,41 +325,68 @@ func mountSecret(t *testing.T, mount string, cert leafCert, version string) {
 	}
 }
 
-// TestBootstrapTLSFlagCombinations: TLS flags go together sensibly, and a
-// refused combination says why and writes nothing.
-func TestBootstrapTLSFlagCombinations(t *testing.T) {
+// TestTLSOptionCombinations: TLS files go together sensibly, and a refused
+// combination says why and renders nothing.
+func TestTLSOptionCombinations(t *testing.T) {
 	for name, tc := range map[string]struct {
-		args []string
+		tls  TLS
 		want string
 	}{
-		"cert without key":  {[]string{"--tls-ca-file", "/ca.pem", "--tls-cert-file", "/c.pem"}, "--tls-cert-file needs --tls-key-file"},
-		"key without cert":  {[]string{"--tls-ca-file", "/ca.pem", "--tls-key-file", "/k.pem"}, "--tls-key-file needs --tls-cert-file"},
-		"client without CA": {[]string{"--tls-cert-file", "/c.pem", "--tls-key-file", "/k.pem"}, "needs --tls-ca-file"},
-		"SDS without CA":    {[]string{"--tls-sds-dir", "SDSDIR", "--tls-cert-file", "/c.pem", "--tls-key-file", "/k.pem"}, "needs --tls-ca-file"},
-		"relative CA":       {[]string{"--tls-ca-file", "ca.pem"}, "want an absolute path"},
+		"cert without key":  {TLS{CAFile: "/ca.pem", CertFile: "/c.pem"}, "--tls-cert-file needs --tls-key-file"},
+		"key without cert":  {TLS{CAFile: "/ca.pem", KeyFile: "/k.pem"}, "--tls-key-file needs --tls-cert-file"},
+		"client without CA": {TLS{CertFile: "/c.pem", KeyFile: "/k.pem"}, "--tls-cert-file needs --tls-ca-file: Envoy presents its certificate only to a server it has verified"},
+		"SDS without CA":    {TLS{SDSDir: "/sds", CertFile: "/c.pem", KeyFile: "/k.pem"}, "--tls-cert-file needs --tls-ca-file"},
+		"SDS, no cert":      {TLS{SDSDir: "/sds"}, "--tls-sds-dir needs --tls-ca-file"},
+		"relative CA":       {TLS{CAFile: "ca.pem"}, `--tls-ca-file "ca.pem": want an absolute path, as Envoy sees it`},
+		"relative SDS dir":  {TLS{CAFile: "/ca.pem", SDSDir: "sds"}, `--tls-sds-dir "sds": want an absolute path, as Envoy sees it`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			sdsDir := t.TempDir()
-			args := []string{"--node-id", "n"}
-			for _, a := range tc.args {
-				args = append(args, strings.ReplaceAll(a, "SDSDIR", sdsDir))
+			o := opts("n")
+			o.TLS = tc.tls
+			b, err := Render(o)
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("error = %v, want one starting %q", err, tc.want)
 			}
-			cmd := newBootstrapCmd()
-			cmd.SilenceUsage = true // as under the root command
-			var out bytes.Buffer
-			cmd.SetOut(&out)
-			cmd.SetErr(&bytes.Buffer{})
-			cmd.SetArgs(args)
-			err := cmd.Execute()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error = %v, want one containing %q", err, tc.want)
-			}
-			if out.Len() != 0 {
-				t.Errorf("printed a bootstrap anyway:\n%s", out.String())
-			}
-			if written, _ := os.ReadDir(sdsDir); len(written) != 0 {
-				t.Errorf("wrote %d SDS files anyway", len(written))
+			if len(b.YAML) != 0 || len(b.SDSFiles) != 0 {
+				t.Errorf("rendered a bootstrap anyway: %d bytes, %d SDS files", len(b.YAML), len(b.SDSFiles))
 			}
 		})
+	}
+}
+
+// TestSDSFilesAreWrittenOnlyWhenAsked: Render leaves the SDS directory
+// alone; WriteSDSFiles puts the CA and the client certificate there, and
+// the bootstrap refers to them.
+func TestSDSFilesAreWrittenOnlyWhenAsked(t *testing.T) {
+	dir := t.TempDir()
+	o := opts("n")
+	o.TLS = TLS{CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/k.pem", SDSDir: dir}
+	b, err := Render(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if written, _ := os.ReadDir(dir); len(written) != 0 {
+		t.Fatalf("Render wrote %d files", len(written))
+	}
+	if err := b.WriteSDSFiles(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct{ name, refers string }{
+		{"wasmxds-xds-ca.yaml", "/ca.pem"}, {"wasmxds-xds-client-cert.yaml", "/k.pem"},
+	} {
+		path := filepath.Join(dir, f.name)
+		content, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(content), f.refers) {
+			t.Errorf("%s does not name %s:\n%s", f.name, f.refers, content)
+		}
+		if !strings.Contains(string(b.YAML), path) {
+			t.Errorf("the bootstrap does not refer to %s:\n%s", path, b.YAML)
+		}
+	}
+	if written, _ := os.ReadDir(dir); len(written) != 2 {
+		t.Errorf("WriteSDSFiles left %d files, want 2 (no temporary ones)", len(written))
 	}
 }
