@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wasmxds/wasmxds/internal/controlplane"
+	"github.com/wasmxds/wasmxds/internal/statusfmt"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -85,7 +86,7 @@ func printStatus(w io.Writer, rep controlplane.StatusReport, now time.Time) erro
 	printReplicas(tw, rep.Replicas, now)
 	printNodes(tw, rep.Nodes, now)
 	printNodePlugins(tw, rep.Nodes)
-	printPlugins(tw, rep.Plugins)
+	printPlugins(tw, rep.Plugins, now)
 	printModules(tw, rep)
 	if err := tw.Flush(); err != nil {
 		return err
@@ -114,11 +115,11 @@ func printReplicas(tw *tabwriter.Writer, replicas []controlplane.ReplicaReport, 
 			ready = "yes"
 		}
 		if !r.LastSeen.IsZero() {
-			seen = ago(now, r.LastSeen) + " ago"
+			seen = statusfmt.Ago(now, r.LastSeen)
 		}
 		state := r.State
 		if r.Error != "" {
-			state += ": " + truncate(oneLine(r.Error), 60)
+			state += ": " + statusfmt.Truncate(statusfmt.OneLine(r.Error), 60)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", cmp.Or(r.ID, "?"), r.Address, state, ready, r.Nodes, seen)
 	}
@@ -131,14 +132,14 @@ func printNodes(tw *tabwriter.Writer, nodes []xds.NodeStatus, now time.Time) {
 	for _, n := range nodes {
 		nack := "-"
 		if n.LastNack != nil {
-			nack = fmt.Sprintf("%s %s %s ago: %s", typeAbbrev(n.LastNack.TypeURL), short(n.LastNack.Version),
-				ago(now, n.LastNack.Time), truncate(oneLine(n.LastNack.Error), 80))
+			nack = fmt.Sprintf("%s %s %s ago: %s", typeAbbrev(n.LastNack.TypeURL), cell(statusfmt.Short(n.LastNack.Version)),
+				cell(statusfmt.Age(now, n.LastNack.Time)), statusfmt.Truncate(statusfmt.OneLine(n.LastNack.Error), 80))
 		}
 		replica := cmp.Or(n.Replica, "-")
 		if n.Unreachable {
 			replica += " (unreachable)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, replica, labelString(n.Labels), ago(now, n.Connected),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, replica, labelString(n.Labels), cell(statusfmt.Age(now, n.Connected)),
 			ackedString(n.Types), nack)
 	}
 	fmt.Fprintln(tw, "\t\t\t\t\t")
@@ -153,9 +154,9 @@ func printNodePlugins(tw *tabwriter.Writer, nodes []xds.NodeStatus) {
 		for _, p := range n.Plugins {
 			reason := "-"
 			if p.Reason != "" {
-				reason = truncate(oneLine(p.Reason), 160)
+				reason = statusfmt.Truncate(statusfmt.OneLine(p.Reason), 160)
 			}
-			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, p.Name, p.State, short(p.SHA256),
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, p.Name, p.State, cell(statusfmt.Short(p.SHA256)),
 				runtimeString(p.Runtime), reason))
 		}
 	}
@@ -180,23 +181,20 @@ func runtimeString(r *xds.PluginRuntime) string {
 	return r.Summary()
 }
 
-func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
+func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport, now time.Time) {
 	fmt.Fprintf(tw, "PLUGINS (%d)\n", len(plugins))
 	fmt.Fprintln(tw, "NAME\tSTATE\tPHASE/PRIORITY\tURL\tMODULE\tNODES")
 	for _, p := range plugins {
 		state := p.State
 		if p.PendingSince != nil {
-			state += " " + ago(time.Now(), *p.PendingSince)
+			state += " " + cell(statusfmt.Age(now, *p.PendingSince))
 		}
-		module := short(p.SHA256)
+		module := cell(statusfmt.Short(p.SHA256))
 		switch {
 		case p.Error != "" && p.SHA256 != "":
-			module += " (last good; " + truncate(oneLine(p.Error), 80) + ")"
+			module += " (last good; " + statusfmt.Truncate(statusfmt.OneLine(p.Error), 80) + ")"
 		case p.Error != "":
-			module = "ERROR " + truncate(oneLine(p.Error), 100)
-		}
-		if module == "" {
-			module = "-"
+			module = "ERROR " + statusfmt.Truncate(statusfmt.OneLine(p.Error), 100)
 		}
 		url := p.URL
 		if p.Lua {
@@ -205,21 +203,18 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s/%d\t%s\t%s\t%s\n", p.Name, state, p.Phase, p.Priority, url, module,
 			moduleNodes(p.Modules, false))
 		if ro := p.Rollout; ro != nil {
-			rmod := short(ro.SHA256)
+			rmod := cell(statusfmt.Short(ro.SHA256))
 			switch {
 			case ro.Halted != nil:
 				rmod += " (refused by " + ro.Halted.Node + onReplica(ro.Halted.Replica) + ": " +
-					truncate(oneLine(ro.Halted.Reason), 80) + ")"
+					statusfmt.Truncate(statusfmt.OneLine(ro.Halted.Reason), 80) + ")"
 			case ro.Error != "":
-				rmod += " ERROR " + truncate(oneLine(ro.Error), 100)
+				rmod += " ERROR " + statusfmt.Truncate(statusfmt.OneLine(ro.Error), 100)
 			}
-			if strings.TrimSpace(rmod) == "" {
-				rmod = "-"
-			}
-			fmt.Fprintf(tw, "  rollout %d%%\t%s\t\t%s\t%s\t%s\n", ro.Percent, rolloutState(ro), ro.URL, strings.TrimSpace(rmod),
+			fmt.Fprintf(tw, "  rollout %d%%\t%s\t\t%s\t%s\t%s\n", ro.Percent, rolloutState(ro), ro.URL, rmod,
 				moduleNodes(p.Modules, true))
 			if a := ro.Analysis; a != nil && ro.Halted == nil {
-				fmt.Fprintf(tw, "    analysis\t%s\t\t%s\t\t\n", a.Verdict, oneLine(a.Reason))
+				fmt.Fprintf(tw, "    analysis\t%s\t\t%s\t\t\n", a.Verdict, statusfmt.OneLine(a.Reason))
 			}
 			if ro.Promote != "" {
 				fmt.Fprintf(tw, "    promote\t\t\t%s\t\t\n", ro.Promote)
@@ -288,7 +283,7 @@ func printModules(tw *tabwriter.Writer, rep controlplane.StatusReport) {
 		if refs == "" {
 			refs = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", short(m.SHA256), size(m.Size), inUse, refs)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cell(statusfmt.Short(m.SHA256)), statusfmt.CompactSize(m.Size), inUse, refs)
 	}
 }
 
@@ -311,12 +306,12 @@ func ackedString(types map[string]xds.TypeStatus) string {
 	var parts []string
 	for _, t := range slices.Sorted(maps.Keys(types)) {
 		ts := types[t]
-		s := typeAbbrev(t) + "=" + short(ts.Acked)
+		s := typeAbbrev(t) + "=" + statusfmt.Short(ts.Acked)
 		if ts.Acked == "" {
 			s = typeAbbrev(t) + "=none"
 		}
 		if ts.Sent != "" && ts.Sent != ts.Acked {
-			s += "(sent " + short(ts.Sent) + ")"
+			s += "(sent " + statusfmt.Short(ts.Sent) + ")"
 		}
 		parts = append(parts, s)
 	}
@@ -336,7 +331,7 @@ func typeAbbrev(typeURL string) string {
 	case resource.EndpointType:
 		return "eds"
 	}
-	return typeURL[strings.LastIndex(typeURL, ".")+1:]
+	return statusfmt.TypeName(typeURL)
 }
 
 func labelString(labels map[string]string) string {
@@ -350,39 +345,5 @@ func labelString(labels map[string]string) string {
 	return strings.Join(parts, ",")
 }
 
-// short abbreviates a hash the way git does; enough to tell versions apart.
-func short(h string) string {
-	if h == "" {
-		return "-"
-	}
-	if len(h) > 12 {
-		return h[:12]
-	}
-	return h
-}
-
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return now.Sub(t).Round(time.Second).String()
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
-}
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// cell is a table cell's text: "-" for an absent value.
+func cell(s string) string { return cmp.Or(s, "-") }

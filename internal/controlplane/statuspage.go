@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/statusfmt"
 	"github.com/wasmxds/wasmxds/xds"
 )
 
@@ -27,10 +27,10 @@ var statusPageHTML string
 // context, which matters here: node ids, labels, spec errors and NACK
 // reasons come from whoever can connect or edit a spec.
 var statusPageTmpl = template.Must(template.New("statuspage").Funcs(template.FuncMap{
-	"short":    shortDigest,
-	"size":     humanSize,
-	"ago":      ago,
-	"typeName": typeName,
+	"short":    statusfmt.Short,
+	"size":     statusfmt.Size,
+	"ago":      statusfmt.Ago,
+	"typeName": statusfmt.TypeName,
 }).Parse(statusPageHTML))
 
 // statusPage is what the status page template renders: the status report
@@ -153,42 +153,6 @@ func redactURL(raw string) string {
 		return raw
 	}
 	return u.Redacted()
-}
-
-// shortDigest is the first 12 hex digits of a sha256, as in `wasmxds status`.
-func shortDigest(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
-}
-
-// humanSize formats a byte count in binary units.
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// ago says how long before now t was, to the second.
-func ago(now, t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return now.Sub(t).Round(time.Second).String() + " ago"
-}
-
-// typeName is the last part of an xDS type URL: TypedExtensionConfig for
-// type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig.
-func typeName(typeURL string) string {
-	return typeURL[strings.LastIndex(typeURL, ".")+1:]
 }
 
 // renderStatusPage writes the page for rep.

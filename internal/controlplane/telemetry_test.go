@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/statusfmt"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 	"github.com/wasmxds/wasmxds/xds"
 )
@@ -79,7 +80,7 @@ func TestRuntimeHealthFromReports(t *testing.T) {
 	if rt.Errors5xx != 20 || rt.VMReloads != 2 || rt.Attention() == "" {
 		t.Errorf("runtime %+v, want 80 requests (of web only), 20 5xx, 2 reloads, needing attention", rt)
 	}
-	want := map[string]string{"plugin": "add-header", "module": shortDigest(n0Plugin(f).SHA256), "track": "main"}
+	want := map[string]string{"plugin": "add-header", "module": statusfmt.Short(n0Plugin(f).SHA256), "track": "main"}
 	if v, ok := gathered(t, f.cp, "wasmxds_plugin_requests", want); !ok || v != 80 {
 		t.Errorf("wasmxds_plugin_requests%v = %v (%v), want 80", want, v, ok)
 	}
