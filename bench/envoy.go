@@ -5,14 +5,13 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/wasmxds/wasmxds/internal/bootstrap"
 	"github.com/wasmxds/wasmxds/internal/testenv"
 	"github.com/wasmxds/wasmxds/internal/testproc"
 )
@@ -21,10 +20,10 @@ import (
 // installs under .tools.
 func EnvoyBin() (string, error) { return testenv.Envoy() }
 
-// StartEnvoy bootstraps an Envoy with `wasmxds bootstrap` (node id,
-// labels, ADS address), its admin on a free port, and waits until it is
-// live.
-func StartEnvoy(wasmxdsBin, xdsAddr, nodeID string, labels map[string]string, dir string) (*testproc.Proc, error) {
+// StartEnvoy bootstraps an Envoy (internal/bootstrap: node id, labels, ADS
+// address, the command's other defaults), its admin on a free port, and
+// waits until it is live.
+func StartEnvoy(xdsAddr, nodeID string, labels map[string]string, dir string) (*testproc.Proc, error) {
 	envoy, err := EnvoyBin()
 	if err != nil {
 		return nil, err
@@ -34,23 +33,20 @@ func StartEnvoy(wasmxdsBin, xdsAddr, nodeID string, labels map[string]string, di
 		return nil, err
 	}
 	_, adminPort, _ := net.SplitHostPort(admin)
-	var kv []string
-	for k, v := range labels {
-		kv = append(kv, k+"="+v)
-	}
-	out, err := exec.Command(wasmxdsBin, "bootstrap", "--node-id", nodeID, "--labels", strings.Join(kv, ","),
-		"--xds-address", xdsAddr, "--admin-port", adminPort).Output()
+	port, err := strconv.ParseUint(adminPort, 10, 16)
 	if err != nil {
-		return nil, fmt.Errorf("wasmxds bootstrap: %w", err)
+		return nil, fmt.Errorf("admin address %s: %w", admin, err)
 	}
-	if err := yaml.Unmarshal(out, &map[string]any{}); err != nil {
-		return nil, fmt.Errorf("bootstrap is not YAML: %w", err)
-	}
-	bootstrap := filepath.Join(dir, "envoy.yaml")
-	if err := os.WriteFile(bootstrap, out, 0o644); err != nil {
+	b, err := bootstrap.Render(bootstrap.Options{NodeID: nodeID, NodeCluster: bootstrap.DefaultNodeCluster,
+		Labels: labels, XDSAddress: xdsAddr, AdminAddress: bootstrap.DefaultAdminAddress, AdminPort: uint32(port)})
+	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	p, err := testproc.Start("envoy", filepath.Join(dir, "envoy.log"), nil, envoy, "-c", bootstrap,
+	cfg := filepath.Join(dir, "envoy.yaml")
+	if err := os.WriteFile(cfg, b.YAML, 0o644); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	p, err := testproc.Start("envoy", filepath.Join(dir, "envoy.log"), nil, envoy, "-c", cfg,
 		"--concurrency", "2", "--base-id", adminPort, "--log-level", "warn")
 	if err != nil {
 		return nil, err

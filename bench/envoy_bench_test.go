@@ -87,7 +87,7 @@ func envoyRun(b *testing.B, bins Binaries, d xds.Delivery, module, upstream stri
 		b.Fatal(err)
 	}
 	defer wx.Stop()
-	envoy, err := StartEnvoy(bins.Wasmxds, wx.Addr(), "envoy-bench-"+string(d), map[string]string{"app": "envoy-bench"}, dir)
+	envoy, err := StartEnvoy(wx.Addr(), "envoy-bench-"+string(d), map[string]string{"app": "envoy-bench"}, dir)
 	if err != nil {
 		b.Fatal(err)
 	}

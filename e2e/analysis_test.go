@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // analysisStatus is a plugin's rollout with its analysis in /debug/status.
@@ -70,7 +71,7 @@ func startJudgedFleet(t *testing.T, name string) *judgedFleet {
 		s.writeSpec(pluginFile, f.p.spec())
 	})
 	for _, id := range ids {
-		e := newEnvoy(t, f.srv, id, map[string]string{"app": id}, "--stats-flush-interval", "1s")
+		e := newEnvoy(t, f.srv, id, map[string]string{"app": id}, statsEvery(time.Second))
 		e.start()
 	}
 	f.expectAll(t, func(string) string { return "main" })

@@ -7,12 +7,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wasmxds/wasmxds/internal/bootstrap"
 	"github.com/wasmxds/wasmxds/internal/testproc"
 )
 
@@ -21,7 +21,7 @@ import (
 // many times; assertions are written for this value.
 const envoyConcurrency = 2
 
-// envoy is a real Envoy bootstrapped by `wasmxds bootstrap`.
+// envoy is a real Envoy bootstrapped as `wasmxds bootstrap` does.
 type envoy struct {
 	t         testing.TB
 	nodeID    string
@@ -41,14 +41,14 @@ func startEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string
 	return e
 }
 
-// newEnvoy writes an Envoy's bootstrap (`wasmxds bootstrap` with the extra
-// flags) without starting it.
-func newEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string, extra ...string) *envoy {
+// newEnvoy writes an Envoy's bootstrap (internal/bootstrap, as `wasmxds
+// bootstrap` prints it, with the changes given) without starting it.
+func newEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string, changes ...func(*bootstrap.Options)) *envoy {
 	t.Helper()
 	dir := t.TempDir()
 	e := &envoy{t: t, nodeID: nodeID, adminPort: freePort(t),
 		bootstrap: filepath.Join(dir, "envoy.yaml"), logPath: filepath.Join(dir, "envoy.log")}
-	b, err := bootstrapYAML(nodeID, labels, s.xdsAddr, e.adminPort, extra...)
+	b, err := bootstrapYAML(nodeID, labels, s.xdsAddr, e.adminPort, changes...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,17 +64,30 @@ func newEnvoy(t testing.TB, s *server, nodeID string, labels map[string]string, 
 	return e
 }
 
-// bootstrapYAML runs `wasmxds bootstrap` with an admin port of its own, so
-// that several Envoys can share the host.
-func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, adminPort int, extra ...string) ([]byte, error) {
-	var kv []string
-	for k, v := range labels {
-		kv = append(kv, k+"="+v)
+// bootstrapYAML is the bootstrap with the command's defaults and an admin
+// port of its own, so that several Envoys can share the host.
+func bootstrapYAML(nodeID string, labels map[string]string, xdsAddr string, adminPort int, changes ...func(*bootstrap.Options)) ([]byte, error) {
+	o := bootstrap.Options{NodeID: nodeID, NodeCluster: bootstrap.DefaultNodeCluster, Labels: labels,
+		XDSAddress: xdsAddr, AdminAddress: bootstrap.DefaultAdminAddress, AdminPort: uint32(adminPort)}
+	for _, change := range changes {
+		change(&o)
 	}
-	sort.Strings(kv)
-	out, err := run(nil, append([]string{tools.wasmxds, "bootstrap", "--node-id", nodeID,
-		"--labels", strings.Join(kv, ","), "--xds-address", xdsAddr, "--admin-port", strconv.Itoa(adminPort)}, extra...)...)
-	return []byte(out), err
+	b, err := bootstrap.Render(o)
+	if err != nil {
+		return nil, err
+	}
+	return b.YAML, b.WriteSDSFiles()
+}
+
+// statsEvery has Envoy report its stats every d.
+func statsEvery(d time.Duration) func(*bootstrap.Options) {
+	return func(o *bootstrap.Options) { o.StatsFlushInterval = d }
+}
+
+// mutualTLS has Envoy verify wasmxds with the CA and present the
+// certificate and key (files, as in bootstrap.TLS).
+func mutualTLS(ca, cert, key string) func(*bootstrap.Options) {
+	return func(o *bootstrap.Options) { o.TLS = bootstrap.TLS{CAFile: ca, CertFile: cert, KeyFile: key} }
 }
 
 // start (re)starts Envoy and waits until its admin /ready says LIVE, which

@@ -54,8 +54,8 @@ func TestMTLSMetricsOnlyAsItself(t *testing.T) {
 	}}, func(s *server) {
 		s.writeSpec("base.yaml", docs(listenerSpec("web", "web", port, "web-upstream"), clusterSpec("web-upstream", up), teamsAccess))
 	})
-	a := newEnvoy(t, srv, "a-1", map[string]string{"app": "web"}, "--stats-flush-interval", "1s",
-		"--tls-ca-file", caFile, "--tls-cert-file", aCert, "--tls-key-file", aKey)
+	a := newEnvoy(t, srv, "a-1", map[string]string{"app": "web"}, statsEvery(time.Second),
+		mutualTLS(caFile, aCert, aKey))
 	a.start()
 	eventually(t, applyTimeout, func() error { return nodeReports(srv, "a-1") })
 

@@ -18,8 +18,8 @@ spec:
   labels: {app: web}
 `
 
-// With client certificates required, a real Envoy bootstrapped with
-// `wasmxds bootstrap --tls-*` gets its listener and Wasm filter over mTLS
+// With client certificates required, a real Envoy bootstrapped with TLS
+// files (as by `wasmxds bootstrap --tls-*`) gets its listener and Wasm filter over mTLS
 // and downloads the module over mTLS (the module server refuses anyone
 // else); an Envoy whose certificate does not grant the labels it claims
 // gets nothing, and status says why.
@@ -43,7 +43,7 @@ func TestMTLSDeliversOnlyToGrantedNodes(t *testing.T) {
 	})
 
 	web := newEnvoy(t, srv, "web-1", map[string]string{"app": "web"},
-		"--tls-ca-file", caFile, "--tls-cert-file", webCert, "--tls-key-file", webKey)
+		mutualTLS(caFile, webCert, webKey))
 	web.start()
 	eventually(t, applyTimeout, steady(steadyReplies, expectHeader(port, "x-wasm", "over-mtls")))
 	// The module server requires client certificates, so a download is one
@@ -55,7 +55,7 @@ func TestMTLSDeliversOnlyToGrantedNodes(t *testing.T) {
 	}
 
 	other := newEnvoy(t, srv, "web-2", map[string]string{"app": "web"},
-		"--tls-ca-file", caFile, "--tls-cert-file", otherCert, "--tls-key-file", otherKey)
+		mutualTLS(caFile, otherCert, otherKey))
 	other.launch()
 	var st struct {
 		Refused []struct{ Identity, NodeID, Reason string } `json:"refused"`
@@ -131,9 +131,9 @@ func TestMTLSWithdrawnGrantStopsDeliveries(t *testing.T) {
 		s.writeSpec("plugin.yaml", revokePlugins("before-revoke"))
 	})
 	web := newEnvoy(t, srv, "web-1", map[string]string{"app": "web"},
-		"--tls-ca-file", caFile, "--tls-cert-file", webCert, "--tls-key-file", webKey)
+		mutualTLS(caFile, webCert, webKey))
 	api := newEnvoy(t, srv, "api-1", map[string]string{"app": "api"},
-		"--tls-ca-file", caFile, "--tls-cert-file", apiCert, "--tls-key-file", apiKey)
+		mutualTLS(caFile, apiCert, apiKey))
 	web.start()
 	api.start()
 	for _, port := range []int{webPort, apiPort} {
