@@ -40,9 +40,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	const app = "statuspage"
 	good := plugin{name: "greeter", app: app, url: oci(refAddHeader), config: addHeader("x-greeter", "hi")}
 	// Fail open, so that the listener keeps serving without it. It runs a
-	// good module first; the edit to one whose VM refuses to start is what
-	// Envoy confirms (a plugin's first module warms with its listener, so
-	// Envoy has no NACK to give for it).
+	// good module first; the edit to one whose VM refuses to start is a
+	// swap, which Envoy confirms at once.
 	broken := plugin{name: "crasher", app: app, url: oci(refConfigEcho), failStrategy: "FAIL_OPEN"}
 	f := newSingle(t, serverOptions{}, app, map[string]string{
 		"greeter.yaml": good.spec(), "crasher.yaml": broken.spec(),

@@ -14,11 +14,14 @@ import (
 // Plugin delivery states on a node, the values of PluginStatus.State.
 const (
 	// PluginRunning: the node ACKed the plugin's extension config. Envoy
-	// creates the VM from cached code before it ACKs, so the VM runs.
+	// creates the VM from cached code before it ACKs, so the VM runs. A
+	// plugin's first module (see confirm.go) is running once a config that
+	// made Envoy create the VM from its cache was ACKed.
 	PluginRunning = "running"
 	// PluginPending: the config was sent and not confirmed yet, or the node
 	// NACKed it because it was still downloading (or compiling) the module;
-	// a re-push is scheduled.
+	// a re-push is scheduled. A first module the node fetched as its
+	// listener warmed is pending until its confirmation is ACKed.
 	PluginPending = "pending"
 	// PluginFailed: the node refused the module after downloading it (the
 	// VM did not load or start), or never managed to load it. Reason says
@@ -65,6 +68,10 @@ var createFailure = regexp.MustCompile(`Unable to create Wasm (?:plugin|HTTP fil
 type ecdsEntry struct {
 	sha string
 	ext *corev3.TypedExtensionConfig
+	// nackOff: the config does not set nack_on_code_cache_miss (a first
+	// module, fetched as a listener warms), so Envoy may ACK it before the
+	// VM exists.
+	nackOff bool
 }
 
 // pluginDelivery is what one node did with one plugin's module.
@@ -77,6 +84,11 @@ type pluginDelivery struct {
 	// the server has finished sending ("failed to load (in progress)"), so
 	// one such NACK is not yet proof that the module cannot run.
 	afterDownload int
+	// unconfirmed: the node ACKed the module as a first module of group
+	// (see confirm.go) and has not ACKed a config that made Envoy create
+	// the VM from its cache since.
+	unconfirmed bool
+	group       string
 }
 
 // deliveries follows every node's plugins.
@@ -125,8 +137,13 @@ func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map
 }
 
 // acked marks every plugin of an ACKed version running, except a module
-// the node refused and is still refused.
-func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused map[string]map[string]bool) {
+// the node refused and is still refused. Plugins in first are first
+// modules of group the ACK does not confirm (see confirm.go): a node that
+// downloaded the module (true) stays pending until its confirmation is
+// ACKed; one that did not (false) created the VM from its cache before it
+// ACKed, so it runs, unless a download shows later (see downloaded).
+func (d *deliveries) acked(node, group string, entries map[string]ecdsEntry, refused map[string]map[string]bool,
+	first map[string]bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name, e := range entries {
@@ -134,8 +151,40 @@ func (d *deliveries) acked(node string, entries map[string]ecdsEntry, refused ma
 			continue
 		}
 		p := d.plugin(node, name, e.sha)
+		downloaded, unconfirmed := first[name]
 		p.State, p.Reason, p.misses = PluginRunning, "", 0
+		p.unconfirmed, p.group = unconfirmed, group
+		if downloaded {
+			p.State = PluginPending
+		}
 	}
+}
+
+// firstModule is a plugin's first module in a group, to be confirmed.
+type firstModule struct{ group, plugin string }
+
+// downloaded marks pending the unconfirmed first modules sha of the nodes
+// at ip (every node, when ip is unknown) and returns their groups and
+// plugins, each once.
+func (d *deliveries) downloaded(sha, ip string) []firstModule {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []firstModule
+	for node, ps := range d.nodes {
+		if ip != "" && d.addrs[node] != ip {
+			continue
+		}
+		for name, p := range ps {
+			if p.SHA256 != sha || !p.unconfirmed || p.State == PluginFailed {
+				continue
+			}
+			p.State, p.Reason = PluginPending, ""
+			if f := (firstModule{group: p.group, plugin: name}); !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }
 
 func (d *deliveries) stillRefused(node, name string, refused map[string]map[string]bool) bool {
@@ -151,10 +200,11 @@ type nackVerdict struct {
 }
 
 // nacked classifies a node's NACK of plugin name's module sha. The first
-// NACK of a module is Envoy's cache miss. A later one is a failure once the
-// node downloaded the module before the re-push it answers (downloaded),
-// or after too many attempts.
-func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownload bool, now time.Time) nackVerdict {
+// NACK of a module is Envoy's cache miss, unless it answers a confirmation
+// (confirm) sent after the node downloaded the module. A later one is a
+// failure once the node downloaded the module before the re-push it
+// answers (downloaded), or after too many attempts.
+func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownload, confirm bool, now time.Time) nackVerdict {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p := d.plugin(node, name, sha)
@@ -164,7 +214,7 @@ func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownl
 	p.misses++
 	v := nackVerdict{expected: true, misses: p.misses}
 	switch {
-	case p.misses == 1:
+	case p.misses == 1 && !(confirm && downloaded):
 	case downloaded && p.afterDownload+1 < failAfterDownload:
 		p.afterDownload++
 	case downloaded:
@@ -300,7 +350,8 @@ func ecdsEntries(exts []*corev3.TypedExtensionConfig) map[string]ecdsEntry {
 			out[name] = ecdsEntry{ext: e}
 			continue
 		}
-		out[name] = ecdsEntry{sha: pc.GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e}
+		out[name] = ecdsEntry{sha: pc.GetVmConfig().GetCode().GetRemote().GetSha256(), ext: e,
+			nackOff: !pc.GetVmConfig().GetNackOnCodeCacheMiss()}
 	}
 	return out
 }

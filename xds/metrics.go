@@ -29,6 +29,7 @@ type serverMetrics struct {
 	convergence    *prometheus.HistogramVec
 	cacheMisses    prometheus.Counter
 	repushes       prometheus.Counter
+	confirmations  prometheus.Counter
 	reg            prometheus.Registerer
 }
 
@@ -80,13 +81,17 @@ func newServerMetrics(reg prometheus.Registerer) (*serverMetrics, error) {
 			Name: "wasmxds_xds_module_repushes_total",
 			Help: "Wasm configs sent again after an Envoy fetched their module or refused it.",
 		}),
+		confirmations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wasmxds_xds_module_confirmations_total",
+			Help: "First modules sent again as a swap after an Envoy that downloaded them ACKed them, so that it confirms their VM runs.",
+		}),
 		reg: reg,
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connectedNodes, m.nodeGroups, m.groupsDropped, m.refused, m.pushes,
-		m.nacks, m.snapshotErrors, m.buildDuration, m.convergence, m.cacheMisses, m.repushes} {
+		m.nacks, m.snapshotErrors, m.buildDuration, m.convergence, m.cacheMisses, m.repushes, m.confirmations} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("xds metrics: %w", err)
 		}

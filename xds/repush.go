@@ -27,6 +27,9 @@ type repushKey struct {
 	// refresh rebuilds the group as it is, with no attempt mark: it
 	// learnt of a refusal in its label set, or may now take a rollout.
 	refresh bool
+	// confirm sends the group's unconfirmed first module of the plugin
+	// again as a swap (see confirm.go).
+	confirm bool
 }
 
 // repusher runs delayed re-pushes, at most one pending per key. Close stops
@@ -124,6 +127,7 @@ func (s *Server) ModuleServed(sha256, remote string) {
 	}
 	s.downloads.record(sha256, host, time.Now())
 	s.repush.served(sha256)
+	s.confirmDownloaded(sha256, host)
 }
 
 // repushPlugin sends a plugin's config to a group again, marked with the
@@ -140,6 +144,14 @@ func (s *Server) repushPlugin(k repushKey) {
 	}
 	switch {
 	case k.refresh:
+	case k.confirm:
+		if !startConfirmLocked(g, k.plugin) {
+			s.mu.Unlock()
+			return
+		}
+		g.retries[k.plugin]++
+		g.repushed[k.plugin] = time.Now()
+		s.metrics.confirmations.Inc()
 	case k.settle:
 		g.retries[k.plugin] = 0
 	default:
@@ -206,18 +218,19 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	s.mu.Lock()
 	g := s.groups[group]
 	var e ecdsEntry
-	var found bool
+	var found, confirm bool
 	var repushed time.Time
 	if g != nil {
 		e, found = g.ecds[nack.Version][plugin]
 		repushed = g.repushed[plugin]
+		confirm = found && !e.nackOff && e.sha != "" && g.confirming[plugin] == e.sha
 	}
 	s.mu.Unlock()
 	if !found || e.sha == "" {
 		return false
 	}
 	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed)
-	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, time.Now())
+	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, confirm, time.Now())
 	k := repushKey{group: group, plugin: plugin}
 	if v.expected {
 		s.metrics.cacheMisses.Inc()
@@ -299,10 +312,30 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 	}
 	entries := g.ecds[a.version]
 	refused := s.refusalsOfLocked(g.labelsKey)
+	ip := s.deliveries.addr(nodeID)
 	var ready []string // plugins whose rollout waited for the group's first module
+	var first map[string]bool
+	var confirm []string
 	for name, e := range entries {
 		if e.sha == "" || refused[name][e.sha] {
 			continue
+		}
+		if e.nackOff && !confirmedLocked(g, name, e.sha) {
+			// A first module: Envoy ACKs it before its VM exists when it
+			// fetches the module as its listener warms (see confirm.go).
+			if first == nil {
+				first = map[string]bool{}
+			}
+			g.unconfirmed[name] = e.sha
+			if downloaded, _ := s.downloads.before(e.sha, ip, time.Now()); downloaded {
+				first[name] = true
+				confirm = append(confirm, name)
+				continue // a good config once confirmed
+			}
+			first[name] = false
+		} else if !e.nackOff && g.unconfirmed[name] == e.sha {
+			delete(g.unconfirmed, name) // the VM runs: confirmed
+			delete(g.confirming, name)
 		}
 		if len(g.lastGood[name]) == 0 && s.input != nil && s.input.waitsForRollout(g.bucket, name) {
 			ready = append(ready, name)
@@ -316,7 +349,10 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 		fam[name] = fam[name].add(e)
 	}
 	s.mu.Unlock()
-	s.deliveries.acked(nodeID, entries, refused)
+	s.deliveries.acked(nodeID, a.group, entries, refused, first)
+	for _, name := range confirm {
+		s.repush.schedule(repushKey{group: a.group, plugin: name, confirm: true}, entries[name].sha, downloadSettle)
+	}
 	for _, name := range ready {
 		s.repush.schedule(repushKey{group: a.group, plugin: name, refresh: true}, "", 0)
 	}
@@ -367,16 +403,22 @@ func (s *Server) planRefusalsLocked(g *group, tr *translation) ([]refusalStep, s
 		if g.retryOf[name] != entry.sha {
 			g.retryOf[name], g.retries[name] = entry.sha, 0
 		}
+		refused := s.refusedLocked(g.labelsKey, name, entry.sha)
+		if sha, ok := g.unconfirmed[name]; ok && (sha != entry.sha || refused) {
+			delete(g.unconfirmed, name)
+			delete(g.confirming, name)
+		}
 		step := &plan[i]
 		switch {
-		case !s.refusedLocked(g.labelsKey, name, entry.sha):
+		case !refused:
 			// A plugin's first module (or the one the group already
 			// runs) is fetched the way a new listener warms: Envoy keeps
 			// its previous listener until the module is loaded. A
 			// cache-miss NACK here would end that warming and put the
 			// failure policy's stand-in in front of traffic meanwhile
 			// (403 for FAIL_CLOSE): an outage a healthy path never had.
-			step.nackOff = !swapping(g, name, entry.sha)
+			// Its confirmation is a swap (see confirm.go).
+			step.nackOff = !swapping(g, name, entry.sha) && g.confirming[name] != entry.sha
 			step.attempt = g.retries[name]
 		default:
 			// The module the group's nodes ran, else the one nodes of the

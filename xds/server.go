@@ -149,12 +149,18 @@ type group struct {
 	// build; they are read against it (see resolvePendingHeldLocked).
 	pendingHeld []heldReport
 	family      string // the translation key of the last build
+	// unconfirmed are first modules (plugin → sha256) nodes of the group
+	// ACKed that no confirmation has shown to run yet; confirming, those
+	// whose confirmation was sent (see confirm.go).
+	unconfirmed map[string]string
+	confirming  map[string]string
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
 	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
 		retryOf: map[string]string{}, repushed: map[string]time.Time{},
-		lastGood: map[string]goodConfigs{}, held: map[string]string{}}
+		lastGood: map[string]goodConfigs{}, held: map[string]string{}, unconfirmed: map[string]string{},
+		confirming: map[string]string{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until

@@ -47,6 +47,10 @@ type Options struct {
 	// a non-nil error rejects it, with the error's text as error_detail.
 	// It runs on the receiving goroutine and must not keep the Response.
 	NACK func(*Response) error
+	// NACKResources, when set, is asked after NACK (when that accepts),
+	// with the response's resources, which it must not keep: a fake Envoy
+	// that rejects a config for what it holds.
+	NACKResources func(r *Response, resources []*anypb.Any) error
 	// OnResponse, when set, is called on the receiving goroutine after each
 	// response was answered and applied (or rejected), with the response's
 	// resources. Neither may be kept after it returns.

@@ -146,6 +146,9 @@ func (c *Client) answer(ts *typeState, bodies []*anypb.Any, apply func()) error 
 	if c.opts.NACK != nil {
 		nack = c.opts.NACK(r)
 	}
+	if nack == nil && c.opts.NACKResources != nil {
+		nack = c.opts.NACKResources(r, bodies)
+	}
 	ack := request{typeURL: r.TypeURL, version: ts.version, nonce: r.Nonce, nack: nack}
 	if nack == nil {
 		ack.version = r.Version

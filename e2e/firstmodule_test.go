@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// statusJSONPlugins returns node's plugins as `wasmxds status --json` prints
+// them (nodes[].plugins[]).
+func statusJSONPlugins(s *server, nodeID string) (map[string]nodePlugin, error) {
+	out, err := exec.Command(tools.wasmxds, "status", "--json", "--server", "http://"+s.adminAddr).Output()
+	if err != nil {
+		return nil, fmt.Errorf("wasmxds status --json: %w", err)
+	}
+	var st struct {
+		Nodes []struct {
+			ID      string       `json:"id"`
+			Plugins []nodePlugin `json:"plugins"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, err
+	}
+	for _, n := range st.Nodes {
+		if n.ID == nodeID {
+			plugins := map[string]nodePlugin{}
+			for _, p := range n.Plugins {
+				plugins[p.Name] = p
+			}
+			return plugins, nil
+		}
+	}
+	return nil, fmt.Errorf("node %s not in wasmxds status --json", nodeID)
+}
+
+// ecdsModuleURL returns the module URL of Envoy's config of plugin name
+// (its /config_dump of ECDS filters), and whether that config sets
+// nack_on_code_cache_miss.
+func ecdsModuleURL(e *envoy, name string) (url string, nackOnMiss bool, err error) {
+	body, err := e.admin("/config_dump?resource=ecds_filters")
+	if err != nil {
+		return "", false, err
+	}
+	var dump struct {
+		Configs []struct {
+			Filter struct {
+				Name        string `json:"name"`
+				TypedConfig struct {
+					Config struct {
+						VMConfig struct {
+							NackOnCodeCacheMiss bool `json:"nack_on_code_cache_miss"`
+							Code                struct {
+								Remote struct {
+									HTTPURI struct {
+										URI string `json:"uri"`
+									} `json:"http_uri"`
+								} `json:"remote"`
+							} `json:"code"`
+						} `json:"vm_config"`
+					} `json:"config"`
+				} `json:"typed_config"`
+			} `json:"ecds_filter"`
+		} `json:"configs"`
+	}
+	if err := json.Unmarshal([]byte(body), &dump); err != nil {
+		return "", false, err
+	}
+	for _, c := range dump.Configs {
+		if c.Filter.Name == "wasmxds."+name {
+			vm := c.Filter.TypedConfig.Config.VMConfig
+			return vm.Code.Remote.HTTPURI.URI, vm.NackOnCodeCacheMiss, nil
+		}
+	}
+	return "", false, fmt.Errorf("envoy holds no ECDS config wasmxds.%s", name)
+}
+
+// TestFirstModuleConfirmed adds two FAIL_CLOSE plugins, one after the
+// other, to a listener that serves steady traffic: first a healthy module,
+// then one whose VM refuses to start. Envoy fetches each first module as
+// the listener warms and ACKs it before the VM exists; wasmxds confirms it
+// afterwards. The healthy plugin ends running, with its plain config (no
+// attempt mark, no nack_on_code_cache_miss), and no request fails while it
+// warms. The broken one shows failed with a reason in `wasmxds status
+// --json` within 15 s, and no request sees the FAIL_CLOSE stand-in (403)
+// while its listener warms: requests are refused first by the failed
+// plugin itself (503), as without the confirmation, and only then by the
+// stand-in the refused module is replaced with.
+func TestFirstModuleConfirmed(t *testing.T) {
+	requireFull(t)
+	bad := filepath.Join(repoRoot(), "e2e/testdata/vm-start-fails.wasm")
+	if _, err := shared.registry.pushWasmxds(nil, bad, "filters/first-vm-start-fails:v1"); err != nil {
+		t.Fatal(err)
+	}
+	const app = "first"
+	f := newSingle(t, serverOptions{}, app, nil)
+	f.waitFor(t, func() error {
+		r, err := get(f.port, "/")
+		if err == nil && (r.status != http.StatusOK || r.body != upstreamBody) {
+			err = fmt.Errorf("status %d body %q, want the upstream's 200", r.status, r.body)
+		}
+		return err
+	})
+	l := startLoad(t, f.port)
+	defer l.stop()
+
+	// A healthy first module: no request fails, and it ends running with
+	// the plain config.
+	good := plugin{name: "good", app: app, url: oci(refAddHeader), config: addHeader("x-good", "one"), failStrategy: "FAIL_CLOSE"}
+	f.srv.writeSpec("good.yaml", good.spec())
+	f.waitFor(t, expectHeader(f.port, "x-good", "one"))
+	eventually(t, applyTimeout, func() error {
+		plugins, err := statusJSONPlugins(f.srv, f.envoy.nodeID)
+		if err != nil {
+			return err
+		}
+		if p := plugins["good"]; p.State != "running" {
+			return fmt.Errorf("plugin good: %+v, want running", p)
+		}
+		url, nackOnMiss, err := ecdsModuleURL(f.envoy, "good")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(url, "?") || nackOnMiss {
+			return fmt.Errorf("envoy runs good from %s (nack_on_code_cache_miss %t), want the plain config", url, nackOnMiss)
+		}
+		_, err = ackedVersions(f.srv, f.envoy.nodeID)
+		return err
+	})
+	if err := metricAtLeast(f.srv, "wasmxds_xds_module_confirmations_total", 1); err != nil {
+		t.Errorf("the healthy first module was not confirmed: %v", err)
+	}
+	healthy := map[string]int{}
+	for name := range loadClients {
+		healthy[name] = len(l.snapshot(name))
+		for _, s := range l.snapshot(name) {
+			if s.err != nil || s.r.status != http.StatusOK {
+				t.Errorf("%s client, while the healthy first module warmed: %v %d %q", name, s.err, s.r.status, s.r.body)
+			}
+		}
+	}
+
+	// A first module whose VM refuses to start.
+	start := time.Now()
+	broken := plugin{name: "broken", app: app, url: oci("filters/first-vm-start-fails:v1"), failStrategy: "FAIL_CLOSE"}
+	f.srv.writeSpec(pluginFile, broken.spec())
+	var failed nodePlugin
+	eventually(t, 15*time.Second, func() error {
+		plugins, err := statusJSONPlugins(f.srv, f.envoy.nodeID)
+		if err != nil {
+			return err
+		}
+		failed = plugins["broken"]
+		if failed.State != "failed" || failed.Reason == "" || failed.SHA256 != fileSHA256(t, bad) {
+			return fmt.Errorf("plugin broken: %+v, want failed with a reason", failed)
+		}
+		return nil
+	})
+	t.Logf("failed %s after the edit: %s", time.Since(start).Round(time.Millisecond), failed.Reason)
+	if !strings.Contains(failed.Reason, "VM") {
+		t.Errorf("reason %q does not say the VM failed", failed.Reason)
+	}
+	// The refused module is replaced with the FAIL_CLOSE stand-in.
+	eventually(t, applyTimeout, steady(steadyReplies, func() error {
+		r, err := get(f.port, "/")
+		if err == nil && r.status != http.StatusForbidden {
+			err = fmt.Errorf("status %d body %q, want the stand-in's 403", r.status, r.body)
+		}
+		return err
+	}))
+	l.stop()
+
+	// New connections: the upstream's 200 until the listener with the
+	// broken plugin took over, then the failed plugin's 503, then the
+	// stand-in's 403, never a 403 before the first 503.
+	seen := map[int]int{}
+	var order []int
+	for _, s := range l.snapshot("fresh-conn")[healthy["fresh-conn"]:] {
+		if s.err != nil {
+			t.Errorf("fresh-conn client, %s: %v", s.at.Format("15:04:05.000"), s.err)
+			continue
+		}
+		if seen[s.r.status]++; len(order) == 0 || order[len(order)-1] != s.r.status {
+			order = append(order, s.r.status)
+		}
+	}
+	t.Logf("new connections after the broken plugin's edit: statuses in turn %v, counts %v", order, seen)
+	first503, first403 := -1, -1
+	for i, st := range order {
+		switch {
+		case st == http.StatusServiceUnavailable && first503 < 0:
+			first503 = i
+		case st == http.StatusForbidden && first403 < 0:
+			first403 = i
+		case st != http.StatusOK && st != http.StatusServiceUnavailable && st != http.StatusForbidden:
+			t.Errorf("a new connection got status %d", st)
+		}
+	}
+	if first403 >= 0 && (first503 < 0 || first403 < first503) {
+		t.Errorf("the FAIL_CLOSE stand-in (403) answered before the failed plugin did (503): statuses in turn %v", order)
+	}
+	// Envoy's own failure answer holds until wasmxds learns of it, so the
+	// 403s that follow are the refusal, not the warming.
+	if first503 < 0 {
+		t.Errorf("no new connection met the failed plugin (503) before its stand-in: statuses in turn %v", order)
+	}
+}
+
+// snapshot returns the samples of one load client so far.
+func (l *load) snapshot(name string) []sample {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]sample(nil), l.samples[name]...)
+}
