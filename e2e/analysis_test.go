@@ -122,8 +122,11 @@ func TestRolloutHaltedByAnalysis(t *testing.T) {
 	if m == nil {
 		t.Fatalf("halt reason %q does not quote both rates", ro.Halted.Reason)
 	}
-	if rollout, _ := strconv.ParseFloat(m[1], 64); rollout < 40 || m[2] != "0.0" {
-		t.Errorf("rates %s%% (rollout) and %s%% (main), want about 50%% and 0%%", m[1], m[2])
+	// Half the rollout module's answers are 500 once a node runs it; an
+	// interval may also count a chosen node's requests from just before its
+	// swap, so the rollout's rate is between the two.
+	if rollout, _ := strconv.ParseFloat(m[1], 64); rollout < 20 || rollout > 60 || m[2] != "0.0" {
+		t.Errorf("rates %s%% (rollout) and %s%% (main), want 20-60%% (about half) and 0%%", m[1], m[2])
 	}
 	if ro.Analysis == nil || ro.Analysis.Verdict != "failing" || ro.Analysis.Judged > 2 {
 		t.Errorf("analysis %+v, want failing within two intervals", ro.Analysis)

@@ -123,7 +123,7 @@ func TestReadmeQuickstart(t *testing.T) {
 		}
 	}
 	// wasmxds status, as the README's comment on it says.
-	if !regexp.MustCompile(`(?m)^httpbin-1\s+app=httpbin\s`).Match(got) {
+	if !regexp.MustCompile(`(?m)^httpbin-1\s+(\S+\s+)?app=httpbin\s`).Match(got) {
 		t.Errorf("wasmxds status does not list node httpbin-1")
 	}
 	if !regexp.MustCompile(`(?m)^httpbin-1\s+add-header\s+running\s`).Match(got) {
