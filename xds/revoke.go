@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 )
 
@@ -29,10 +31,14 @@ type revocable struct {
 
 type revocableKey struct{}
 
-// revocableStreams is the stream interceptor that makes every stream of
-// the gRPC server revocable; the ADS callbacks find the stream in its
-// context.
-func revocableStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+// revocableStreams is the stream interceptor that makes every ADS stream
+// revocable; the ADS callbacks find the stream in its context. Other
+// streams (Envoys' metrics reports) pass through: a revocable stream costs
+// a goroutine per message received.
+func revocableStreams(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !adsMethod(info.FullMethod) {
+		return handler(srv, ss)
+	}
 	r := &revocable{ServerStream: ss, revoked: make(chan struct{})}
 	r.ctx = context.WithValue(ss.Context(), revocableKey{}, r)
 	err := handler(srv, r)
@@ -137,4 +143,9 @@ func (s *Server) Reauthorize(check AuthorizeFunc) int {
 		revoked++
 	}
 	return revoked
+}
+
+// adsMethod reports whether a gRPC method is one of the ADS streams.
+func adsMethod(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/"+discoverygrpc.AggregatedDiscoveryService_ServiceDesc.ServiceName+"/")
 }

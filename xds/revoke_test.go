@@ -197,7 +197,8 @@ func TestRevokedStreamSendsNothing(t *testing.T) {
 		return nil // as go-control-plane does when its request channel closes
 	}
 	done := make(chan error, 1)
-	go func() { done <- revocableStreams(nil, inner, &grpc.StreamServerInfo{}, handler) }()
+	ads := &grpc.StreamServerInfo{FullMethod: "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"}
+	go func() { done <- revocableStreams(nil, inner, ads, handler) }()
 	r := <-got
 	if r == nil {
 		t.Fatal("the stream's context does not carry the revocable stream")
