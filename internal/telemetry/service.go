@@ -106,14 +106,12 @@ func (s *Service) streamMetrics(stream grpc.ServerStream) error {
 	identity := xds.PeerIdentity(stream.Context())
 	var bound *corev3.Node
 	for {
-		f := frames.Get().(*frame)
-		err := stream.RecvMsg(f)
+		var f frame
+		err := stream.RecvMsg(&f)
 		if err == nil {
 			bound, err = s.message(bound, identity, f.b)
 		}
-		if cap(f.b) <= maxPooledFrame {
-			frames.Put(f)
-		}
+		f.release()
 		if errors.Is(err, io.EOF) {
 			return stream.SendMsg(&metricsv3.StreamMetricsResponse{})
 		}

@@ -17,10 +17,23 @@ import (
 // scan below looks at each family's name and reads the value of those
 // kept; it allocates nothing for the others.
 
-// frame is a metrics message's bytes, in a buffer reused across messages.
+// frame is a metrics message's bytes. The codec fills it from a pooled
+// buffer once the message arrived (release gives the buffer back), so a
+// stream waiting for its next flush holds no buffer: thousands of Envoys
+// flushing every few seconds would otherwise pin one each.
 type frame struct{ b []byte }
 
-var frames = sync.Pool{New: func() any { return &frame{b: make([]byte, 0, 16<<10)} }}
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// release returns the frame's buffer to the pool, unless it grew past
+// maxPooledFrame.
+func (f *frame) release() {
+	if f.b != nil && cap(f.b) <= maxPooledFrame {
+		b := f.b[:0]
+		frameBufs.Put(&b)
+	}
+	f.b = nil
+}
 
 // codec is the proto codec, except that a *frame receives the message's
 // bytes as they are.
@@ -39,10 +52,11 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 		return c.proto.Unmarshal(data, v)
 	}
 	n := data.Len()
-	if cap(f.b) < n {
-		f.b = make([]byte, n)
+	buf := *frameBufs.Get().(*[]byte)
+	if cap(buf) < n {
+		buf = make([]byte, n)
 	}
-	f.b = f.b[:n]
+	f.b = buf[:n]
 	data.CopyTo(f.b)
 	return nil
 }
