@@ -126,15 +126,6 @@ func (f *Fetcher) checkFile(want string, file *os.File, check string) error {
 	return f.hashOpen(want, file, info, check)
 }
 
-// hashFile is checkFile without the shortcut: it always hashes.
-func (f *Fetcher) hashFile(want string, file *os.File, check string) error {
-	info, err := file.Stat()
-	if err != nil {
-		return fmt.Errorf("stat cached module: %w", err)
-	}
-	return f.hashOpen(want, file, info, check)
-}
-
 func (f *Fetcher) hashOpen(want string, file *os.File, info os.FileInfo, check string) error {
 	h := sha256.New()
 	_, err := io.Copy(h, file)

@@ -20,10 +20,10 @@ const ModulePathPrefix = "/modules/sha256/"
 // in-use set (see SetInUse), and 404 for anything else (503 with
 // Retry-After for a digest not in use when Options.OnUnknown is set).
 // Content never changes for a digest, so responses carry a strong ETag and
-// immutable caching headers; ranges and If-None-Match are honoured. No
-// response ever carries the whole of a file that does not match its name:
-// a whole-body GET is hashed as it is sent and cut before its last bytes on
-// a mismatch, a range request hashes the file first, and a file whose
+// immutable caching headers; If-None-Match is honoured, ranges are not
+// (Envoy never asks for them). No response ever carries the whole of a file
+// that does not match its name: a GET is hashed as it is sent and cut
+// before its last bytes on a mismatch, and a file whose
 // identity, size or mtime changed since it was verified is hashed before
 // anything is sent. A file that no longer matches its name is quarantined
 // (its references pull again) and its later requests are answered with
@@ -55,10 +55,13 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 	if !f.cache.isInUse(hex) {
 		return f.unknownModule(w, r, hex)
 	}
-	// A whole-body GET is hashed as it streams (see verifyingReader); a
-	// range can only be vouched for by hashing the file first.
-	whole := r.Method == http.MethodGet && r.Header.Get("Range") == ""
-	file, code := f.openServable(hex, r.Method == http.MethodGet && !whole)
+	// Every GET sends the whole module, hashed as it streams (see
+	// verifyingReader): Envoy never asks for ranges, and a range could only
+	// be vouched for by hashing the whole file first, for every request.
+	r.Header.Del("Range")
+	r.Header.Del("If-Range")
+	whole := r.Method == http.MethodGet
+	file, code := f.openServable(hex)
 	if file == nil {
 		if code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
@@ -89,10 +92,8 @@ func (f *Fetcher) serveModuleCode(w http.ResponseWriter, r *http.Request) int {
 		// short body, never the whole of a file that is not the digest.
 		return http.StatusServiceUnavailable
 	}
-	if fn := f.opts.OnServed; fn != nil && r.Method == http.MethodGet && cw.code == http.StatusOK {
-		if st, err := file.Stat(); err == nil && st.Size() == cw.n {
-			fn(hex, r.RemoteAddr)
-		}
+	if fn := f.opts.OnServed; fn != nil && vr != nil && vr.verified && cw.code == http.StatusOK && cw.n == vr.size {
+		fn(hex, r.RemoteAddr)
 	}
 	return cw.code
 }
@@ -120,7 +121,7 @@ func (f *Fetcher) unknownModule(w http.ResponseWriter, r *http.Request, hex stri
 // openServable opens an in-use module whose content matches its name, or
 // returns the status to answer: 404 for a module the cache does not hold,
 // 503 for one that it lost (quarantined, or its file unreadable).
-func (f *Fetcher) openServable(hex string, rehash bool) (*os.File, int) {
+func (f *Fetcher) openServable(hex string) (*os.File, int) {
 	if !f.cache.holds(hex) {
 		if f.problems.has(hex) {
 			return nil, http.StatusServiceUnavailable
@@ -132,11 +133,7 @@ func (f *Fetcher) openServable(hex string, rehash bool) (*os.File, int) {
 		f.log.Error("in-use module missing from cache", "sha256", hex, "error", err)
 		return nil, http.StatusServiceUnavailable
 	}
-	check := f.checkFile
-	if rehash {
-		check = f.hashFile
-	}
-	if err := check(hex, file, checkServe); err != nil {
+	if err := f.checkFile(hex, file, checkServe); err != nil {
 		_ = file.Close()
 		if !errors.Is(err, errCorrupt) {
 			f.log.Error("in-use module unreadable", "sha256", hex, "error", err)

@@ -18,15 +18,16 @@ import (
 // sending reads the file once; hashing before sending would read it twice
 // for every download.
 type verifyingReader struct {
-	f       *Fetcher
-	file    *os.File
-	info    os.FileInfo
-	want    string
-	size    int64
-	pos     int64
-	h       hash.Hash
-	broken  bool  // a seek left the hash unable to cover the body
-	corrupt error // set once the file was found not to match
+	f        *Fetcher
+	file     *os.File
+	info     os.FileInfo
+	want     string
+	size     int64
+	pos      int64
+	h        hash.Hash
+	broken   bool  // a seek left the hash unable to cover the body
+	corrupt  error // set once the file was found not to match
+	verified bool  // the whole file was read and matched
 }
 
 func (f *Fetcher) newVerifyingReader(want string, file *os.File) (*verifyingReader, int) {
@@ -35,12 +36,27 @@ func (f *Fetcher) newVerifyingReader(want string, file *os.File) (*verifyingRead
 		f.log.Error("in-use module unreadable", "sha256", want, "error", err)
 		return nil, http.StatusServiceUnavailable
 	}
-	return &verifyingReader{f: f, file: file, info: info, want: want, size: info.Size(), h: sha256.New()}, http.StatusOK
+	v := &verifyingReader{f: f, file: file, info: info, want: want, size: info.Size(), h: sha256.New()}
+	if v.size == 0 {
+		// An empty body is sent without a Read: check it now.
+		if got := hex.EncodeToString(v.h.Sum(nil)); got != want {
+			v.corrupt = fmt.Errorf("%w: %s is empty, which hashes to sha256:%s", errCorrupt, file.Name(), got)
+			f.lost(want, info, checkServe, v.corrupt)
+			return nil, http.StatusServiceUnavailable
+		}
+		v.verified = true
+	}
+	return v, http.StatusOK
 }
 
 // Seek passes through; the hash restarts at offset 0 (http.ServeContent
-// seeks to the end and back to learn the size before sending).
+// seeks to the end and back to learn the size before sending). The end is
+// the size the file had when opened, so that a file that shrinks meanwhile
+// cannot be sent whole without reaching the check.
 func (v *verifyingReader) Seek(offset int64, whence int) (int64, error) {
+	if whence == io.SeekEnd {
+		offset, whence = v.size+offset, io.SeekStart
+	}
 	n, err := v.file.Seek(offset, whence)
 	if err == nil {
 		v.pos, v.broken = n, n != 0
@@ -73,6 +89,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		v.f.lost(v.want, v.info, checkServe, v.corrupt)
 		return 0, v.corrupt
 	}
+	v.verified = true
 	v.f.cache.markVerified(v.want, v.info)
 	return n, err
 }

@@ -1,11 +1,13 @@
 package xds
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
 )
 
 // A stream is bound to the node of its first request. go-control-plane
@@ -82,4 +84,60 @@ func (t *tracker) sourceOf(key streamKey) string {
 		return st.ip
 	}
 	return ""
+}
+
+// errUnknownStream ends a request on a stream the server did not see open.
+var errUnknownStream = errors.New("wasmxds: request on a stream not opened here")
+
+// Bounds of what a node may claim: an Envoy's id and labels are short, and
+// every label set costs memory per group, so a node past them is refused
+// rather than kept (a 4 MB label would otherwise be stored, hashed and
+// logged again and again).
+const (
+	maxNodeID      = 1024
+	maxNodeCluster = 1024
+	maxLabels      = 64
+	maxLabelKey    = 317 // a Kubernetes label key: a 253-byte prefix, '/', a 63-byte name
+	maxLabelValue  = 1024
+	// maxNodeMetadata bounds all of node.metadata, labels and other keys.
+	maxNodeMetadata = 64 << 10
+)
+
+// checkNode refuses a first request that names no node, or a node past
+// the bounds above.
+func checkNode(node *corev3.Node) error {
+	switch {
+	case node == nil || node.GetId() == "":
+		return errors.New("the first request of a stream must name its node (node.id)")
+	case len(node.GetId()) > maxNodeID:
+		return fmt.Errorf("node.id is %d bytes, more than %d", len(node.GetId()), maxNodeID)
+	case len(node.GetCluster()) > maxNodeCluster:
+		return fmt.Errorf("node.cluster is %d bytes, more than %d", len(node.GetCluster()), maxNodeCluster)
+	}
+	if n := proto.Size(node.GetMetadata()); n > maxNodeMetadata {
+		return fmt.Errorf("node.metadata is %d bytes, more than %d", n, maxNodeMetadata)
+	}
+	fields := node.GetMetadata().GetFields()["labels"].GetStructValue().GetFields()
+	if len(fields) > maxLabels {
+		return fmt.Errorf("%d labels, more than %d", len(fields), maxLabels)
+	}
+	for k, v := range fields {
+		if len(k) > maxLabelKey {
+			return fmt.Errorf("a label key is %d bytes, more than %d", len(k), maxLabelKey)
+		}
+		if len(v.GetStringValue()) > maxLabelValue {
+			return fmt.Errorf("label %s is %d bytes, more than %d", truncate(k, 64), len(v.GetStringValue()), maxLabelValue)
+		}
+	}
+	return nil
+}
+
+// serveBound makes a request admitted on a stream name the stream's bound
+// node, so that the cache serves that node whatever the request carried
+// (go-control-plane takes the node from the latest request, and the delta
+// server fills in a missing one only after the callback).
+func (s *Server) serveBound(key streamKey, node **corev3.Node) {
+	if b := s.tracker.boundNode(key); b != nil {
+		*node = b
+	}
 }

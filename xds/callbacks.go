@@ -49,6 +49,7 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 	if err != nil {
 		return err
 	}
+	c.s.serveBound(streamKey{id: id}, &req.Node)
 	if rejected == "" && req.GetVersionInfo() != "" && !c.s.cached(group) {
 		// The watch opens before the cache holds the group's snapshot,
 		// and the cache answers a snapshot set later only where its
@@ -75,6 +76,9 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscov
 	// versions with what it sent, so a rejected config is not resent.
 	_, _, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
 		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: req.GetInitialResourceVersions()})
+	if err == nil {
+		c.s.serveBound(streamKey{delta: true, id: id}, &req.Node)
+	}
 	return err
 }
 
@@ -162,6 +166,9 @@ func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
 		}
 		return nil, ended
 	}
+	if err := checkNode(node); err != nil {
+		return nil, s.refuse(key, identity, node, err)
+	}
 	if s.authorize != nil {
 		if err := s.authorize(identity, node); err != nil {
 			return nil, s.refuse(key, identity, node, err)
@@ -181,8 +188,9 @@ func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
 
 // refuse records a refused node and returns the error that ends its stream.
 func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why error) error {
-	end := status.Error(codes.PermissionDenied, "wasmxds refused node "+node.GetId()+": "+why.Error())
-	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: node.GetId(), Reason: why.Error(), Time: time.Now()}, end)
+	reason, id := truncate(why.Error(), MaxNackDetail), truncate(node.GetId(), maxNodeID)
+	end := status.Error(codes.PermissionDenied, "wasmxds refused node "+id+": "+reason)
+	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: id, Reason: reason, Time: time.Now()}, end)
 	s.metrics.refused.Inc()
 	s.log.Warn("node refused", "node", node.GetId(), "identity", identity, "reason", why)
 	return end

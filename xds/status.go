@@ -171,7 +171,7 @@ func (t *tracker) pending(key streamKey) (string, bool, error) {
 	defer t.mu.Unlock()
 	st := t.streams[key]
 	if st == nil {
-		return "", false, nil
+		return "", false, errUnknownStream // fail closed: never serve a stream not opened here
 	}
 	return st.identity, !st.attached && !st.refused, st.ended
 }

@@ -3,6 +3,8 @@ package xds
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +47,20 @@ func PeerIdentity(ctx context.Context) string { return peerIdentity(ctx) }
 // SameNode reports whether two messages name the same node: the same id,
 // cluster and labels. A stream is bound to the node of its first message.
 func SameNode(a, b *corev3.Node) bool { return sameNode(a, b) }
+
+// AttachedAs reports whether a node has an ADS stream open on this server
+// under the same client identity ("" without one) and as the same node:
+// id, cluster and labels. A metrics report counts only then, so that an
+// identity allowed to claim a node's labels cannot report for another
+// node of those labels.
+func (s *Server) AttachedAs(identity string, node *corev3.Node) bool {
+	labels, ignored := nodeLabels(node)
+	s.tracker.mu.Lock()
+	defer s.tracker.mu.Unlock()
+	n, ok := s.tracker.nodes[node.GetId()]
+	return ok && n.Identity == identity && n.Cluster == node.GetCluster() &&
+		maps.Equal(n.Labels, labels) && slices.Equal(n.IgnoredLabels, ignored)
+}
 
 // Connected reports whether a node has an ADS stream open on this server.
 func (s *Server) Connected(nodeID string) bool {

@@ -153,7 +153,7 @@ func (cp *ControlPlane) buildTelemetry() (*telemetry.Service, error) {
 	cp.tel = telemetry.NewStore(telemetry.Options{MaxNodes: cp.opts.TelemetryMaxNodes, Known: cp.server.Connected, Clock: clk})
 	cp.carriers = newCarriers()
 	cp.analyzer = newAnalyzer(cp.ctrl, cp.tel, cp.server.Status, cp.carriers, clk, cp.log)
-	svc, err := telemetry.NewService(telemetry.ServiceOptions{Store: cp.tel, Authorize: cp.authorize,
+	svc, err := telemetry.NewService(telemetry.ServiceOptions{Store: cp.tel, Authorize: cp.authorize, AttachedAs: cp.server.AttachedAs,
 		Logger: cp.log, Registry: cp.reg})
 	if err != nil {
 		return nil, err

@@ -25,7 +25,7 @@ var ErrOutsideRoots = errors.New("outside the allowed roots")
 // The open never blocks: it is non-blocking, and the file is checked before
 // anything is read.
 func Open(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +40,7 @@ func OpenInRoot(root, name string) (*os.File, error) {
 		return nil, err
 	}
 	defer r.Close()
-	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}

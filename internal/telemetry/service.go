@@ -29,6 +29,7 @@ const (
 type Service struct {
 	store     *Store
 	authorize xds.AuthorizeFunc
+	attached  func(identity string, node *corev3.Node) bool
 	log       *slog.Logger
 	m         *serviceMetrics
 }
@@ -40,8 +41,11 @@ type ServiceOptions struct {
 	// an ADS stream's node (NodeAccess with client certificates); nil
 	// admits every node.
 	Authorize xds.AuthorizeFunc
-	Logger    *slog.Logger          // nil discards
-	Registry  prometheus.Registerer // nil registers nothing
+	// AttachedAs, when set, says whether an ADS stream is attached as the
+	// node with that identity; reports of other nodes are ignored.
+	AttachedAs func(identity string, node *corev3.Node) bool
+	Logger     *slog.Logger          // nil discards
+	Registry   prometheus.Registerer // nil registers nothing
 }
 
 type serviceMetrics struct {
@@ -75,7 +79,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 			}
 		}
 	}
-	return &Service{store: store, authorize: opts.Authorize, log: log.With("component", "telemetry"), m: m}, nil
+	return &Service{store: store, authorize: opts.Authorize, attached: opts.AttachedAs, log: log.With("component", "telemetry"), m: m}, nil
 }
 
 // serviceDesc is envoy.service.metrics.v3.MetricsService with a handler
@@ -139,6 +143,10 @@ func (s *Service) message(bound *corev3.Node, identity string, msg []byte) (*cor
 		return nil, err
 	}
 	result := "kept"
+	if s.attached != nil && !s.attached(identity, bound) {
+		s.m.messages.WithLabelValues("ignored").Inc()
+		return bound, nil
+	}
 	switch err := s.store.reportWire(bound.GetId(), msg); {
 	case errors.Is(err, errUnknownNode):
 		result = "ignored"
