@@ -130,6 +130,9 @@ func (s *secretStore) config(p catalog.Plugin) (cfg string, ok bool) {
 // not exist yet is tried again on the next push.
 func (s *secretStore) watchLocked(refs []catalog.SecretRef) {
 	for _, r := range refs {
+		if !regularfile.Inside(r.File, s.roots) {
+			continue // never read, so never watched: a spec cannot make the server watch any directory
+		}
 		s.files[r.File] = true
 		dir := filepath.Dir(r.File)
 		if s.watcher == nil || s.dirs[dir] {

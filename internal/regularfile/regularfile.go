@@ -94,6 +94,13 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// Inside reports whether path, its symlinks resolved, is inside one of
+// roots (always, when there are none).
+func Inside(path string, roots []string) bool {
+	_, _, _, ok := locate(path, roots)
+	return len(roots) == 0 || ok
+}
+
 // OpenConfined opens path as Open does, confined to roots when there are
 // any: the path is judged once its symlinks are resolved, and opened
 // through os.Root, so that a symlink swapped in after the check cannot lead
@@ -102,23 +109,33 @@ func OpenConfined(path string, roots []string) (*os.File, error) {
 	if len(roots) == 0 {
 		return Open(path)
 	}
-	real, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		real = path // judged by its name; opening it reports the error
-	}
-	for _, root := range roots {
-		r, err := filepath.EvalSymlinks(root)
-		if err != nil {
-			continue
-		}
-		if rel, err := filepath.Rel(r, real); err == nil && filepath.IsLocal(rel) {
-			return OpenInRoot(r, rel)
-		}
+	root, rel, real, ok := locate(path, roots)
+	if ok {
+		return OpenInRoot(root, rel)
 	}
 	if real != path {
 		path += " (resolving to " + real + ")"
 	}
 	return nil, fmt.Errorf("%s is %w %s", path, ErrOutsideRoots, strings.Join(roots, ", "))
+}
+
+// locate finds the root holding path once its symlinks (and the roots')
+// are resolved, and path relative to it; real is where path resolves to.
+func locate(path string, roots []string) (root, rel, real string, ok bool) {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		real = path // judged by its name; opening it reports the error
+	}
+	for _, r := range roots {
+		resolved, err := filepath.EvalSymlinks(r)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(resolved, real); err == nil && filepath.IsLocal(rel) {
+			return resolved, rel, real, true
+		}
+	}
+	return "", "", real, false
 }
 
 // CleanRoots makes roots absolute and clean; an empty one is an error.
