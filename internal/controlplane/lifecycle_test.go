@@ -92,16 +92,7 @@ func TestHangingRegistryNeitherDelaysEditsNorLeaksOnShutdown(t *testing.T) {
 		f.write(fmt.Sprintf("hung-%d.yaml", i), fmt.Sprintf(hungPluginSpec, i, reg, i))
 	}
 	f.cp = newTestCP(t, Options{ConfigDir: f.dir, CacheDir: filepath.Join(root, "cache"), Delivery: "lds"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.cp.Run(ctx) }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			cancel()
-			<-done
-		}
-	}()
+	stop := runStoppable(t, f.cp)
 
 	// Readiness does not wait on the hanging registry.
 	waitUntil(t, "/readyz", func() bool { code, _ := f.get("/readyz"); return code == 200 })
@@ -127,16 +118,7 @@ func TestHangingRegistryNeitherDelaysEditsNorLeaksOnShutdown(t *testing.T) {
 	t.Logf("unrelated edit reached the fake Envoy in %v with 6 pulls hanging", time.Since(start))
 
 	e.Close()
-	cancel()
-	stopped = true
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return within 20s of cancellation")
-	}
+	stop()
 }
 
 func mkdir(dir string) error { return os.MkdirAll(dir, 0o755) }
@@ -167,16 +149,7 @@ func TestNamedPipeModulesNeitherHangPullsNorShutdown(t *testing.T) {
 	}
 	f.write("plugin.yaml", fmt.Sprintf(pluginSpec, modPath, "x-first"))
 	f.cp = newTestCP(t, Options{ConfigDir: f.dir, CacheDir: filepath.Join(root, "cache"), Delivery: "lds"})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.cp.Run(ctx) }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			cancel()
-			<-done
-		}
-	}()
+	stop := runStoppable(t, f.cp)
 
 	waitUntil(t, "every plugin resolved or refused", func() bool {
 		rep := f.status()
@@ -201,14 +174,35 @@ func TestNamedPipeModulesNeitherHangPullsNorShutdown(t *testing.T) {
 	if code, _ := f.get("/readyz"); code != 200 {
 		t.Errorf("/readyz = %d, want 200: the refused plugins are failed, not pending", code)
 	}
-	cancel()
-	stopped = true
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
+	stop()
+}
+
+// runStoppable runs cp; stop cancels it and fails the test unless Run
+// returns cleanly within 20 s. A test that ends without stop still waits
+// for Run.
+func runStoppable(t *testing.T, cp *ControlPlane) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cp.Run(ctx) }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-done
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Run did not return within 20s of cancellation")
+	})
+	return func() {
+		t.Helper()
+		cancel()
+		stopped = true
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("Run did not return within 20s of cancellation")
+		}
 	}
 }
