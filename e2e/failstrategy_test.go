@@ -115,6 +115,13 @@ func TestRuntimeFailureFollowsFailStrategy(t *testing.T) {
 			return err
 		})
 	}
+	// A first module is confirmed and then settles on its plain config:
+	// each of those updates gives the plugin new VMs, so the VMs to crash
+	// are those of the settled config.
+	for _, s := range strategies {
+		name := strings.ToLower(strings.ReplaceAll(s, "_", "-"))
+		eventually(t, applyTimeout, func() error { return settled(f, name) })
+	}
 
 	t.Run("FAIL_CLOSE", func(t *testing.T) {
 		port := ports["FAIL_CLOSE"]
@@ -166,4 +173,24 @@ func TestRuntimeFailureFollowsFailStrategy(t *testing.T) {
 		})
 		t.Logf("answers before new VMs served: %v", refused)
 	})
+}
+
+// settled reports, as an error until it holds, whether plugin name runs on
+// f's Envoy with its plain config: confirmed, with no attempt mark.
+func settled(f *single, name string) error {
+	plugins, err := statusJSONPlugins(f.srv, f.envoy.nodeID)
+	if err != nil {
+		return err
+	}
+	if p := plugins[name]; p.State != "running" {
+		return fmt.Errorf("plugin %s: %+v, want running", name, p)
+	}
+	url, nackOnMiss, err := ecdsModuleURL(f.envoy, name)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(url, "?") || nackOnMiss {
+		return fmt.Errorf("envoy runs %s from %s (nack_on_code_cache_miss %t), want the plain config", name, url, nackOnMiss)
+	}
+	return nil
 }
