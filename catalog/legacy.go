@@ -2,8 +2,6 @@ package catalog
 
 import (
 	"encoding/base64"
-	"net"
-	"strings"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -140,13 +138,13 @@ func parsePullOptions(ff *fields, pl *Plugin) {
 		host = ref.Registry
 	}
 	plain, pn := boolField(of, "plainHttp")
-	if plain && !loopbackRegistry(host) {
+	if plain && !modref.LoopbackRegistry(host) {
 		of.p.warn(pn, "%s: wasmxds reaches %s over plain HTTP only when started with `serve --insecure-registry %s`; "+
 			"a manifest cannot turn it on", of.sub("plainHttp"), host, host)
 	}
 	skip, sn := boolField(of, "insecureSkipVerify")
 	switch {
-	case skip && loopbackRegistry(host):
+	case skip && modref.LoopbackRegistry(host):
 		of.p.warn(sn, "%s: moot: %s is a loopback registry, which wasmxds always reaches over plain HTTP", of.sub("insecureSkipVerify"), host)
 	case skip && plain:
 		of.p.warn(sn, "%s: moot with plainHttp (no TLS to verify)", of.sub("insecureSkipVerify"))
@@ -155,20 +153,6 @@ func parsePullOptions(ff *fields, pl *Plugin) {
 			"certificate the server trusts (SSL_CERT_FILE), or serve it over plain HTTP with `serve --insecure-registry %s`",
 			of.sub("insecureSkipVerify"), host)
 	}
-}
-
-// loopbackRegistry reports whether the fetcher always reaches a registry
-// over plain HTTP.
-func loopbackRegistry(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	switch strings.Trim(host, "[]") {
-	case "localhost", "127.0.0.1", "::1":
-		return true
-	}
-	return false
 }
 
 // boolField reads a boolean.

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"oras.land/oras-go/v2/registry"
@@ -93,13 +92,12 @@ func newHTTPClient(base http.RoundTripper, p RetryPolicy, pol netPolicy) *http.C
 
 // plainHTTP reports whether a registry is spoken to over plain HTTP.
 func plainHTTP(hostport string, insecure []string) bool {
+	if modref.LoopbackRegistry(hostport) {
+		return true
+	}
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
-	}
-	switch strings.Trim(host, "[]") {
-	case "localhost", "127.0.0.1", "::1":
-		return true
 	}
 	for _, r := range insecure {
 		if r == hostport || r == host {

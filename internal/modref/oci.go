@@ -1,6 +1,7 @@
 package modref
 
 import (
+	"net"
 	"strings"
 
 	"oras.land/oras-go/v2/registry"
@@ -65,4 +66,19 @@ func splitHost(name string) (host, path string) {
 		host = DockerHub
 	}
 	return host, rest
+}
+
+// LoopbackRegistry reports whether a registry host[:port] is on this
+// machine (localhost, 127.0.0.1, ::1): such a registry is always reached
+// over plain HTTP, with no --insecure-registry needed.
+func LoopbackRegistry(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	switch strings.Trim(host, "[]") {
+	case "localhost", "127.0.0.1", "::1":
+		return true
+	}
+	return false
 }
