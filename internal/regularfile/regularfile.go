@@ -5,6 +5,7 @@
 package regularfile
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -78,12 +79,12 @@ func describe(m fs.FileMode) string {
 
 // ContextReader returns a reader of r that stops with ctx's error once ctx
 // is done, so that a long copy is bounded by the caller's deadline.
-func ContextReader(ctx interface{ Err() error }, r io.Reader) io.Reader {
+func ContextReader(ctx context.Context, r io.Reader) io.Reader {
 	return &ctxReader{ctx: ctx, r: r}
 }
 
 type ctxReader struct {
-	ctx interface{ Err() error }
+	ctx context.Context
 	r   io.Reader
 }
 
