@@ -44,6 +44,7 @@ func TestReplicasFailover(t *testing.T) {
 	loads := f.startLoad(t)
 
 	// Move: kill -9 every replica an Envoy is on.
+	f.waitSettled(t)
 	before := f.envoyState(t)
 	killed := f.killConnectedReplicas(t)
 	f.waitResubscribed(t, killed)
@@ -71,6 +72,7 @@ func TestReplicasFailover(t *testing.T) {
 	for _, s := range killed {
 		s.start()
 	}
+	f.waitSettled(t)
 	settled := f.envoyState(t)
 	var survivors []*server
 	for _, s := range f.replicas {
@@ -273,6 +275,28 @@ func (f *replicaFleet) envoyState(t *testing.T) map[string]envoyView {
 		out[e.nodeID] = v
 	}
 	return out
+}
+
+// waitSettled waits until no Envoy holds a plugin config marked as a
+// first module's confirmation (its module URL carries "?attempt="): the
+// mark is dropped once every node of the group runs the module, and a
+// replica that takes over a node running it sends the plain config, so a
+// state captured before the mark is dropped would differ from the one
+// after a move for that reason alone.
+func (f *replicaFleet) waitSettled(t *testing.T) {
+	t.Helper()
+	for _, e := range f.envoys {
+		eventually(t, applyTimeout, func() error {
+			dump, err := e.admin("/config_dump?resource=ecds_filters")
+			if err != nil {
+				return err
+			}
+			if strings.Contains(dump, "attempt=") {
+				return fmt.Errorf("envoy %s still holds a first module's confirmation config", e.nodeID)
+			}
+			return nil
+		})
+	}
 }
 
 // assertUnchanged checks that every Envoy holds the versions it held
