@@ -10,12 +10,13 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// A stream is bound to the node of its first request. go-control-plane
-// serves each request for the node that request names, so a client
-// admitted as one node could otherwise ask as another (one its identity is
-// not granted) on the same stream and receive that node's configuration.
+// A stream is bound to the node of its first request: the delivery cache
+// serves every request of a stream from the group the stream was admitted
+// into (see deliveryCache.direct), whatever node a later request names.
 // Envoy sends the same node on every request of a stream, or none after
-// the first; any other node ends the stream.
+// the first; any other node ends the stream, so that a client admitted as
+// one node is told it cannot ask as another (one its identity is not
+// granted) rather than being quietly served as the first.
 
 // keepBinding checks a later request's node against the node its stream
 // was admitted as. A request without a node is the bound node's. A node
@@ -130,14 +131,4 @@ func checkNode(node *corev3.Node) error {
 		}
 	}
 	return nil
-}
-
-// serveBound makes a request admitted on a stream name the stream's bound
-// node, so that the cache serves that node whatever the request carried
-// (go-control-plane takes the node from the latest request, and the delta
-// server fills in a missing one only after the callback).
-func (s *Server) serveBound(key streamKey, node **corev3.Node) {
-	if b := s.tracker.boundNode(key); b != nil {
-		*node = b
-	}
 }

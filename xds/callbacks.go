@@ -49,37 +49,24 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 	if err != nil {
 		return err
 	}
-	c.s.serveBound(streamKey{id: id}, &req.Node)
-	if rejected == "" && req.GetVersionInfo() != "" && !c.s.cached(group) {
-		// The watch opens before the cache holds the group's snapshot,
-		// and the cache answers a snapshot set later only where its
-		// version differs from the one the request reports: a returning
-		// node that holds those versions would not be answered. Asking
-		// as a node that holds nothing gets it the snapshot (the same
-		// versions: nothing changes in Envoy). Where the cache does hold
-		// it, it keeps it while this node is attached, so the watch
-		// created next finds it and answers a new stream at once.
-		req.VersionInfo = ""
-	}
+	holds := req.GetVersionInfo()
 	if rejected != "" {
-		// A SotW NACK carries the last accepted version, which differs from
-		// the snapshot's, so the cache would resend the rejected config at
-		// once, forever. Presenting the rejected version parks the watch
-		// until the snapshot changes.
-		req.VersionInfo = rejected
+		holds = rejected // a NACK: park the watch until the version changes
 	}
+	c.s.cache.direct(streamKey{id: id}, req, routing{group: group, holds: holds})
 	return nil
 }
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
 	// Delta needs no NACK handling: the cache compares per-resource
 	// versions with what it sent, so a rejected config is not resent.
-	_, _, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
+	_, group, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
 		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: req.GetInitialResourceVersions()})
-	if err == nil {
-		c.s.serveBound(streamKey{delta: true, id: id}, &req.Node)
+	if err != nil {
+		return err
 	}
-	return err
+	c.s.cache.direct(streamKey{delta: true, id: id}, req, routing{group: group})
+	return nil
 }
 
 func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
@@ -98,6 +85,7 @@ func (c callbacks) OnFetchResponse(*discoverygrpc.DiscoveryRequest, *discoverygr
 
 // closeStream forgets a stream and the group membership of its node.
 func (s *Server) closeStream(key streamKey) {
+	s.cache.streamClosed(key)
 	group, nodeID, attached, gone := s.tracker.close(key)
 	if !attached {
 		return

@@ -17,31 +17,31 @@ import (
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
-// heldCache holds the first SetSnapshot of one group until released, and
-// reports each SotW watch once the cache has opened it: a test can put a
-// request's watch between the moment the server records a group's
+// heldCache holds the first snapshot set for one group until released,
+// and reports each SotW watch once the cache has opened it: a test can put
+// a request's watch between the moment the server records a group's
 // versions and the moment the cache has its snapshot.
 type heldCache struct {
-	cache.SnapshotCache
+	snapshotStore
 	group   string
 	once    sync.Once
-	setting chan struct{} // the group's first SetSnapshot has begun
+	setting chan struct{} // the group's first snapshot is being set
 	release chan struct{} // closed: it goes on
 	watched chan string   // the type of each watch opened
 }
 
-func (c *heldCache) SetSnapshot(ctx context.Context, node string, snap cache.ResourceSnapshot) error {
-	if node == c.group {
+func (c *heldCache) set(group string, snap *servedSnapshot) {
+	if group == c.group {
 		c.once.Do(func() {
 			c.setting <- struct{}{}
 			<-c.release
 		})
 	}
-	return c.SnapshotCache.SetSnapshot(ctx, node, snap)
+	c.snapshotStore.set(group, snap)
 }
 
 func (c *heldCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	cancel, err := c.SnapshotCache.CreateWatch(req, sub, out)
+	cancel, err := c.snapshotStore.CreateWatch(req, sub, out)
 	c.watched <- req.GetTypeUrl()
 	return cancel, err
 }
@@ -65,8 +65,8 @@ func TestReturningNodeAnsweredWhileItsGroupsFirstSnapshotIsSet(t *testing.T) {
 
 	hc := &heldCache{group: nodeGroupKey(id, labels), setting: make(chan struct{}), release: make(chan struct{}),
 		watched: make(chan string, 8)}
-	srv, addr, _ := startServerWrapping(t, ServerOptions{}, fakeTranslate, func(c cache.SnapshotCache) cache.SnapshotCache {
-		hc.SnapshotCache = c
+	srv, addr, _ := startServerWrapping(t, ServerOptions{}, fakeTranslate, func(c snapshotStore) snapshotStore {
+		hc.snapshotStore = c
 		return hc
 	})
 	stream := openSotW(t, addr)

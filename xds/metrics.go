@@ -11,7 +11,6 @@ import (
 const (
 	reasonInconsistent = "inconsistent"
 	reasonInvalid      = "invalid"
-	reasonSetFailed    = "set_failed"
 )
 
 // serverMetrics are the ADS server's Prometheus metrics. Labels are limited to

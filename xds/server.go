@@ -14,9 +14,9 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	gcplog "github.com/envoyproxy/go-control-plane/pkg/log"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/config"
 	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -77,7 +77,7 @@ type Server struct {
 	idleTimeout time.Duration
 	maxIdle     int
 	maxSets     int
-	cache       cache.SnapshotCache
+	cache       snapshotStore
 	xds         serverv3.Server
 	cancel      context.CancelFunc
 	tracker     *tracker
@@ -167,10 +167,10 @@ func newGroup(labels map[string]string, bucket int) *group {
 // Update is called. It fails only if its metrics cannot be registered.
 func NewServer(opts ServerOptions) (*Server, error) { return newServer(opts, nil) }
 
-// newServer is NewServer with the snapshot cache passed through wrap, when
+// newServer is NewServer with the delivery cache passed through wrap, when
 // set, before the ADS server is built on it, so that in-package tests can
 // watch and hold the calls made to the cache.
-func newServer(opts ServerOptions, wrap func(cache.SnapshotCache) cache.SnapshotCache) (*Server, error) {
+func newServer(opts ServerOptions, wrap func(snapshotStore) snapshotStore) (*Server, error) {
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -201,14 +201,14 @@ func newServer(opts ServerOptions, wrap func(cache.SnapshotCache) cache.Snapshot
 	metrics.watchPlugins(s.deliveries)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.cache = cache.NewSnapshotCache(true, groupHash{}, cacheLogger(logger))
+	s.cache = newDeliveryCache()
 	if wrap != nil {
 		s.cache = wrap(s.cache)
 	}
 	// Ordered ADS sends a SotW update's types in dependency order (clusters
 	// before the listeners and routes that use them) instead of whichever
 	// watch fires first, so Envoy never sees a route to a cluster it lacks.
-	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s}, sotw.WithOrderedADS())
+	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s}, sotw.WithOrderedADS(), withLogger(s.log))
 	return s, nil
 }
 
@@ -342,15 +342,6 @@ func (s *Server) Problems() []Problem {
 	return out
 }
 
-// cached reports whether the cache holds a snapshot for a group. The
-// group's versions do not tell: rebuild records them before it sets the
-// snapshot. A snapshot leaves the cache only with its group, and a group
-// goes only when none of its nodes is attached.
-func (s *Server) cached(group string) bool {
-	_, err := s.cache.GetSnapshot(group)
-	return err == nil
-}
-
 // ensureGroup builds a group's first snapshot when a node with a new label
 // set connects after an Input is known. It runs in the stream's request
 // callback, before the watch is created, so the node is answered at once.
@@ -426,7 +417,7 @@ type translation struct {
 type built struct {
 	exts     []*corev3.TypedExtensionConfig
 	ecds     map[string]ecdsEntry
-	snap     *cache.Snapshot
+	snap     *servedSnapshot
 	versions typeVersions
 	err      error
 }
@@ -510,13 +501,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	if !changed {
 		return
 	}
-	if err := s.cache.SetSnapshot(context.Background(), key, snap); err != nil {
-		s.mu.Lock()
-		g.versions, g.setAt = old, oldSetAt
-		s.mu.Unlock()
-		s.snapshotFailed(key, reasonSetFailed, err)
-		return
-	}
+	s.cache.set(key, snap)
 	s.log.Info("snapshot set", "group", key, "versions", versionAttrs(versions), "problems", len(problems))
 }
 
@@ -644,7 +629,7 @@ func (s *Server) releaseIdleLocked() {
 			continue
 		}
 		if g.versions != nil {
-			s.cache.ClearSnapshot(key)
+			s.cache.clear(key)
 			g.versions, g.setAt, g.current = nil, nil, nil
 		}
 	}
@@ -693,20 +678,22 @@ func (s *Server) dropIdleGroupsLocked(now time.Time) {
 }
 
 func (s *Server) dropGroupLocked(key, why string) {
-	s.cache.ClearSnapshot(key)
+	s.cache.clear(key)
 	delete(s.groups, key)
 	s.metrics.groupsDropped.Inc()
 	s.log.Info("dropped idle node group", "group", key, "reason", why)
 }
 
-// cacheLogger routes go-control-plane's own logs into slog. Its Info
-// messages are per-watch chatter, so they go to Debug.
-func cacheLogger(l *slog.Logger) gcplog.Logger {
-	l = l.With("component", "xds-cache")
-	return gcplog.LoggerFuncs{
-		DebugFunc: func(f string, a ...any) { l.Debug(fmt.Sprintf(f, a...)) },
-		InfoFunc:  func(f string, a ...any) { l.Debug(fmt.Sprintf(f, a...)) },
-		WarnFunc:  func(f string, a ...any) { l.Info(fmt.Sprintf(f, a...)) },
-		ErrorFunc: func(f string, a ...any) { l.Error(fmt.Sprintf(f, a...)) },
+// withLogger routes go-control-plane's own logs into slog. Its Info
+// messages are per-stream chatter, so they go to Debug.
+func withLogger(l *slog.Logger) config.XDSOption {
+	l = l.With("component", "xds-protocol")
+	return func(o *config.Opts) {
+		o.Logger = gcplog.LoggerFuncs{
+			DebugFunc: func(f string, a ...any) { l.Debug(fmt.Sprintf(f, a...)) },
+			InfoFunc:  func(f string, a ...any) { l.Debug(fmt.Sprintf(f, a...)) },
+			WarnFunc:  func(f string, a ...any) { l.Info(fmt.Sprintf(f, a...)) },
+			ErrorFunc: func(f string, a ...any) { l.Error(fmt.Sprintf(f, a...)) },
+		}
 	}
 }

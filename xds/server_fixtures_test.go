@@ -12,7 +12,6 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -181,10 +180,10 @@ func startServerTranslating(t *testing.T, opts ServerOptions, translate func(Inp
 	return startServerWrapping(t, opts, translate, nil)
 }
 
-// startServerWrapping is startServerTranslating with the snapshot cache
+// startServerWrapping is startServerTranslating with the delivery cache
 // passed through wrap (see newServer).
 func startServerWrapping(t *testing.T, opts ServerOptions, translate func(Input, map[string]string) (*Resources, []Problem),
-	wrap func(cache.SnapshotCache) cache.SnapshotCache) (*Server, string, *prometheus.Registry) {
+	wrap func(snapshotStore) snapshotStore) (*Server, string, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg

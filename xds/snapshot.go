@@ -1,16 +1,20 @@
 package xds
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // emptyGroup is the group key of nodes without labels. It is not empty so
@@ -53,21 +57,48 @@ func GroupKey(labels map[string]string) string {
 // showed in profiles of large fleets.
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `=`, `\=`)
 
-// groupHash makes the SnapshotCache key its snapshots by label set and
-// rollout bucket (nodeGroupKey), so every node of a group reads one shared
-// snapshot.
-type groupHash struct{}
-
-// ID implements cache.NodeHash.
-func (groupHash) ID(node *corev3.Node) string { return nodeGroupKey(node.GetId(), NodeLabels(node)) }
-
 // typeVersions is the version of each served type in one snapshot.
 type typeVersions map[string]string
 
+// servedSnapshot is a group's resources as the delivery cache serves them:
+// per type, its version and each resource marshaled once, the bytes shared
+// by every response that carries them, to every node of every group built
+// from it.
+type servedSnapshot struct {
+	types map[string]*servedType
+}
+
+// servedType is one type of a servedSnapshot.
+type servedType struct {
+	version string
+	items   []*servedResource // in the order they were built
+	byName  map[string]*servedResource
+}
+
+// servedResource is one resource, marshaled.
+type servedResource struct {
+	name    string
+	version string     // the hash of its bytes: what delta clients track
+	any     *anypb.Any // state-of-the-world responses carry this
+	delta   *discoverygrpc.Resource
+}
+
+// within reports whether every resource of the type is among names.
+func (t *servedType) within(names []string) bool {
+	set := nameSet(names)
+	for _, r := range t.items {
+		if !set[r.name] {
+			return false
+		}
+	}
+	return true
+}
+
 // buildSnapshot turns a group's resources into a snapshot whose per-type
 // version is a hash of that type's content, so unchanged types keep their
-// version and Envoy is sent nothing for them.
-func buildSnapshot(res *Resources) (*cache.Snapshot, typeVersions, error) {
+// version and Envoy is sent nothing for them. Each resource is marshaled
+// once, here.
+func buildSnapshot(res *Resources) (*servedSnapshot, typeVersions, error) {
 	if res == nil {
 		res = &Resources{}
 	}
@@ -78,17 +109,51 @@ func buildSnapshot(res *Resources) (*cache.Snapshot, typeVersions, error) {
 		resource.ExtensionConfigType: toResources(res.Extensions),
 		resource.SecretType:          toResources(res.Secrets),
 	}
-	snap := &cache.Snapshot{}
-	versions := make(typeVersions, len(byType))
+	// go-control-plane's consistency check: every route configuration a
+	// listener names is present, and so on.
+	check := &cache.Snapshot{}
 	for typeURL, items := range byType {
-		v := typeVersion(items)
-		snap.Resources[cache.GetResponseType(typeURL)] = cache.NewResources(v, items)
-		versions[typeURL] = v
+		check.Resources[cache.GetResponseType(typeURL)] = cache.NewResources("", items)
 	}
-	if err := snap.Consistent(); err != nil {
+	if err := check.Consistent(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errInconsistent, err)
 	}
+	snap := &servedSnapshot{types: make(map[string]*servedType, len(byType))}
+	versions := make(typeVersions, len(byType))
+	for typeURL, items := range byType {
+		st, err := serveType(typeURL, items)
+		if err != nil {
+			return nil, nil, err
+		}
+		snap.types[typeURL] = st
+		versions[typeURL] = st.version
+	}
 	return snap, versions, nil
+}
+
+// serveType marshals one type's resources. Its version is ResourceHash of
+// them, computed from the same bytes.
+func serveType(typeURL string, items []types.Resource) (*servedType, error) {
+	st := &servedType{items: make([]*servedResource, 0, len(items)), byName: make(map[string]*servedResource, len(items))}
+	h := sha256.New()
+	var n [8]byte
+	for _, item := range items {
+		b, err := stableMarshal.Marshal(item)
+		if err != nil {
+			return nil, fmt.Errorf("marshal %s %q: %w", typeLabel(typeURL), cache.GetResourceName(item), err)
+		}
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+		name := cache.GetResourceName(item)
+		a := &anypb.Any{TypeUrl: typeURL, Value: b}
+		r := &servedResource{name: name, version: cache.HashResource(b), any: a}
+		r.delta = &discoverygrpc.Resource{Name: name, Version: r.version, Resource: a}
+		st.items = append(st.items, r)
+		st.byName[name] = r
+	}
+	st.version = hex.EncodeToString(h.Sum(nil))
+	return st, nil
 }
 
 func toResources[T proto.Message](msgs []T) []types.Resource {
@@ -97,15 +162,4 @@ func toResources[T proto.Message](msgs []T) []types.Resource {
 		out[i] = m
 	}
 	return out
-}
-
-// typeVersion is the version of one type's resources: their content hash,
-// so that equal content gives equal versions in every process. It is never
-// empty, which a SotW Envoy would take for "nothing received yet".
-func typeVersion(items []types.Resource) string {
-	msgs := make([]proto.Message, len(items))
-	for i, r := range items {
-		msgs[i] = r
-	}
-	return ResourceHash(msgs...)
 }

@@ -1,0 +1,389 @@
+package xds
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+)
+
+// The delivery cache is the store go-control-plane's ADS server reads from:
+// it holds each group's snapshot, marshaled once, and the open watches of
+// the streams, and it decides when a watch is answered. It implements
+// go-control-plane's cache.Cache so that the library keeps the protocol
+// (streams, nonces, ordering of an ADS stream's types) while the decision
+// of what a node is sent, and when, stays here and needs no request to be
+// rewritten:
+//
+//   - A state-of-the-world watch is answered when the group's version of
+//     its type differs from the version the node holds, or, on the same
+//     version, when it subscribes to a resource not yet sent on its stream
+//     (a new stream is answered once, with what the node already holds;
+//     Envoy ignores an identical config).
+//   - A NACK parks the watch until the type's version differs from the one
+//     the node rejected: the request carries the last version it accepted,
+//     and answering that would resend the rejected config at once, forever.
+//   - A watch opened before its group has a snapshot (a node returning to a
+//     restarted replica, or a group built again after going idle) is
+//     answered as soon as the snapshot is set, whatever version the node
+//     reported.
+//   - A delta watch is answered with the resources whose version differs
+//     from what its stream holds, and those removed, and the first request
+//     of a wildcard subscription always, so that Envoy completes its
+//     initialization.
+//
+// Which group a request reads is decided by the stream it came on: the
+// request callback hands the cache each admitted request with its group
+// (see direct), so the node a request names plays no part.
+
+// errUnrouted ends a stream whose request reached the cache without being
+// admitted; it cannot happen while the callbacks route every request.
+var errUnrouted = errors.New("xds: request was not admitted on its stream")
+
+// snapshotStore is what the Server needs of its delivery cache; in-package
+// tests wrap it to hold calls.
+type snapshotStore interface {
+	cache.Cache
+	set(group string, snap *servedSnapshot)
+	clear(group string)
+	has(group string) bool
+	direct(key streamKey, req any, r routing)
+	streamClosed(key streamKey)
+}
+
+// routing is what the request callback decided about a request: the group
+// whose snapshot answers it and the version the node is known to hold for
+// its type (the rejected one after a NACK).
+type routing struct {
+	group string
+	holds string
+}
+
+type deliveryCache struct {
+	mu     sync.Mutex
+	groups map[string]*cacheEntry
+	// routed holds the routing of each admitted request until its watch is
+	// created; byStream the last request routed per stream and type, so
+	// that one the server skipped (a stale nonce) does not stay behind.
+	routed   map[any]routing
+	byStream map[streamKey]map[string]any
+}
+
+// cacheEntry is one group's snapshot and the watches waiting on it.
+type cacheEntry struct {
+	snap  *servedSnapshot
+	sotw  []*sotwWatch
+	delta []*deltaWatch
+}
+
+type sotwWatch struct {
+	req   *discoverygrpc.DiscoveryRequest
+	sub   cache.Subscription
+	out   chan cache.Response
+	holds string
+	// anyVersion: opened before the group had a snapshot, so it is
+	// answered by the first one whatever version the node reported.
+	anyVersion bool
+}
+
+type deltaWatch struct {
+	req *discoverygrpc.DeltaDiscoveryRequest
+	sub cache.Subscription
+	out chan cache.DeltaResponse
+}
+
+func newDeliveryCache() *deliveryCache {
+	return &deliveryCache{groups: map[string]*cacheEntry{}, routed: map[any]routing{},
+		byStream: map[streamKey]map[string]any{}}
+}
+
+var _ cache.Cache = (*deliveryCache)(nil)
+
+// direct records where an admitted request of a stream goes; req is the
+// *DiscoveryRequest or *DeltaDiscoveryRequest the server passes on to
+// CreateWatch or CreateDeltaWatch next.
+func (c *deliveryCache) direct(key streamKey, req any, r routing) {
+	typeURL := requestType(req)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	last := c.byStream[key]
+	if last == nil {
+		last = map[string]any{}
+		c.byStream[key] = last
+	}
+	if prev, ok := last[typeURL]; ok {
+		delete(c.routed, prev)
+	}
+	last[typeURL] = req
+	c.routed[req] = r
+}
+
+// streamClosed forgets the routing of a stream's requests.
+func (c *deliveryCache) streamClosed(key streamKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, req := range c.byStream[key] {
+		delete(c.routed, req)
+	}
+	delete(c.byStream, key)
+}
+
+func requestType(req any) string {
+	switch r := req.(type) {
+	case *discoverygrpc.DiscoveryRequest:
+		return r.GetTypeUrl()
+	case *discoverygrpc.DeltaDiscoveryRequest:
+		return r.GetTypeUrl()
+	}
+	return ""
+}
+
+// takeRouting returns and forgets the routing of req. The caller holds mu.
+func (c *deliveryCache) takeRoutingLocked(req any) (routing, bool) {
+	r, ok := c.routed[req]
+	delete(c.routed, req)
+	return r, ok
+}
+
+func (c *deliveryCache) entryLocked(group string) *cacheEntry {
+	e := c.groups[group]
+	if e == nil {
+		e = &cacheEntry{}
+		c.groups[group] = e
+	}
+	return e
+}
+
+// has reports whether the group has a snapshot.
+func (c *deliveryCache) has(group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.groups[group]
+	return e != nil && e.snap != nil
+}
+
+// set makes snap the group's snapshot and answers the watches it
+// satisfies, in the order ADS delivers types (clusters first).
+func (c *deliveryCache) set(group string, snap *servedSnapshot) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entryLocked(group)
+	e.snap = snap
+	waiting := e.sotw
+	e.sotw = nil
+	slices.SortStableFunc(waiting, func(a, b *sotwWatch) int {
+		return cmp.Compare(typeOrder(a.req.GetTypeUrl()), typeOrder(b.req.GetTypeUrl()))
+	})
+	for _, w := range waiting {
+		if !c.answerLocked(w, snap) {
+			e.sotw = append(e.sotw, w)
+		}
+	}
+	deltas := e.delta
+	e.delta = nil
+	slices.SortStableFunc(deltas, func(a, b *deltaWatch) int {
+		return cmp.Compare(typeOrder(a.req.GetTypeUrl()), typeOrder(b.req.GetTypeUrl()))
+	})
+	for _, w := range deltas {
+		if !answerDelta(w, snap) {
+			e.delta = append(e.delta, w)
+		}
+	}
+}
+
+// clear drops the group's snapshot; its watches wait for the next one.
+func (c *deliveryCache) clear(group string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.groups[group]
+	if e == nil {
+		return
+	}
+	e.snap = nil
+	if len(e.sotw) == 0 && len(e.delta) == 0 {
+		delete(c.groups, group)
+	}
+}
+
+func typeOrder(typeURL string) int {
+	if i := slices.Index(servedTypes, typeURL); i >= 0 {
+		return i
+	}
+	return len(servedTypes)
+}
+
+// CreateWatch implements cache.ConfigWatcher for state-of-the-world
+// requests.
+func (c *deliveryCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.takeRoutingLocked(req)
+	if !ok {
+		return nil, errUnrouted
+	}
+	e := c.entryLocked(r.group)
+	w := &sotwWatch{req: req, sub: sub, out: out, holds: r.holds, anyVersion: e.snap == nil}
+	if e.snap != nil && c.answerLocked(w, e.snap) {
+		return func() {}, nil
+	}
+	e.sotw = append(e.sotw, w)
+	return func() { c.cancelSotW(r.group, w) }, nil
+}
+
+// CreateDeltaWatch implements cache.ConfigWatcher for delta requests.
+func (c *deliveryCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.takeRoutingLocked(req)
+	if !ok {
+		return nil, errUnrouted
+	}
+	e := c.entryLocked(r.group)
+	w := &deltaWatch{req: req, sub: sub, out: out}
+	if e.snap != nil && answerDelta(w, e.snap) {
+		return nil, nil
+	}
+	e.delta = append(e.delta, w)
+	return func() { c.cancelDelta(r.group, w) }, nil
+}
+
+// Fetch implements cache.ConfigFetcher: REST polling is not served.
+func (c *deliveryCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
+	return nil, errors.New("xds: REST fetch is not served; use ADS")
+}
+
+func (c *deliveryCache) cancelSotW(group string, w *sotwWatch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.groups[group]; e != nil {
+		e.sotw = slices.DeleteFunc(e.sotw, func(x *sotwWatch) bool { return x == w })
+		c.dropIfUnusedLocked(group, e)
+	}
+}
+
+func (c *deliveryCache) cancelDelta(group string, w *deltaWatch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.groups[group]; e != nil {
+		e.delta = slices.DeleteFunc(e.delta, func(x *deltaWatch) bool { return x == w })
+		c.dropIfUnusedLocked(group, e)
+	}
+}
+
+func (c *deliveryCache) dropIfUnusedLocked(group string, e *cacheEntry) {
+	if e.snap == nil && len(e.sotw) == 0 && len(e.delta) == 0 {
+		delete(c.groups, group)
+	}
+}
+
+// answerLocked sends w its type of snap if the rules above say so, and
+// reports whether it did.
+func (c *deliveryCache) answerLocked(w *sotwWatch, snap *servedSnapshot) bool {
+	typeURL := w.req.GetTypeUrl()
+	st := snap.types[typeURL]
+	if st == nil {
+		return false
+	}
+	if !w.anyVersion && w.holds == st.version && !missingFromStream(w.sub, st) {
+		return false
+	}
+	names := w.req.GetResourceNames()
+	if len(names) > 0 && !st.within(names) {
+		// ADS: a named subscription is answered only once it names every
+		// resource of the type (Envoy asks again as its listeners and
+		// routes reference them).
+		return false
+	}
+	resp := &discoverygrpc.DiscoveryResponse{VersionInfo: st.version, TypeUrl: typeURL}
+	returned := make(map[string]string, len(st.items))
+	want := nameSet(names)
+	for _, r := range st.items {
+		if want != nil && !want[r.name] {
+			continue
+		}
+		resp.Resources = append(resp.Resources, r.any)
+		returned[r.name] = st.version
+	}
+	w.out <- &cache.PassthroughResponse{Request: w.req, DiscoveryResponse: resp, ReturnedResources: returned}
+	return true
+}
+
+// missingFromStream reports whether the subscription wants a resource of
+// st its stream was not sent yet.
+func missingFromStream(sub cache.Subscription, st *servedType) bool {
+	known := sub.ReturnedResources()
+	if sub.IsWildcard() {
+		for _, r := range st.items {
+			if _, ok := known[r.name]; !ok {
+				return true
+			}
+		}
+		return false
+	}
+	for name := range sub.SubscribedResources() {
+		if _, ok := known[name]; !ok && st.byName[name] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// answerDelta sends w what its stream lacks of its type in snap, if
+// anything (or if it is a wildcard subscription's first request), and
+// reports whether it did.
+func answerDelta(w *deltaWatch, snap *servedSnapshot) bool {
+	typeURL := w.req.GetTypeUrl()
+	st := snap.types[typeURL]
+	if st == nil {
+		st = &servedType{}
+	}
+	known := w.sub.ReturnedResources()
+	next := map[string]string{}
+	resp := &discoverygrpc.DeltaDiscoveryResponse{SystemVersionInfo: st.version, TypeUrl: typeURL}
+	if w.sub.IsWildcard() {
+		for _, r := range st.items {
+			next[r.name] = r.version
+			if prev, ok := known[r.name]; !ok || prev != r.version {
+				resp.Resources = append(resp.Resources, r.delta)
+			}
+		}
+		for name := range known {
+			if st.byName[name] == nil {
+				resp.RemovedResources = append(resp.RemovedResources, name)
+			}
+		}
+	} else {
+		for name := range w.sub.SubscribedResources() {
+			prev, found := known[name]
+			if r := st.byName[name]; r != nil {
+				if prev != r.version {
+					resp.Resources = append(resp.Resources, r.delta)
+				}
+				next[name] = r.version
+			} else if found {
+				resp.RemovedResources = append(resp.RemovedResources, name)
+			}
+		}
+	}
+	slices.Sort(resp.RemovedResources)
+	if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !(w.sub.IsWildcard() && w.req.GetResponseNonce() == "") {
+		return false
+	}
+	w.out <- &cache.DeltaPassthroughResponse{DeltaRequest: w.req, NextVersionMap: next, DeltaDiscoveryResponse: resp}
+	return true
+}
+
+func nameSet(names []string) map[string]bool {
+	if len(names) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return set
+}
