@@ -44,6 +44,22 @@ type ConvergenceResult struct {
 	// targets.
 	RSSIdle, RSSConnected, RSSAfter int64
 	Settle                          time.Duration // how long RSSAfter took to reach
+	// RoundCPU is, per round, the CPU time (user + system) the server
+	// process spent from the change until the last client ACKed. Empty
+	// for in-process targets.
+	RoundCPU []time.Duration
+}
+
+// CPUPerRound is the mean CPU time the server spent on a round.
+func (r ConvergenceResult) CPUPerRound() time.Duration {
+	if len(r.RoundCPU) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, c := range r.RoundCPU {
+		sum += c
+	}
+	return sum / time.Duration(len(r.RoundCPU))
 }
 
 // Percentile returns the q-quantile (0 < q ≤ 1) of sorted delays.
@@ -110,12 +126,18 @@ func runRounds(ctx context.Context, t Target, fleet *Fleet, rounds int, timeout 
 			return fmt.Errorf("%s: prepare round %d: %w", t.Name(), i, err)
 		}
 		r := fleet.Begin(marker)
+		cpuStart := cpuOf(t)
 		if err := apply(); err != nil {
 			return fmt.Errorf("%s: round %d: %w", t.Name(), i, err)
 		}
 		rctx, cancel := context.WithTimeout(ctx, timeout)
 		delays, err := r.Wait(rctx, fleet)
 		cancel()
+		if cpuStart >= 0 {
+			if end := cpuOf(t); end >= 0 {
+				res.RoundCPU = append(res.RoundCPU, end-cpuStart)
+			}
+		}
 		res.Missing += res.Clients - len(delays)
 		res.Delays = append(res.Delays, delays...)
 		if len(delays) > 0 {
@@ -126,6 +148,19 @@ func runRounds(ctx context.Context, t Target, fleet *Fleet, rounds int, timeout 
 		}
 	}
 	return nil
+}
+
+// cpuOf is the CPU time the target's process has used, -1 when unknown.
+func cpuOf(t Target) time.Duration {
+	if t.PID() == 0 {
+		return -1
+	}
+	d, err := CPUTime(t.PID())
+	if err != nil {
+		slog.Warn("cpu time", "target", t.Name(), "error", err)
+		return -1
+	}
+	return d
 }
 
 func rssOf(t Target) int64 {

@@ -23,7 +23,7 @@ func BenchmarkConvergence(b *testing.B) {
 	sec := Section{
 		Title: fmt.Sprintf("Convergence: spec change → every client ACKed (%s delivery, %d label groups, half SotW / half delta, %d changes per row)",
 			delivery, groups, rounds),
-		Header: []string{"server", "clients", "p50", "p99", "time to 100%", "p99 / floor", "connect all",
+		Header: []string{"server", "clients", "p50", "p99", "time to 100%", "p99 / floor", "CPU per change", "CPU / floor", "connect all",
 			"RSS idle", "RSS connected", "per client", "RSS after leave (wait)"},
 	}
 	for _, n := range sizes {
@@ -44,11 +44,13 @@ func BenchmarkConvergence(b *testing.B) {
 		b.ReportMetric(float64(wx.P99().Microseconds())/1000, fmt.Sprintf("p99-ms/%d", n))
 		b.ReportMetric(float64(wx.Max().Microseconds())/1000, fmt.Sprintf("all-ms/%d", n))
 		b.ReportMetric(float64(wx.PerClient()), fmt.Sprintf("rss-B/client/%d", n))
+		b.ReportMetric(float64(wx.CPUPerRound().Microseconds())/1000, fmt.Sprintf("cpu-ms/change/%d", n))
 	}
 	sec.Notes = append(sec.Notes,
 		"Times run from just before the change (the spec file's atomic rename for wasmxds, the resource upload for the floor) to each client's ACK of the first response carrying it.",
 		fmt.Sprintf("wasmxds times include the config directory watch's %v debounce; the floor has none.", Debounce),
 		"RSS is the server process's VmRSS; per client = (connected − idle) / clients; \"after leave\" is polled until within 10% of idle or BENCH_SETTLE_SECONDS (default 30 s); the floor is not waited for.",
+		"CPU per change is the server process's user + system time (/proc/<pid>/stat) from the change until the last client ACKed, averaged over the changes.",
 		"The load generator runs in the same 2 cores as the server.")
 	report.Add(sec)
 }
@@ -84,7 +86,12 @@ func convergenceRow(r, floor ConvergenceResult) []string {
 	if r.Target != floor.Target && floor.P99() > 0 {
 		ratio = fmt.Sprintf("%.2f×", float64(r.P99())/float64(floor.P99()))
 	}
+	cpuRatio := "1.00×"
+	if r.Target != floor.Target && floor.CPUPerRound() > 0 {
+		cpuRatio = fmt.Sprintf("%.2f×", float64(r.CPUPerRound())/float64(floor.CPUPerRound()))
+	}
 	return []string{r.Target, fmt.Sprint(r.Clients), Ms(r.P50()), Ms(r.P99()), Ms(r.Max()), ratio,
+		Ms(r.CPUPerRound()), cpuRatio,
 		r.Connect.Round(100 * time.Millisecond).String(),
 		Bytes(r.RSSIdle), Bytes(r.RSSConnected), fmt.Sprintf("%.1f KiB", float64(r.PerClient())/1024),
 		fmt.Sprintf("%s (%v)", Bytes(r.RSSAfter), r.Settle.Round(time.Second))}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // RSS returns a process's resident set size in bytes, from
@@ -33,6 +34,29 @@ func RSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("rss: no VmRSS in /proc/%d/status", pid)
+}
+
+// CPUTime returns the user plus system CPU time a process has used, from
+// /proc/<pid>/stat (utime and stime, in clock ticks of 100 Hz, the value
+// Linux reports to user space on every architecture Go supports here).
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("cpu time: %w", err)
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, fmt.Errorf("cpu time: unexpected /proc/%d/stat", pid)
+	}
+	// rest starts at field 3 (state): utime and stime are fields 14, 15.
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("cpu time: %w", err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 // RaiseFileLimit lifts the soft open-file limit to the hard one: every
