@@ -74,9 +74,11 @@ type ecdsEntry struct {
 	nackOff bool
 }
 
-// pluginDelivery is what one node did with one plugin's module.
+// pluginDelivery is what one node did with one plugin's module: where it
+// stands (its phase, see machine.go) and the counts the NACK verdicts read.
 type pluginDelivery struct {
 	PluginStatus
+	phase     phase
 	misses    int       // NACKs of this module
 	firstMiss time.Time // first NACK of this module
 	// afterDownload counts NACKs of re-pushes sent after the node had
@@ -84,11 +86,10 @@ type pluginDelivery struct {
 	// the server has finished sending ("failed to load (in progress)"), so
 	// one such NACK is not yet proof that the module cannot run.
 	afterDownload int
-	// unconfirmed: the node ACKed the module as a first module of group
-	// (see confirm.go) and has not ACKed a config that made Envoy create
-	// the VM from its cache since.
-	unconfirmed bool
-	group       string
+	// firstIn is the group the node last ACKed the module in as a first
+	// module not confirmed by that ACK (see confirm.go), "" once an ACK
+	// confirmed it.
+	firstIn string
 }
 
 // deliveries follows every node's plugins.
@@ -110,7 +111,8 @@ func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
 	}
 	p := ps[name]
 	if p == nil || p.SHA256 != sha {
-		p = &pluginDelivery{PluginStatus: PluginStatus{Name: name, SHA256: sha, State: PluginPending}}
+		p = &pluginDelivery{PluginStatus: PluginStatus{Name: name, SHA256: sha}}
+		p.enter(phaseSent, "")
 		ps[name] = p
 	}
 	return p
@@ -151,11 +153,18 @@ func (d *deliveries) acked(node, group string, entries map[string]ecdsEntry, ref
 			continue
 		}
 		p := d.plugin(node, name, e.sha)
+		p.misses = 0
 		downloaded, unconfirmed := first[name]
-		p.State, p.Reason, p.misses = PluginRunning, "", 0
-		p.unconfirmed, p.group = unconfirmed, group
-		if downloaded {
-			p.State = PluginPending
+		p.firstIn = ""
+		switch {
+		case !unconfirmed:
+			p.enter(phaseRunning, "")
+		case downloaded:
+			p.firstIn = group
+			p.enter(phaseWarming, "")
+		default:
+			p.firstIn = group
+			p.enter(phaseProvisional, "")
 		}
 	}
 }
@@ -175,11 +184,11 @@ func (d *deliveries) downloaded(sha, ip string) []firstModule {
 			continue
 		}
 		for name, p := range ps {
-			if p.SHA256 != sha || !p.unconfirmed || p.State == PluginFailed {
+			if p.SHA256 != sha || p.firstIn == "" || p.phase == phaseFailed {
 				continue
 			}
-			p.State, p.Reason = PluginPending, ""
-			if f := (firstModule{group: p.group, plugin: name}); !slices.Contains(out, f) {
+			p.enter(phaseWarming, "")
+			if f := (firstModule{group: p.firstIn, plugin: name}); !slices.Contains(out, f) {
 				out = append(out, f)
 			}
 		}
@@ -189,7 +198,7 @@ func (d *deliveries) downloaded(sha, ip string) []firstModule {
 
 func (d *deliveries) stillRefused(node, name string, refused map[string]map[string]bool) bool {
 	cur := d.nodes[node][name]
-	return cur != nil && cur.State == PluginFailed && refused[name][cur.SHA256]
+	return cur != nil && cur.phase == phaseFailed && refused[name][cur.SHA256]
 }
 
 // nackVerdict is what a NACK of one plugin's module meant.
@@ -227,9 +236,9 @@ func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownl
 			now.Sub(p.firstMiss).Round(time.Millisecond), detail)}
 	}
 	if v.expected {
-		p.State, p.Reason = PluginPending, ""
+		p.enter(phaseFetching, "")
 	} else {
-		p.State, p.Reason = PluginFailed, v.reason
+		p.enter(phaseFailed, v.reason)
 	}
 	return v
 }
