@@ -64,17 +64,17 @@ func TestPluginDeliveryPhases(t *testing.T) {
 			{sent(shaB), phaseSent, PluginPending},
 			{nack(shaB, false, 0), phaseFetching, PluginPending},
 			{nack(shaB, true, time.Second), phaseFetching, PluginPending},
-			{nack(shaB, true, 2 * time.Second), phaseFetching, PluginPending},
-			{nack(shaB, true, 3 * time.Second), phaseFailed, PluginFailed},
+			{nack(shaB, true, 2*time.Second), phaseFetching, PluginPending},
+			{nack(shaB, true, 3*time.Second), phaseFailed, PluginFailed},
 		}},
 		{"a module that never loads", []step{
 			{sent(shaB), phaseSent, PluginPending},
 			{nack(shaB, false, 0), phaseFetching, PluginPending},
-			{nack(shaB, false, loadGiveUp + time.Second), phaseFailed, PluginFailed},
+			{nack(shaB, false, loadGiveUp+time.Second), phaseFailed, PluginFailed},
 		}},
 		{"a refused module stays failed while refused", []step{
 			{nack(shaB, false, 0), phaseFetching, PluginPending},
-			{nack(shaB, false, loadGiveUp + time.Second), phaseFailed, PluginFailed},
+			{nack(shaB, false, loadGiveUp+time.Second), phaseFailed, PluginFailed},
 			{func(d *deliveries) {
 				d.acked(node, group, entries(shaB, false), map[string]map[string]bool{plugin: {shaB: true}}, nil)
 			}, phaseFailed, PluginFailed},

@@ -1,0 +1,197 @@
+package xds
+
+import (
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// The delivery cache's answering rules, event by event, with no server or
+// network: a request is routed, its watch created, snapshots set.
+
+func clustersSnapshot(t *testing.T, names ...string) *servedSnapshot {
+	t.Helper()
+	res := &Resources{}
+	for _, n := range names {
+		res.Clusters = append(res.Clusters, &clusterv3.Cluster{Name: n})
+	}
+	snap, _, err := buildSnapshot(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+type sotwClient struct {
+	t   *testing.T
+	c   *deliveryCache
+	key streamKey
+	sub stream.Subscription
+	out chan cache.Response
+}
+
+func newSotwClient(t *testing.T, c *deliveryCache, id int64) *sotwClient {
+	return &sotwClient{t: t, c: c, key: streamKey{id: id}, sub: stream.NewSotwSubscription(nil, true),
+		out: make(chan cache.Response, 8)}
+}
+
+// request routes a cluster request holding version holds to group and
+// opens its watch.
+func (s *sotwClient) request(group, version, holds string) {
+	s.t.Helper()
+	req := &discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType, VersionInfo: version}
+	s.c.direct(s.key, req, routing{group: group, holds: holds})
+	if _, err := s.c.CreateWatch(req, s.sub, s.out); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// answered returns the response waiting, nil if none.
+func (s *sotwClient) answered() *discoverygrpc.DiscoveryResponse {
+	s.t.Helper()
+	select {
+	case r := <-s.out:
+		s.sub.SetReturnedResources(r.GetReturnedResources())
+		out, err := r.GetDiscoveryResponse()
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		return out
+	default:
+		return nil
+	}
+}
+
+func TestCacheAnswersSotWRequests(t *testing.T) {
+	c := newDeliveryCache()
+	snap1 := clustersSnapshot(t, "a")
+	v1 := snap1.types[resource.ClusterType].version
+
+	// A watch opened before the group's first snapshot is answered by it,
+	// even when the node reported holding that very version (it comes
+	// back to a restarted server).
+	returning := newSotwClient(t, c, 1)
+	returning.request("g", v1, v1)
+	if returning.answered() != nil {
+		t.Fatal("answered with no snapshot")
+	}
+	c.set("g", snap1)
+	if r := returning.answered(); r == nil || r.GetVersionInfo() != v1 || len(r.GetResources()) != 1 {
+		t.Fatalf("returning node: %v", r)
+	}
+
+	// A new stream reporting the current version is answered once (its
+	// stream was sent nothing yet); its ACK then waits.
+	fresh := newSotwClient(t, c, 2)
+	fresh.request("g", v1, v1)
+	if r := fresh.answered(); r == nil || r.GetVersionInfo() != v1 {
+		t.Fatalf("new stream: %v", r)
+	}
+	fresh.request("g", v1, v1)
+	if r := fresh.answered(); r != nil {
+		t.Fatalf("ACK answered again: %v", r)
+	}
+
+	// A NACK of v2 carries v1, the last version accepted; it parks until
+	// the version differs from v2, not from v1.
+	snap2 := clustersSnapshot(t, "a", "b")
+	v2 := snap2.types[resource.ClusterType].version
+	c.set("g", snap2)
+	if r := fresh.answered(); r == nil || r.GetVersionInfo() != v2 {
+		t.Fatalf("update: %v", r)
+	}
+	fresh.request("g", v1, v2)
+	if r := fresh.answered(); r != nil {
+		t.Fatalf("NACK answered with the rejected config again: %v", r)
+	}
+	c.set("g", snap2) // the same content again: nothing
+	if r := fresh.answered(); r != nil {
+		t.Fatalf("NACK answered by an identical snapshot: %v", r)
+	}
+	snap3 := clustersSnapshot(t, "a", "c")
+	c.set("g", snap3)
+	if r := fresh.answered(); r == nil || r.GetVersionInfo() != snap3.types[resource.ClusterType].version {
+		t.Fatalf("after a NACK, the next version: %v", r)
+	}
+
+	// A request reaches the cache only routed by its stream.
+	unrouted := &discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType}
+	if _, err := c.CreateWatch(unrouted, stream.NewSotwSubscription(nil, true), make(chan cache.Response, 1)); err == nil {
+		t.Error("an unrouted request opened a watch")
+	}
+}
+
+// Groups built from one translation share the bytes of each resource:
+// responses to every node carry the same marshaled message.
+func TestCacheSharesMarshaledResources(t *testing.T) {
+	c := newDeliveryCache()
+	snap := clustersSnapshot(t, "a")
+	c.set("g1", snap)
+	c.set("g2", snap)
+	a, b := newSotwClient(t, c, 1), newSotwClient(t, c, 2)
+	a.request("g1", "", "")
+	b.request("g2", "", "")
+	ra, rb := a.answered(), b.answered()
+	if ra == nil || rb == nil {
+		t.Fatal("not answered")
+	}
+	if ra == rb {
+		t.Fatal("two streams share one response message (each sets its own nonce)")
+	}
+	if ra.GetResources()[0] != rb.GetResources()[0] {
+		t.Error("each response marshaled the resource again")
+	}
+	got := &clusterv3.Cluster{}
+	if err := ra.GetResources()[0].UnmarshalTo(got); err != nil || !proto.Equal(got, &clusterv3.Cluster{Name: "a"}) {
+		t.Errorf("resource %v, %v", got, err)
+	}
+}
+
+func TestCacheAnswersDeltaRequests(t *testing.T) {
+	c := newDeliveryCache()
+	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
+	out := make(chan cache.DeltaResponse, 8)
+	watch := func(nonce string) {
+		t.Helper()
+		req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: nonce}
+		c.direct(streamKey{delta: true, id: 1}, req, routing{group: "g"})
+		if _, err := c.CreateDeltaWatch(req, sub, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() *discoverygrpc.DeltaDiscoveryResponse {
+		select {
+		case r := <-out:
+			sub.SetReturnedResources(r.GetNextVersionMap())
+			d, _ := r.GetDeltaDiscoveryResponse()
+			return d
+		default:
+			return nil
+		}
+	}
+	c.set("g", clustersSnapshot(t))
+	watch("")
+	if r := next(); r == nil || len(r.GetResources()) != 0 {
+		t.Fatalf("a wildcard subscription's first request must be answered, even empty: %v", r)
+	}
+	watch("1")
+	c.set("g", clustersSnapshot(t, "a", "b"))
+	if r := next(); r == nil || len(r.GetResources()) != 2 {
+		t.Fatalf("added: %v", r)
+	}
+	watch("2")
+	c.set("g", clustersSnapshot(t, "a"))
+	if r := next(); r == nil || len(r.GetResources()) != 0 || len(r.GetRemovedResources()) != 1 || r.GetRemovedResources()[0] != "b" {
+		t.Fatalf("removed: %v", r)
+	}
+	watch("3")
+	c.set("g", clustersSnapshot(t, "a"))
+	if r := next(); r != nil {
+		t.Fatalf("nothing changed, yet answered: %v", r)
+	}
+}
