@@ -104,7 +104,7 @@ func (s *Server) closeStream(key streamKey) {
 	s.mu.Lock()
 	if g := s.groups[group]; g != nil {
 		if g.nodes--; g.nodes == 0 {
-			g.idleSince = s.clock.Now()
+			s.wentIdleLocked(g)
 		}
 	}
 	s.mu.Unlock()

@@ -38,8 +38,8 @@ type ServerOptions struct {
 	// GroupIdleTimeout is how long a label set with no connected node keeps
 	// its snapshot before it is dropped; zero means 10 minutes.
 	GroupIdleTimeout time.Duration
-	// Clock drives the delivery engine's timers (re-pushes, confirmations)
-	// and its timestamps; nil is the real clock. Tests
+	// Clock drives the delivery engine's timers (re-pushes, confirmations,
+	// idle group expiry) and its timestamps; nil is the real clock. Tests
 	// pass a k8s.io/utils/clock/testing.FakeClock and step it.
 	Clock clock.WithDelayedExecution
 	// MaxIdleGroups caps the groups (label set and rollout bucket, see
@@ -94,6 +94,7 @@ type Server struct {
 	deliveries  *deliveries
 	downloads   downloads
 	repush      *repusher
+	idle        *idleExpiry
 	// translate is Translate; in-package tests replace it to feed the
 	// server resources that real specs cannot produce.
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
@@ -209,6 +210,7 @@ func newServer(opts ServerOptions, wrap func(cache.SnapshotCache) cache.Snapshot
 		translate:   Translate,
 	}
 	s.repush = newRepusher(clk, s.repushPlugin)
+	s.idle = newIdleExpiry(clk, s.expireIdle)
 	metrics.watchPlugins(s.deliveries)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -234,6 +236,7 @@ func (s *Server) Register(reg grpc.ServiceRegistrar) {
 func (s *Server) Close() {
 	s.cancel()
 	s.repush.close()
+	s.idle.close()
 }
 
 // GRPCServerOptions are the gRPC server settings an ADS server needs:
