@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -93,7 +92,7 @@ func (s *Server) closeStream(key streamKey) {
 	s.mu.Lock()
 	if g := s.groups[group]; g != nil {
 		if g.nodes--; g.nodes == 0 {
-			g.idleSince = time.Now()
+			s.wentIdleLocked(g)
 		}
 	}
 	s.mu.Unlock()
@@ -117,7 +116,7 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 	s.mu.Lock()
 	// Connections are a natural moment to forget label sets gone idle,
 	// since Update may not run for a long time when nothing changes.
-	s.dropIdleGroupsLocked(time.Now())
+	s.dropIdleGroupsLocked(s.clock.Now())
 	g := s.groups[a.group]
 	if g == nil {
 		g = newGroup(a.labels, NodeBucket(a.nodeID))
@@ -178,7 +177,7 @@ func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
 func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why error) error {
 	reason, id := truncate(why.Error(), MaxNackDetail), truncate(node.GetId(), maxNodeID)
 	end := status.Error(codes.PermissionDenied, "wasmxds refused node "+id+": "+reason)
-	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: id, Reason: reason, Time: time.Now()}, end)
+	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: id, Reason: reason, Time: s.clock.Now()}, end)
 	s.metrics.refused.Inc()
 	s.log.Warn("node refused", "node", node.GetId(), "identity", identity, "reason", why)
 	return end
@@ -252,5 +251,5 @@ func (s *Server) observeConvergence(a *ack) {
 	if a.opened.After(start) {
 		start = a.opened
 	}
-	s.metrics.convergence.WithLabelValues(typeLabel(a.typeURL)).Observe(time.Since(start).Seconds())
+	s.metrics.convergence.WithLabelValues(typeLabel(a.typeURL)).Observe(s.clock.Since(start).Seconds())
 }

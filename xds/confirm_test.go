@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
@@ -99,7 +100,9 @@ func TestFirstModuleConfirmedAfterItsDownload(t *testing.T) {
 			if p := pluginState(nodeStatus(t, srv, "n")); p.State != PluginPending {
 				t.Errorf("after the node downloaded its first module: %+v, want pending until confirmed", p)
 			}
-			e.Await(t, "the confirmation and the plain config again", func(s xdstest.State) bool {
+			// The confirmation waits downloadSettle for Envoy to cache
+			// the module.
+			stepAwait(t, srv, e, "the confirmation and the plain config again", func(s xdstest.State) bool {
 				return len(fe.configs()) >= 3 && s.Type(resource.ExtensionConfigType).Version != "" &&
 					!strings.Contains(heldURL(t, s), "attempt")
 			})
@@ -142,11 +145,14 @@ func TestFirstModuleWhoseVMFailsIsRefused(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
 			srv.Update(deliveryInput("a"))
-			// The download is seen before the node's ACK.
+			// The download is seen before the node's ACK (it counts when
+			// it finished before: the clock moves on in between).
 			srv.ModuleServed(a, "127.0.0.1:40000")
+			fakeClock(t, srv).Step(time.Millisecond)
 			fe := &firstModuleEnvoy{}
 			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, a)})
-			n := waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
+			// The confirmation, then re-pushes backing off.
+			n := stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 			p := pluginState(n)
 			if p.SHA256 != a || !strings.Contains(p.Reason, "did not create its VM") || !strings.Contains(p.Reason, envoyCreateFailure) {
 				t.Errorf("failed plugin = %+v, want module a, its VM and Envoy's words", p)

@@ -79,7 +79,8 @@ func TestCacheMissIsRepushedAndRefusalFails(t *testing.T) {
 
 			plain := n.Types[resource.ExtensionConfigType].Sent // the version NACKed
 			srv.ModuleServed(strings.Repeat("a", 64), "127.0.0.1:40000")
-			n = waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginRunning })
+			// The re-push, then the confirmation of the module downloaded.
+			n = stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginRunning })
 			if p := pluginState(n); p.SHA256 != strings.Repeat("a", 64) || n.LastNack != nil {
 				t.Errorf("after the re-push: %+v, last NACK %+v", p, n.LastNack)
 			}
@@ -110,7 +111,7 @@ func TestCacheMissIsRepushedAndRefusalFails(t *testing.T) {
 			srv.ModuleServed(strings.Repeat("b", 64), "127.0.0.1:40001")
 			srv.Update(deliveryInput("b"))
 			waitFor(t, "the miss", func() bool { return testutil.ToFloat64(srv.metrics.cacheMisses) == 2 })
-			n = waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
+			n = stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 			p := pluginState(n)
 			if p.SHA256 != strings.Repeat("b", 64) || !strings.Contains(p.Reason, "did not create its VM") ||
 				!strings.Contains(p.Reason, envoyCreateFailure) {
@@ -147,7 +148,7 @@ func TestRefusedFirstModuleStaysFailed(t *testing.T) {
 			srv.ModuleServed(strings.Repeat("a", 64), "127.0.0.1:40000")
 			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACK: rej.Decide})
 			waitFor(t, "the cache miss", func() bool { return testutil.ToFloat64(srv.metrics.cacheMisses) >= 1 })
-			waitStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
+			stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 			e.Await(t, "the stand-in", func(s xdstest.State) bool {
 				a := s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix + "p")
 				return a != nil && heldURL(t, s) == ""

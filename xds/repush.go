@@ -10,11 +10,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"google.golang.org/grpc/peer"
+	"k8s.io/utils/clock"
 
 	"github.com/wasmxds/wasmxds/catalog"
 )
@@ -32,25 +34,32 @@ type repushKey struct {
 	confirm bool
 }
 
-// repusher runs delayed re-pushes, at most one pending per key. Close stops
-// them and waits for any that is running.
+// repusher runs delayed re-pushes, at most one pending per key, on the
+// server's clock. A re-push due at once runs on a goroutine of its own
+// right away (a fake clock would hold a zero-delay timer until stepped).
+// Close stops them and waits for any that is running.
 type repusher struct {
-	fire func(repushKey)
+	fire  func(repushKey)
+	clock clock.WithDelayedExecution
 
 	mu     sync.Mutex
 	closed bool
 	timers map[repushKey]*repushTimer
 	wg     sync.WaitGroup
+	// running counts the re-pushes that are due: started on a goroutine
+	// and not yet returned. A timer's function only counts and starts the
+	// goroutine: a fake clock calls it with its own lock held.
+	running atomic.Int32
 }
 
 type repushTimer struct {
-	t   *time.Timer
+	t   clock.Timer // nil for a re-push due at once
 	at  time.Time
 	sha string // the module the re-push is for
 }
 
-func newRepusher(fire func(repushKey)) *repusher {
-	return &repusher{fire: fire, timers: map[repushKey]*repushTimer{}}
+func newRepusher(clk clock.WithDelayedExecution, fire func(repushKey)) *repusher {
+	return &repusher{fire: fire, clock: clk, timers: map[repushKey]*repushTimer{}}
 }
 
 // schedule re-pushes k after the delay, unless one is already due sooner.
@@ -60,21 +69,33 @@ func (r *repusher) schedule(k repushKey, sha string, after time.Duration) {
 	if r.closed {
 		return
 	}
-	at := time.Now().Add(after)
+	at := r.clock.Now().Add(after)
 	if cur := r.timers[k]; cur != nil {
 		if !cur.at.After(at) {
 			cur.sha = sha
 			return
 		}
-		if !cur.t.Stop() {
+		if cur.t == nil || !cur.t.Stop() {
 			return // firing now; the re-push it makes is at least as early
 		}
 		r.wg.Done()
 	}
 	rt := &repushTimer{at: at, sha: sha}
 	r.wg.Add(1)
-	rt.t = time.AfterFunc(after, func() {
+	r.timers[k] = rt
+	if after <= 0 {
+		r.start(k, rt)
+		return
+	}
+	rt.t = r.clock.AfterFunc(after, func() { r.start(k, rt) })
+}
+
+// start runs a due re-push on a goroutine of its own.
+func (r *repusher) start(k repushKey, rt *repushTimer) {
+	r.running.Add(1)
+	go func() {
 		defer r.wg.Done()
+		defer r.running.Add(-1)
 		r.mu.Lock()
 		run := !r.closed && r.timers[k] == rt
 		if run {
@@ -84,8 +105,7 @@ func (r *repusher) schedule(k repushKey, sha string, after time.Duration) {
 		if run {
 			r.fire(k)
 		}
-	})
-	r.timers[k] = rt
+	}()
 }
 
 // served brings forward the re-pushes waiting for module sha, which a node
@@ -108,7 +128,7 @@ func (r *repusher) close() {
 	r.mu.Lock()
 	r.closed = true
 	for k, rt := range r.timers {
-		if rt.t.Stop() {
+		if rt.t != nil && rt.t.Stop() {
 			r.wg.Done()
 		}
 		delete(r.timers, k)
@@ -125,7 +145,7 @@ func (s *Server) ModuleServed(sha256, remote string) {
 	if err != nil {
 		host = remote
 	}
-	s.downloads.record(sha256, host, time.Now())
+	s.downloads.record(sha256, host, s.clock.Now())
 	s.repush.served(sha256)
 	s.confirmDownloaded(sha256, host)
 }
@@ -150,13 +170,13 @@ func (s *Server) repushPlugin(k repushKey) {
 			return
 		}
 		g.retries[k.plugin]++
-		g.repushed[k.plugin] = time.Now()
+		g.repushed[k.plugin] = s.clock.Now()
 		s.metrics.confirmations.Inc()
 	case k.settle:
 		g.retries[k.plugin] = 0
 	default:
 		g.retries[k.plugin]++
-		g.repushed[k.plugin] = time.Now()
+		g.repushed[k.plugin] = s.clock.Now()
 		s.metrics.repushes.Inc()
 	}
 	s.mu.Unlock()
@@ -230,7 +250,7 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 		return false
 	}
 	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed)
-	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, confirm, time.Now())
+	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, confirm, s.clock.Now())
 	k := repushKey{group: group, plugin: plugin}
 	if v.expected {
 		s.metrics.cacheMisses.Inc()
@@ -327,7 +347,7 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 				first = map[string]bool{}
 			}
 			g.unconfirmed[name] = e.sha
-			if downloaded, _ := s.downloads.before(e.sha, ip, time.Now()); downloaded {
+			if downloaded, _ := s.downloads.before(e.sha, ip, s.clock.Now()); downloaded {
 				first[name] = true
 				confirm = append(confirm, name)
 				continue // a good config once confirmed

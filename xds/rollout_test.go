@@ -161,7 +161,7 @@ func TestRefusedRolloutModuleIsReported(t *testing.T) {
 	b := strings.Repeat("b", 64)
 	srv.ModuleServed(b, "127.0.0.1:40000")
 	srv.Update(rolloutInput(50))
-	waitFor(t, "the refusal to be reported", func() bool {
+	stepUntil(t, srv, "the refusal to be reported", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(failures) > 0
@@ -240,7 +240,7 @@ func TestRefusalReachesTheWholeLabelSet(t *testing.T) {
 	rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, 1+failAfterDownload)
 	srv.ModuleServed(b, "127.0.0.1:40000")
 	srv.Update(deliveryInput("b"))
-	waitStatus(t, srv, ids[0], func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
+	stepStatus(t, srv, ids[0], func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 	other.Await(t, "module a again", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), a) })
 	late := xdstest.Start(t, addr, xdstest.Options{NodeID: ids[2]})
 	late.Await(t, "a config", func(s xdstest.State) bool { return heldURL(t, s) != "" })
@@ -364,10 +364,13 @@ func TestMovedNodeKeepsItsConfigAndSwapsLater(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			a, b, c := onReplicaA(t, "mover", m.delta)
 			b.Update(deliveryInput("a"))
-			before := c.State().Type(resource.ExtensionConfigType)
+			settle(t, a, c) // all A sends it
+			held, seen := c.State(), len(c.Responses())
+			before := held.Type(resource.ExtensionConfigType)
 			a.Close()
 			waitStatus(t, b, "mover", func(n NodeStatus) bool { return n.Types[resource.ListenerType].Acked != "" || m.delta })
-			time.Sleep(200 * time.Millisecond) // what B would send on the new stream
+			settle(t, b, c) // what B would send on the new stream
+			sentOnlyHeld(t, c, held, seen)
 			if after := c.State().Type(resource.ExtensionConfigType); after.Version != before.Version && !m.delta {
 				t.Errorf("moving to B changed the extension config version %s → %s", before.Version, after.Version)
 			} else if heldNackOnMiss(t, c.State()) {
@@ -388,13 +391,22 @@ func TestNodeBeforeFirstUpdateKeepsItsConfig(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			a, b, c := onReplicaA(t, "early", m.delta)
-			before := c.State().Type(resource.ExtensionConfigType)
+			settle(t, a, c) // all A sends it
+			held, seen := c.State(), len(c.Responses())
+			before := held.Type(resource.ExtensionConfigType)
 			responses := map[string]int{}
 			for _, typeURL := range []string{resource.ClusterType, resource.ListenerType, resource.ExtensionConfigType} {
 				responses[typeURL] = c.State().Type(typeURL).Responses
 			}
 			a.Close()
-			time.Sleep(300 * time.Millisecond) // the node reaches B, which has no Input yet
+			// The node reaches B, which has no Input yet, and reports
+			// what it runs.
+			waitFor(t, "the node's report on B", func() bool {
+				b.mu.Lock()
+				defer b.mu.Unlock()
+				g := b.groups[nodeGroupKey("early", nil)]
+				return g != nil && len(g.pendingHeld) > 0
+			})
 			b.Update(deliveryInput("a"))
 			if !m.delta {
 				// A state-of-the-world node is answered on its new stream
@@ -403,7 +415,8 @@ func TestNodeBeforeFirstUpdateKeepsItsConfig(t *testing.T) {
 					c.Await(t, "an answer from B for "+typeURL, func(s xdstest.State) bool { return s.Type(typeURL).Responses > n })
 				}
 			}
-			time.Sleep(300 * time.Millisecond) // anything else B would send
+			settle(t, b, c) // anything else B would send
+			sentOnlyHeld(t, c, held, seen)
 			after := c.State().Type(resource.ExtensionConfigType)
 			if (!m.delta && after.Version != before.Version) || heldNackOnMiss(t, c.State()) {
 				t.Errorf("B changed the extension config of a node running what it builds: %s → %s (nack on miss %v)",
@@ -415,5 +428,17 @@ func TestNodeBeforeFirstUpdateKeepsItsConfig(t *testing.T) {
 				t.Errorf("B sent its next module as a first module")
 			}
 		})
+	}
+}
+
+// sentOnlyHeld checks that every response the client got after its first
+// seen ones carries the version of its type the client held (in held):
+// the server it moved to sent it nothing new, not even for a while.
+func sentOnlyHeld(t *testing.T, c *xdstest.Client, held xdstest.State, seen int) {
+	t.Helper()
+	for _, r := range c.Responses()[seen:] {
+		if want := held.Type(r.TypeURL).Version; r.Version != want {
+			t.Errorf("after the move the node was sent %s version %s, it held %s", typeLabel(r.TypeURL), r.Version, want)
+		}
 	}
 }

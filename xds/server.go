@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/utils/clock"
 )
 
 // errInconsistent marks a snapshot whose resources reference each other
@@ -37,6 +38,10 @@ type ServerOptions struct {
 	// GroupIdleTimeout is how long a label set with no connected node keeps
 	// its snapshot before it is dropped; zero means 10 minutes.
 	GroupIdleTimeout time.Duration
+	// Clock drives the delivery engine's timers (re-pushes, confirmations,
+	// idle group expiry) and its timestamps; nil is the real clock. Tests
+	// pass a k8s.io/utils/clock/testing.FakeClock and step it.
+	Clock clock.WithDelayedExecution
 	// MaxIdleGroups caps the groups (label set and rollout bucket, see
 	// nodeGroupKey) kept with no connected node; the longest idle are
 	// dropped first. Zero means 4096.
@@ -73,6 +78,7 @@ type ServerOptions struct {
 // node group, where a group is the set of nodes sharing a label set.
 type Server struct {
 	log         *slog.Logger
+	clock       clock.WithDelayedExecution
 	metrics     *serverMetrics
 	idleTimeout time.Duration
 	maxIdle     int
@@ -88,6 +94,7 @@ type Server struct {
 	deliveries  *deliveries
 	downloads   downloads
 	repush      *repusher
+	idle        *idleExpiry
 	// translate is Translate; in-package tests replace it to feed the
 	// server resources that real specs cannot produce.
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
@@ -179,8 +186,13 @@ func newServer(opts ServerOptions, wrap func(snapshotStore) snapshotStore) (*Ser
 	if err != nil {
 		return nil, err
 	}
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
 	s := &Server{
 		log:         logger.With("component", "xds"),
+		clock:       clk,
 		metrics:     metrics,
 		idleTimeout: cmp.Or(opts.GroupIdleTimeout, 10*time.Minute),
 		maxIdle:     cmp.Or(opts.MaxIdleGroups, 4096),
@@ -189,7 +201,7 @@ func newServer(opts ServerOptions, wrap func(snapshotStore) snapshotStore) (*Ser
 		refusals:    map[string]map[string]map[string]bool{},
 		familyGood:  map[string]map[string]goodConfigs{},
 		interned:    map[string]*corev3.TypedExtensionConfig{},
-		tracker:     newTracker(),
+		tracker:     newTracker(clk),
 		authorize:   opts.Authorize,
 		onUnknown:   opts.OnUnknownVersion,
 		onFailed:    opts.OnPluginFailed,
@@ -197,7 +209,8 @@ func newServer(opts ServerOptions, wrap func(snapshotStore) snapshotStore) (*Ser
 		deliveries:  newDeliveries(),
 		translate:   Translate,
 	}
-	s.repush = newRepusher(s.repushPlugin)
+	s.repush = newRepusher(clk, s.repushPlugin)
+	s.idle = newIdleExpiry(clk, s.expireIdle)
 	metrics.watchPlugins(s.deliveries)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
@@ -223,6 +236,7 @@ func (s *Server) Register(reg grpc.ServiceRegistrar) {
 func (s *Server) Close() {
 	s.cancel()
 	s.repush.close()
+	s.idle.close()
 }
 
 // GRPCServerOptions are the gRPC server settings an ADS server needs:
@@ -303,7 +317,7 @@ func (s *Server) Update(in Input) {
 	defer s.buildMu.Unlock()
 	s.mu.Lock()
 	s.input = &in
-	s.dropIdleGroupsLocked(time.Now())
+	s.dropIdleGroupsLocked(s.clock.Now())
 	s.liftRefusalsLocked(in)
 	s.pruneHeldLocked(in)
 	s.releaseIdleLocked()
@@ -428,7 +442,7 @@ type built struct {
 // Input so far. The caller holds buildMu.
 func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	orig := in
-	start := time.Now()
+	start := s.clock.Now()
 	s.mu.Lock()
 	g := s.groups[key]
 	s.mu.Unlock()
@@ -493,7 +507,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 		g.recordECDS(versions[resource.ExtensionConfigType], b.ecds)
 	}
 	s.mu.Unlock()
-	defer func() { s.metrics.buildDuration.Observe(time.Since(start).Seconds()) }()
+	defer func() { s.metrics.buildDuration.Observe(s.clock.Since(start).Seconds()) }()
 	if err != nil {
 		s.snapshotFailed(key, reasonFor(err), err)
 		return

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/wasmxds/wasmxds/catalog"
 )
@@ -181,12 +182,16 @@ func startServerTranslating(t *testing.T, opts ServerOptions, translate func(Inp
 }
 
 // startServerWrapping is startServerTranslating with the delivery cache
-// passed through wrap (see newServer).
+// passed through wrap (see newServer). The server runs on a fake clock
+// (see fakeClock) unless opts has a clock.
 func startServerWrapping(t *testing.T, opts ServerOptions, translate func(Input, map[string]string) (*Resources, []Problem),
 	wrap func(snapshotStore) snapshotStore) (*Server, string, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Registerer = reg
+	if opts.Clock == nil {
+		opts.Clock = clocktesting.NewFakeClock(testEpoch)
+	}
 	srv, err := newServer(opts, wrap)
 	if err != nil {
 		t.Fatal(err)

@@ -274,12 +274,14 @@ func TestDisconnectedNodeLeavesStatus(t *testing.T) {
 }
 
 func TestIdleGroupsAreDropped(t *testing.T) {
-	srv, addr, reg := startServer(t, ServerOptions{GroupIdleTimeout: 1})
+	srv, addr, reg := startServer(t, ServerOptions{GroupIdleTimeout: time.Minute})
 	srv.Update(testInput(8080, DeliveryLDS))
 	e := connectEnvoy(t, addr, "a", map[string]string{"app": "a"}, false)
 	e.Await(t, "config", xdstest.Complete)
 	e.Close()
 	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })
+	waitIdle(t, srv, nodeGroupKey("a", map[string]string{"app": "a"}))
+	fakeClock(t, srv).Step(time.Minute + time.Nanosecond) // app=a's idle timeout passes
 	other := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, false)
 	other.Await(t, "config", xdstest.Complete)
 	if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 1 {
@@ -379,14 +381,20 @@ func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func structString(s string) *structpb.Value  { return structpb.NewStringValue(s) }
 func structNumber(n float64) *structpb.Value { return structpb.NewNumberValue(n) }
 
-// waitFor polls cond until it holds, failing after a generous deadline.
+// waitFor polls cond until it holds, failing after a generous deadline:
+// it waits on the network and the server's goroutines, never on the
+// engine's clock, which only the test steps.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	poll := time.NewTicker(2 * time.Millisecond)
+	defer poll.Stop()
 	for !cond() {
-		if time.Now().After(deadline) {
+		select {
+		case <-deadline.C:
 			t.Fatalf("timed out waiting for %s", what)
+		case <-poll.C:
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

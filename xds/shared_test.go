@@ -73,7 +73,7 @@ func TestRefusalsCarriedToAnotherReplica(t *testing.T) {
 	rej.RejectNextN(resource.ExtensionConfigType, envoyCreateFailure, 1+failAfterDownload)
 	a.ModuleServed(modB, "127.0.0.1:40000")
 	a.Update(deliveryInput("b"))
-	waitStatus(t, a, "a-web", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
+	stepStatus(t, a, "a-web", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 	refused := a.LabelSetRefusals()
 	if got := refused[GroupKey(web)]["p"]; len(refused) != 1 || len(got) != 1 || got[0] != modB {
 		t.Fatalf("A's label set refusals = %v, want module b of p for %s", refused, GroupKey(web))

@@ -12,6 +12,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+	"k8s.io/utils/clock"
 )
 
 // MaxNackDetail caps how much of a NACK's error detail is kept and logged:
@@ -100,6 +101,7 @@ type sentResponse struct {
 // tracker follows every stream and node: what was sent, ACKed and NACKed.
 // It knows nothing of snapshots; the server asks it who is connected.
 type tracker struct {
+	clock    clock.PassiveClock
 	mu       sync.Mutex
 	streams  map[streamKey]*streamState
 	nodes    map[string]*NodeStatus
@@ -108,8 +110,8 @@ type tracker struct {
 	peak int
 }
 
-func newTracker() *tracker {
-	return &tracker{streams: map[streamKey]*streamState{}, nodes: map[string]*NodeStatus{}}
+func newTracker(clk clock.PassiveClock) *tracker {
+	return &tracker{clock: clk, streams: map[streamKey]*streamState{}, nodes: map[string]*NodeStatus{}}
 }
 
 // attachment is a node newly attached to a stream.
@@ -140,7 +142,7 @@ const maxRefusals = 32
 func (t *tracker) open(key streamKey, identity, ip string, stream *revocable) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.streams[key] = &streamState{opened: time.Now(), identity: identity, ip: ip, stream: stream,
+	t.streams[key] = &streamState{opened: t.clock.Now(), identity: identity, ip: ip, stream: stream,
 		inflight: map[string]sentResponse{}}
 	t.peak = max(t.peak, len(t.streams))
 }
@@ -257,7 +259,7 @@ func (t *tracker) request(key streamKey, typeURL, version, nonce string, errDeta
 	var acked *ack
 	switch {
 	case errDetail != nil:
-		nack := &Nack{TypeURL: typeURL, Error: truncate(errDetail.GetMessage(), MaxNackDetail), Time: time.Now()}
+		nack := &Nack{TypeURL: typeURL, Error: truncate(errDetail.GetMessage(), MaxNackDetail), Time: t.clock.Now()}
 		if matched {
 			nack.Version = sent.version
 		}

@@ -125,9 +125,10 @@ type Options struct {
 	// (0: telemetry.DefaultMaxNodes); only nodes with an ADS stream open
 	// here are kept anyway.
 	TelemetryMaxNodes int
-	// Clock drives rollout analysis and telemetry expiry; nil is the real
-	// clock. Tests replay intervals with a fake one.
-	Clock clock.WithTicker
+	// Clock drives rollout analysis, telemetry expiry and the delivery
+	// engine's timers (see xds.ServerOptions.Clock); nil is the real clock.
+	// Tests replay intervals with a fake one.
+	Clock clock.WithTickerAndDelayedExecution
 }
 
 // ControlPlane is a configured wasmxds runtime with its listeners bound.
@@ -270,6 +271,7 @@ func (cp *ControlPlane) build() error {
 		return err
 	}
 	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize,
+		Clock:                 cp.opts.Clock,
 		MaxLabelSetsPerSource: cp.opts.MaxLabelSetsPerSource,
 		OnUnknownVersion:      func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) },
 		OnPluginFailed:        func(node, plugin, sha, reason string) { cp.ctrl.pluginFailed(node, plugin, sha, reason) },

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,7 +169,13 @@ func (c *Client) open() error {
 		if i == 0 {
 			node = c.node
 		}
-		if err := c.send(request{typeURL: typeURL, node: node}); err != nil {
+		err := c.send(request{typeURL: typeURL, node: node})
+		if errors.Is(err, io.EOF) {
+			// The server already ended the stream (it refused the node on
+			// its first request, say): the receiving goroutine reads why.
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("subscribe %s: %w", typeURL, err)
 		}
 	}

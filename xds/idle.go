@@ -1,0 +1,124 @@
+package xds
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/utils/clock"
+)
+
+// Idle group expiry.
+//
+// A group whose last node left keeps its bookkeeping for GroupIdleTimeout,
+// so that a node coming back finds what its group ran and refused. Update
+// and every new node drop the groups whose timeout passed (see
+// dropIdleGroupsLocked); the expiry timer drops them when nothing else
+// happens, so that every group of a fleet that left is gone once its
+// timeout passed.
+
+// idleExpiry runs the drop of idle groups when the first of them expires,
+// on the server's clock: one timer, set for the earliest expiry. Close
+// stops it and waits for a drop that is running.
+type idleExpiry struct {
+	fire  func()
+	clock clock.WithDelayedExecution
+
+	mu      sync.Mutex
+	closed  bool
+	pending *idleTimer
+	wg      sync.WaitGroup
+	// running counts the expiries started and not yet returned (see
+	// repusher.running).
+	running atomic.Int32
+}
+
+type idleTimer struct {
+	t  clock.Timer
+	at time.Time
+}
+
+func newIdleExpiry(clk clock.WithDelayedExecution, fire func()) *idleExpiry {
+	return &idleExpiry{fire: fire, clock: clk}
+}
+
+// arm runs the expiry at at, unless one is already due sooner.
+func (e *idleExpiry) arm(at time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	if cur := e.pending; cur != nil {
+		if !cur.at.After(at) {
+			return
+		}
+		if !cur.t.Stop() {
+			return // firing now: it arms again for the groups it leaves
+		}
+		e.wg.Done()
+	}
+	it := &idleTimer{at: at}
+	e.wg.Add(1)
+	e.pending = it
+	it.t = e.clock.AfterFunc(max(at.Sub(e.clock.Now()), 0), func() {
+		e.running.Add(1)
+		go func() {
+			defer e.wg.Done()
+			defer e.running.Add(-1)
+			e.mu.Lock()
+			run := !e.closed && e.pending == it
+			if run {
+				e.pending = nil // a group going idle from now on arms anew
+			}
+			e.mu.Unlock()
+			if run {
+				e.fire()
+			}
+		}()
+	})
+}
+
+func (e *idleExpiry) close() {
+	e.mu.Lock()
+	e.closed = true
+	if e.pending != nil && e.pending.t.Stop() {
+		e.wg.Done()
+	}
+	e.pending = nil
+	e.mu.Unlock()
+	e.wg.Wait()
+}
+
+// wentIdleLocked marks g idle from now, its last node gone, and arms the
+// expiry for it. The caller holds mu.
+func (s *Server) wentIdleLocked(g *group) {
+	g.idleSince = s.clock.Now()
+	s.idle.arm(s.idleExpiresAt(g.idleSince))
+}
+
+// idleExpiresAt is the first instant at which a group idle since then is
+// dropped: dropIdleGroupsLocked drops those idle for longer than the
+// timeout.
+func (s *Server) idleExpiresAt(since time.Time) time.Time {
+	return since.Add(s.idleTimeout + time.Nanosecond)
+}
+
+// expireIdle drops the groups whose idle timeout passed and arms the expiry
+// for the next one to go.
+func (s *Server) expireIdle() {
+	s.buildMu.Lock()
+	defer s.buildMu.Unlock()
+	s.mu.Lock()
+	s.dropIdleGroupsLocked(s.clock.Now())
+	var next time.Time
+	for _, g := range s.groups {
+		if g.nodes == 0 && (next.IsZero() || g.idleSince.Before(next)) {
+			next = g.idleSince
+		}
+	}
+	s.mu.Unlock()
+	if !next.IsZero() {
+		s.idle.arm(s.idleExpiresAt(next))
+	}
+}
