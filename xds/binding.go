@@ -1,12 +1,15 @@
 package xds
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -131,4 +134,17 @@ func checkNode(node *corev3.Node) error {
 		}
 	}
 	return nil
+}
+
+// streamIP is the IP address an ADS stream comes from, "" if unknown.
+func streamIP(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		return ""
+	}
+	return host
 }

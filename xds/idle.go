@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,4 +122,72 @@ func (s *Server) expireIdle() {
 	if !next.IsZero() {
 		s.idle.arm(s.idleExpiresAt(next))
 	}
+}
+
+// releaseIdleLocked gives back the snapshot of every group no node uses:
+// an idle group keeps only its bookkeeping (what its nodes ran and
+// refused), and is built again, to the same versions, when a node returns
+// (see ensureGroup). Work shared by label sets no group uses any more goes
+// too. The caller holds buildMu and mu.
+func (s *Server) releaseIdleLocked() {
+	inUse := map[string]bool{}
+	for key, g := range s.groups {
+		if g.nodes > 0 {
+			inUse[g.labelsKey] = true
+			continue
+		}
+		if g.versions != nil {
+			s.cache.clear(key)
+			g.versions, g.setAt, g.current = nil, nil, nil
+		}
+	}
+	if s.shared != nil {
+		s.shared.retain(inUse)
+	}
+}
+
+// activeGroupsLocked returns the keys of the groups with a connected node,
+// sorted.
+func (s *Server) activeGroupsLocked() []string {
+	var keys []string
+	for key, g := range s.groups {
+		if g.nodes > 0 {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// dropIdleGroupsLocked forgets label sets no node has used for a while, and
+// the longest idle beyond MaxIdleGroups, so the cache does not grow with
+// every label set ever seen.
+func (s *Server) dropIdleGroupsLocked(now time.Time) {
+	var idle []string
+	for key, g := range s.groups {
+		if g.nodes > 0 {
+			continue
+		}
+		if now.Sub(g.idleSince) > s.idleTimeout {
+			s.dropGroupLocked(key, "idle timeout")
+			continue
+		}
+		idle = append(idle, key)
+	}
+	if excess := len(idle) - s.maxIdle; excess > 0 {
+		slices.SortFunc(idle, func(a, b string) int {
+			return s.groups[a].idleSince.Compare(s.groups[b].idleSince)
+		})
+		for _, key := range idle[:excess] {
+			s.dropGroupLocked(key, "too many idle groups")
+		}
+	}
+	s.metrics.nodeGroups.Set(float64(len(s.groups)))
+}
+
+func (s *Server) dropGroupLocked(key, why string) {
+	s.cache.clear(key)
+	delete(s.groups, key)
+	s.metrics.groupsDropped.Inc()
+	s.log.Info("dropped idle node group", "group", key, "reason", why)
 }
