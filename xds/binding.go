@@ -36,7 +36,7 @@ func (s *Server) keepBinding(key streamKey, identity string, node *corev3.Node) 
 	why := fmt.Errorf("the stream was admitted as node %q (cluster %q, labels %v) and then asked as node %q (cluster %q, labels %v): "+
 		"a stream serves the node of its first request only", bound.GetId(), bound.GetCluster(), labelsOf(bound),
 		node.GetId(), node.GetCluster(), labelsOf(node))
-	end := s.refuse(key, identity, node, why)
+	end := s.deny(key, identity, node, why)
 	s.tracker.revoke(key, end)
 	return end
 }

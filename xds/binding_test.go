@@ -82,7 +82,7 @@ func TestOversizedNodesAreRefused(t *testing.T) {
 			t.Errorf("%s: %v, want PermissionDenied", name, err)
 		}
 	}
-	for _, r := range srv.Refusals() {
+	for _, r := range srv.NodeDenials() {
 		if len(r.Reason) > MaxNackDetail || len(r.NodeID) > maxNodeID {
 			t.Errorf("a refusal keeps %d bytes of reason, %d of node id", len(r.Reason), len(r.NodeID))
 		}

@@ -154,16 +154,16 @@ func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
 		return nil, ended
 	}
 	if err := checkNode(node); err != nil {
-		return nil, s.refuse(key, identity, node, err)
+		return nil, s.deny(key, identity, node, err)
 	}
 	if s.authorize != nil {
 		if err := s.authorize(identity, node); err != nil {
-			return nil, s.refuse(key, identity, node, err)
+			return nil, s.deny(key, identity, node, err)
 		}
 	}
 	if identity == "" {
 		if err := s.checkLabelSets(s.tracker.sourceOf(key), node); err != nil {
-			return nil, s.refuse(key, identity, node, err)
+			return nil, s.deny(key, identity, node, err)
 		}
 	}
 	a := s.tracker.attach(key, node)
@@ -173,11 +173,11 @@ func (s *Server) admit(key streamKey, node *corev3.Node) (*attachment, error) {
 	return a, nil
 }
 
-// refuse records a refused node and returns the error that ends its stream.
-func (s *Server) refuse(key streamKey, identity string, node *corev3.Node, why error) error {
+// deny records a refused node and returns the error that ends its stream.
+func (s *Server) deny(key streamKey, identity string, node *corev3.Node, why error) error {
 	reason, id := truncate(why.Error(), MaxNackDetail), truncate(node.GetId(), maxNodeID)
 	end := status.Error(codes.PermissionDenied, "wasmxds refused node "+id+": "+reason)
-	s.tracker.refuse(key, Refusal{Identity: identity, NodeID: id, Reason: reason, Time: s.clock.Now()}, end)
+	s.tracker.deny(key, NodeDenial{Identity: identity, NodeID: id, Reason: reason, Time: s.clock.Now()}, end)
 	s.metrics.refused.Inc()
 	s.log.Warn("node refused", "node", node.GetId(), "identity", identity, "reason", why)
 	return end

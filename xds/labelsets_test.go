@@ -139,7 +139,7 @@ func TestLabelSetsPerSourceAreCapped(t *testing.T) {
 	}
 	again := connectEnvoy(t, addr, "n-4", map[string]string{"app": "a1"}, false)
 	again.Await(t, "config for an existing label set", xdstest.Complete)
-	if r := srv.Refusals(); len(r) != 1 || r[0].NodeID != "n-3" {
+	if r := srv.NodeDenials(); len(r) != 1 || r[0].NodeID != "n-3" {
 		t.Errorf("refusals = %+v, want n-3's", r)
 	}
 }

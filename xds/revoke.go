@@ -131,7 +131,7 @@ func (s *Server) Reauthorize(check AuthorizeFunc) int {
 		if err == nil {
 			continue
 		}
-		end := s.refuse(a.key, a.identity, a.node, fmt.Errorf("%w: %w", errGrantWithdrawn, err))
+		end := s.deny(a.key, a.identity, a.node, fmt.Errorf("%w: %w", errGrantWithdrawn, err))
 		if a.stream == nil {
 			// Without the interceptor the stream ends on the node's next
 			// request, which attach refuses.

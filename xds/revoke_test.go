@@ -115,7 +115,7 @@ func TestReauthorizeEndsStreamsOfWithdrawnNodes(t *testing.T) {
 			if !slices.ContainsFunc(srv.Status(), func(n NodeStatus) bool { return n.ID == "b1" }) {
 				t.Errorf("b1 left status: %+v", srv.Status())
 			}
-			refusals := srv.Refusals()
+			refusals := srv.NodeDenials()
 			if len(refusals) != 1 || refusals[0].NodeID != "a1" || !strings.Contains(refusals[0].Reason, "grant withdrawn") ||
 				!strings.Contains(refusals[0].Reason, "not granted") {
 				t.Errorf("refusals = %+v, want a1's, saying its grant was withdrawn and why", refusals)
@@ -138,7 +138,7 @@ func TestReauthorizeEndsStreamsOfWithdrawnNodes(t *testing.T) {
 			if v := again.State().Type(resource.ClusterType).Version; v != "" {
 				t.Errorf("a1 reconnecting got clusters %q", v)
 			}
-			if n := len(srv.Refusals()); n != 2 {
+			if n := len(srv.NodeDenials()); n != 2 {
 				t.Errorf("%d refusals, want 2 (the withdrawal and the reconnection)", n)
 			}
 			// Nothing is left to end.

@@ -287,8 +287,8 @@ func (s *Server) Status() []NodeStatus {
 	return nodes
 }
 
-// Refusals returns the latest nodes refused, newest last.
-func (s *Server) Refusals() []Refusal { return s.tracker.refused() }
+// NodeDenials returns the latest nodes refused, newest last.
+func (s *Server) NodeDenials() []NodeDenial { return s.tracker.denied() }
 
 // Ready reports whether the first Input has been processed, i.e. every
 // group with a connected node at that time has a snapshot and groups that

@@ -101,11 +101,11 @@ type sentResponse struct {
 // tracker follows every stream and node: what was sent, ACKed and NACKed.
 // It knows nothing of snapshots; the server asks it who is connected.
 type tracker struct {
-	clock    clock.PassiveClock
-	mu       sync.Mutex
-	streams  map[streamKey]*streamState
-	nodes    map[string]*NodeStatus
-	refusals []Refusal // the latest, newest last, at most maxRefusals
+	clock   clock.PassiveClock
+	mu      sync.Mutex
+	streams map[streamKey]*streamState
+	nodes   map[string]*NodeStatus
+	denials []NodeDenial // the latest, newest last, at most maxRefusals
 	// peak is the most streams open at once since it was last reset.
 	peak int
 }
@@ -128,16 +128,18 @@ type ack struct {
 	opened                  time.Time
 }
 
-// Refusal is a node the server refused to serve.
-type Refusal struct {
+// NodeDenial is a node the server refused to serve (NodeAccess, a bad or
+// switched node, a withdrawn grant). A module a node refused is a module
+// refusal (see refusals.go), a different thing.
+type NodeDenial struct {
 	Identity string    `json:"identity"` // the client certificate's identity
 	NodeID   string    `json:"nodeId"`
 	Reason   string    `json:"reason"`
 	Time     time.Time `json:"time"`
 }
 
-// maxRefusals bounds the refusals kept for status.
-const maxRefusals = 32
+// maxDenials bounds the node denials kept for status.
+const maxDenials = 32
 
 func (t *tracker) open(key streamKey, identity, ip string, stream *revocable) {
 	t.mu.Lock()
@@ -178,25 +180,25 @@ func (t *tracker) pending(key streamKey) (string, bool, error) {
 	return st.identity, !st.attached && !st.refused, st.ended
 }
 
-// refuse marks a stream refused, to be ended with end, and keeps the
-// refusal for status.
-func (t *tracker) refuse(key streamKey, r Refusal, end error) {
+// deny marks a stream denied, to be ended with end, and keeps the denial
+// for status.
+func (t *tracker) deny(key streamKey, r NodeDenial, end error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if st := t.streams[key]; st != nil {
 		st.refused, st.ended = true, end
 	}
-	t.refusals = append(t.refusals, r)
-	if len(t.refusals) > maxRefusals {
-		t.refusals = slices.Delete(t.refusals, 0, len(t.refusals)-maxRefusals)
+	t.denials = append(t.denials, r)
+	if len(t.denials) > maxDenials {
+		t.denials = slices.Delete(t.denials, 0, len(t.denials)-maxDenials)
 	}
 }
 
-// refused returns the latest refusals, newest last.
-func (t *tracker) refused() []Refusal {
+// denied returns the latest node denials, newest last.
+func (t *tracker) denied() []NodeDenial {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return slices.Clone(t.refusals)
+	return slices.Clone(t.denials)
 }
 
 // attach records the node behind a stream on its first request; it

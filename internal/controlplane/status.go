@@ -40,8 +40,8 @@ type StatusReport struct {
 	Nodes    []xds.NodeStatus `json:"nodes"`
 	// Refused are the latest nodes refused for claiming what their
 	// identity is not granted (with client certificates), newest last.
-	Refused  []xds.Refusal   `json:"refused"`
-	Problems []ProblemReport `json:"problems"` // resources translation had to drop
+	Refused  []xds.NodeDenial `json:"refused"`
+	Problems []ProblemReport  `json:"problems"` // resources translation had to drop
 }
 
 // Plugin module states in PluginReport.State.
@@ -181,7 +181,7 @@ func (cp *ControlPlane) Status() StatusReport {
 		Ready: cp.server.Ready(), ConfigDir: cp.opts.ConfigDir,
 		SpecErrors: []string{}, SpecWarnings: []string{},
 		Plugins: cp.ctrl.pluginReports(), Modules: cp.mods.Modules(),
-		Refused: cp.server.Refusals(), Problems: []ProblemReport{},
+		Refused: cp.server.NodeDenials(), Problems: []ProblemReport{},
 	}
 	if err := cp.notReady(); err != nil {
 		rep.Ready, rep.NotReady = false, err.Error()
@@ -211,7 +211,7 @@ func (cp *ControlPlane) Status() StatusReport {
 		rep.Modules = []fetcher.ModuleInfo{}
 	}
 	if rep.Refused == nil {
-		rep.Refused = []xds.Refusal{}
+		rep.Refused = []xds.NodeDenial{}
 	}
 	if rep.ModuleProblems = cp.mods.Problems(); rep.ModuleProblems == nil {
 		rep.ModuleProblems = []fetcher.Problem{}

@@ -61,7 +61,7 @@ func statusFixture(now time.Time) StatusReport {
 					Error: "Unable to create Wasm plugin add-header", Time: now},
 				Plugins: []xds.PluginStatus{{Name: "add-header", SHA256: shaAdd, State: xds.PluginFailed, Reason: evilReason}}},
 		},
-		Refused:  []xds.Refusal{{Identity: "spiffe://mesh/frontend", NodeID: "backend-7", Reason: "label app=backend is not granted", Time: now}},
+		Refused:  []xds.NodeDenial{{Identity: "spiffe://mesh/frontend", NodeID: "backend-7", Reason: "label app=backend is not granted", Time: now}},
 		Problems: []ProblemReport{{Source: "specs/web.yaml:40", Kind: "Route", Name: "to-nowhere", Message: "cluster nowhere does not exist"}},
 	}
 }
