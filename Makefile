@@ -49,7 +49,7 @@ run: deps build filters
 
 bench: deps build filters
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/...
-	$(GO) test -run '^$$' -bench Parse ./catalog
+	$(GO) test -run '^$$' -bench Parse ./internal/catalog
 
 # Every fuzz target for FUZZTIME each: make fuzz FUZZTIME=10m
 fuzz:

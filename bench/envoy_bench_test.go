@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmxds/wasmxds/internal/testproc"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // envoyResult is what one delivery mode showed through a real Envoy.

@@ -8,10 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher"
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Fixture is the configuration every convergence run serves: three

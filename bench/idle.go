@@ -16,10 +16,10 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/internal/testproc"
+	"github.com/wasmxds/wasmxds/internal/xds"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
-	"github.com/wasmxds/wasmxds/xds"
 )
 
 // The idle spec: half its bytes are listeners of idleRoutes routes each,

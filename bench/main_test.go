@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // reproduce is the command that produced this run's figures: make bench

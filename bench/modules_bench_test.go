@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmxds/wasmxds/fetcher"
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
 )
 
 // bigModule is a valid proxy-wasm module of about size bytes.

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/wasmxds/wasmxds/internal/xds"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
-	"github.com/wasmxds/wasmxds/xds"
 )
 
 // TelemetryOptions configure RunTelemetry.

@@ -21,7 +21,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 )
 
 // mesh is the loaded compose project and the specs it serves.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 )
 
 var update = flag.Bool("update", false, "rewrite the committed bootstraps from `wasmxds bootstrap`")

@@ -9,8 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // convertCases are the manifests of the older kinds in the catalog's valid
@@ -52,7 +52,7 @@ spec: {port: 8080, routes: [{match: {prefix: /}, cluster: backend}]}
 func TestConvertRoundTrips(t *testing.T) {
 	for _, c := range convertCases {
 		t.Run(c, func(t *testing.T) {
-			src := filepath.Join("..", "..", "catalog", "testdata", "valid", c)
+			src := filepath.Join("..", "..", "internal", "catalog", "testdata", "valid", c)
 			orig := specDir(t, src)
 			var out, errOut bytes.Buffer
 			if err := runConvert(&out, &errOut, []string{src}); err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
 	"github.com/wasmxds/wasmxds/internal/modref"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
 )
 
 // runCLI runs the wasmxds command line in-process and returns stdout.

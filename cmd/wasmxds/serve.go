@@ -12,10 +12,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/controlplane"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // serveConfig is everything `wasmxds serve` is configured with.

@@ -18,7 +18,7 @@ import (
 
 	"github.com/wasmxds/wasmxds/internal/controlplane"
 	"github.com/wasmxds/wasmxds/internal/statusfmt"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 func newStatusCmd() *cobra.Command {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/wasmxds/wasmxds/fetcher"
 	"github.com/wasmxds/wasmxds/internal/controlplane"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 func TestPrintStatusTables(t *testing.T) {

@@ -58,7 +58,7 @@ func copyCase(t *testing.T, src string) string {
 }
 
 func TestValidateEachInvalidCaseExitsOneWithFileLineErrors(t *testing.T) {
-	root := filepath.Join("..", "..", "catalog", "testdata", "invalid")
+	root := filepath.Join("..", "..", "internal", "catalog", "testdata", "invalid")
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestValidateEachInvalidCaseExitsOneWithFileLineErrors(t *testing.T) {
 }
 
 func TestValidateValidDirectoryExitsZeroWithSummary(t *testing.T) {
-	dir := filepath.Join("..", "..", "catalog", "testdata", "valid")
+	dir := filepath.Join("..", "..", "internal", "catalog", "testdata", "valid")
 	out, code := validate(t, dir)
 	if code != 0 {
 		t.Fatalf("exit code %d, want 0; output:\n%s", code, out)

@@ -29,8 +29,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"gopkg.in/yaml.v3"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Defaults of the options, which are the defaults of the command's flags.

@@ -10,9 +10,9 @@ import (
 	promgo "github.com/prometheus/client_model/go"
 	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/telemetry"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // analysisFixture is a controller with one plugin, auth, rolling b2 out

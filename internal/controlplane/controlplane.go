@@ -26,11 +26,11 @@ import (
 	"google.golang.org/grpc/credentials"
 	"k8s.io/utils/clock"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
 	"github.com/wasmxds/wasmxds/internal/regularfile"
 	"github.com/wasmxds/wasmxds/internal/telemetry"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Defaults for zero Options fields.

@@ -21,10 +21,10 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/xds"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
-	"github.com/wasmxds/wasmxds/xds"
 )
 
 const listenerSpec = `apiVersion: wasmxds.dev/v1alpha1

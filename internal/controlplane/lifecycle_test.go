@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 	"go.uber.org/goleak"
 )

@@ -14,7 +14,7 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // peerStatePath is where a replica's state is read by its peers, on the

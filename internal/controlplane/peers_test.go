@@ -22,12 +22,12 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/faultproxy"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/internal/testpki"
+	"github.com/wasmxds/wasmxds/internal/xds"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
-	"github.com/wasmxds/wasmxds/xds"
 )
 
 const rolloutSpecYAML = `apiVersion: extensions.istio.io/v1alpha1

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Analysis verdicts, in AnalysisReport.Verdict.

@@ -1,8 +1,9 @@
 package controlplane
 
 import (
-	"github.com/wasmxds/wasmxds/xds"
 	"time"
+
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Replicas behind one address must agree on each plugin's module, and an

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Replicas started at different moments resync at the same wall-clock

@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 func rolloutPlugin(url string, pct int) catalog.Plugin {

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 func writeSecret(t *testing.T, path, value string) {

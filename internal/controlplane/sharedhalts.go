@@ -4,7 +4,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 )
 
 // Halts are shared between replicas as unions: each replica publishes

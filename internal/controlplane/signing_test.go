@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/catalog"
-	"github.com/wasmxds/wasmxds/fetcher"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/catalog"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // verifyingModules refuses, like the fetcher, a request whose key is not

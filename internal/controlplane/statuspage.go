@@ -11,9 +11,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/wasmxds/wasmxds/fetcher"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
 	"github.com/wasmxds/wasmxds/internal/statusfmt"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // statusPageRefresh is how often the status page reloads itself: often

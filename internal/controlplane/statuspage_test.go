@@ -11,8 +11,8 @@ import (
 
 	"golang.org/x/net/html"
 
-	"github.com/wasmxds/wasmxds/fetcher"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/fetcher"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 const (

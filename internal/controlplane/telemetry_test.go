@@ -14,10 +14,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
 	"github.com/wasmxds/wasmxds/internal/statusfmt"
+	"github.com/wasmxds/wasmxds/internal/xds"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
-	"github.com/wasmxds/wasmxds/xds"
 )
 
 // startECDSFixture is startFixture with ECDS delivery, under which nodes

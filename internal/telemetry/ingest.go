@@ -8,7 +8,7 @@ import (
 
 	promgo "github.com/prometheus/client_model/go"
 
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // The Envoy 1.40 stats read (full names: the bootstrap sets

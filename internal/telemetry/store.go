@@ -15,7 +15,7 @@ import (
 	promgo "github.com/prometheus/client_model/go"
 	"k8s.io/utils/clock"
 
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Defaults for zero Options fields.

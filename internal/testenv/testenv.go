@@ -39,3 +39,17 @@ func Envoy() (string, error) {
 	}
 	return p, nil
 }
+
+// Tool finds a command-line tool `make deps` installs into .tools/bin
+// (oras, cosign, staticcheck): PATH first, then .tools/bin. Callers fail,
+// never skip, when it is missing.
+func Tool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	p := filepath.Join(RepoRoot(), ".tools", "bin", name)
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New(name + " not found on PATH or in .tools/bin: run `make deps`")
+	}
+	return p, nil
+}

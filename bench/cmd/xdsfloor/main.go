@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/wasmxds/wasmxds/bench"
-	"github.com/wasmxds/wasmxds/xds"
+	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 func main() {

@@ -4,7 +4,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 )
 
 // targetedFilter is a plugin limited to hosts and paths, by the name of the

@@ -15,7 +15,7 @@ import (
 
 // specDocPath is the spec reference, the one description of what this
 // package accepts.
-var specDocPath = filepath.Join("..", "docs", "spec.md")
+var specDocPath = filepath.Join("..", "..", "docs", "spec.md")
 
 // docExample is one ```yaml block of the spec reference.
 type docExample struct {

@@ -30,7 +30,7 @@ import (
 	orasreg "oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
 
-	"github.com/wasmxds/wasmxds/fetcher/fetchertest"
+	"github.com/wasmxds/wasmxds/internal/fetcher/fetchertest"
 )
 
 // buildTestModule assembles a minimal Wasm binary exporting the given

@@ -1,6 +1,8 @@
 package fetcher
 
 import (
+	"github.com/wasmxds/wasmxds/internal/testenv"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,18 +81,11 @@ func TestPushRefusesNonProxyWasm(t *testing.T) {
 // orasBinary finds the oras CLI; the test fails rather than skips without it.
 func orasBinary(t *testing.T) string {
 	t.Helper()
-	if p, err := exec.LookPath("oras"); err == nil {
-		return p
+	p, err := testenv.Tool("oras")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, p := range []string{"../.tools/bin/oras", "/work/main/.tools/bin/oras"} {
-		if abs, err := filepath.Abs(p); err == nil {
-			if _, err := os.Stat(abs); err == nil {
-				return abs
-			}
-		}
-	}
-	t.Fatal("oras CLI not found on PATH or in .tools/bin: install it (go install oras.land/oras/cmd/oras@v1.3.6)")
-	return ""
+	return p
 }
 
 func TestPullWhatOrasCLIPushed(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 )
 
 // PluginListeners names the listeners whose filter chain carries each

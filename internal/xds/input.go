@@ -1,6 +1,6 @@
 package xds
 
-import "github.com/wasmxds/wasmxds/catalog"
+import "github.com/wasmxds/wasmxds/internal/catalog"
 
 // Delivery says how Wasm filter configuration reaches Envoy.
 type Delivery string

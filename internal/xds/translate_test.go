@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"gopkg.in/yaml.v3"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata/out")

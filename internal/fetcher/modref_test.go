@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/modref/modreftest"
 )
 

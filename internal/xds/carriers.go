@@ -1,7 +1,7 @@
 package xds
 
 import (
-	"github.com/wasmxds/wasmxds/catalog"
+	"github.com/wasmxds/wasmxds/internal/catalog"
 )
 
 // The one place that decides which listeners a node gets and which plugins
