@@ -34,6 +34,7 @@ type serveConfig struct {
 	secretRoots    []string
 	maxStreams     int
 	maxLabelSets   int
+	groupIdle      time.Duration
 	fileRoots      []string
 	delivery       string
 	resync         time.Duration
@@ -99,6 +100,9 @@ they change.`,
 		"at once; more are refused with RESOURCE_EXHAUSTED (0: no bound; raise it for many Envoys behind one address)")
 	f.IntVar(&cfg.maxLabelSets, "max-label-sets-per-source", xds.DefaultMaxLabelSetsPerSource, "most label sets nodes without a client "+
 		"certificate from one address may bring into being (each costs a translation); a node with a new one past that is refused (negative: no cap; 0: the default)")
+	f.DurationVar(&cfg.groupIdle, "group-idle-timeout", xds.DefaultGroupIdleTimeout, "how long the server keeps what it knows of "+
+		"a node group (label set and rollout bucket) after its last node left: what its nodes ran and refused, so that a node "+
+		"coming back is sent nothing new")
 	f.StringArrayVar(&cfg.secretRoots, "allow-secret-root", nil, "confine secretRefs files to this directory, symlinks resolved; "+
 		"a file outside every root is a spec error (repeatable; default: any readable file)")
 	f.StringVar(&cfg.envoySDSDir, "envoy-tls-sds-dir", "", "directory, as Envoys see it, of the SDS files `wasmxds bootstrap --tls-sds-dir` wrote: "+
@@ -156,6 +160,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		EnvoyTLSSDSDir: cfg.envoySDSDir, AllowLinkLocal: cfg.allowLinkLocal, AllowFileRoots: cfg.fileRoots,
 		AllowSecretRoots: cfg.secretRoots, MaxStreamsPerSource: cfg.maxStreams,
 		MaxLabelSetsPerSource: cfg.maxLabelSets,
+		GroupIdleTimeout:      cfg.groupIdle,
 		AdvertiseURL:          cfg.advertiseURL, Delivery: xds.Delivery(cfg.delivery), Resync: cfg.resync,
 		GCInterval: cfg.gcInterval, Debounce: cfg.debounce, InsecureRegistries: cfg.insecure,
 		DockerConfig: cfg.dockerConfig, MaxModuleSize: cfg.maxModuleSize, Pprof: cfg.pprof,

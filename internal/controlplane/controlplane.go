@@ -90,6 +90,9 @@ type Options struct {
 	// certificate from one address may bring into being (0:
 	// xds.DefaultMaxLabelSetsPerSource; negative: no cap).
 	MaxLabelSetsPerSource int
+	// GroupIdleTimeout is how long a node group whose last node left is
+	// kept; 0 = xds.DefaultGroupIdleTimeout.
+	GroupIdleTimeout time.Duration
 	// Peers are the other replicas' admin addresses (host:port), or
 	// dns:NAME:PORT for every A and AAAA record of NAME, resolved again
 	// every 10 s. Replicas share rollout halts, refused modules and their
@@ -273,6 +276,7 @@ func (cp *ControlPlane) build() error {
 	if cp.server, err = xds.NewServer(xds.ServerOptions{Logger: cp.log, Registerer: cp.reg, Authorize: cp.authorize,
 		Clock:                 cp.opts.Clock,
 		MaxLabelSetsPerSource: cp.opts.MaxLabelSetsPerSource,
+		GroupIdleTimeout:      cp.opts.GroupIdleTimeout,
 		OnUnknownVersion:      func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) },
 		OnPluginFailed:        func(node, plugin, sha, reason string) { cp.ctrl.pluginFailed(node, plugin, sha, reason) },
 		// An Envoy may quote a config it rejects: secrets filled into

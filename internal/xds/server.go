@@ -26,8 +26,9 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// Registerer receives the server's metrics; nil registers none.
 	Registerer prometheus.Registerer
-	// GroupIdleTimeout is how long a label set with no connected node keeps
-	// its snapshot before it is dropped; zero means 10 minutes.
+	// GroupIdleTimeout is how long a group with no connected node keeps its
+	// bookkeeping (good configs, refusals, held modules) before it is
+	// dropped; zero means DefaultGroupIdleTimeout.
 	GroupIdleTimeout time.Duration
 	// Clock drives the delivery engine's timers (re-pushes, confirmations,
 	// idle group expiry) and its timestamps; nil is the real clock. Tests
@@ -64,6 +65,9 @@ type ServerOptions struct {
 	// config, which can carry pluginConfig values filled from secrets.
 	Redact func(string) string
 }
+
+// DefaultGroupIdleTimeout is how long an idle group is kept by default.
+const DefaultGroupIdleTimeout = 10 * time.Minute
 
 // Server serves ADS (state-of-the-world and delta) from one snapshot per
 // node group, where a group is the set of nodes sharing a label set.
@@ -185,7 +189,7 @@ func newServer(opts ServerOptions, wrap func(snapshotStore) snapshotStore) (*Ser
 		log:         logger.With("component", "xds"),
 		clock:       clk,
 		metrics:     metrics,
-		idleTimeout: cmp.Or(opts.GroupIdleTimeout, 10*time.Minute),
+		idleTimeout: cmp.Or(opts.GroupIdleTimeout, DefaultGroupIdleTimeout),
 		maxIdle:     cmp.Or(opts.MaxIdleGroups, 4096),
 		maxSets:     cmp.Or(opts.MaxLabelSetsPerSource, DefaultMaxLabelSetsPerSource),
 		groups:      map[string]*group{},
