@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
-	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // A stream is bound to the node of its first request: the delivery cache
@@ -48,9 +47,24 @@ func sameNode(a, b *corev3.Node) bool {
 	if a.GetId() != b.GetId() || a.GetCluster() != b.GetCluster() {
 		return false
 	}
-	la, ia := nodeLabels(a)
-	lb, ib := nodeLabels(b)
-	return maps.Equal(la, lb) && slices.Equal(ia, ib)
+	// Compared in place: it runs on every request of every stream.
+	fa := a.GetMetadata().GetFields()["labels"].GetStructValue().GetFields()
+	fb := b.GetMetadata().GetFields()["labels"].GetStructValue().GetFields()
+	if len(fa) != len(fb) {
+		return false
+	}
+	for k, va := range fa {
+		vb, ok := fb[k]
+		if !ok {
+			return false
+		}
+		sa, aStr := va.GetKind().(*structpb.Value_StringValue)
+		sb, bStr := vb.GetKind().(*structpb.Value_StringValue)
+		if aStr != bStr || (aStr && sa.StringValue != sb.StringValue) {
+			return false
+		}
+	}
+	return true
 }
 
 func labelsOf(n *corev3.Node) map[string]string {
