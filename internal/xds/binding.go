@@ -94,12 +94,13 @@ func (t *tracker) revoke(key streamKey, end error) {
 	}
 }
 
-// sourceOf is the address a stream comes from, "" if unknown.
+// sourceOf is the source a stream comes from (see sourceKey), "" if
+// unknown.
 func (t *tracker) sourceOf(key streamKey) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st := t.streams[key]; st != nil {
-		return st.ip
+	if st := t.streams[key]; st != nil && st.ip != "" {
+		return sourceKey(st.ip)
 	}
 	return ""
 }

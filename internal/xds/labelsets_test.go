@@ -186,3 +186,25 @@ func TestIdleLabelSetsShareTheirConfigs(t *testing.T) {
 		t.Errorf("%d configs interned, %d in use", len(srv.interned), len(configs))
 	}
 }
+
+// Bounds per source count an IPv6 client's /64 as one source: a host given
+// a /64 could otherwise take a fresh address for every stream or label set.
+func TestSourceKeyGroupsIPv6By64(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"},
+		{"192.0.2.7", "::ffff:192.0.2.7"},
+	} {
+		if ka, kb := sourceKey(tc.a), sourceKey(tc.b); ka != kb {
+			t.Errorf("%s → %s and %s → %s: one source expected", tc.a, ka, tc.b, kb)
+		}
+	}
+	for _, tc := range []struct{ a, b string }{
+		{"2001:db8:1:2::1", "2001:db8:1:3::1"},
+		{"192.0.2.7", "192.0.2.8"},
+		{"::1", "2001:db8::1"},
+	} {
+		if ka, kb := sourceKey(tc.a), sourceKey(tc.b); ka == kb {
+			t.Errorf("%s and %s both count as %s", tc.a, tc.b, ka)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package xds
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,7 +60,7 @@ func (l *SourceLimit) intercept(srv any, ss grpc.ServerStream, _ *grpc.StreamSer
 	if l.max <= 0 {
 		return handler(srv, ss)
 	}
-	src := streamIP(ss.Context())
+	src := sourceKey(streamIP(ss.Context()))
 	if !l.acquire(src) {
 		l.refused.Inc()
 		l.log.Warn("stream refused: its source holds the most streams allowed", "source", src, "max", l.max)
@@ -85,4 +86,24 @@ func (l *SourceLimit) release(src string) {
 	if l.open[src]--; l.open[src] <= 0 {
 		delete(l.open, src)
 	}
+}
+
+// sourceKey is the source a bound per source counts an address against:
+// an IPv4 address itself, an IPv6 address's /64, the smallest block a
+// single host is commonly given (a client holding a /64 could otherwise
+// take a new address for every stream).
+func sourceKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addr.Unmap()
+	if addr.Is4() || addr.IsLoopback() {
+		return addr.String()
+	}
+	p, err := addr.WithZone("").Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }
