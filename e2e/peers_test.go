@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmxds/wasmxds/internal/xds"
+	"github.com/wasmxds/wasmxds/internal/controlplane"
 )
 
 // peerUnreachableAfter is how long a replica goes unheard before its peers
@@ -296,7 +296,7 @@ func reachedLast(t *testing.T, plugin string, nodes []string) (string, int) {
 	at := map[string]int{} // the lowest percent choosing the node
 	for _, id := range nodes {
 		for pct := 1; pct <= 100; pct++ {
-			if xds.RolloutChosen(id, plugin, pct) {
+			if controlplane.RolloutChosen(id, plugin, pct) {
 				at[id] = pct
 				break
 			}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmxds/wasmxds/internal/xds"
+	"github.com/wasmxds/wasmxds/internal/controlplane"
 )
 
 // rolloutStatus is a plugin's rollout and node counts in /debug/status.
@@ -56,7 +56,7 @@ func rolloutNodes(plugin string, n int) (ids []string, chosen map[string]bool) {
 	var in, out []string
 	for i := 0; len(in) < n/2 || len(out) < n-n/2; i++ {
 		id := fmt.Sprintf("fleet-%d", i)
-		if xds.RolloutChosen(id, plugin, 50) {
+		if controlplane.RolloutChosen(id, plugin, 50) {
 			in = append(in, id)
 		} else {
 			out = append(out, id)

@@ -20,7 +20,7 @@ const analysisTick = time.Second
 // at its end the counts of every node that ran the same module throughout
 // are compared with the counts at its start.
 type analyzer struct {
-	c        *controller
+	r        *rollouts
 	store    *telemetry.Store
 	nodes    func() []xds.NodeStatus
 	carriers *carriers
@@ -42,9 +42,9 @@ type nodeSample struct {
 	totals  telemetry.Totals
 }
 
-func newAnalyzer(c *controller, store *telemetry.Store, nodes func() []xds.NodeStatus, cr *carriers,
+func newAnalyzer(r *rollouts, store *telemetry.Store, nodes func() []xds.NodeStatus, cr *carriers,
 	clk clock.WithTicker, log *slog.Logger) *analyzer {
-	return &analyzer{c: c, store: store, nodes: nodes, carriers: cr, clock: clk,
+	return &analyzer{r: r, store: store, nodes: nodes, carriers: cr, clock: clk,
 		log: log.With("component", "analysis"), runs: map[string]*analysisRun{}}
 }
 
@@ -66,7 +66,7 @@ func (a *analyzer) run(ctx context.Context) {
 // those whose interval ended.
 func (a *analyzer) tick() {
 	now := a.clock.Now()
-	targets := a.c.analysisTargets()
+	targets := a.r.analysisTargets()
 	live := make(map[string]bool, len(targets))
 	var nodes []xds.NodeStatus
 	for _, t := range targets {
@@ -83,7 +83,7 @@ func (a *analyzer) tick() {
 		case run != nil && run.key == t.key:
 			rep, node := judge(t, run.base, cur, now.Sub(run.start))
 			rep.At = now
-			a.c.judged(t, rep, node)
+			a.r.judged(t, rep, node)
 		case !anyRollout(cur):
 			delete(a.runs, t.plugin)
 			continue // the first interval starts once a chosen node runs the module

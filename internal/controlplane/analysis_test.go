@@ -45,13 +45,13 @@ func newAnalysisFixture(t *testing.T, st *catalog.State, pct int) *analysisFixtu
 	sink.until(t, "the rollout", withRollout("b2", pct))
 	f := &analysisFixture{c: c, sink: sink, clk: clocktesting.NewFakeClock(time.Unix(1_000_000, 0))}
 	f.store = telemetry.NewStore(telemetry.Options{Clock: f.clk})
-	f.a = newAnalyzer(c, f.store, func() []xds.NodeStatus { return f.nodes }, newCarriers(), f.clk,
+	f.a = newAnalyzer(c.rollouts, f.store, func() []xds.NodeStatus { return f.nodes }, newCarriers(), f.clk,
 		slog.New(slog.DiscardHandler))
 	// Two nodes the rollout chooses at pct, running b2, and two it does not, running a1.
 	var in, out int
 	for i := 0; in < 2 || out < 2; i++ {
 		id := fmt.Sprintf("n%d", i)
-		chosen := xds.RolloutChosen(id, "auth", pct)
+		chosen := RolloutChosen(id, "auth", pct)
 		if (chosen && in == 2) || (!chosen && out == 2) {
 			continue
 		}
@@ -107,7 +107,7 @@ func TestAnalysisHaltsAFailingRollout(t *testing.T) {
 			t.Errorf("halt reason %q lacks %q", rep.Halted.Reason, want)
 		}
 	}
-	if !xds.RolloutChosen(rep.Halted.Node, "auth", 50) || rep.Halted.SHA256 != "b2" {
+	if !RolloutChosen(rep.Halted.Node, "auth", 50) || rep.Halted.SHA256 != "b2" {
 		t.Errorf("halted by node %s, module %s: want a chosen node and b2", rep.Halted.Node, rep.Halted.SHA256)
 	}
 	if a := rep.Analysis; a == nil || a.Verdict != VerdictFailing || a.Judged != 1 || a.Rollout.ErrorRate != 0.5 {

@@ -85,16 +85,15 @@ type controller struct {
 	established map[string]bool        // listeners Envoys run
 	sems        map[string]chan struct{}
 	seq         uint64
-	inForce     map[string]inForce         // as last written to StateFile
-	halted      map[string]halt            // plugin → its rollout, halted
-	savedHalts  map[string]halt            // halted as last written to StateFile
-	halts       map[string]int             // plugin → rollouts halted since start
-	pushed      map[string]rolloutPush     // plugin → its rollout module in the last push
-	peerHalts   map[string][]sharedHalt    // plugin → halts peers apply (see setPeerHalts)
-	progress    map[string]rolloutProgress // plugin → its rollout's step and last analysis
+	inForce     map[string]inForce // as last written to StateFile
+	savedHalts  map[string]halt    // rollout halts as last written to StateFile
 	secrets     *secretStore
 	firstState  time.Time // when the first desired state arrived
 	lastResync  time.Time // last resync run or asked for early
+
+	// rollouts decides every rollout: the controller resolves rollout
+	// modules and hands it the state and resolutions at each push.
+	rollouts *rollouts
 }
 
 // resolution is one plugin's module state.
@@ -135,10 +134,11 @@ func newController(opts controllerOptions) *controller {
 		kick: make(chan struct{}, 1), pulled: make(chan struct{}, 1), early: make(chan struct{}, 1),
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
-		halted: map[string]halt{}, savedHalts: map[string]halt{}, halts: map[string]int{},
-		progress: map[string]rolloutProgress{},
-		secrets:  newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
+		savedHalts: map[string]halt{},
+		secrets:    newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
 	}
+	c.rollouts = newRollouts(rolloutsOptions{Delivery: opts.Delivery, ReplicaID: opts.ReplicaID, Logger: log,
+		Redact: c.secrets.redact, Changed: c.trigger})
 	c.restore()
 	return c
 }
@@ -151,10 +151,11 @@ func (c *controller) onChange(st *catalog.State) {
 		c.firstState = time.Now()
 	}
 	c.state = st
+	c.rollouts.setState(st)
 	keep := make(map[string]bool, len(st.Plugins))
 	for _, p := range st.Plugins {
 		keep[p.Name] = p.HasModule()
-		if p.Rollout.Active(p.URL) && c.opts.Delivery != xds.DeliveryLDS {
+		if c.rollouts.wants(p) {
 			keep[rolloutKey(p.Name)] = true
 		}
 	}
@@ -416,11 +417,13 @@ func (c *controller) push() {
 		}
 	}
 	c.secrets.retain(names)
-	in.Rollouts = c.rolloutsLocked(in, now)
-	c.forgetProgressLocked(in)
+	in.Rollouts = c.rollouts.arm(c.state, in.Modules, c.rolloutModulesLocked())
+	for _, r := range in.Rollouts {
+		c.advertised[r.Module.SHA256] = now
+	}
 	c.establishLocked(in)
 	inUse := c.inUseLocked(now)
-	forced, halted := c.inForceLocked(), maps.Clone(c.halted)
+	forced, halted := c.inForceLocked(), c.rollouts.haltedNow()
 	c.mu.Unlock()
 	c.opts.Modules.SetInUse(inUse)
 	c.opts.Server.Update(in)

@@ -278,7 +278,9 @@ func (cp *ControlPlane) build() error {
 		MaxLabelSetsPerSource: cp.opts.MaxLabelSetsPerSource,
 		GroupIdleTimeout:      cp.opts.GroupIdleTimeout,
 		OnUnknownVersion:      func(node, typeURL, _ string) { cp.ctrl.unknownVersion(node, typeURL) },
-		OnPluginFailed:        func(node, plugin, sha, reason string) { cp.ctrl.pluginFailed(node, plugin, sha, reason) },
+		// A refused module is an event for rollouts, which decides
+		// whether it halts one; the engine is never asked back.
+		OnModuleRefused: func(node, plugin, sha, reason string) { cp.ctrl.rollouts.moduleRefused(node, plugin, sha, reason) },
 		// An Envoy may quote a config it rejects: secrets filled into
 		// pluginConfig never go further than the Envoys they were for.
 		Redact: func(text string) string { return cp.ctrl.secrets.redact(text) },

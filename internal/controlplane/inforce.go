@@ -54,9 +54,8 @@ func (c *controller) restore() {
 		c.res[name] = &resolution{module: &m}
 		c.inForce[name] = f
 	}
-	for name, h := range doc.HaltedRollouts {
-		c.halted[name], c.savedHalts[name] = h, h
-	}
+	c.rollouts.restore(doc.HaltedRollouts)
+	maps.Copy(c.savedHalts, doc.HaltedRollouts)
 	c.log.Info("modules in force restored", "file", c.opts.StateFile, "plugins", len(c.res))
 }
 

@@ -149,7 +149,7 @@ func fetchPeerDoc(ctx context.Context, client *http.Client, url, etag string) (*
 // in status; pluginConfig itself is never part of it.
 func (cp *ControlPlane) peerDocument() peerDoc {
 	doc := peerDoc{ID: cp.replicaID, Instance: cp.instance, Address: cp.AdminAddr(), Ready: cp.notReady() == nil,
-		Halts: cp.ctrl.sharedHalts(), Refusals: cp.server.LabelSetRefusals(), Nodes: cp.server.Status()}
+		Halts: cp.ctrl.rollouts.sharedHalts(), Refusals: cp.server.LabelSetRefusals(), Nodes: cp.server.Status()}
 	redact := cp.ctrl.secrets.redact
 	for i := range doc.Nodes {
 		n := &doc.Nodes[i]
@@ -211,7 +211,7 @@ func (cp *ControlPlane) mergePeers() {
 			}
 		}
 	}
-	cp.ctrl.setPeerHalts(halts)
+	cp.ctrl.rollouts.setPeerHalts(halts)
 	if n := cp.server.AddRefusals(refusals); n > 0 {
 		cp.log.Info("modules refused on peer replicas now held back here too", "component", "peers", "refusals", n)
 	}

@@ -120,7 +120,7 @@ func TestPeersShareHaltsAndNodes(t *testing.T) {
 	})
 	sha := rolloutOf(a).SHA256
 	start := time.Now()
-	a.ctrl.pluginFailed(chosen, "canary", sha, "Envoy downloaded the module but did not create its VM")
+	a.ctrl.rollouts.moduleRefused(chosen, "canary", sha, "Envoy downloaded the module but did not create its VM")
 	var halted *RolloutReport
 	waitUntil(t, "b halted by a's node", func() bool {
 		halted = rolloutOf(b)
@@ -267,9 +267,9 @@ func TestSharedHaltsHoldNoSecret(t *testing.T) {
 	c.onChange(plugins(p))
 	sink.until(t, "the rollout", withRollout("b2", 50))
 	chosen, _ := chosenAndNot(t, "auth", 50)
-	c.pluginFailed(chosen, "auth", "b2", `Envoy rejected {"header":"x-api-key","value":"s3cr3t-one"}`)
+	c.rollouts.moduleRefused(chosen, "auth", "b2", `Envoy rejected {"header":"x-api-key","value":"s3cr3t-one"}`)
 	sink.until(t, "the rollout withdrawn", noRollout)
-	halts := c.sharedHalts()
+	halts := c.rollouts.sharedHalts()
 	if len(halts) != 1 || halts[0].Replica != "a" || halts[0].Node != chosen || strings.Contains(halts[0].Reason, "s3cr3t") {
 		t.Errorf("shared halts = %+v, want one by %s on a, without the secret", halts, chosen)
 	}
@@ -364,7 +364,7 @@ func TestDNSPeerIsEveryAddressOfTheName(t *testing.T) {
 		return ra != nil && ra.State == RolloutActive && rb != nil && rb.State == RolloutActive
 	})
 	chosen, _ := chosenAndNot(t, "canary", 50)
-	a.ctrl.pluginFailed(chosen, "canary", rolloutOf(a).SHA256, "Envoy did not create its VM")
+	a.ctrl.rollouts.moduleRefused(chosen, "canary", rolloutOf(a).SHA256, "Envoy did not create its VM")
 	waitUntil(t, "b halted by a's node", func() bool {
 		r := rolloutOf(b)
 		return r.State == RolloutHalted && r.Halted != nil && r.Halted.Replica == "a" && r.Halted.Node == chosen
@@ -426,7 +426,7 @@ func TestPeerHaltHeardFirstNeverPushesTheModule(t *testing.T) {
 	p := rolloutPlugin("oci://r/auth:v2", 30)
 	c.onChange(plugins(p))
 	sink.until(t, "v1 while v2 is pulled", noRollout)
-	c.setPeerHalts([]sharedHalt{{Plugin: "auth", SHA256: "b2", Spec: specDigest(rolloutSpec(p.Rollout)), Node: "edge-1",
+	c.rollouts.setPeerHalts([]sharedHalt{{Plugin: "auth", SHA256: "b2", Spec: specDigest(rolloutSpec(p.Rollout)), Node: "edge-1",
 		Reason: "Envoy did not create its VM", Replica: "a"}})
 	close(gate)
 

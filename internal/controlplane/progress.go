@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/wasmxds/wasmxds/internal/catalog"
-	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
 // Analysis verdicts, in AnalysisReport.Verdict.
@@ -54,8 +53,8 @@ type RateReport struct {
 	VMReloads uint64  `json:"vmReloads"`
 }
 
-// rolloutProgress is a rollout's analysis state in the controller: the
-// step in force and the last verdict, for one arming and module.
+// rolloutProgress is a rollout's analysis state in rollouts: the step in
+// force and the last verdict, for one arming and module.
 type rolloutProgress struct {
 	key    string // progressKey
 	step   int    // index into Rollout.Steps
@@ -78,26 +77,26 @@ func stepsSpec(steps []int) string {
 
 // progressKeyLocked is the arming and rollout module a progress is for: a
 // new module (a moved tag) starts the steps again.
-func (c *controller) progressKeyLocked(p catalog.Plugin) string {
+func (r *rollouts) progressKeyLocked(p catalog.Plugin) string {
 	key := rolloutSpec(p.Rollout)
-	if r := c.res[rolloutKey(p.Name)]; r != nil && r.module != nil {
-		key += " " + r.module.SHA256
+	if m := r.modules[p.Name].module; m != nil {
+		key += " " + m.SHA256
 	}
 	return key
 }
 
 // progressOfLocked is p's progress for its current arming, zero when none.
-func (c *controller) progressOfLocked(p catalog.Plugin) rolloutProgress {
-	pr, ok := c.progress[p.Name]
-	if !ok || pr.key != c.progressKeyLocked(p) {
-		return rolloutProgress{key: c.progressKeyLocked(p)}
+func (r *rollouts) progressOfLocked(p catalog.Plugin) rolloutProgress {
+	pr, ok := r.progress[p.Name]
+	if !ok || pr.key != r.progressKeyLocked(p) {
+		return rolloutProgress{key: r.progressKeyLocked(p)}
 	}
 	return pr
 }
 
 // percentLocked is the share of p's nodes its rollout reaches now: the
 // step in force with steps, else the spec's percent.
-func (c *controller) percentLocked(p catalog.Plugin) int {
+func (r *rollouts) percentLocked(p catalog.Plugin) int {
 	ro := p.Rollout
 	if ro == nil {
 		return 0
@@ -105,19 +104,19 @@ func (c *controller) percentLocked(p catalog.Plugin) int {
 	if len(ro.Steps) == 0 {
 		return ro.Percent
 	}
-	return ro.Steps[min(c.progressOfLocked(p).step, len(ro.Steps)-1)]
+	return ro.Steps[min(r.progressOfLocked(p).step, len(ro.Steps)-1)]
 }
 
 // progressLocked fills an active rollout's report: the percent in force,
 // whether it is complete, and the last analysis.
-func (c *controller) progressLocked(p catalog.Plugin, rep *RolloutReport) {
-	pct := c.percentLocked(p)
+func (r *rollouts) progressLocked(p catalog.Plugin, rep *RolloutReport) {
+	pct := r.percentLocked(p)
 	rep.Percent, rep.Steps = pct, p.Rollout.Steps
 	if pct == 100 {
 		rep.Complete = true
 		rep.Promote = fmt.Sprintf("every node runs the rollout module: set url to %s to promote it", p.Rollout.URL)
 	}
-	rep.Analysis = c.progressOfLocked(p).last
+	rep.Analysis = r.progressOfLocked(p).last
 }
 
 // analysisTarget is an active rollout with an analysis, as the analyzer
@@ -131,23 +130,23 @@ type analysisTarget struct {
 	state      *catalog.State
 }
 
-// analysisTargets lists the active rollouts that have an analysis.
-func (c *controller) analysisTargets() []analysisTarget {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == nil {
+// analysisTargets lists the rollouts with an analysis that the last push
+// handed to the engine, for the plugin's main module of that push.
+func (r *rollouts) analysisTargets() []analysisTarget {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state == nil {
 		return nil
 	}
 	var out []analysisTarget
-	for _, p := range c.state.Plugins {
+	for _, p := range r.state.Plugins {
 		ro := p.Rollout
-		pushed, ok := c.pushed[p.Name]
-		main := c.res[p.Name]
-		if ro == nil || ro.Analysis == nil || !ok || pushed.spec != rolloutSpec(ro) || main == nil || main.module == nil {
+		pushed, ok := r.pushed[p.Name]
+		if ro == nil || ro.Analysis == nil || !ok || pushed.spec != rolloutSpec(ro) || pushed.mainSHA == "" {
 			continue
 		}
-		out = append(out, analysisTarget{plugin: p.Name, key: c.progressKeyLocked(p), rolloutSHA: pushed.sha,
-			mainSHA: main.module.SHA256, analysis: *ro.Analysis, state: c.state})
+		out = append(out, analysisTarget{plugin: p.Name, key: r.progressKeyLocked(p), rolloutSHA: pushed.sha,
+			mainSHA: pushed.mainSHA, analysis: *ro.Analysis, state: r.state})
 	}
 	return out
 }
@@ -155,14 +154,14 @@ func (c *controller) analysisTargets() []analysisTarget {
 // judged records an interval's verdict. A failing rollout halts through
 // the same path as a module a chosen node refused (node is the chosen node
 // named in the halt); a healthy one moves to its next step.
-func (c *controller) judged(t analysisTarget, rep AnalysisReport, node string) {
-	c.mu.Lock()
-	p := c.pluginLocked(t.plugin)
-	if p == nil || c.progressKeyLocked(*p) != t.key {
-		c.mu.Unlock()
+func (r *rollouts) judged(t analysisTarget, rep AnalysisReport, node string) {
+	r.mu.Lock()
+	p := r.pluginLocked(t.plugin)
+	if p == nil || r.progressKeyLocked(*p) != t.key {
+		r.mu.Unlock()
 		return // edited meanwhile: the verdict is about an earlier arming
 	}
-	pr := c.progressOfLocked(*p)
+	pr := r.progressOfLocked(*p)
 	pr.judged++
 	rep.Judged = pr.judged
 	pr.last = &rep
@@ -170,38 +169,16 @@ func (c *controller) judged(t analysisTarget, rep AnalysisReport, node string) {
 	if advanced {
 		pr.step++
 	}
-	c.progress[t.plugin] = pr
-	pct := c.percentLocked(*p)
-	c.mu.Unlock()
+	r.progress[t.plugin] = pr
+	pct := r.percentLocked(*p)
+	r.mu.Unlock()
 	switch {
 	case rep.Verdict == VerdictFailing:
-		c.log.Warn("rollout failed its analysis", "plugin", t.plugin, "sha256", t.rolloutSHA, "reason", rep.Reason)
-		c.pluginFailed(node, t.plugin, t.rolloutSHA, rep.Reason)
+		r.log.Warn("rollout failed its analysis", "plugin", t.plugin, "sha256", t.rolloutSHA, "reason", rep.Reason)
+		r.moduleRefused(node, t.plugin, t.rolloutSHA, rep.Reason)
 	case advanced:
-		c.log.Info("rollout healthy over its interval: next step", "plugin", t.plugin, "percent", pct,
+		r.log.Info("rollout healthy over its interval: next step", "plugin", t.plugin, "percent", pct,
 			"reason", rep.Reason)
-		c.trigger()
-	}
-}
-
-// pluginLocked is the current state's plugin of that name, nil if none.
-func (c *controller) pluginLocked(name string) *catalog.Plugin {
-	if c.state == nil {
-		return nil
-	}
-	for i := range c.state.Plugins {
-		if c.state.Plugins[i].Name == name {
-			return &c.state.Plugins[i]
-		}
-	}
-	return nil
-}
-
-// forgetProgressLocked drops the progress of plugins that left the state.
-func (c *controller) forgetProgressLocked(in xds.Input) {
-	for name := range c.progress {
-		if _, ok := in.Modules[name]; !ok {
-			delete(c.progress, name)
-		}
+		r.changed()
 	}
 }

@@ -1,10 +1,6 @@
 package controlplane
 
-import (
-	"time"
-
-	"github.com/wasmxds/wasmxds/internal/xds"
-)
+import "time"
 
 // Replicas behind one address must agree on each plugin's module, and an
 // Envoy told about a module by one replica may download it from another.
@@ -98,8 +94,7 @@ func (c *controller) warm() bool {
 		return r != nil && (r.done || (r.module != nil && r.moduleKey == r.key))
 	}
 	for _, p := range c.state.Plugins {
-		rollout := p.Rollout.Active(p.URL) && c.opts.Delivery != xds.DeliveryLDS
-		if p.HasModule() && !resolved(p.Name) || (rollout && !resolved(rolloutKey(p.Name))) {
+		if p.HasModule() && !resolved(p.Name) || (c.rollouts.wants(p) && !resolved(rolloutKey(p.Name))) {
 			return false
 		}
 	}

@@ -15,16 +15,99 @@ import (
 	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
+// The choice is part of the contract between replicas and across upgrades:
+// a changed hash would move nodes between modules when a replica is
+// upgraded. These values pin it (the node's bucket is pinned in xds).
+func TestRolloutChoiceIsPinned(t *testing.T) {
+	// Computed apart from this code, with Python:
+	//   int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % 100
+	pinned := map[string]int{"auth": 3, "canary": 52, "ratelimit": 19}
+	for name, want := range pinned {
+		if got := pluginShift(name); got != want {
+			t.Errorf("pluginShift(%q) = %d, want %d: the rollout hash changed, so upgraded replicas "+
+				"would choose other nodes than the rest of the fleet", name, got, want)
+		}
+	}
+	// A node is chosen when (its bucket + the plugin name's) mod 100 is
+	// below percent: envoy-1 and auth give (67 + 3) mod 100 = 70.
+	if RolloutChosen("envoy-1", "auth", 70) || !RolloutChosen("envoy-1", "auth", 71) {
+		t.Errorf("envoy-1 must join auth's rollout at 71%%, not before")
+	}
+	if b := chosenBuckets("auth", 71); b.Has(68) || !b.Has(67) || !b.Has(97) || b.Has(96) || !b.Has(0) {
+		t.Errorf("auth at 71%% reaches buckets %v, want 97-99 and 0-67", b)
+	}
+}
+
+func TestRolloutChoosesItsShareStablyAndOnlyAddsNodes(t *testing.T) {
+	const fleet = 20000
+	ids := make([]string, fleet)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("envoy-%d", i)
+	}
+	for _, pct := range []int{1, 10, 50, 90} {
+		n := 0
+		for _, id := range ids {
+			if RolloutChosen(id, "auth", pct) {
+				n++
+			}
+		}
+		// Binomial: 4 standard deviations at 50% is ±1.4 points.
+		if got := float64(n) * 100 / fleet; got < float64(pct)-1.5 || got > float64(pct)+1.5 {
+			t.Errorf("%d%% rollout chose %.2f%% of %d nodes", pct, got, fleet)
+		}
+	}
+	overlap, authOnly := 0, 0
+	for _, id := range ids {
+		for pct := 0; pct < 100; pct++ {
+			if RolloutChosen(id, "auth", pct) && !RolloutChosen(id, "auth", pct+1) {
+				t.Fatalf("%s chosen at %d%% but not at %d%%: raising percent must only add nodes", id, pct, pct+1)
+			}
+		}
+		if RolloutChosen(id, "auth", 0) || !RolloutChosen(id, "auth", 100) {
+			t.Fatalf("%s: 0%% must choose nobody and 100%% everybody", id)
+		}
+		a, b := RolloutChosen(id, "auth", 10), RolloutChosen(id, "ratelimit", 10)
+		if a && b {
+			overlap++
+		} else if a {
+			authOnly++
+		}
+	}
+	// Two plugins' 10% rollouts are not the same 10% of the fleet.
+	if authOnly == 0 {
+		t.Errorf("auth's and ratelimit's rollouts chose the same nodes (%d in both)", overlap)
+	}
+}
+
+// The buckets handed to the engine are exactly those of the nodes the
+// choice reaches: a node gets the rollout module iff RolloutChosen says so.
+func TestRolloutBucketsAreTheChoice(t *testing.T) {
+	for _, plugin := range []string{"auth", "canary"} {
+		for _, pct := range []int{0, 1, 30, 50, 99, 100} {
+			b := chosenBuckets(plugin, pct)
+			for i := range 2000 {
+				id := fmt.Sprintf("edge-%d", i)
+				if got, want := b.Has(xds.NodeBucket(id)), RolloutChosen(id, plugin, pct); got != want {
+					t.Fatalf("%s of %s at %d%%: in the buckets %v, chosen %v", id, plugin, pct, got, want)
+				}
+			}
+		}
+	}
+}
+
 func rolloutPlugin(url string, pct int) catalog.Plugin {
 	p := plugin("auth", "oci://r/auth:v1", catalog.PullIfNotPresent)
 	p.Rollout = &catalog.Rollout{URL: url, Percent: pct}
 	return p
 }
 
+// withRollout is an Input rolling auth's module sha out to the buckets
+// its rollout reaches at pct.
 func withRollout(sha string, pct int) func(xds.Input) bool {
 	return func(in xds.Input) bool {
 		r, ok := in.Rollouts["auth"]
-		return ok && r.Module != nil && r.Module.SHA256 == sha && r.Percent == pct && in.Modules["auth"].Module != nil
+		return ok && r.Module != nil && r.Module.SHA256 == sha && r.Buckets == chosenBuckets("auth", pct) &&
+			in.Modules["auth"].Module != nil
 	}
 }
 
@@ -100,13 +183,13 @@ func TestRefusedRolloutHaltsUntilEdited(t *testing.T) {
 	sink.until(t, "the rollout", withRollout("b2", 50))
 
 	chosen, other := chosenAndNot(t, "auth", 50)
-	c.pluginFailed(chosen, "auth", "a1", "the main module failed somewhere") // not the rollout's module
-	c.pluginFailed(chosen, "other", "b2", "another plugin")
-	c.pluginFailed(other, "auth", "b2", "a node the rollout did not choose")
+	c.rollouts.moduleRefused(chosen, "auth", "a1", "the main module failed somewhere") // not the rollout's module
+	c.rollouts.moduleRefused(chosen, "other", "b2", "another plugin")
+	c.rollouts.moduleRefused(other, "auth", "b2", "a node the rollout did not choose")
 	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutActive {
 		t.Fatalf("refusals of other modules or by other nodes halted the rollout: %+v", rep)
 	}
-	c.pluginFailed(chosen, "auth", "b2", "Envoy downloaded module b2 but did not create its VM")
+	c.rollouts.moduleRefused(chosen, "auth", "b2", "Envoy downloaded module b2 but did not create its VM")
 	sink.until(t, "the rollout withdrawn", noRollout)
 	rep := c.pluginReports()[0].Rollout
 	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Node != chosen ||
@@ -181,7 +264,7 @@ func chosenAndNot(t *testing.T, plugin string, pct int) (chosen, other string) {
 	t.Helper()
 	for i := 0; chosen == "" || other == ""; i++ {
 		id := fmt.Sprintf("edge-%d", i)
-		if xds.RolloutChosen(id, plugin, pct) {
+		if RolloutChosen(id, plugin, pct) {
 			chosen = cmp.Or(chosen, id)
 		} else {
 			other = cmp.Or(other, id)
@@ -201,7 +284,7 @@ func TestLateRefusalOfAnEarlierRolloutModuleHaltsNothing(t *testing.T) {
 	sink.until(t, "the v2 rollout", withRollout("b2", 50))
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v3", 50)))
 	chosen, _ := chosenAndNot(t, "auth", 50)
-	c.pluginFailed(chosen, "auth", "b2", "v2 refused late")
+	c.rollouts.moduleRefused(chosen, "auth", "b2", "v2 refused late")
 	close(gate)
 	sink.until(t, "the v3 rollout", withRollout("c3", 50))
 	if rep := c.pluginReports()[0].Rollout; rep.State != RolloutActive || rep.SHA256 != "c3" {
@@ -245,7 +328,7 @@ func TestMovedRolloutTagReArmsIt(t *testing.T) {
 	c.onChange(plugins(p))
 	sink.until(t, "the rollout", withRollout("b2", 50))
 	chosen, _ := chosenAndNot(t, "auth", 50)
-	c.pluginFailed(chosen, "auth", "b2", "refused")
+	c.rollouts.moduleRefused(chosen, "auth", "b2", "refused")
 	sink.until(t, "the halt", noRollout)
 	mods.mu.Lock()
 	mods.sums["oci://r/auth:canary"] = "c3"

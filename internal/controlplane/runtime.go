@@ -65,17 +65,6 @@ func fillRuntime(nodes []xds.NodeStatus, store *telemetry.Store, cr *carriers, s
 	}
 }
 
-// rolloutSHAs is, per plugin, the rollout module of the last push.
-func (c *controller) rolloutSHAs() map[string]string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string]string, len(c.pushed))
-	for name, p := range c.pushed {
-		out[name] = p.sha
-	}
-	return out
-}
-
 // runtimeCollector exports runtime health fleet-wide, per plugin and
 // module (its sha256's first 12 hex digits, and whether it is the rollout
 // module): never per node, so the series stay as few as the modules in use.
@@ -112,7 +101,7 @@ func (rc *runtimeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	nodes := cp.server.Status()
 	fillRuntime(nodes, cp.tel, cp.carriers, cp.ctrl.currentState())
-	rollouts := cp.ctrl.rolloutSHAs()
+	rollouts := cp.ctrl.rollouts.pushedSHAs()
 	sums := map[moduleTrack]*xds.PluginRuntime{}
 	counts := map[moduleTrack]int{}
 	for _, n := range nodes {
@@ -152,7 +141,7 @@ func (cp *ControlPlane) buildTelemetry() (*telemetry.Service, error) {
 	}
 	cp.tel = telemetry.NewStore(telemetry.Options{MaxNodes: cp.opts.TelemetryMaxNodes, Known: cp.server.Connected, Clock: clk})
 	cp.carriers = newCarriers()
-	cp.analyzer = newAnalyzer(cp.ctrl, cp.tel, cp.server.Status, cp.carriers, clk, cp.log)
+	cp.analyzer = newAnalyzer(cp.ctrl.rollouts, cp.tel, cp.server.Status, cp.carriers, clk, cp.log)
 	svc, err := telemetry.NewService(telemetry.ServiceOptions{Store: cp.tel, Authorize: cp.authorize, AttachedAs: cp.server.AttachedAs,
 		Logger: cp.log, Registry: cp.reg})
 	if err != nil {

@@ -53,9 +53,10 @@ type Input struct {
 	// listener not yet established is held back until the module is ready
 	// or its resolution failed.
 	Established map[string]bool
-	// Rollouts, by plugin name, send another module to part of the nodes
-	// a plugin selects (see RolloutChosen). A rollout whose Module is nil
-	// reaches nobody.
+	// Rollouts, by plugin name, send another module to the nodes of some
+	// rollout buckets among those a plugin selects; the control plane
+	// decides which (see Rollout). A rollout whose Module is nil reaches
+	// nobody.
 	Rollouts map[string]Rollout
 }
 

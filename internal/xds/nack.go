@@ -71,8 +71,8 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	for _, key := range siblings {
 		s.repush.schedule(repushKey{group: key, plugin: plugin, refresh: true}, "", 0)
 	}
-	if s.onFailed != nil {
-		s.onFailed(nodeID, plugin, e.sha, v.reason)
+	if s.onRefused != nil {
+		s.onRefused(nodeID, plugin, e.sha, v.reason)
 	}
 	return false
 }
@@ -82,7 +82,7 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 // error names whose config in the rejected version carries a module: the
 // node did not take that module.
 func (s *Server) ecdsRejected(nodeID, group string, nack *Nack) {
-	if s.onFailed == nil {
+	if s.onRefused == nil {
 		return
 	}
 	s.mu.Lock()
@@ -96,7 +96,7 @@ func (s *Server) ecdsRejected(nodeID, group string, nack *Nack) {
 		name := m[1]
 		if e, ok := entries[name]; ok && e.sha != "" && !seen[name] {
 			seen[name] = true
-			s.onFailed(nodeID, name, e.sha, "Envoy rejected the extension config: "+nack.Error)
+			s.onRefused(nodeID, name, e.sha, "Envoy rejected the extension config: "+nack.Error)
 		}
 	}
 }

@@ -9,39 +9,46 @@ import (
 	"strings"
 )
 
-// rolloutBuckets is how finely a rollout's percent divides a fleet: every
-// node falls in one bucket, and a rollout at p% reaches p buckets.
-const rolloutBuckets = 100
+// Rollouts as the engine applies them. Which nodes a rollout reaches is
+// decided by the control plane, which hands over, per plugin, the rollout
+// module and the set of rollout buckets whose nodes take it. The engine
+// only puts each node in its bucket (NodeBucket), keeps nodes of different
+// buckets in different groups, and builds each group with the modules its
+// bucket is given. It reports back the modules nodes refused
+// (ServerOptions.OnModuleRefused), never whether a node was chosen.
 
-// Rollout is a plugin's module sent to part of the nodes the plugin
-// selects, those RolloutChosen picks; the others get the plugin's module.
+// RolloutBuckets is how finely rollouts divide a fleet: every node falls
+// in one of this many buckets.
+const RolloutBuckets = 100
+
+// Buckets is a set of rollout buckets, 0 to RolloutBuckets-1.
+type Buckets [2]uint64
+
+// Add puts bucket in the set; a bucket out of range is ignored.
+func (b *Buckets) Add(bucket int) {
+	if bucket >= 0 && bucket < RolloutBuckets {
+		b[bucket/64] |= 1 << (bucket % 64)
+	}
+}
+
+// Has reports whether bucket is in the set.
+func (b Buckets) Has(bucket int) bool {
+	return bucket >= 0 && bucket < RolloutBuckets && b[bucket/64]&(1<<(bucket%64)) != 0
+}
+
+// Rollout is a plugin's module sent, instead of the plugin's own, to the
+// nodes in Buckets among those the plugin selects.
 type Rollout struct {
 	Module  *Module
-	Percent int // 0-100
+	Buckets Buckets
 }
 
-// NodeBucket is the rollout bucket (0-99) of a node id: a hash of the id
-// alone, so a node never changes bucket and every replica agrees on it.
+// NodeBucket is the rollout bucket (0-99) of a node id: the first 8 bytes
+// of the id's sha256, big-endian, mod 100. It depends on the id alone, so
+// a node never changes bucket and every replica agrees on it.
 func NodeBucket(nodeID string) int {
-	return hashBucket(nodeID)
-}
-
-// RolloutChosen reports whether a rollout of plugin at percent sends its
-// module to the node with id nodeID. The choice is a stable hash of node
-// id and plugin name: the node's bucket shifted by the plugin's, so each
-// plugin's rollout reaches its own part of the fleet, and raising percent
-// only adds nodes.
-func RolloutChosen(nodeID, plugin string, percent int) bool {
-	return chosenIn(NodeBucket(nodeID), plugin, percent)
-}
-
-func chosenIn(bucket int, plugin string, percent int) bool {
-	return (bucket+hashBucket(plugin))%rolloutBuckets < percent
-}
-
-func hashBucket(s string) int {
-	sum := sha256.Sum256([]byte(s))
-	return int(binary.BigEndian.Uint64(sum[:8]) % rolloutBuckets)
+	sum := sha256.Sum256([]byte(nodeID))
+	return int(binary.BigEndian.Uint64(sum[:8]) % RolloutBuckets)
 }
 
 // nodeGroupKey is the snapshot key of a node: its label set's key and its
@@ -52,7 +59,7 @@ func nodeGroupKey(nodeID string, labels map[string]string) string {
 }
 
 // forBucket is in as the nodes of one bucket see it: each plugin whose
-// rollout chooses the bucket, and that ran(plugin) allows, gets the
+// rollout takes the bucket, and that ran(plugin) allows, gets the
 // rollout's module. variant names the plugins chosen ("" when none), so
 // that groups of one label set that see the same Input share one
 // translation.
@@ -60,7 +67,7 @@ func (in Input) forBucket(bucket int, ran func(plugin string) bool) (out Input, 
 	var chosen []string
 	for _, name := range slices.Sorted(maps.Keys(in.Rollouts)) {
 		r := in.Rollouts[name]
-		if r.Module != nil && chosenIn(bucket, name, r.Percent) && ran(name) {
+		if r.Module != nil && r.Buckets.Has(bucket) && ran(name) {
 			chosen = append(chosen, name)
 		}
 	}
@@ -77,9 +84,10 @@ func (in Input) forBucket(bucket int, ran func(plugin string) bool) (out Input, 
 	return out, strings.Join(chosen, ",")
 }
 
-// waitsForRollout reports whether plugin's rollout chooses the group but
-// was held back because the group's nodes ran no module of it yet.
+// waitsForRollout reports whether plugin's rollout takes the group's
+// bucket but was held back because the group's nodes ran no module of it
+// yet.
 func (in Input) waitsForRollout(bucket int, plugin string) bool {
 	r, ok := in.Rollouts[plugin]
-	return ok && r.Module != nil && chosenIn(bucket, plugin, r.Percent)
+	return ok && r.Module != nil && r.Buckets.Has(bucket)
 }

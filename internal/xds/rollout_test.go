@@ -14,9 +14,10 @@ import (
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
-// The choice is part of the contract between replicas and across upgrades:
+// The bucket is part of the contract between replicas and across upgrades:
 // a changed hash would move nodes between modules when a replica is
-// upgraded. These values pin it.
+// upgraded (the control plane's choice of buckets is pinned with it, in
+// controlplane). These values pin it.
 func TestRolloutBucketsArePinned(t *testing.T) {
 	// Computed apart from this code, with Python:
 	//   int.from_bytes(hashlib.sha256(id.encode()).digest()[:8], "big") % 100
@@ -27,71 +28,51 @@ func TestRolloutBucketsArePinned(t *testing.T) {
 				"would choose other nodes than the rest of the fleet", id, got, want)
 		}
 	}
-	// A node is chosen when (its bucket + the plugin name's) mod 100 is
-	// below percent: envoy-1 and auth give (67 + 3) mod 100 = 70.
-	if RolloutChosen("envoy-1", "auth", 70) || !RolloutChosen("envoy-1", "auth", 71) {
-		t.Errorf("envoy-1 must join auth's rollout at 71%%, not before")
+}
+
+func TestBucketsHoldWhatIsAdded(t *testing.T) {
+	var b Buckets
+	for _, n := range []int{0, 63, 64, 99, -1, 100} {
+		b.Add(n)
+	}
+	for n := -1; n <= 100; n++ {
+		want := n == 0 || n == 63 || n == 64 || n == 99
+		if b.Has(n) != want {
+			t.Errorf("Has(%d) = %v, want %v", n, b.Has(n), want)
+		}
 	}
 }
 
-func TestRolloutChoosesItsShareStablyAndOnlyAddsNodes(t *testing.T) {
-	const fleet = 20000
-	ids := make([]string, fleet)
-	for i := range ids {
-		ids[i] = fmt.Sprintf("envoy-%d", i)
+// below is the set of buckets under n: a rollout reaching n% of the fleet.
+func below(n int) Buckets {
+	var b Buckets
+	for i := range n {
+		b.Add(i)
 	}
-	for _, pct := range []int{1, 10, 50, 90} {
-		n := 0
-		for _, id := range ids {
-			if RolloutChosen(id, "auth", pct) {
-				n++
-			}
-		}
-		// Binomial: 4 standard deviations at 50% is ±1.4 points.
-		if got := float64(n) * 100 / fleet; got < float64(pct)-1.5 || got > float64(pct)+1.5 {
-			t.Errorf("%d%% rollout chose %.2f%% of %d nodes", pct, got, fleet)
-		}
-	}
-	overlap, authOnly := 0, 0
-	for _, id := range ids {
-		for pct := 0; pct < 100; pct++ {
-			if RolloutChosen(id, "auth", pct) && !RolloutChosen(id, "auth", pct+1) {
-				t.Fatalf("%s chosen at %d%% but not at %d%%: raising percent must only add nodes", id, pct, pct+1)
-			}
-		}
-		if RolloutChosen(id, "auth", 0) || !RolloutChosen(id, "auth", 100) {
-			t.Fatalf("%s: 0%% must choose nobody and 100%% everybody", id)
-		}
-		a, b := RolloutChosen(id, "auth", 10), RolloutChosen(id, "ratelimit", 10)
-		if a && b {
-			overlap++
-		} else if a {
-			authOnly++
-		}
-	}
-	// Two plugins' 10% rollouts are not the same 10% of the fleet.
-	if authOnly == 0 {
-		t.Errorf("auth's and ratelimit's rollouts chose the same nodes (%d in both)", overlap)
-	}
+	return b
 }
 
-// rolloutInput is deliveryInput("a") with plugin p rolling module b out.
+// chosenBelow reports whether a node is in a rollout to below(n).
+func chosenBelow(nodeID string, n int) bool { return NodeBucket(nodeID) < n }
+
+// rolloutInput is deliveryInput("a") with plugin p rolling module b out
+// to the buckets under pct.
 func rolloutInput(pct int) Input {
 	in := deliveryInput("a")
 	b := strings.Repeat("b", 64)
-	in.Rollouts = map[string]Rollout{"p": {Module: &Module{SHA256: b, URL: "http://127.0.0.1:1/modules/sha256/" + b}, Percent: pct}}
+	in.Rollouts = map[string]Rollout{"p": {Module: &Module{SHA256: b, URL: "http://127.0.0.1:1/modules/sha256/" + b}, Buckets: below(pct)}}
 	return in
 }
 
-// nodesBothSides returns node ids of which some a 50% rollout of p chooses
-// and some it does not.
+// nodesBothSides returns node ids of which some a rollout to the buckets
+// under 50 chooses and some it does not.
 func nodesBothSides(t *testing.T, n int) []string {
 	t.Helper()
 	ids := make([]string, n)
 	chosen := 0
 	for i := range ids {
 		ids[i] = fmt.Sprintf("node-%d", i)
-		if RolloutChosen(ids[i], "p", 50) {
+		if chosenBelow(ids[i], 50) {
 			chosen++
 		}
 	}
@@ -102,7 +83,7 @@ func nodesBothSides(t *testing.T, n int) []string {
 }
 
 // Nodes of one label set get the rollout module exactly when the rollout
-// chooses them; a rollout withdrawn (halted) sends them back.
+// takes their bucket; a rollout withdrawn (halted) sends them back.
 func TestRolloutSendsModuleToChosenNodesOnly(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
@@ -115,7 +96,7 @@ func TestRolloutSendsModuleToChosenNodesOnly(t *testing.T) {
 			}
 			for id, c := range clients {
 				want := strings.Repeat("a", 64)
-				if RolloutChosen(id, "p", 50) {
+				if chosenBelow(id, 50) {
 					want = strings.Repeat("b", 64)
 				}
 				c.Await(t, "module "+want[:8], func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), want) })
@@ -137,7 +118,7 @@ func TestRefusedRolloutModuleIsReported(t *testing.T) {
 	type failure struct{ node, plugin, sha string }
 	var mu sync.Mutex
 	var failures []failure
-	srv, addr, _ := startServerTranslating(t, ServerOptions{OnPluginFailed: func(node, plugin, sha, _ string) {
+	srv, addr, _ := startServerTranslating(t, ServerOptions{OnModuleRefused: func(node, plugin, sha, _ string) {
 		mu.Lock()
 		defer mu.Unlock()
 		failures = append(failures, failure{node, plugin, sha})
@@ -148,7 +129,7 @@ func TestRefusedRolloutModuleIsReported(t *testing.T) {
 	var chosen string
 	for _, id := range ids {
 		rej := &xdstest.Rejecter{}
-		if RolloutChosen(id, "p", 50) && chosen == "" {
+		if chosenBelow(id, 50) && chosen == "" {
 			chosen = id
 		}
 		opts := xdstest.Options{NodeID: id, NACK: rej.Decide}
@@ -172,7 +153,7 @@ func TestRefusedRolloutModuleIsReported(t *testing.T) {
 	}
 	mu.Unlock()
 	for id, c := range clients {
-		if !RolloutChosen(id, "p", 50) && strings.Contains(heldURL(t, c.State()), b) {
+		if !chosenBelow(id, 50) && strings.Contains(heldURL(t, c.State()), b) {
 			t.Errorf("%s was not chosen and got the rollout module", id)
 		}
 	}
@@ -184,7 +165,7 @@ func TestRejectedExtensionConfigIsReported(t *testing.T) {
 	type failure struct{ node, plugin, sha, reason string }
 	var mu sync.Mutex
 	var failures []failure
-	srv, addr, _ := startServerTranslating(t, ServerOptions{OnPluginFailed: func(node, plugin, sha, reason string) {
+	srv, addr, _ := startServerTranslating(t, ServerOptions{OnModuleRefused: func(node, plugin, sha, reason string) {
 		mu.Lock()
 		defer mu.Unlock()
 		failures = append(failures, failure{node, plugin, sha, reason})
@@ -285,7 +266,7 @@ func TestNackDetailIsRedacted(t *testing.T) {
 	var reasons []string
 	srv, addr, _ := startServerTranslating(t, ServerOptions{
 		Redact: func(s string) string { return strings.ReplaceAll(s, "hunter2", "[redacted]") },
-		OnPluginFailed: func(_, _, _, reason string) {
+		OnModuleRefused: func(_, _, _, reason string) {
 			mu.Lock()
 			defer mu.Unlock()
 			reasons = append(reasons, reason)

@@ -55,11 +55,14 @@ type ServerOptions struct {
 	// be ahead (see reportedVersion). It runs on the stream's goroutine
 	// and must not block.
 	OnUnknownVersion func(nodeID, typeURL, version string)
-	// OnPluginFailed, if set, hears of a node that refused a plugin's
+	// OnModuleRefused, if set, hears of a node that refused a plugin's
 	// module (status failed: it downloaded the module and did not start
-	// its VM, or never managed to load it). It runs on the stream's
-	// goroutine and must not block.
-	OnPluginFailed func(nodeID, plugin, sha256, reason string)
+	// its VM, never managed to load it, or Envoy rejected the config
+	// carrying it). It is an event, the engine's only report about
+	// modules: whether the refusal halts a rollout is for the control
+	// plane to decide. It runs on the stream's goroutine and must not
+	// block.
+	OnModuleRefused func(nodeID, plugin, sha256, reason string)
 	// Redact, if set, removes secrets from Envoy's NACK messages before
 	// they are kept, logged or reported: Envoy may quote the rejected
 	// config, which can carry pluginConfig values filled from secrets.
@@ -84,7 +87,7 @@ type Server struct {
 	tracker     *tracker
 	authorize   AuthorizeFunc
 	onUnknown   func(nodeID, typeURL, version string)
-	onFailed    func(nodeID, plugin, sha256, reason string)
+	onRefused   func(nodeID, plugin, sha256, reason string)
 	redact      func(string) string
 	deliveries  *deliveries
 	downloads   downloads
@@ -199,7 +202,7 @@ func newServer(opts ServerOptions, wrap func(snapshotStore) snapshotStore) (*Ser
 		tracker:     newTracker(clk),
 		authorize:   opts.Authorize,
 		onUnknown:   opts.OnUnknownVersion,
-		onFailed:    opts.OnPluginFailed,
+		onRefused:   opts.OnModuleRefused,
 		redact:      opts.Redact,
 		deliveries:  newDeliveries(),
 		translate:   Translate,
