@@ -229,6 +229,18 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 		return
 	}
 	s.cache.set(key, snap)
+	// A group dropped meanwhile (it went idle and expired) leaves no
+	// snapshot behind. Every build holds buildMu, so the snapshot under key
+	// now is this one, even if a node made a new group of the key since.
+	s.mu.Lock()
+	dropped := s.groups[key] != g
+	if dropped {
+		s.cache.clear(key)
+	}
+	s.mu.Unlock()
+	if dropped {
+		return
+	}
 	s.log.Info("snapshot set", "group", key, "versions", versionAttrs(versions), "problems", len(problems))
 }
 

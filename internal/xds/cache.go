@@ -27,6 +27,14 @@ import (
 //   - A NACK parks the watch until the type's version differs from the one
 //     the node rejected: the request carries the last version it accepted,
 //     and answering that would resend the rejected config at once, forever.
+//     So do the stream's later requests of the type that still answer the
+//     rejected response (same nonce): Envoy sends the error only once, and
+//     then asks again, for other names, as its listeners warm.
+//   - A watch for a type this server does not serve is never kept (a delta
+//     wildcard's first request is answered at once, empty): a stream then
+//     has at most one parked watch per served type, fewer than its response
+//     channel holds, so answering them never blocks (set sends under the
+//     cache's lock).
 //   - A watch opened before its group has a snapshot (a node returning to a
 //     restarted replica, or a group built again after going idle) is
 //     answered as soon as the snapshot is set, whatever version the node
@@ -50,18 +58,22 @@ type snapshotStore interface {
 	cache.Cache
 	set(group string, snap *servedSnapshot)
 	clear(group string)
-	has(group string) bool
 	direct(key streamKey, req any, r routing)
 	streamClosed(key streamKey)
 }
 
 // routing is what the request callback decided about a request: the group
-// whose snapshot answers it and the version the node is known to hold for
-// its type (the rejected one after a NACK).
+// whose snapshot answers it, the version the node reports holding for its
+// type, and for a NACK the version it rejected.
 type routing struct {
-	group string
-	holds string
+	group    string
+	holds    string
+	rejected string
 }
+
+// nackMark is a stream's last NACK of a type: the version rejected and the
+// nonce of the response it rejected.
+type nackMark struct{ version, nonce string }
 
 type deliveryCache struct {
 	mu     sync.Mutex
@@ -71,6 +83,7 @@ type deliveryCache struct {
 	// that one the server skipped (a stale nonce) does not stay behind.
 	routed   map[any]routing
 	byStream map[streamKey]map[string]any
+	nacks    map[streamKey]map[string]nackMark
 }
 
 // cacheEntry is one group's snapshot and the watches waiting on it.
@@ -98,7 +111,7 @@ type deltaWatch struct {
 
 func newDeliveryCache() *deliveryCache {
 	return &deliveryCache{groups: map[string]*cacheEntry{}, routed: map[any]routing{},
-		byStream: map[streamKey]map[string]any{}}
+		byStream: map[streamKey]map[string]any{}, nacks: map[streamKey]map[string]nackMark{}}
 }
 
 var _ cache.Cache = (*deliveryCache)(nil)
@@ -119,7 +132,32 @@ func (c *deliveryCache) direct(key streamKey, req any, r routing) {
 		delete(c.routed, prev)
 	}
 	last[typeURL] = req
+	if sotw, ok := req.(*discoverygrpc.DiscoveryRequest); ok {
+		r.holds = c.rejectedLocked(key, typeURL, sotw.GetResponseNonce(), r)
+	}
 	c.routed[req] = r
+}
+
+// rejectedLocked is the version a SotW request's watch compares with: the
+// rejected one for a NACK, and for a later request still answering the
+// rejected response; what the node holds otherwise.
+func (c *deliveryCache) rejectedLocked(key streamKey, typeURL, nonce string, r routing) string {
+	marks := c.nacks[key]
+	if r.rejected != "" {
+		if marks == nil {
+			marks = map[string]nackMark{}
+			c.nacks[key] = marks
+		}
+		marks[typeURL] = nackMark{version: r.rejected, nonce: nonce}
+		return r.rejected
+	}
+	if m, ok := marks[typeURL]; ok {
+		if m.nonce == nonce {
+			return m.version
+		}
+		delete(marks, typeURL)
+	}
+	return r.holds
 }
 
 // streamClosed forgets the routing of a stream's requests.
@@ -130,6 +168,7 @@ func (c *deliveryCache) streamClosed(key streamKey) {
 		delete(c.routed, req)
 	}
 	delete(c.byStream, key)
+	delete(c.nacks, key)
 }
 
 func requestType(req any) string {
@@ -142,7 +181,8 @@ func requestType(req any) string {
 	return ""
 }
 
-// takeRouting returns and forgets the routing of req. The caller holds mu.
+// takeRoutingLocked returns and forgets the routing of req. The caller
+// holds mu.
 func (c *deliveryCache) takeRoutingLocked(req any) (routing, bool) {
 	r, ok := c.routed[req]
 	delete(c.routed, req)
@@ -156,14 +196,6 @@ func (c *deliveryCache) entryLocked(group string) *cacheEntry {
 		c.groups[group] = e
 	}
 	return e
-}
-
-// has reports whether the group has a snapshot.
-func (c *deliveryCache) has(group string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.groups[group]
-	return e != nil && e.snap != nil
 }
 
 // set makes snap the group's snapshot and answers the watches it
@@ -209,6 +241,8 @@ func (c *deliveryCache) clear(group string) {
 	}
 }
 
+func served(typeURL string) bool { return slices.Contains(servedTypes, typeURL) }
+
 func typeOrder(typeURL string) int {
 	if i := slices.Index(servedTypes, typeURL); i >= 0 {
 		return i
@@ -224,6 +258,9 @@ func (c *deliveryCache) CreateWatch(req *cache.Request, sub cache.Subscription, 
 	r, ok := c.takeRoutingLocked(req)
 	if !ok {
 		return nil, errUnrouted
+	}
+	if !served(req.GetTypeUrl()) {
+		return func() {}, nil // never answered: no watch to keep
 	}
 	e := c.entryLocked(r.group)
 	w := &sotwWatch{req: req, sub: sub, out: out, holds: r.holds, anyVersion: e.snap == nil}
@@ -242,8 +279,12 @@ func (c *deliveryCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subs
 	if !ok {
 		return nil, errUnrouted
 	}
-	e := c.entryLocked(r.group)
 	w := &deltaWatch{req: req, sub: sub, out: out}
+	if !served(req.GetTypeUrl()) {
+		answerDelta(w, &servedSnapshot{}) // a wildcard's first request, empty
+		return nil, nil
+	}
+	e := c.entryLocked(r.group)
 	if e.snap != nil && answerDelta(w, e.snap) {
 		return nil, nil
 	}

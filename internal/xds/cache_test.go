@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"fmt"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -193,5 +194,79 @@ func TestCacheAnswersDeltaRequests(t *testing.T) {
 	c.set("g", clustersSnapshot(t, "a"))
 	if r := next(); r != nil {
 		t.Fatalf("nothing changed, yet answered: %v", r)
+	}
+}
+
+// Envoy sends a NACK's error once; its next request of the type (new
+// names as listeners warm) still answers the rejected response and carries
+// the last version it accepted. It must not be sent the rejected config
+// again either.
+func TestCacheKeepsANackParkedForTheRejectedResponse(t *testing.T) {
+	c := newDeliveryCache()
+	snap1, snap2 := clustersSnapshot(t, "a"), clustersSnapshot(t, "a", "b")
+	v1, v2 := snap1.types[resource.ClusterType].version, snap2.types[resource.ClusterType].version
+	cl := newSotwClient(t, c, 1)
+	c.set("g", snap1)
+	send := func(nonce, version, rejected string) {
+		t.Helper()
+		req := &discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType, VersionInfo: version, ResponseNonce: nonce}
+		c.direct(cl.key, req, routing{group: "g", holds: version, rejected: rejected})
+		if _, err := c.CreateWatch(req, cl.sub, cl.out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("", "", "")
+	if r := cl.answered(); r == nil || r.GetVersionInfo() != v1 {
+		t.Fatalf("first answer: %v", r)
+	}
+	send("1", v1, "") // ACK
+	c.set("g", snap2)
+	if r := cl.answered(); r == nil || r.GetVersionInfo() != v2 {
+		t.Fatalf("update: %v", r)
+	}
+	send("2", v1, v2) // NACK of v2
+	send("2", v1, "") // the next request, still answering response 2
+	if r := cl.answered(); r != nil {
+		t.Fatalf("the request after a NACK was sent the rejected version again: %v", r)
+	}
+	snap3 := clustersSnapshot(t, "c")
+	c.set("g", snap3)
+	if r := cl.answered(); r == nil || r.GetVersionInfo() != snap3.types[resource.ClusterType].version {
+		t.Fatalf("the next version after the NACK: %v", r)
+	}
+}
+
+// A stream may ask for types this server never serves. Their watches are
+// not kept: a stream's parked watches stay fewer than its response channel
+// holds (go-control-plane's delta server gives it 20 slots), so setting a
+// snapshot, which answers them under the cache's lock, never blocks.
+func TestCacheKeepsNoWatchForUnservedTypes(t *testing.T) {
+	c := newDeliveryCache()
+	out := make(chan cache.DeltaResponse, 64)
+	key := streamKey{delta: true, id: 7}
+	for i := range 30 {
+		req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: fmt.Sprintf("type.googleapis.com/junk.T%d", i)}
+		c.direct(key, req, routing{group: "g"})
+		if _, err := c.CreateDeltaWatch(req, stream.NewDeltaSubscription(nil, nil, nil, true), out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sotw := &discoverygrpc.DiscoveryRequest{TypeUrl: "type.googleapis.com/junk.S"}
+	c.direct(streamKey{id: 8}, sotw, routing{group: "g"})
+	if _, err := c.CreateWatch(sotw, stream.NewSotwSubscription(nil, true), make(chan cache.Response, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(out); n != 30 {
+		t.Errorf("%d of 30 first wildcard requests of unserved types answered at once", n)
+	}
+	c.mu.Lock()
+	e := c.groups["g"]
+	c.mu.Unlock()
+	if e != nil && len(e.delta)+len(e.sotw) > 0 {
+		t.Fatalf("%d delta and %d SotW watches kept for types never served", len(e.delta), len(e.sotw))
+	}
+	c.set("g", clustersSnapshot(t, "a"))
+	if n := len(out); n != 30 {
+		t.Errorf("setting a snapshot answered unserved types again: %d responses", n)
 	}
 }

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"maps"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -48,19 +49,18 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 	if err != nil {
 		return err
 	}
-	holds := req.GetVersionInfo()
-	if rejected != "" {
-		holds = rejected // a NACK: park the watch until the version changes
-	}
-	c.s.cache.direct(streamKey{id: id}, req, routing{group: group, holds: holds})
+	c.s.cache.direct(streamKey{id: id}, req, routing{group: group, holds: req.GetVersionInfo(), rejected: rejected})
 	return nil
 }
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscoveryRequest) error {
 	// Delta needs no NACK handling: the cache compares per-resource
 	// versions with what it sent, so a rejected config is not resent.
+	// The initial versions are copied: go-control-plane keeps the map as
+	// the subscription's and changes it on the stream's goroutine, while a
+	// report kept for the group's first build is read by Update.
 	_, group, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
-		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: req.GetInitialResourceVersions()})
+		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: maps.Clone(req.GetInitialResourceVersions())})
 	if err != nil {
 		return err
 	}

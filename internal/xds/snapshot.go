@@ -52,9 +52,8 @@ func GroupKey(labels map[string]string) string {
 	return b.String()
 }
 
-// labelEscaper is built once: GroupKey runs on every discovery request
-// (the cache hashes the node each time), and building a Replacer per call
-// showed in profiles of large fleets.
+// labelEscaper is built once: GroupKey runs for every node that connects,
+// and building a Replacer per call showed in profiles of large fleets.
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `=`, `\=`)
 
 // typeVersions is the version of each served type in one snapshot.
@@ -146,6 +145,9 @@ func serveType(typeURL string, items []types.Resource) (*servedType, error) {
 		h.Write(n[:])
 		h.Write(b)
 		name := cache.GetResourceName(item)
+		if st.byName[name] != nil {
+			return nil, fmt.Errorf("two %s resources named %q", typeLabel(typeURL), name)
+		}
 		a := &anypb.Any{TypeUrl: typeURL, Value: b}
 		r := &servedResource{name: name, version: cache.HashResource(b), any: a}
 		r.delta = &discoverygrpc.Resource{Name: name, Version: r.version, Resource: a}
