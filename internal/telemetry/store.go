@@ -64,7 +64,7 @@ type node struct {
 	reloads    map[string]*series // per plugin
 	created    series             // VMs created
 	active     uint64             // VMs active at the last report
-	custom     map[string]*custom
+	custom     map[string]*custom // nil until the node reports one
 }
 
 type listenerSeries struct{ requests, errors5xx series }
@@ -133,7 +133,7 @@ func (s *Store) nodeLocked(nodeID string, now time.Time) *node {
 	n := s.nodes[nodeID]
 	if n == nil {
 		s.makeRoomLocked(now)
-		n = &node{listeners: map[string]*listenerSeries{}, reloads: map[string]*series{}, custom: map[string]*custom{}}
+		n = &node{listeners: map[string]*listenerSeries{}, reloads: map[string]*series{}}
 		s.nodes[nodeID] = n
 	}
 	n.lastReport = now
