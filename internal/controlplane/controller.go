@@ -92,6 +92,7 @@ type controller struct {
 	pushed      map[string]rolloutPush     // plugin → its rollout module in the last push
 	peerHalts   map[string][]sharedHalt    // plugin → halts peers apply (see setPeerHalts)
 	progress    map[string]rolloutProgress // plugin → its rollout's step and last analysis
+	savedSteps  map[string]savedStep       // steps reached as last written to StateFile
 	secrets     *secretStore
 	firstState  time.Time // when the first desired state arrived
 	lastResync  time.Time // last resync run or asked for early
@@ -136,8 +137,8 @@ func newController(opts controllerOptions) *controller {
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
 		halted: map[string]halt{}, savedHalts: map[string]halt{}, halts: map[string]int{},
-		progress: map[string]rolloutProgress{},
-		secrets:  newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
+		progress: map[string]rolloutProgress{}, savedSteps: map[string]savedStep{},
+		secrets: newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
 	}
 	c.restore()
 	return c
@@ -420,11 +421,11 @@ func (c *controller) push() {
 	c.forgetProgressLocked(in)
 	c.establishLocked(in)
 	inUse := c.inUseLocked(now)
-	forced, halted := c.inForceLocked(), maps.Clone(c.halted)
+	forced, halted, steps := c.inForceLocked(), maps.Clone(c.halted), c.stepsLocked()
 	c.mu.Unlock()
 	c.opts.Modules.SetInUse(inUse)
 	c.opts.Server.Update(in)
-	c.persist(forced, halted)
+	c.persist(forced, halted, steps)
 }
 
 func (c *controller) pluginModuleLocked(name string, now time.Time) xds.PluginModule {

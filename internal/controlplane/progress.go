@@ -57,7 +57,7 @@ type RateReport struct {
 // rolloutProgress is a rollout's analysis state in the controller: the
 // step in force and the last verdict, for one arming and module.
 type rolloutProgress struct {
-	key    string // progressKey
+	key    string // progressKeyLocked
 	step   int    // index into Rollout.Steps
 	judged int    // intervals judged
 	last   *AnalysisReport
@@ -95,6 +95,24 @@ func (c *controller) progressOfLocked(p catalog.Plugin) rolloutProgress {
 	return pr
 }
 
+// savedStep is a stepped rollout's step as StateFile keeps it: a restart
+// resumes from the step reached, for the same arming and module (Key).
+type savedStep struct {
+	Key  string `json:"key"`  // progressKeyLocked: rolloutSpec and the rollout module's sha256
+	Step int    `json:"step"` // index into the spec's steps
+}
+
+// stepsLocked is every rollout's step past its first, for StateFile.
+func (c *controller) stepsLocked() map[string]savedStep {
+	out := map[string]savedStep{}
+	for name, pr := range c.progress {
+		if pr.step > 0 {
+			out[name] = savedStep{Key: pr.key, Step: pr.step}
+		}
+	}
+	return out
+}
+
 // percentLocked is the share of p's nodes its rollout reaches now: the
 // step in force with steps, else the spec's percent.
 func (c *controller) percentLocked(p catalog.Plugin) int {
@@ -124,7 +142,7 @@ func (c *controller) progressLocked(p catalog.Plugin, rep *RolloutReport) {
 // needs it.
 type analysisTarget struct {
 	plugin     string
-	key        string // progressKey
+	key        string // progressKeyLocked
 	rolloutSHA string
 	mainSHA    string
 	analysis   catalog.Analysis
