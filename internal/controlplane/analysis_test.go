@@ -105,8 +105,8 @@ func TestAnalysisHaltsAFailingRollout(t *testing.T) {
 	f := newAnalysisFixture(t, judgedRollout(50), 50)
 	f.interval(map[string]int{"b2": 50, "a1": 50}, map[string]int{"b2": 25, "a1": 1}, nil)
 	rep := f.rollout(t)
-	if rep.State != RolloutHalted || rep.Halted == nil {
-		t.Fatalf("rollout = %+v, want halted", rep)
+	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Cause != HaltAnalysis {
+		t.Fatalf("rollout = %+v (halt %+v), want halted by analysis", rep, rep.Halted)
 	}
 	for _, want := range []string{"50.0% (50 of 100 requests) on the 2 chosen nodes", "2.0% (2 of 100) on the 2 nodes running the main module",
 		"above maxErrorRate 5.0%"} {

@@ -194,7 +194,7 @@ func (c *controller) judged(t analysisTarget, rep AnalysisReport, node string) {
 	switch {
 	case rep.Verdict == VerdictFailing:
 		c.log.Warn("rollout failed its analysis", "plugin", t.plugin, "sha256", t.rolloutSHA, "reason", rep.Reason)
-		c.pluginFailed(node, t.plugin, t.rolloutSHA, rep.Reason)
+		c.haltRollout(node, t.plugin, t.rolloutSHA, rep.Reason, HaltAnalysis)
 	case advanced:
 		c.log.Info("rollout healthy over its interval: next step", "plugin", t.plugin, "percent", pct,
 			"reason", rep.Reason)

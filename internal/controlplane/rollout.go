@@ -45,7 +45,14 @@ type rolloutPush struct {
 	spec, sha string
 }
 
-// halt is a rollout stopped because a chosen node refused its module.
+// Why a rollout halted, in HaltReport.Cause.
+const (
+	HaltRefused  = "refused"  // a chosen node refused the rollout module
+	HaltAnalysis = "analysis" // the rollout failed its analysis
+)
+
+// halt is a rollout stopped because a chosen node refused its module, or
+// because it failed its analysis (Node is then the chosen node named).
 type halt struct {
 	Spec   string    `json:"spec"` // rolloutSpec when it halted
 	SHA256 string    `json:"sha256"`
@@ -54,6 +61,17 @@ type halt struct {
 	At     time.Time `json:"at"`
 	// Replica is the replica whose node refused the module.
 	Replica string `json:"replica,omitempty"`
+	// Cause is HaltAnalysis for a halt by analysis, "" for a refusal (as
+	// halts recorded before analyses existed have it).
+	Cause string `json:"cause,omitempty"`
+}
+
+// cause is the halt's HaltReport.Cause.
+func (h halt) cause() string {
+	if h.Cause == HaltAnalysis {
+		return HaltAnalysis
+	}
+	return HaltRefused
 }
 
 // rolloutJobLocked is the resolution a plugin's active rollout needs, if
@@ -126,6 +144,13 @@ func (c *controller) rolloutsLocked(in xds.Input, now time.Time) map[string]xds.
 // rollout module halts the rollout: chosen nodes go back to the plugin's
 // url at the next push. It runs on an ADS stream and does not block.
 func (c *controller) pluginFailed(node, plugin, sha, reason string) {
+	c.haltRollout(node, plugin, sha, reason, "")
+}
+
+// haltRollout halts plugin's rollout of module sha, refused by node (cause
+// "") or failed by its analysis (HaltAnalysis, naming a chosen node), when
+// that is the rollout as it is now.
+func (c *controller) haltRollout(node, plugin, sha, reason, cause string) {
 	c.mu.Lock()
 	var p *catalog.Plugin
 	if c.state != nil {
@@ -151,12 +176,16 @@ func (c *controller) pluginFailed(node, plugin, sha, reason string) {
 		c.mu.Unlock()
 		return
 	}
-	c.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now(), Replica: c.opts.ReplicaID}
+	c.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now(), Replica: c.opts.ReplicaID,
+		Cause: cause}
 	c.halts[plugin]++
 	url, pct := p.Rollout.URL, c.percentLocked(*p)
 	c.mu.Unlock()
-	c.log.Warn("rollout halted: a chosen node refused its module; chosen nodes go back to the plugin's url",
-		"plugin", plugin, "url", url, "percent", pct, "sha256", sha, "node", node, "reason", reason)
+	msg := "rollout halted: a chosen node refused its module; chosen nodes go back to the plugin's url"
+	if cause == HaltAnalysis {
+		msg = "rollout halted by its analysis; chosen nodes go back to the plugin's url"
+	}
+	c.log.Warn(msg, "plugin", plugin, "url", url, "percent", pct, "sha256", sha, "node", node, "reason", reason)
 	c.trigger()
 }
 
@@ -168,7 +197,8 @@ type RolloutReport struct {
 	State  string `json:"state"`
 	SHA256 string `json:"sha256,omitempty"` // the rollout module, once resolved
 	Error  string `json:"error,omitempty"`  // why its resolution failed
-	// Halted says which chosen node refused the module, and why.
+	// Halted says why the rollout halted: which chosen node refused the
+	// module, or what its analysis found.
 	Halted *HaltReport `json:"halted,omitempty"`
 	// Steps, Complete, Promote and Analysis: see RolloutProgress.
 	RolloutProgress
@@ -176,6 +206,10 @@ type RolloutReport struct {
 
 // HaltReport is why a rollout halted.
 type HaltReport struct {
+	// Cause is HaltRefused (Node refused the module) or HaltAnalysis (the
+	// rollout failed its analysis; Node is the chosen node with the most
+	// 5xx, or whose VM reloaded, and Reason quotes the rates).
+	Cause  string    `json:"cause"`
 	Node   string    `json:"node"`
 	SHA256 string    `json:"sha256"`
 	Reason string    `json:"reason"`
@@ -210,7 +244,8 @@ func (c *controller) rolloutReportLocked(p catalog.Plugin) *RolloutReport {
 		rep.State, rep.Error = RolloutUnsupported, errRolloutNeedsECDS
 	case halted && h.Spec == rolloutSpec(ro):
 		rep.State = RolloutHalted
-		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At, Replica: h.Replica}
+		rep.Halted = &HaltReport{Cause: h.cause(), Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At,
+			Replica: h.Replica}
 		rep.Analysis = c.progressOfLocked(p).last
 	case isPushed && pushed.spec == rolloutSpec(ro):
 		rep.State = RolloutActive

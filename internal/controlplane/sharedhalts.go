@@ -45,7 +45,8 @@ func (c *controller) adoptPeerHaltLocked(p catalog.Plugin, spec, sha string) boo
 		return false
 	}
 	ph := c.peerHalts[p.Name][i]
-	c.halted[p.Name] = halt{Spec: spec, SHA256: sha, Node: ph.Node, Reason: ph.Reason, At: ph.At, Replica: ph.Replica}
+	c.halted[p.Name] = halt{Spec: spec, SHA256: sha, Node: ph.Node, Reason: ph.Reason, At: ph.At, Replica: ph.Replica,
+		Cause: ph.Cause}
 	c.halts[p.Name]++
 	c.log.Warn("rollout halted: a peer replica's chosen node refused its module; chosen nodes go back to the plugin's url",
 		"plugin", p.Name, "percent", p.Rollout.Percent, "sha256", sha, "node", ph.Node, "replica", ph.Replica,
@@ -65,7 +66,7 @@ func (c *controller) sharedHalts() []sharedHalt {
 			replica = c.opts.ReplicaID
 		}
 		out = append(out, sharedHalt{Plugin: name, SHA256: h.SHA256, Spec: specDigest(h.Spec), Node: h.Node,
-			Reason: c.secrets.redact(h.Reason), At: h.At, Replica: replica})
+			Reason: c.secrets.redact(h.Reason), At: h.At, Replica: replica, Cause: h.Cause})
 	}
 	return out
 }
