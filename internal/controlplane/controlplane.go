@@ -302,8 +302,9 @@ func (cp *ControlPlane) build() error {
 		return err
 	}
 	// The telemetry codec hands metrics messages over as bytes and leaves
-	// every other message to the proto codec.
-	grpcOpts := append(xds.GRPCServerOptions(), limit.ServerOption(), grpc.ForceServerCodecV2(telemetry.ServerCodec()))
+	// every other message to the proto codec; the flow-control windows are
+	// static (see telemetry.ServerOptions).
+	grpcOpts := append(append(xds.GRPCServerOptions(), limit.ServerOption()), telemetry.ServerOptions()...)
 	if cp.opts.tlsFiles().enabled() {
 		if cp.tls, err = newTLSReloader(cp.opts.tlsFiles(), cp.log); err != nil {
 			return err

@@ -154,7 +154,7 @@ var serviceDesc = grpc.ServiceDesc{
 }
 
 // Register adds the metrics service to a gRPC server, which must be built
-// with grpc.ForceServerCodecV2(ServerCodec()).
+// with ServerOptions.
 func (s *Service) Register(reg grpc.ServiceRegistrar) {
 	reg.RegisterService(&serviceDesc, s)
 }

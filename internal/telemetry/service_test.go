@@ -37,7 +37,7 @@ func serveStoppable(t *testing.T, store *Store, authorize xds.AuthorizeFunc) (me
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(append(xds.GRPCServerOptions(), grpc.ForceServerCodecV2(ServerCodec()))...)
+	srv := grpc.NewServer(append(xds.GRPCServerOptions(), ServerOptions()...)...)
 	svc.Register(srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	workers := make(chan struct{})

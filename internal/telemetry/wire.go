@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the codec wrapped below
 	"google.golang.org/grpc/mem"
@@ -37,10 +38,32 @@ func (f *frame) release() {
 // bytes as they are.
 type codec struct{ proto encoding.CodecV2 }
 
-// ServerCodec is the gRPC server option the Service needs: install it on
-// the server it is registered with (every other message is handled by the
-// proto codec as before).
+// ServerCodec is the codec the Service needs on the server it is
+// registered with (see ServerOptions); every other message is handled by
+// the proto codec as before. A metrics message is then in the buffer gRPC
+// received it in, the default buffer pool's, until its frame is released.
 func ServerCodec() encoding.CodecV2 { return codec{proto: encoding.GetCodecV2("proto")} }
+
+// flowWindow is the flow-control window, per stream and per connection,
+// of the server the Service is registered with: the most a client sends
+// ahead of what the server has read. It is HTTP/2's default and gRPC's
+// smallest.
+const flowWindow = 64 << 10
+
+// ServerOptions are the options the Service needs on the gRPC server it is
+// registered with, which it shares with ADS:
+//
+//   - ServerCodec, so that metrics messages are handed over as bytes;
+//   - static flow-control windows (flowWindow). gRPC otherwise sizes them
+//     from a bandwidth estimate, sending a ping after data arrives (one per
+//     flush of every Envoy) and growing the windows when reads fall behind,
+//     so that more flushes could wait in the server's memory. The windows
+//     bound what clients send only: ADS requests are small, and what the
+//     server sends is bound by the client's windows.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(ServerCodec()),
+		grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow)}
+}
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
 
