@@ -17,6 +17,7 @@ type analysisStatus struct {
 		Complete bool   `json:"complete"`
 		Promote  string `json:"promote"`
 		Halted   *struct {
+			Cause  string `json:"cause"`
 			Node   string `json:"node"`
 			Reason string `json:"reason"`
 		} `json:"halted"`
@@ -117,7 +118,10 @@ func TestRolloutHaltedByAnalysis(t *testing.T) {
 		return nil
 	})
 	ro := st.Rollout
-	t.Logf("halted by %s: %s", ro.Halted.Node, ro.Halted.Reason)
+	t.Logf("halted by %s (%s): %s", ro.Halted.Node, ro.Halted.Cause, ro.Halted.Reason)
+	if ro.Halted.Cause != "analysis" {
+		t.Errorf("halt cause %q, want analysis", ro.Halted.Cause)
+	}
 	m := bothRates.FindStringSubmatch(ro.Halted.Reason)
 	if m == nil {
 		t.Fatalf("halt reason %q does not quote both rates", ro.Halted.Reason)

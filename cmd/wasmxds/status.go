@@ -206,8 +206,7 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport, now
 			rmod := cell(statusfmt.Short(ro.SHA256))
 			switch {
 			case ro.Halted != nil:
-				rmod += " (refused by " + ro.Halted.Node + onReplica(ro.Halted.Replica) + ": " +
-					statusfmt.Truncate(statusfmt.OneLine(ro.Halted.Reason), 80) + ")"
+				rmod += " (" + haltedBy(ro.Halted) + ": " + statusfmt.Truncate(statusfmt.OneLine(ro.Halted.Reason), 80) + ")"
 			case ro.Error != "":
 				rmod += " ERROR " + statusfmt.Truncate(statusfmt.OneLine(ro.Error), 100)
 			}
@@ -222,6 +221,15 @@ func printPlugins(tw *tabwriter.Writer, plugins []controlplane.PluginReport, now
 		}
 	}
 	fmt.Fprintln(tw, "\t\t\t\t\t")
+}
+
+// haltedBy says what halted a rollout: a chosen node that refused its
+// module, or its analysis.
+func haltedBy(h *controlplane.HaltReport) string {
+	if h.Cause == controlplane.HaltAnalysis {
+		return "halted by analysis" + onReplica(h.Replica)
+	}
+	return "refused by " + h.Node + onReplica(h.Replica)
 }
 
 func onReplica(id string) string {

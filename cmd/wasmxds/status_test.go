@@ -97,7 +97,7 @@ func TestPrintStatusRuntime(t *testing.T) {
 			Rollout: &controlplane.RolloutReport{URL: "oci://r/auth:v2", Percent: 100, State: controlplane.RolloutActive,
 				RolloutProgress: controlplane.RolloutProgress{Steps: []int{10, 100}, Complete: true,
 					Promote:  "every node runs the rollout module: set url to oci://r/auth:v2 to promote it",
-					Analysis: &controlplane.AnalysisReport{Verdict: controlplane.VerdictHealthy, Reason: "analysis: 5xx rate 0.0%"}}}}},
+					Analysis: &controlplane.AnalysisReport{Verdict: controlplane.VerdictHealthy, Reason: "5xx rate 0.0%"}}}}},
 		Nodes: []xds.NodeStatus{{ID: "edge-1", Plugins: []xds.PluginStatus{
 			{Name: "auth", State: xds.PluginRunning, Runtime: &xds.PluginRuntime{Requests: 200, Errors5xx: 100, LastReport: now}},
 			{Name: "calm", State: xds.PluginRunning, Runtime: &xds.PluginRuntime{Requests: 50, LastReport: now}},
@@ -115,5 +115,28 @@ func TestPrintStatusRuntime(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// A rollout halted by its analysis says so, with the rates, instead of
+// naming a node that refused it.
+func TestPrintStatusAnalysisHalt(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	reason := "5xx rate 50.0% (50 of 100 requests) on the 2 chosen nodes running the rollout module, 2.0% (2 of 100) on the 2 nodes running the main module"
+	rep := controlplane.StatusReport{
+		Plugins: []controlplane.PluginReport{{Name: "auth", URL: "oci://r/auth:v1",
+			Rollout: &controlplane.RolloutReport{URL: "oci://r/auth:v2", Percent: 50, State: controlplane.RolloutHalted,
+				SHA256: strings.Repeat("12", 32), Halted: &controlplane.HaltReport{Cause: controlplane.HaltAnalysis,
+					Node: "edge-7", Replica: "wasmxds-2", Reason: reason}}}},
+	}
+	var out bytes.Buffer
+	if err := printStatus(&out, rep, now); err != nil {
+		t.Fatal(err)
+	}
+	if want := "121212121212 (halted by analysis on wasmxds-2: 5xx rate 50.0% (50 of 100 requests) on the 2 chosen"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+	if strings.Contains(out.String(), "refused by") {
+		t.Errorf("an analysis halt reads as a refusal:\n%s", out.String())
 	}
 }

@@ -177,20 +177,20 @@ func judge(t analysisTarget, base, cur map[string]nodeSample, over time.Duration
 	switch {
 	case ro.reloaded != "":
 		rep.Verdict = VerdictFailing
-		rep.Reason = fmt.Sprintf("analysis: the rollout module's VM was reloaded %d times on chosen node %s; %s",
+		rep.Reason = fmt.Sprintf("the rollout module's VM was reloaded %d times on chosen node %s; %s",
 			ro.reloadsOn, ro.reloaded, rates)
 		return rep, ro.reloaded
 	case ro.Requests < uint64(a.MinRequests):
 		rep.Verdict = VerdictInconclusive
-		rep.Reason = fmt.Sprintf("analysis: %d requests on the chosen nodes, fewer than minRequests %d; %s",
+		rep.Reason = fmt.Sprintf("%d requests on the chosen nodes, fewer than minRequests %d; %s",
 			ro.Requests, a.MinRequests, rates)
 	case ro.ErrorRate > a.MaxErrorRate && ro.ErrorRate > mn.ErrorRate:
 		rep.Verdict = VerdictFailing
-		rep.Reason = fmt.Sprintf("analysis: %s: above maxErrorRate %s and above the main module's", rates, pct(a.MaxErrorRate))
+		rep.Reason = fmt.Sprintf("%s: above maxErrorRate %s and above the main module's", rates, pct(a.MaxErrorRate))
 		return rep, ro.worst
 	default:
 		rep.Verdict = VerdictHealthy
-		rep.Reason = fmt.Sprintf("analysis: %s: within maxErrorRate %s or no worse than the main module's",
+		rep.Reason = fmt.Sprintf("%s: within maxErrorRate %s or no worse than the main module's",
 			rates, pct(a.MaxErrorRate))
 	}
 	return rep, ""

@@ -3,6 +3,8 @@ package controlplane
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +41,13 @@ func judgedRollout(pct int, steps ...int) *catalog.State {
 
 func newAnalysisFixture(t *testing.T, st *catalog.State, pct int) *analysisFixture {
 	t.Helper()
+	return newAnalysisFixtureWith(t, st, pct, controllerOptions{Delivery: xds.DeliveryECDS})
+}
+
+func newAnalysisFixtureWith(t *testing.T, st *catalog.State, pct int, opts controllerOptions) *analysisFixture {
+	t.Helper()
 	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
-	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS})
+	c, sink := newTestController(t, mods, opts)
 	c.onChange(st)
 	sink.until(t, "the rollout", withRollout("b2", pct))
 	f := &analysisFixture{c: c, sink: sink, clk: clocktesting.NewFakeClock(time.Unix(1_000_000, 0))}
@@ -98,8 +105,8 @@ func TestAnalysisHaltsAFailingRollout(t *testing.T) {
 	f := newAnalysisFixture(t, judgedRollout(50), 50)
 	f.interval(map[string]int{"b2": 50, "a1": 50}, map[string]int{"b2": 25, "a1": 1}, nil)
 	rep := f.rollout(t)
-	if rep.State != RolloutHalted || rep.Halted == nil {
-		t.Fatalf("rollout = %+v, want halted", rep)
+	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Cause != HaltAnalysis {
+		t.Fatalf("rollout = %+v (halt %+v), want halted by analysis", rep, rep.Halted)
 	}
 	for _, want := range []string{"50.0% (50 of 100 requests) on the 2 chosen nodes", "2.0% (2 of 100) on the 2 nodes running the main module",
 		"above maxErrorRate 5.0%"} {
@@ -161,5 +168,37 @@ func TestAnalysisStepsReachCompletion(t *testing.T) {
 	healthy() // nothing further to reach
 	if rep := f.rollout(t); rep.Percent != 100 || rep.State != RolloutActive {
 		t.Errorf("after the last step: %+v", rep)
+	}
+}
+
+// A restart resumes a stepped rollout from the step it reached, kept in the
+// state file; an edit of its steps starts them again.
+func TestRestartResumesTheStepReached(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "plugins.json")
+	f := newAnalysisFixtureWith(t, judgedRollout(10, 10, 50, 100), 10,
+		controllerOptions{Delivery: xds.DeliveryECDS, StateFile: state})
+	f.interval(map[string]int{"b2": 50, "a1": 50}, map[string]int{"a1": 1}, nil)
+	f.sink.until(t, "the rollout at 50%", withRollout("b2", 50))
+	waitUntil(t, "the step recorded", func() bool {
+		b, err := os.ReadFile(state)
+		return err == nil && strings.Contains(string(b), "rolloutSteps")
+	})
+
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
+	c2, sink2 := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS, StateFile: state})
+	c2.onChange(judgedRollout(10, 10, 50, 100))
+	in := sink2.until(t, "the rollout after the restart", func(in xds.Input) bool { _, ok := in.Rollouts["auth"]; return ok })
+	if !withRollout("b2", 50)(in) {
+		t.Errorf("first rollout pushed after the restart: %+v, want b2 at 50%% (the step reached)", in.Rollouts["auth"])
+	}
+	if rep := c2.pluginReports()[0].Rollout; rep.Percent != 50 || rep.State != RolloutActive {
+		t.Errorf("status after the restart: %+v, want active at 50%%", rep)
+	}
+
+	c3, sink3 := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS, StateFile: state})
+	c3.onChange(judgedRollout(10, 10, 60, 100))
+	in = sink3.until(t, "the edited rollout after a restart", func(in xds.Input) bool { _, ok := in.Rollouts["auth"]; return ok })
+	if !withRollout("b2", 10)(in) {
+		t.Errorf("edited steps after a restart: %+v, want b2 at 10%% (the first step)", in.Rollouts["auth"])
 	}
 }

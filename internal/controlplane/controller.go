@@ -85,8 +85,9 @@ type controller struct {
 	established map[string]bool        // listeners Envoys run
 	sems        map[string]chan struct{}
 	seq         uint64
-	inForce     map[string]inForce // as last written to StateFile
-	savedHalts  map[string]halt    // rollout halts as last written to StateFile
+	inForce     map[string]inForce   // as last written to StateFile
+	savedHalts  map[string]halt      // rollout halts as last written to StateFile
+	savedSteps  map[string]savedStep // rollout steps reached as last written to StateFile
 	secrets     *secretStore
 	firstState  time.Time // when the first desired state arrived
 	lastResync  time.Time // last resync run or asked for early
@@ -134,8 +135,8 @@ func newController(opts controllerOptions) *controller {
 		kick: make(chan struct{}, 1), pulled: make(chan struct{}, 1), early: make(chan struct{}, 1),
 		res: map[string]*resolution{}, advertised: map[string]time.Time{},
 		established: map[string]bool{}, sems: map[string]chan struct{}{}, inForce: map[string]inForce{},
-		savedHalts: map[string]halt{},
-		secrets:    newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
+		savedHalts: map[string]halt{}, savedSteps: map[string]savedStep{},
+		secrets: newSecretStore(log.With("component", "secrets"), opts.SecretRoots),
 	}
 	c.rollouts = newRollouts(rolloutsOptions{Delivery: opts.Delivery, ReplicaID: opts.ReplicaID, Logger: log,
 		Redact: c.secrets.redact, Changed: c.trigger})
@@ -423,11 +424,11 @@ func (c *controller) push() {
 	}
 	c.establishLocked(in)
 	inUse := c.inUseLocked(now)
-	forced, halted := c.inForceLocked(), c.rollouts.haltedNow()
+	forced, halted, steps := c.inForceLocked(), c.rollouts.haltedNow(), c.rollouts.stepsNow()
 	c.mu.Unlock()
 	c.opts.Modules.SetInUse(inUse)
 	c.opts.Server.Update(in)
-	c.persist(forced, halted)
+	c.persist(forced, halted, steps)
 }
 
 func (c *controller) pluginModuleLocked(name string, now time.Time) xds.PluginModule {

@@ -147,6 +147,7 @@ type ControlPlane struct {
 	server    *xds.Server
 	ctrl      *controller
 	tel       *telemetry.Store
+	telSvc    *telemetry.Service
 	carriers  *carriers
 	analyzer  *analyzer
 	grpc      *grpc.Server
@@ -301,8 +302,7 @@ func (cp *ControlPlane) build() error {
 	if err := cp.reg.Register(newFleetCollector(cp)); err != nil {
 		return fmt.Errorf("register fleet metrics: %w", err)
 	}
-	telemetrySvc, err := cp.buildTelemetry()
-	if err != nil {
+	if cp.telSvc, err = cp.buildTelemetry(); err != nil {
 		return err
 	}
 	limit, err := xds.NewSourceLimit(cp.opts.MaxStreamsPerSource, cp.log.With("component", "xds"), cp.reg)
@@ -310,8 +310,9 @@ func (cp *ControlPlane) build() error {
 		return err
 	}
 	// The telemetry codec hands metrics messages over as bytes and leaves
-	// every other message to the proto codec.
-	grpcOpts := append(xds.GRPCServerOptions(), limit.ServerOption(), grpc.ForceServerCodecV2(telemetry.ServerCodec()))
+	// every other message to the proto codec; the flow-control windows are
+	// static (see telemetry.ServerOptions).
+	grpcOpts := append(append(xds.GRPCServerOptions(), limit.ServerOption()), telemetry.ServerOptions()...)
 	if cp.opts.tlsFiles().enabled() {
 		if cp.tls, err = newTLSReloader(cp.opts.tlsFiles(), cp.log); err != nil {
 			return err
@@ -320,7 +321,7 @@ func (cp *ControlPlane) build() error {
 	}
 	cp.grpc = grpc.NewServer(grpcOpts...)
 	cp.server.Register(cp.grpc)
-	telemetrySvc.Register(cp.grpc)
+	cp.telSvc.Register(cp.grpc)
 	// Modules are read by Envoys in one request each; the timeouts bound
 	// what a client that stops reading (or never sends) can hold.
 	cp.http = &http.Server{Handler: cp.moduleHandler(), ReadHeaderTimeout: 10 * time.Second,
@@ -438,6 +439,7 @@ func (cp *ControlPlane) Run(ctx context.Context) error {
 	g.Go(func() error { cp.ctrl.run(gctx); return nil })
 	g.Go(func() error { cp.mods.RunGC(gctx, cp.opts.GCInterval); return nil })
 	g.Go(func() error { cp.tel.Run(gctx); return nil })
+	g.Go(func() error { cp.telSvc.Run(gctx); return nil })
 	g.Go(func() error { cp.analyzer.run(gctx); return nil })
 	if cp.opts.ReleaseMemory {
 		g.Go(func() error { releaseMemoryAfterDepartures(gctx, cp.server, cp.log); return nil })

@@ -22,6 +22,9 @@ type stateFile struct {
 	// HaltedRollouts keeps halted rollouts halted across restarts: a
 	// restart is not an edit of the rollout.
 	HaltedRollouts map[string]halt `json:"haltedRollouts,omitempty"`
+	// RolloutSteps keeps a stepped rollout at the step it reached across
+	// restarts, for the same arming and module.
+	RolloutSteps map[string]savedStep `json:"rolloutSteps,omitempty"`
 }
 
 // restore seeds each recorded plugin with its module in force, if the
@@ -54,8 +57,13 @@ func (c *controller) restore() {
 		c.res[name] = &resolution{module: &m}
 		c.inForce[name] = f
 	}
-	c.rollouts.restore(doc.HaltedRollouts)
+	c.rollouts.restore(doc.HaltedRollouts, doc.RolloutSteps)
 	maps.Copy(c.savedHalts, doc.HaltedRollouts)
+	for name, st := range doc.RolloutSteps {
+		if st.Step > 0 {
+			c.savedSteps[name] = st
+		}
+	}
 	c.log.Info("modules in force restored", "file", c.opts.StateFile, "plugins", len(c.res))
 }
 
@@ -70,18 +78,21 @@ func (c *controller) inForceLocked() map[string]inForce {
 	return out
 }
 
-// persist writes the modules in force when they changed. Only the loop
-// calls it. A failed write is logged: the modules keep being served, only
-// a restart with registries down would lose them.
-func (c *controller) persist(forced map[string]inForce, halted map[string]halt) {
-	if c.opts.StateFile == "" || (maps.Equal(forced, c.inForce) && maps.Equal(halted, c.savedHalts)) {
+// persist writes the modules in force, the halts and the steps reached
+// when they changed. Only the loop calls it. A failed write is logged: the
+// modules keep being served, only a restart with registries down would
+// lose them.
+func (c *controller) persist(forced map[string]inForce, halted map[string]halt, steps map[string]savedStep) {
+	if c.opts.StateFile == "" ||
+		(maps.Equal(forced, c.inForce) && maps.Equal(halted, c.savedHalts) && maps.Equal(steps, c.savedSteps)) {
 		return
 	}
-	if err := writeJSONAtomic(c.opts.StateFile, stateFile{Plugins: forced, HaltedRollouts: halted}); err != nil {
+	doc := stateFile{Plugins: forced, HaltedRollouts: halted, RolloutSteps: steps}
+	if err := writeJSONAtomic(c.opts.StateFile, doc); err != nil {
 		c.log.Warn("modules in force not recorded", "file", c.opts.StateFile, "error", err)
 		return
 	}
-	c.inForce, c.savedHalts = forced, halted
+	c.inForce, c.savedHalts, c.savedSteps = forced, halted, steps
 }
 
 // writeJSONAtomic replaces path with v's JSON so that a crash leaves either

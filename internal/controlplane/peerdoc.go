@@ -58,6 +58,9 @@ type sharedHalt struct {
 	Reason  string    `json:"reason"`
 	At      time.Time `json:"at"`
 	Replica string    `json:"replica"` // the replica whose node refused the module
+	// Cause is HaltAnalysis for a halt by analysis, "" for a refusal (and
+	// from replicas that predate analyses).
+	Cause string `json:"cause,omitempty"`
 }
 
 // specDigest is the shared form of a rolloutSpec.
@@ -83,6 +86,9 @@ func (d *peerDoc) validate() error {
 			return fmt.Errorf("halt %d malformed", i)
 		}
 		h.Reason = truncateText(h.Reason, xds.MaxNackDetail)
+		if h.Cause != HaltAnalysis {
+			h.Cause = "" // a refusal, or a cause this replica does not know
+		}
 	}
 	n := 0
 	for _, byPlugin := range d.Refusals {

@@ -459,3 +459,27 @@ func TestPeerHaltHeardFirstNeverPushesTheModule(t *testing.T) {
 	c.onChange(plugins(rolloutPlugin("oci://r/auth:v2", 40)))
 	sink.until(t, "the rollout re-armed at 40%", withRollout("b2", 40))
 }
+
+// A peer's halt by analysis is adopted, reported and passed on as a halt
+// by analysis; a cause this replica does not know reads as a refusal.
+func TestPeerAnalysisHaltKeepsItsCause(t *testing.T) {
+	mods := &fakeModules{sums: map[string]string{"oci://r/auth:v1": "a1", "oci://r/auth:v2": "b2"}}
+	c, sink := newTestController(t, mods, controllerOptions{Delivery: xds.DeliveryECDS, ReplicaID: "b"})
+	p := rolloutPlugin("oci://r/auth:v2", 30)
+	c.onChange(plugins(p))
+	sink.until(t, "the rollout", withRollout("b2", 30))
+	c.rollouts.setPeerHalts([]sharedHalt{{Plugin: "auth", SHA256: "b2", Spec: specDigest(rolloutSpec(p.Rollout)), Node: "edge-1",
+		Reason: "5xx rate 50.0%", Replica: "a", Cause: HaltAnalysis}})
+	sink.until(t, "the peer's halt applied", noRollout)
+	if h := c.pluginReports()[0].Rollout.Halted; h == nil || h.Cause != HaltAnalysis || h.Replica != "a" {
+		t.Errorf("halt = %+v, want replica a's halt by analysis", h)
+	}
+	if shared := c.rollouts.sharedHalts(); len(shared) != 1 || shared[0].Cause != HaltAnalysis {
+		t.Errorf("halts passed on = %+v, want the halt by analysis", shared)
+	}
+
+	doc := peerDoc{ID: "a", Instance: "1", Halts: []sharedHalt{{Plugin: "auth", SHA256: strings.Repeat("b", 64), Cause: "gremlins"}}}
+	if err := doc.validate(); err != nil || doc.Halts[0].Cause != "" {
+		t.Errorf("a halt of unknown cause: %v, cause %q; want it kept as a refusal", err, doc.Halts[0].Cause)
+	}
+}

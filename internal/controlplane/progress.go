@@ -56,7 +56,7 @@ type RateReport struct {
 // rolloutProgress is a rollout's analysis state in rollouts: the step in
 // force and the last verdict, for one arming and module.
 type rolloutProgress struct {
-	key    string // progressKey
+	key    string // progressKeyLocked
 	step   int    // index into Rollout.Steps
 	judged int    // intervals judged
 	last   *AnalysisReport
@@ -94,6 +94,26 @@ func (r *rollouts) progressOfLocked(p catalog.Plugin) rolloutProgress {
 	return pr
 }
 
+// savedStep is a stepped rollout's step as StateFile keeps it: a restart
+// resumes from the step reached, for the same arming and module (Key).
+type savedStep struct {
+	Key  string `json:"key"`  // progressKeyLocked: rolloutSpec and the rollout module's sha256
+	Step int    `json:"step"` // index into the spec's steps
+}
+
+// stepsNow is every rollout's step past its first, to record.
+func (r *rollouts) stepsNow() map[string]savedStep {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]savedStep{}
+	for name, pr := range r.progress {
+		if pr.step > 0 {
+			out[name] = savedStep{Key: pr.key, Step: pr.step}
+		}
+	}
+	return out
+}
+
 // percentLocked is the share of p's nodes its rollout reaches now: the
 // step in force with steps, else the spec's percent.
 func (r *rollouts) percentLocked(p catalog.Plugin) int {
@@ -123,7 +143,7 @@ func (r *rollouts) progressLocked(p catalog.Plugin, rep *RolloutReport) {
 // needs it.
 type analysisTarget struct {
 	plugin     string
-	key        string // progressKey
+	key        string // progressKeyLocked
 	rolloutSHA string
 	mainSHA    string
 	analysis   catalog.Analysis
@@ -175,7 +195,7 @@ func (r *rollouts) judged(t analysisTarget, rep AnalysisReport, node string) {
 	switch {
 	case rep.Verdict == VerdictFailing:
 		r.log.Warn("rollout failed its analysis", "plugin", t.plugin, "sha256", t.rolloutSHA, "reason", rep.Reason)
-		r.moduleRefused(node, t.plugin, t.rolloutSHA, rep.Reason)
+		r.haltRollout(node, t.plugin, t.rolloutSHA, rep.Reason, HaltAnalysis)
 	case advanced:
 		r.log.Info("rollout healthy over its interval: next step", "plugin", t.plugin, "percent", pct,
 			"reason", rep.Reason)

@@ -192,7 +192,7 @@ func TestRefusedRolloutHaltsUntilEdited(t *testing.T) {
 	c.rollouts.moduleRefused(chosen, "auth", "b2", "Envoy downloaded module b2 but did not create its VM")
 	sink.until(t, "the rollout withdrawn", noRollout)
 	rep := c.pluginReports()[0].Rollout
-	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Node != chosen ||
+	if rep.State != RolloutHalted || rep.Halted == nil || rep.Halted.Node != chosen || rep.Halted.Cause != HaltRefused ||
 		!strings.Contains(rep.Halted.Reason, "did not create its VM") {
 		t.Errorf("halted report = %+v (%+v)", rep, rep.Halted)
 	}

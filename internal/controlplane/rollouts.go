@@ -70,7 +70,14 @@ type rolloutPush struct {
 	buckets   xds.Buckets
 }
 
-// halt is a rollout stopped because a chosen node refused its module.
+// Why a rollout halted, in HaltReport.Cause.
+const (
+	HaltRefused  = "refused"  // a chosen node refused the rollout module
+	HaltAnalysis = "analysis" // the rollout failed its analysis
+)
+
+// halt is a rollout stopped because a chosen node refused its module, or
+// because it failed its analysis (Node is then the chosen node named).
 type halt struct {
 	Spec   string    `json:"spec"` // rolloutSpec when it halted
 	SHA256 string    `json:"sha256"`
@@ -79,6 +86,17 @@ type halt struct {
 	At     time.Time `json:"at"`
 	// Replica is the replica whose node refused the module.
 	Replica string `json:"replica,omitempty"`
+	// Cause is HaltAnalysis for a halt by analysis, "" for a refusal (as
+	// halts recorded before analyses existed have it).
+	Cause string `json:"cause,omitempty"`
+}
+
+// cause is the halt's HaltReport.Cause.
+func (h halt) cause() string {
+	if h.Cause == HaltAnalysis {
+		return HaltAnalysis
+	}
+	return HaltRefused
 }
 
 type rolloutsOptions struct {
@@ -151,12 +169,18 @@ func (r *rollouts) setState(st *catalog.State) {
 	r.state = st
 }
 
-// restore takes the halts recorded before a restart: a restart is not an
-// edit of the rollout.
-func (r *rollouts) restore(halted map[string]halt) {
+// restore takes the halts and the steps reached recorded before a
+// restart: a restart is not an edit of the rollout, and a stepped rollout
+// resumes from its step for the same arming and module.
+func (r *rollouts) restore(halted map[string]halt, steps map[string]savedStep) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	maps.Copy(r.halted, halted)
+	for name, st := range steps {
+		if st.Step > 0 {
+			r.progress[name] = rolloutProgress{key: st.Key, step: st.Step}
+		}
+	}
 }
 
 // haltedNow is a copy of the halts in force, to record.
@@ -241,6 +265,13 @@ func (r *rollouts) arm(st *catalog.State, modules map[string]xds.PluginModule,
 // nodes go back to the plugin's url at the next push. It runs on an ADS
 // stream and does not block.
 func (r *rollouts) moduleRefused(node, plugin, sha, reason string) {
+	r.haltRollout(node, plugin, sha, reason, "")
+}
+
+// haltRollout halts plugin's rollout of module sha, refused by node (cause
+// "") or failed by its analysis (HaltAnalysis, naming a chosen node), when
+// that is the rollout as it is now.
+func (r *rollouts) haltRollout(node, plugin, sha, reason, cause string) {
 	r.mu.Lock()
 	p := r.pluginLocked(plugin)
 	// Only the module handed to the engine for the rollout as it is now
@@ -261,12 +292,16 @@ func (r *rollouts) moduleRefused(node, plugin, sha, reason string) {
 		r.mu.Unlock()
 		return
 	}
-	r.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now(), Replica: r.replica}
+	r.halted[plugin] = halt{Spec: spec, SHA256: sha, Node: node, Reason: reason, At: time.Now(), Replica: r.replica,
+		Cause: cause}
 	r.halts[plugin]++
 	url, pct := p.Rollout.URL, r.percentLocked(*p)
 	r.mu.Unlock()
-	r.log.Warn("rollout halted: a chosen node refused its module; chosen nodes go back to the plugin's url",
-		"plugin", plugin, "url", url, "percent", pct, "sha256", sha, "node", node, "reason", reason)
+	msg := "rollout halted: a chosen node refused its module; chosen nodes go back to the plugin's url"
+	if cause == HaltAnalysis {
+		msg = "rollout halted by its analysis; chosen nodes go back to the plugin's url"
+	}
+	r.log.Warn(msg, "plugin", plugin, "url", url, "percent", pct, "sha256", sha, "node", node, "reason", reason)
 	r.changed()
 }
 

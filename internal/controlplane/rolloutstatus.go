@@ -35,7 +35,8 @@ type RolloutReport struct {
 	State  string `json:"state"`
 	SHA256 string `json:"sha256,omitempty"` // the rollout module, once resolved
 	Error  string `json:"error,omitempty"`  // why its resolution failed
-	// Halted says which chosen node refused the module, and why.
+	// Halted says why the rollout halted: which chosen node refused the
+	// module, or what its analysis found.
 	Halted *HaltReport `json:"halted,omitempty"`
 	// Steps, Complete, Promote and Analysis: see RolloutProgress.
 	RolloutProgress
@@ -43,6 +44,10 @@ type RolloutReport struct {
 
 // HaltReport is why a rollout halted.
 type HaltReport struct {
+	// Cause is HaltRefused (Node refused the module) or HaltAnalysis (the
+	// rollout failed its analysis; Node is the chosen node with the most
+	// 5xx, or whose VM reloaded, and Reason quotes the rates).
+	Cause  string    `json:"cause"`
 	Node   string    `json:"node"`
 	SHA256 string    `json:"sha256"`
 	Reason string    `json:"reason"`
@@ -76,7 +81,8 @@ func (r *rollouts) report(p catalog.Plugin, rm rolloutModule) *RolloutReport {
 		rep.State, rep.Error = RolloutUnsupported, errRolloutNeedsECDS
 	case halted && h.Spec == rolloutSpec(ro):
 		rep.State = RolloutHalted
-		rep.Halted = &HaltReport{Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At, Replica: h.Replica}
+		rep.Halted = &HaltReport{Cause: h.cause(), Node: h.Node, SHA256: h.SHA256, Reason: h.Reason, At: h.At,
+			Replica: h.Replica}
 		rep.Analysis = r.progressOfLocked(p).last
 	case isPushed && pushed.spec == rolloutSpec(ro):
 		rep.State = RolloutActive

@@ -45,7 +45,8 @@ func (r *rollouts) adoptPeerHaltLocked(p catalog.Plugin, spec, sha string) bool 
 		return false
 	}
 	ph := r.peerHalts[p.Name][i]
-	r.halted[p.Name] = halt{Spec: spec, SHA256: sha, Node: ph.Node, Reason: ph.Reason, At: ph.At, Replica: ph.Replica}
+	r.halted[p.Name] = halt{Spec: spec, SHA256: sha, Node: ph.Node, Reason: ph.Reason, At: ph.At, Replica: ph.Replica,
+		Cause: ph.Cause}
 	r.halts[p.Name]++
 	r.log.Warn("rollout halted: a peer replica's chosen node refused its module; chosen nodes go back to the plugin's url",
 		"plugin", p.Name, "percent", p.Rollout.Percent, "sha256", sha, "node", ph.Node, "replica", ph.Replica,
@@ -65,7 +66,7 @@ func (r *rollouts) sharedHalts() []sharedHalt {
 			replica = r.replica
 		}
 		out = append(out, sharedHalt{Plugin: name, SHA256: h.SHA256, Spec: specDigest(h.Spec), Node: h.Node,
-			Reason: r.redact(h.Reason), At: h.At, Replica: replica})
+			Reason: r.redact(h.Reason), At: h.At, Replica: replica, Cause: h.Cause})
 	}
 	return out
 }

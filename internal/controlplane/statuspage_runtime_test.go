@@ -19,7 +19,7 @@ func TestStatusPageShowsRuntimeHealth(t *testing.T) {
 	web.Plugins[1].Runtime = &xds.PluginRuntime{Requests: 100, Errors5xx: 40, VMReloads: 2, LastReport: now}
 	ro := rep.Plugins[1].Rollout
 	ro.State, ro.Halted, ro.Steps = RolloutActive, nil, []int{25, 100}
-	ro.Analysis = &AnalysisReport{At: now, Verdict: VerdictHealthy, Reason: "analysis: 5xx rate 0.0% (0 of 40 requests)"}
+	ro.Analysis = &AnalysisReport{At: now, Verdict: VerdictHealthy, Reason: "5xx rate 0.0% (0 of 40 requests)"}
 	ro.Complete, ro.Promote = true, "every node runs the rollout module: set url to oci://x to promote it"
 	doc, body := renderFixture(t, rep, now)
 	cells := all(all(byID(t, doc, "nodes"), "tr")[1], "td")[2:]
@@ -62,4 +62,21 @@ func html2text(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// A rollout halted by its analysis reads as such, with the rates it
+// quotes, not as a module refused by the chosen node it names.
+func TestStatusPageShowsAnalysisHalt(t *testing.T) {
+	now := time.Now()
+	rep := statusFixture(now)
+	h := rep.Plugins[1].Rollout.Halted
+	h.Cause, h.Reason = HaltAnalysis, "5xx rate 50.0% (50 of 100 requests) on the 2 chosen nodes running the rollout module"
+	doc, _ := renderFixture(t, rep, now)
+	got := strings.Join(strings.Fields(text(byID(t, doc, "plugins"))), " ")
+	if want := "halted by analysis 2m0s ago: 5xx rate 50.0% (50 of 100 requests) on the 2 chosen nodes"; !strings.Contains(got, want) {
+		t.Errorf("plugins do not show %q; they read:\n%s", want, got)
+	}
+	if strings.Contains(got, "refused by") {
+		t.Errorf("an analysis halt reads as a refusal:\n%s", got)
+	}
 }

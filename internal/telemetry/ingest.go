@@ -103,6 +103,9 @@ func (n *node) customMetric(now time.Time, f *family, limit int) {
 			return
 		}
 		c = &custom{counter: isCounter}
+		if n.custom == nil {
+			n.custom = map[string]*custom{}
+		}
 		n.custom[string(f.name)] = c
 	}
 	if isCounter {

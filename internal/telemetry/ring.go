@@ -16,35 +16,41 @@ const (
 const maxDelta = 1 << 40
 
 // series is one counter: its total since the node was first heard from,
-// and its increases per slot over the last Window.
+// and its increases per slot over the last Window. val is a ring: it holds
+// the slots from last-slotCount+1 to last, slot k at k mod slotCount.
 type series struct {
 	total uint64
-	slot  [slotCount]int64 // which slot (time / slotWidth) each entry holds
+	last  int64 // the latest slot added to (time / slotWidth)
 	val   [slotCount]uint64
 }
 
 func slotOf(t time.Time) int64 { return t.UnixNano() / int64(slotWidth) }
 
-// add records an increase at now.
+func ringIndex(slot int64) int { return int((slot%slotCount + slotCount) % slotCount) }
+
+// add records an increase at now. An increase older than the slots kept
+// counts in the total only.
 func (s *series) add(now time.Time, delta uint64) {
 	delta = min(delta, maxDelta)
 	s.total += delta
 	n := slotOf(now)
-	i := int(n % slotCount)
-	if s.slot[i] != n {
-		s.slot[i], s.val[i] = n, 0
+	if n > s.last {
+		for k := max(s.last+1, n-slotCount+1); k <= n; k++ {
+			s.val[ringIndex(k)] = 0
+		}
+		s.last = n
+	} else if n <= s.last-slotCount {
+		return
 	}
-	s.val[i] += delta
+	s.val[ringIndex(n)] += delta
 }
 
 // recent is the increase over the last Window before now.
 func (s *series) recent(now time.Time) uint64 {
 	n := slotOf(now)
 	var sum uint64
-	for i := range slotCount {
-		if age := n - s.slot[i]; age >= 0 && age < slotCount {
-			sum += s.val[i]
-		}
+	for k := max(n, s.last) - slotCount + 1; k <= min(n, s.last); k++ {
+		sum += s.val[ringIndex(k)]
 	}
 	return sum
 }

@@ -1,10 +1,13 @@
 package telemetry
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/service/metrics/v3"
@@ -26,12 +29,33 @@ const (
 
 // Service is envoy.service.metrics.v3.MetricsService: Envoys stream their
 // stats to it (the metrics_service stat sink of `wasmxds bootstrap`).
+//
+// A stream's own goroutine only receives: it hands each message to one of
+// a few shared workers (see Run) and waits for the verdict. Thousands of
+// Envoys keep a metrics stream open each, and a goroutine's stack grows
+// to what its deepest call needed and stays there until a garbage
+// collection shrinks it; reading, authorizing and recording a message on
+// the stream's goroutine would give every stream the stack of that work.
 type Service struct {
 	store     *Store
 	authorize xds.AuthorizeFunc
-	attached  func(identity string, node *corev3.Node) bool
+	attached  func(identity string, node *xds.StreamNode) bool
 	log       *slog.Logger
 	m         *serviceMetrics
+	workers   int
+	queue     chan *metricsStream // messages waiting for a worker
+	stopped   chan struct{}       // closed when Run's workers have returned
+}
+
+// metricsStream is one metrics stream's state. Its goroutine and a worker
+// take turns: the stream receives a message into frame and queues itself,
+// a worker processes frame and answers on done, and only then does the
+// stream release the frame and receive again.
+type metricsStream struct {
+	identity string
+	bound    *xds.StreamNode // the node of its first message, once admitted
+	frame    frame
+	done     chan error
 }
 
 // ServiceOptions configure a Service.
@@ -43,15 +67,23 @@ type ServiceOptions struct {
 	Authorize xds.AuthorizeFunc
 	// AttachedAs, when set, says whether an ADS stream is attached as the
 	// node with that identity; reports of other nodes are ignored.
-	AttachedAs func(identity string, node *corev3.Node) bool
+	AttachedAs func(identity string, node *xds.StreamNode) bool
 	Logger     *slog.Logger          // nil discards
 	Registry   prometheus.Registerer // nil registers nothing
+	// Workers process messages (see Run); 0 means GOMAXPROCS.
+	Workers int
 }
 
+// queuedMessages bounds the messages waiting for a worker; past it, a
+// stream waits to queue its message (and gRPC's flow control holds its
+// Envoy back).
+const queuedMessages = 64
+
 type serviceMetrics struct {
-	streams  prometheus.Gauge
-	messages *prometheus.CounterVec
-	refused  *prometheus.CounterVec
+	streams       prometheus.Gauge
+	messages      *prometheus.CounterVec
+	kept, ignored prometheus.Counter
+	refused       *prometheus.CounterVec
 }
 
 // NewService returns a Service recording into opts.Store.
@@ -69,6 +101,7 @@ func NewService(opts ServiceOptions) (*Service, error) {
 			Help: "Metrics streams refused: unauthorized node, a node other than the stream's first, no node."},
 			[]string{"reason"}),
 	}
+	m.kept, m.ignored = m.messages.WithLabelValues("kept"), m.messages.WithLabelValues("ignored")
 	store := opts.Store
 	if opts.Registry != nil {
 		nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "wasmxds_telemetry_nodes",
@@ -79,7 +112,35 @@ func NewService(opts ServiceOptions) (*Service, error) {
 			}
 		}
 	}
-	return &Service{store: store, authorize: opts.Authorize, attached: opts.AttachedAs, log: log.With("component", "telemetry"), m: m}, nil
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	return &Service{store: store, authorize: opts.Authorize, attached: opts.AttachedAs, log: log.With("component", "telemetry"),
+		m: m, workers: workers, queue: make(chan *metricsStream, queuedMessages), stopped: make(chan struct{})}, nil
+}
+
+// Run processes the streams' messages on Options.Workers goroutines until
+// ctx ends, and returns once they have. Streams receive nothing before Run
+// and are ended with Unavailable after it; call it once.
+func (s *Service) Run(ctx context.Context) {
+	defer close(s.stopped)
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case st := <-s.queue:
+					var err error
+					st.bound, err = s.message(st.bound, st.identity, st.frame.b)
+					st.done <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // serviceDesc is envoy.service.metrics.v3.MetricsService with a handler
@@ -93,13 +154,10 @@ var serviceDesc = grpc.ServiceDesc{
 }
 
 // Register adds the metrics service to a gRPC server, which must be built
-// with grpc.ForceServerCodecV2(ServerCodec()).
+// with ServerOptions.
 func (s *Service) Register(reg grpc.ServiceRegistrar) {
 	reg.RegisterService(&serviceDesc, s)
 }
-
-// maxPooledFrame is the largest message buffer kept for reuse.
-const maxPooledFrame = 1 << 20
 
 // streamMetrics receives one Envoy's stats until it closes the stream. The
 // stream is bound to the node of its first message, which Authorize must
@@ -107,15 +165,13 @@ const maxPooledFrame = 1 << 20
 func (s *Service) streamMetrics(stream grpc.ServerStream) error {
 	s.m.streams.Inc()
 	defer s.m.streams.Dec()
-	identity := xds.PeerIdentity(stream.Context())
-	var bound *corev3.Node
+	st := &metricsStream{identity: xds.PeerIdentity(stream.Context()), done: make(chan error, 1)}
 	for {
-		var f frame
-		err := stream.RecvMsg(&f)
+		err := stream.RecvMsg(&st.frame)
 		if err == nil {
-			bound, err = s.message(bound, identity, f.b)
+			err = s.process(stream.Context(), st)
 		}
-		f.release()
+		st.frame.release()
 		if errors.Is(err, io.EOF) {
 			return stream.SendMsg(&metricsv3.StreamMetricsResponse{})
 		}
@@ -125,8 +181,37 @@ func (s *Service) streamMetrics(stream grpc.ServerStream) error {
 	}
 }
 
+// errStopped ends the streams still open when Run has returned.
+var errStopped = status.Error(codes.Unavailable, "wasmxds: the metrics service is stopping")
+
+// process has a worker process the stream's frame and returns its
+// verdict. The frame is the worker's until then.
+func (s *Service) process(ctx context.Context, st *metricsStream) error {
+	select {
+	case s.queue <- st:
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-s.stopped:
+		return errStopped
+	}
+	// A worker that took the frame answers before it returns: wait for the
+	// answer even if the stream ends meanwhile, so that the frame is not
+	// released under it.
+	select {
+	case err := <-st.done:
+		return err
+	case <-s.stopped:
+		select {
+		case err := <-st.done:
+			return err
+		default:
+			return errStopped
+		}
+	}
+}
+
 // message binds the stream on its first message and records msg.
-func (s *Service) message(bound *corev3.Node, identity string, msg []byte) (*corev3.Node, error) {
+func (s *Service) message(bound *xds.StreamNode, identity string, msg []byte) (*xds.StreamNode, error) {
 	idBytes, err := identifierOf(msg)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: %v", err)
@@ -142,23 +227,23 @@ func (s *Service) message(bound *corev3.Node, identity string, msg []byte) (*cor
 	if bound, err = s.bind(bound, identity, node); err != nil {
 		return nil, err
 	}
-	result := "kept"
 	if s.attached != nil && !s.attached(identity, bound) {
-		s.m.messages.WithLabelValues("ignored").Inc()
+		s.m.ignored.Inc()
 		return bound, nil
 	}
-	switch err := s.store.reportWire(bound.GetId(), msg); {
+	switch err := s.store.reportWire(bound.ID, msg); {
 	case errors.Is(err, errUnknownNode):
-		result = "ignored"
+		s.m.ignored.Inc()
 	case err != nil:
 		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: %v", err)
+	default:
+		s.m.kept.Inc()
 	}
-	s.m.messages.WithLabelValues(result).Inc()
 	return bound, nil
 }
 
 // bind admits the first message's node and holds later messages to it.
-func (s *Service) bind(bound *corev3.Node, identity string, node *corev3.Node) (*corev3.Node, error) {
+func (s *Service) bind(bound *xds.StreamNode, identity string, node *corev3.Node) (*xds.StreamNode, error) {
 	switch {
 	case bound == nil && node == nil:
 		return nil, s.refuse(refusedNoNode, identity, "", codes.InvalidArgument,
@@ -169,11 +254,12 @@ func (s *Service) bind(bound *corev3.Node, identity string, node *corev3.Node) (
 				return nil, s.refuse(refusedUnauthorized, identity, node.GetId(), codes.PermissionDenied, err)
 			}
 		}
-		return &corev3.Node{Id: node.GetId(), Cluster: node.GetCluster(), Metadata: node.GetMetadata()}, nil
-	case node != nil && !xds.SameNode(bound, node):
+		b := xds.NodeOf(node)
+		return &b, nil
+	case node != nil && !bound.Is(node):
 		return nil, s.refuse(refusedRebound, identity, node.GetId(), codes.PermissionDenied,
 			fmt.Errorf("the stream reports for node %q and then named node %q: a stream reports for the node of "+
-				"its first message only", bound.GetId(), node.GetId()))
+				"its first message only", bound.ID, node.GetId()))
 	}
 	return bound, nil
 }

@@ -21,6 +21,14 @@ import (
 // serve runs a Service on a loopback gRPC server built like serve's.
 func serve(t *testing.T, store *Store, authorize xds.AuthorizeFunc) metricsv3.MetricsServiceClient {
 	t.Helper()
+	c, _ := serveStoppable(t, store, authorize)
+	return c
+}
+
+// serveStoppable is serve, and a function that stops the Service's
+// workers (ends its Run) while the gRPC server goes on.
+func serveStoppable(t *testing.T, store *Store, authorize xds.AuthorizeFunc) (metricsv3.MetricsServiceClient, func()) {
+	t.Helper()
 	svc, err := NewService(ServiceOptions{Store: store, Authorize: authorize})
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +37,11 @@ func serve(t *testing.T, store *Store, authorize xds.AuthorizeFunc) metricsv3.Me
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer(append(xds.GRPCServerOptions(), grpc.ForceServerCodecV2(ServerCodec()))...)
+	srv := grpc.NewServer(append(xds.GRPCServerOptions(), ServerOptions()...)...)
 	svc.Register(srv)
+	ctx, cancel := context.WithCancel(context.Background())
+	workers := make(chan struct{})
+	go func() { defer close(workers); svc.Run(ctx) }()
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(l) }()
 	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -38,8 +49,9 @@ func serve(t *testing.T, store *Store, authorize xds.AuthorizeFunc) metricsv3.Me
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close(); srv.Stop(); <-done })
-	return metricsv3.NewMetricsServiceClient(conn)
+	stop := func() { cancel(); <-workers }
+	t.Cleanup(func() { _ = conn.Close(); srv.Stop(); <-done; stop() })
+	return metricsv3.NewMetricsServiceClient(conn), stop
 }
 
 func message(nodeID string, fams ...*promgo.MetricFamily) *metricsv3.StreamMetricsMessage {
@@ -127,5 +139,31 @@ func TestTenMegabyteMessageRefused(t *testing.T) {
 	}
 	if _, ok := store.Node("small"); !ok {
 		t.Error("the server no longer keeps reports")
+	}
+}
+
+// Messages are processed by the Service's workers: once Run has returned,
+// a stream still open is ended with Unavailable at its next message, and
+// what streams reported before was kept.
+func TestStreamsEndWhenTheServiceStops(t *testing.T) {
+	store := NewStore(Options{})
+	c, stop := serveStoppable(t, store, nil)
+	stream, err := c.StreamMetrics(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(message("a", counter("http.web.downstream_rq_total", 4))); err != nil {
+		t.Fatal(err)
+	}
+	if err := send(t, c, message("b", counter(vmsCreated, 1))); err != nil {
+		t.Fatalf("second stream: %v", err)
+	}
+	stop()
+	_ = stream.Send(message("", counter("http.web.downstream_rq_total", 4)))
+	if _, err := stream.CloseAndRecv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("a stream after the service stopped: %v, want Unavailable", err)
+	}
+	if _, ok := store.Node("b"); !ok {
+		t.Error("the report of the stream answered before the stop was not kept")
 	}
 }

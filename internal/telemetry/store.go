@@ -64,7 +64,7 @@ type node struct {
 	reloads    map[string]*series // per plugin
 	created    series             // VMs created
 	active     uint64             // VMs active at the last report
-	custom     map[string]*custom
+	custom     map[string]*custom // nil until the node reports one
 }
 
 type listenerSeries struct{ requests, errors5xx series }
@@ -93,38 +93,51 @@ func NewStore(opts Options) *Store {
 // Report records decoded metric families of a node; it returns false
 // when the node is not known (see Options.Known) and nothing was kept.
 func (s *Store) Report(nodeID string, families []*promgo.MetricFamily) bool {
-	return s.record(nodeID, func(fn func(*family)) error {
-		for _, pf := range families {
-			f := fromProto(pf)
-			fn(&f)
-		}
-		return nil
-	}) == nil
-}
-
-// reportWire records a StreamMetricsMessage's families from its bytes.
-func (s *Store) reportWire(nodeID string, msg []byte) error {
-	return s.record(nodeID, func(fn func(*family)) error { return eachFamily(msg, fn) })
+	if s.opts.Known != nil && !s.opts.Known(nodeID) {
+		return false
+	}
+	now := s.clock.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.nodeLocked(nodeID, now)
+	for _, pf := range families {
+		f := fromProto(pf)
+		n.ingest(now, &f, &s.opts)
+	}
+	return true
 }
 
 // errUnknownNode: the node has no ADS stream here (Options.Known).
 var errUnknownNode = errors.New("node not known")
 
-func (s *Store) record(nodeID string, each func(func(*family)) error) error {
+// reportWire records a StreamMetricsMessage's families from its bytes.
+// The families before a malformed one are kept.
+func (s *Store) reportWire(nodeID string, msg []byte) error {
 	if s.opts.Known != nil && !s.opts.Known(nodeID) {
 		return errUnknownNode
 	}
 	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := s.nodeLocked(nodeID, now)
+	fs := families{r: fields{b: msg}}
+	for fs.next() {
+		n.ingest(now, &fs.f, &s.opts)
+	}
+	return fs.err()
+}
+
+// nodeLocked is the node's telemetry, made (room permitting) if new, as
+// reported now.
+func (s *Store) nodeLocked(nodeID string, now time.Time) *node {
 	n := s.nodes[nodeID]
 	if n == nil {
 		s.makeRoomLocked(now)
-		n = &node{listeners: map[string]*listenerSeries{}, reloads: map[string]*series{}, custom: map[string]*custom{}}
+		n = &node{listeners: map[string]*listenerSeries{}, reloads: map[string]*series{}}
 		s.nodes[nodeID] = n
 	}
 	n.lastReport = now
-	return each(func(f *family) { n.ingest(now, f, &s.opts) })
+	return n
 }
 
 // makeRoomLocked forgets stale nodes and, if the store is still full, the

@@ -107,3 +107,39 @@ func TestNodesBoundedAndForgotten(t *testing.T) {
 		t.Errorf("sweep forgot %d, %d left; want 3, 0", n, s.Len())
 	}
 }
+
+// A series keeps the increases of the last Window in a ring of slots:
+// increases leave it as they age, a long silence empties it, and one
+// older than the ring counts in the total only.
+func TestSeriesKeepsTheLastWindow(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	var s series
+	s.add(at(0), 1)
+	s.add(at(slotWidth), 2)
+	s.add(at(3*slotWidth), 4)
+	for _, c := range []struct {
+		at   time.Duration
+		want uint64
+	}{
+		{0, 1}, {3 * slotWidth, 7}, {Window - slotWidth, 7}, {Window, 6}, {Window + slotWidth, 4},
+		{Window + 3*slotWidth, 0}, {-slotWidth, 0},
+	} {
+		if got := s.recent(at(c.at)); got != c.want {
+			t.Errorf("recent at %v: %d, want %d", c.at, got, c.want)
+		}
+	}
+	s.add(at(Window+2*slotWidth), 8) // the slots of 0 and slotWidth are reused
+	s.add(at(-slotWidth), 16)        // older than the ring
+	s.add(at(3*slotWidth), 32)       // still in the ring
+	if got := s.recent(at(Window + 2*slotWidth)); got != 4+8+32 {
+		t.Errorf("recent after reuse: %d, want %d", got, 4+8+32)
+	}
+	s.add(at(10*Window), 64) // after a long silence
+	if got := s.recent(at(10 * Window)); got != 64 {
+		t.Errorf("recent after a silence: %d, want 64", got)
+	}
+	if s.total != 1+2+4+8+16+32+64 {
+		t.Errorf("total %d, want every increase", s.total)
+	}
+}

@@ -3,8 +3,8 @@ package telemetry
 import (
 	"errors"
 	"math"
-	"sync"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the codec wrapped below
 	"google.golang.org/grpc/mem"
@@ -17,32 +17,53 @@ import (
 // scan below looks at each family's name and reads the value of those
 // kept; it allocates nothing for the others.
 
-// frame is a metrics message's bytes. The codec fills it from a pooled
-// buffer once the message arrived (release gives the buffer back), so a
-// stream waiting for its next flush holds no buffer: thousands of Envoys
-// flushing every few seconds would otherwise pin one each.
-type frame struct{ b []byte }
+// frame is a metrics message's bytes: the codec keeps a reference to the
+// buffer gRPC received them in (copied into one buffer of gRPC's pool
+// when they span several), so that nothing is allocated or copied per
+// message and a stream waiting for its next flush holds no buffer.
+type frame struct {
+	buf mem.Buffer
+	b   []byte
+}
 
-var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// release returns the frame's buffer to the pool, unless it grew past
-// maxPooledFrame.
+// release gives the frame's buffer back to gRPC's pool.
 func (f *frame) release() {
-	if f.b != nil && cap(f.b) <= maxPooledFrame {
-		b := f.b[:0]
-		frameBufs.Put(&b)
+	if f.buf != nil {
+		f.buf.Free()
 	}
-	f.b = nil
+	*f = frame{}
 }
 
 // codec is the proto codec, except that a *frame receives the message's
 // bytes as they are.
 type codec struct{ proto encoding.CodecV2 }
 
-// ServerCodec is the gRPC server option the Service needs: install it on
-// the server it is registered with (every other message is handled by the
-// proto codec as before).
+// ServerCodec is the codec the Service needs on the server it is
+// registered with (see ServerOptions); every other message is handled by
+// the proto codec as before. A metrics message is then in the buffer gRPC
+// received it in, the default buffer pool's, until its frame is released.
 func ServerCodec() encoding.CodecV2 { return codec{proto: encoding.GetCodecV2("proto")} }
+
+// flowWindow is the flow-control window, per stream and per connection,
+// of the server the Service is registered with: the most a client sends
+// ahead of what the server has read. It is HTTP/2's default and gRPC's
+// smallest.
+const flowWindow = 64 << 10
+
+// ServerOptions are the options the Service needs on the gRPC server it is
+// registered with, which it shares with ADS:
+//
+//   - ServerCodec, so that metrics messages are handed over as bytes;
+//   - static flow-control windows (flowWindow). gRPC otherwise sizes them
+//     from a bandwidth estimate, sending a ping after data arrives (one per
+//     flush of every Envoy) and growing the windows when reads fall behind,
+//     so that more flushes could wait in the server's memory. The windows
+//     bound what clients send only: ADS requests are small, and what the
+//     server sends is bound by the client's windows.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.ForceServerCodecV2(ServerCodec()),
+		grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow)}
+}
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
 
@@ -51,13 +72,8 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.proto.Unmarshal(data, v)
 	}
-	n := data.Len()
-	buf := *frameBufs.Get().(*[]byte)
-	if cap(buf) < n {
-		buf = make([]byte, n)
-	}
-	f.b = buf[:n]
-	data.CopyTo(f.b)
+	f.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
+	f.b = f.buf.ReadOnlyData()
 	return nil
 }
 
@@ -78,64 +94,79 @@ const (
 	valueField      = 1 // Gauge.value, Counter.value
 )
 
-// eachField calls fn with every field of b: its number, and its bytes (a
-// bytes field) or its value (varint and fixed64).
-func eachField(b []byte, fn func(num protowire.Number, v []byte, x uint64)) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
-		var v []byte
-		var x uint64
-		switch typ {
-		case protowire.BytesType:
-			v, n = protowire.ConsumeBytes(b)
-		case protowire.VarintType:
-			x, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
-			x, n = protowire.ConsumeFixed64(b)
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
-		}
-		if n < 0 {
-			return errMalformed
-		}
-		b = b[n:]
-		fn(num, v, x)
+// fields reads a message's fields one at a time (see next). It is a
+// plain loop rather than a callback so that reading a message allocates
+// nothing.
+type fields struct {
+	b   []byte
+	err error // errMalformed once a field could not be read
+}
+
+// next returns the next field: its number, and its bytes (a bytes field)
+// or its value (varint and fixed64); false at the end of the message or
+// at a malformed field (then err is set).
+func (r *fields) next() (num protowire.Number, v []byte, x uint64, ok bool) {
+	if len(r.b) == 0 || r.err != nil {
+		return 0, nil, 0, false
 	}
-	return nil
+	num, typ, n := protowire.ConsumeTag(r.b)
+	if n < 0 {
+		r.err = errMalformed
+		return 0, nil, 0, false
+	}
+	r.b = r.b[n:]
+	switch typ {
+	case protowire.BytesType:
+		v, n = protowire.ConsumeBytes(r.b)
+	case protowire.VarintType:
+		x, n = protowire.ConsumeVarint(r.b)
+	case protowire.Fixed64Type:
+		x, n = protowire.ConsumeFixed64(r.b)
+	default:
+		n = protowire.ConsumeFieldValue(num, typ, r.b)
+	}
+	if n < 0 {
+		r.err = errMalformed
+		return 0, nil, 0, false
+	}
+	r.b = r.b[n:]
+	return num, v, x, true
 }
 
 // identifierOf returns the bytes of a message's identifier, nil if none.
 func identifierOf(msg []byte) ([]byte, error) {
 	var id []byte
-	err := eachField(msg, func(num protowire.Number, v []byte, _ uint64) {
+	r := fields{b: msg}
+	for num, v, _, ok := r.next(); ok; num, v, _, ok = r.next() {
 		if num == msgIdentifier {
 			id = v
 		}
-	})
-	return id, err
+	}
+	return id, r.err
 }
 
-// eachFamily calls fn with every metric family of a message, read into f.
-func eachFamily(msg []byte, fn func(f *family)) error {
-	var f family
-	var bad error
-	err := eachField(msg, func(num protowire.Number, v []byte, _ uint64) {
-		if num != msgEnvoyMetrics || bad != nil {
-			return
-		}
-		if bad = f.parse(v); bad == nil {
-			fn(&f)
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return bad
+// families reads the metric families of a message one at a time.
+type families struct {
+	r fields
+	f family
 }
+
+// next reads the next family into fs.f; false at the end of the message
+// or at a malformed field (see err).
+func (fs *families) next() bool {
+	for num, v, _, ok := fs.r.next(); ok; num, v, _, ok = fs.r.next() {
+		if num != msgEnvoyMetrics {
+			continue
+		}
+		if fs.r.err = fs.f.parse(v); fs.r.err != nil {
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+func (fs *families) err() error { return fs.r.err }
 
 // family is what is read of one metric family: its name (a view into the
 // message), type, the sum of its counters and its last gauge.
@@ -150,14 +181,16 @@ type family struct {
 
 func (f *family) parse(b []byte) error {
 	*f = family{b: b}
-	return eachField(b, func(num protowire.Number, v []byte, x uint64) {
+	r := fields{b: b}
+	for num, v, x, ok := r.next(); ok; num, v, x, ok = r.next() {
 		switch num {
 		case famName:
 			f.name = v
 		case famType:
 			f.typ = int32(x)
 		}
-	})
+	}
+	return r.err
 }
 
 // values reads the family's counter sum and last gauge.
@@ -166,28 +199,32 @@ func (f *family) values() error {
 		return nil
 	}
 	f.valuesRead = true
-	return eachField(f.b, func(num protowire.Number, v []byte, _ uint64) {
+	r := fields{b: f.b}
+	for num, v, _, ok := r.next(); ok; num, v, _, ok = r.next() {
 		if num != famMetric {
-			return
+			continue
 		}
-		_ = eachField(v, func(num protowire.Number, v []byte, _ uint64) {
+		m := fields{b: v}
+		for num, v, _, ok := m.next(); ok; num, v, _, ok = m.next() {
 			switch num {
 			case metricCounter:
 				f.counter += doubleField(v)
 			case metricGauge:
 				f.gauge = doubleField(v)
 			}
-		})
-	})
+		}
+	}
+	return r.err
 }
 
 // doubleField is the value field of a Gauge or Counter.
 func doubleField(b []byte) float64 {
 	var out float64
-	_ = eachField(b, func(num protowire.Number, _ []byte, x uint64) {
+	r := fields{b: b}
+	for num, _, x, ok := r.next(); ok; num, _, x, ok = r.next() {
 		if num == valueField {
 			out = math.Float64frombits(x)
 		}
-	})
+	}
 	return out
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
@@ -100,19 +101,52 @@ func TestAttachedAsIsTheADSNode(t *testing.T) {
 	e := xdstest.Start(t, addr, xdstest.Options{NodeID: "b-1", Labels: map[string]string{"team": "b"}})
 	e.Await(t, "config", xdstest.Complete)
 	same := xdstest.Node("b-1", "test", map[string]string{"team": "b"})
-	if !srv.AttachedAs("", same) {
+	if bound := NodeOf(same); !srv.AttachedAs("", &bound) {
 		t.Fatal("the ADS node itself is not AttachedAs")
 	}
 	for name, n := range map[string]*corev3.Node{
-		"other labels":  xdstest.Node("b-1", "test", map[string]string{"team": "a"}),
-		"other cluster": xdstest.Node("b-1", "other", map[string]string{"team": "b"}),
-		"other node":    xdstest.Node("b-2", "test", map[string]string{"team": "b"}),
+		"other labels":   xdstest.Node("b-1", "test", map[string]string{"team": "a"}),
+		"a label more":   xdstest.Node("b-1", "test", map[string]string{"team": "b", "zone": "z"}),
+		"no labels":      xdstest.Node("b-1", "test", nil),
+		"other cluster":  xdstest.Node("b-1", "other", map[string]string{"team": "b"}),
+		"other node":     xdstest.Node("b-2", "test", map[string]string{"team": "b"}),
+		"label a number": withLabel(xdstest.Node("b-1", "test", nil), "team", structpb.NewNumberValue(1)),
 	} {
-		if srv.AttachedAs("", n) {
+		if bound := NodeOf(n); srv.AttachedAs("", &bound) {
 			t.Errorf("%s: AttachedAs", name)
 		}
 	}
-	if srv.AttachedAs("spiffe://example.org/team-b/1", same) {
+	if bound := NodeOf(same); srv.AttachedAs("spiffe://example.org/team-b/1", &bound) {
 		t.Error("another identity: AttachedAs")
+	}
+}
+
+func withLabel(n *corev3.Node, key string, v *structpb.Value) *corev3.Node {
+	n.GetMetadata().GetFields()["labels"].GetStructValue().Fields[key] = v
+	return n
+}
+
+// StreamNode.Is, which a metrics stream asks of every message naming a
+// node, agrees with sameNode, labels that are not strings included.
+func TestStreamNodeIsSameNode(t *testing.T) {
+	nodes := []*corev3.Node{
+		{Id: "no metadata"},
+		xdstest.Node("n", "c", nil),
+		xdstest.Node("n", "c", map[string]string{"team": "b"}),
+		xdstest.Node("n", "c", map[string]string{"team": "a"}),
+		xdstest.Node("n", "c", map[string]string{"team": "b", "zone": "z"}),
+		withLabel(xdstest.Node("n", "c", nil), "team", structpb.NewNumberValue(1)),
+		withLabel(xdstest.Node("n", "c", map[string]string{"team": "b"}), "zone", structpb.NewBoolValue(true)),
+		withLabel(xdstest.Node("n", "c", map[string]string{"team": "b"}), "rack", structpb.NewNullValue()),
+		withLabel(xdstest.Node("n", "c", map[string]string{"zone": "z"}), "team", structpb.NewNumberValue(1)),
+	}
+	nodes = append(nodes, xdstest.Node("other", "c", nil), xdstest.Node("n", "other", nil))
+	for i, a := range nodes {
+		for j, b := range nodes {
+			bound := NodeOf(b)
+			if got, want := bound.Is(a), sameNode(a, b); got != want {
+				t.Errorf("nodes %d and %d: Is %v, sameNode %v", i, j, got, want)
+			}
+		}
 	}
 }

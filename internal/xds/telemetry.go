@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // PluginRuntime is how a plugin ran on one node over the last minute, from
@@ -44,22 +45,60 @@ type CustomMetric struct {
 // certificate (see CertificateIdentity), "" without one.
 func PeerIdentity(ctx context.Context) string { return peerIdentity(ctx) }
 
-// SameNode reports whether two messages name the same node: the same id,
-// cluster and labels. A stream is bound to the node of its first message.
-func SameNode(a, b *corev3.Node) bool { return sameNode(a, b) }
+// StreamNode is the node a metrics stream is bound to: the id, cluster
+// and labels of its first message's node, without the rest of it, which
+// thousands of open streams would otherwise each keep.
+type StreamNode struct {
+	ID, Cluster   string
+	Labels        map[string]string
+	IgnoredLabels []string // sorted: labels whose value is not a string
+}
+
+// NodeOf is the StreamNode of a node.
+func NodeOf(n *corev3.Node) StreamNode {
+	labels, ignored := nodeLabels(n)
+	return StreamNode{ID: n.GetId(), Cluster: n.GetCluster(), Labels: labels, IgnoredLabels: ignored}
+}
+
+// Is reports whether n names this node: the same id, cluster and labels,
+// as an ADS stream's later requests must (see sameNode). It allocates
+// nothing.
+func (b *StreamNode) Is(n *corev3.Node) bool {
+	return b.ID == n.GetId() && b.Cluster == n.GetCluster() && sameLabels(n, b.Labels, b.IgnoredLabels)
+}
 
 // AttachedAs reports whether a node has an ADS stream open on this server
 // under the same client identity ("" without one) and as the same node:
 // id, cluster and labels. A metrics report counts only then, so that an
 // identity allowed to claim a node's labels cannot report for another
-// node of those labels.
-func (s *Server) AttachedAs(identity string, node *corev3.Node) bool {
-	labels, ignored := nodeLabels(node)
+// node of those labels. It is asked for every metrics message and
+// allocates nothing.
+func (s *Server) AttachedAs(identity string, node *StreamNode) bool {
 	s.tracker.mu.Lock()
 	defer s.tracker.mu.Unlock()
-	n, ok := s.tracker.nodes[node.GetId()]
-	return ok && n.Identity == identity && n.Cluster == node.GetCluster() &&
-		maps.Equal(n.Labels, labels) && slices.Equal(n.IgnoredLabels, ignored)
+	n, ok := s.tracker.nodes[node.ID]
+	return ok && n.Identity == identity && n.Cluster == node.Cluster &&
+		maps.Equal(n.Labels, node.Labels) && slices.Equal(n.IgnoredLabels, node.IgnoredLabels)
+}
+
+// sameLabels reports whether nodeLabels(node) would return labels and
+// ignored (sorted), without building them: every label of the node is one
+// of them, and there are as many.
+func sameLabels(node *corev3.Node, labels map[string]string, ignored []string) bool {
+	fields := node.GetMetadata().GetFields()["labels"].GetStructValue().GetFields()
+	if len(fields) != len(labels)+len(ignored) {
+		return false
+	}
+	for k, v := range fields {
+		if sv, ok := v.GetKind().(*structpb.Value_StringValue); ok {
+			if l, ok := labels[k]; !ok || l != sv.StringValue {
+				return false
+			}
+		} else if _, found := slices.BinarySearch(ignored, k); !found {
+			return false
+		}
+	}
+	return true
 }
 
 // Connected reports whether a node has an ADS stream open on this server.
