@@ -30,6 +30,15 @@ type TelemetryOptions struct {
 	Every    time.Duration // zero means 1s
 	Duration time.Duration // how long the fleet runs; zero means a minute
 	Families int           // per flush; zero means 200
+	// Lockstep makes every client flush at the same instant of each
+	// second, the worst case; without it each client keeps its own phase
+	// within the second, as Envoys started at different times do (a
+	// stats flush timer starts with its Envoy).
+	Lockstep bool
+	// Profiles, when set, runs serve with --pprof and saves its heap
+	// profile, memory statistics and goroutines at the end of the run
+	// under this path prefix.
+	Profiles string
 }
 
 // TelemetryResult is one fleet's run.
@@ -54,10 +63,15 @@ func RunTelemetry(ctx context.Context, bin string, fx *Fixture, dir string, o Te
 		o.Families = 200
 	}
 	res := TelemetryResult{Report: o.Report, Clients: o.Fleet.Clients}
-	w, err := StartWasmxds(bin, fx, xds.DeliveryECDS, dir)
+	var extra []string
+	if o.Profiles != "" {
+		extra = append(extra, "--pprof")
+	}
+	w, err := StartServe(bin, fx.ConfigDir, xds.DeliveryECDS, dir, extra...)
 	if err != nil {
 		return res, err
 	}
+	w.fixture = fx
 	defer w.Stop()
 	o.Fleet.Addr = w.Addr()
 	fleet, err := StartFleet(ctx, o.Fleet)
@@ -66,6 +80,13 @@ func RunTelemetry(ctx context.Context, bin string, fx *Fixture, dir string, o Te
 	}
 	defer fleet.Close()
 	res.RSSReady = rssOf(w)
+	if o.Profiles != "" {
+		// After a collection: what the run allocates is then the
+		// difference between this profile and the last one.
+		if err := saveHeapProfile("http://"+w.AdminAddr+"/debug/pprof/heap?gc=1", o.Profiles+".start.heap"); err != nil {
+			return res, err
+		}
+	}
 	flush := xdstest.Flush{Listeners: []string{"bench-http", "bench-other"}, Plugins: []string{"bench-a", "bench-b"},
 		Requests: 100, Errors5xx: 1, AtLeast: o.Families}.Families()
 	var reporters []*xdstest.Reporter
@@ -79,11 +100,23 @@ func RunTelemetry(ctx context.Context, bin string, fx *Fixture, dir string, o Te
 	defer tick.Stop()
 	for end := time.Now().Add(o.Duration); time.Now().Before(end); {
 		<-tick.C
-		sent, failed := sendAll(reporters, flush)
+		spread := o.Every * 9 / 10
+		if o.Lockstep {
+			spread = 0
+		}
+		sent, failed := sendAll(reporters, flush, spread)
 		res.Sent, res.SendErrors = res.Sent+sent, res.SendErrors+failed
 		res.Peak = max(res.Peak, rssOf(w))
 	}
 	res.RSSEnd = rssOf(w)
+	if o.Profiles != "" {
+		base := "http://" + w.AdminAddr + "/debug/pprof/"
+		if err := errors.Join(saveHeapProfile(base+"heap?debug=1", o.Profiles+".heap.txt"),
+			saveHeapProfile(base+"heap?gc=1", o.Profiles+".heap"),
+			saveHeapProfile(base+"goroutine?debug=1", o.Profiles+".goroutines.txt")); err != nil {
+			return res, err
+		}
+	}
 	if err := fleet.Err(); err != nil {
 		return res, err
 	}
@@ -116,12 +149,17 @@ func openReporters(f *Fleet) ([]*xdstest.Reporter, error) {
 	return out, nil
 }
 
-// sendAll sends one flush on every reporter, 32 at a time.
-func sendAll(reporters []*xdstest.Reporter, flush []*promgo.MetricFamily) (sent, failed int64) {
+// sendAll sends one flush on every reporter, 32 at a time: reporter i
+// i/len(reporters) of spread after the first (at once when spread is 0).
+func sendAll(reporters []*xdstest.Reporter, flush []*promgo.MetricFamily, spread time.Duration) (sent, failed int64) {
 	var ok, bad atomic.Int64
 	sem := make(chan struct{}, 32)
 	var wg sync.WaitGroup
-	for _, r := range reporters {
+	start := time.Now()
+	for i, r := range reporters {
+		if spread > 0 {
+			time.Sleep(time.Until(start.Add(spread * time.Duration(i) / time.Duration(len(reporters)))))
+		}
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {

@@ -128,13 +128,17 @@ func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range s.workers {
 		wg.Go(func() {
+			var scratch []byte
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case st := <-s.queue:
 					var err error
-					st.bound, err = s.message(st.bound, st.identity, st.frame.b)
+					st.bound, err = s.message(st.bound, st.identity, st.frame.bytes(&scratch))
+					if cap(scratch) > maxScratch {
+						scratch = nil
+					}
 					st.done <- err
 				}
 			}

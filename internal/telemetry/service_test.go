@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/wasmxds/wasmxds/internal/xds"
 )
@@ -165,5 +166,42 @@ func TestStreamsEndWhenTheServiceStops(t *testing.T) {
 	}
 	if _, ok := store.Node("b"); !ok {
 		t.Error("the report of the stream answered before the stop was not kept")
+	}
+}
+
+// A flush larger than an HTTP/2 frame (16 KiB) reaches the server in
+// several buffers, which a worker reads through its scratch buffer. Many
+// such flushes from streams at once must each be read as sent: node i's
+// requests are i, whatever the other streams' bytes were.
+func TestLargeFlushesFromManyStreams(t *testing.T) {
+	store := NewStore(Options{})
+	c := serve(t, store, nil)
+	padding := make([]*promgo.MetricFamily, 0, 1000)
+	for i := range 1000 {
+		padding = append(padding, counter("cluster.upstream_"+strings.Repeat("x", 20)+string(rune('a'+i%26))+".rq", float64(i)))
+	}
+	const streams = 16
+	errs := make(chan error, streams)
+	for i := range streams {
+		go func() {
+			fams := append([]*promgo.MetricFamily{counter("http.web.downstream_rq_total", float64(i+1))}, padding...)
+			msg := message(string(rune('a'+i)), fams...)
+			if proto.Size(msg) < 3*16<<10 {
+				errs <- errors.New("the flush fits in fewer than three frames")
+				return
+			}
+			errs <- send(t, c, msg, message("", fams...))
+		}()
+	}
+	for range streams {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range streams {
+		id := string(rune('a' + i))
+		if tot, _ := store.Totals(id, "p", []string{"web"}); tot.Requests != uint64(2*(i+1)) {
+			t.Errorf("node %s: %d requests, want %d", id, tot.Requests, 2*(i+1))
+		}
 	}
 }

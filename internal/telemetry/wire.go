@@ -18,21 +18,42 @@ import (
 // kept; it allocates nothing for the others.
 
 // frame is a metrics message's bytes: the codec keeps a reference to the
-// buffer gRPC received them in (copied into one buffer of gRPC's pool
-// when they span several), so that nothing is allocated or copied per
-// message and a stream waiting for its next flush holds no buffer.
+// buffers gRPC received them in, so that nothing is allocated or copied
+// per message while it waits for a worker, and a stream waiting for its
+// next flush holds no buffer. A message that arrived in one buffer is read
+// where it lies; one that spans several (over 16 KiB, HTTP/2's frame
+// size) is copied by the worker into its own scratch buffer. Copying it
+// where it is received would take one buffer of gRPC's pool per waiting
+// message, and that pool rounds up to its next size class: 1 MiB for
+// anything over 32 KiB.
 type frame struct {
-	buf mem.Buffer
-	b   []byte
+	data mem.BufferSlice
 }
 
-// release gives the frame's buffer back to gRPC's pool.
-func (f *frame) release() {
-	if f.buf != nil {
-		f.buf.Free()
+// bytes returns the message's bytes, in scratch when they span several
+// buffers; they are valid until release, or scratch's next use.
+func (f *frame) bytes(scratch *[]byte) []byte {
+	if len(f.data) == 1 {
+		return f.data[0].ReadOnlyData()
 	}
+	n := f.data.Len()
+	if cap(*scratch) < n {
+		*scratch = make([]byte, n)
+	}
+	b := (*scratch)[:n]
+	f.data.CopyTo(b)
+	return b
+}
+
+// release gives the frame's buffers back to gRPC's pool.
+func (f *frame) release() {
+	f.data.Free()
 	*f = frame{}
 }
+
+// maxScratch is the largest scratch buffer a worker keeps between
+// messages; a larger one, for a rare large flush, is dropped after it.
+const maxScratch = 256 << 10
 
 // codec is the proto codec, except that a *frame receives the message's
 // bytes as they are.
@@ -72,8 +93,9 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.proto.Unmarshal(data, v)
 	}
-	f.buf = data.MaterializeToBuffer(mem.DefaultBufferPool())
-	f.b = f.buf.ReadOnlyData()
+	// gRPC frees data once Unmarshal returns: keep a reference.
+	data.Ref()
+	f.data = data
 	return nil
 }
 
