@@ -47,8 +47,8 @@ type WasmxdsProc struct {
 
 // StartWasmxds runs `wasmxds serve` on the fixture's config directory and
 // waits until it is ready.
-func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string) (*WasmxdsProc, error) {
-	w, err := StartServe(bin, fx.ConfigDir, delivery, dir)
+func StartWasmxds(bin string, fx *Fixture, delivery xds.Delivery, dir string, extra ...string) (*WasmxdsProc, error) {
+	w, err := StartServe(bin, fx.ConfigDir, delivery, dir, extra...)
 	if err != nil {
 		return nil, err
 	}

@@ -67,11 +67,10 @@ func RunTelemetry(ctx context.Context, bin string, fx *Fixture, dir string, o Te
 	if o.Profiles != "" {
 		extra = append(extra, "--pprof")
 	}
-	w, err := StartServe(bin, fx.ConfigDir, xds.DeliveryECDS, dir, extra...)
+	w, err := StartWasmxds(bin, fx, xds.DeliveryECDS, dir, extra...)
 	if err != nil {
 		return res, err
 	}
-	w.fixture = fx
 	defer w.Stop()
 	o.Fleet.Addr = w.Addr()
 	fleet, err := StartFleet(ctx, o.Fleet)
@@ -98,12 +97,12 @@ func RunTelemetry(ctx context.Context, bin string, fx *Fixture, dir string, o Te
 	res.Peak = res.RSSReady
 	tick := time.NewTicker(o.Every)
 	defer tick.Stop()
+	spread := o.Every * 9 / 10
+	if o.Lockstep {
+		spread = 0
+	}
 	for end := time.Now().Add(o.Duration); time.Now().Before(end); {
 		<-tick.C
-		spread := o.Every * 9 / 10
-		if o.Lockstep {
-			spread = 0
-		}
 		sent, failed := sendAll(reporters, flush, spread)
 		res.Sent, res.SendErrors = res.Sent+sent, res.SendErrors+failed
 		res.Peak = max(res.Peak, rssOf(w))

@@ -54,7 +54,7 @@ func BenchmarkTelemetry(b *testing.B) {
 	sec.Notes = append(sec.Notes,
 		fmt.Sprintf("Each flush is %d metric families (BENCH_TELEMETRY_FAMILIES; 200 is about 9 KB, one HTTP/2 frame) as Envoy 1.40 sends them with counters as deltas (2 HTTP listeners' request counts, the Wasm VM counters, 2 plugins' reload counters, and other counters and gauges), on the client's own ADS connection, as Envoy's metrics_service sink sends it over the ADS cluster.", families),
 		"RSS is the server process's VmRSS, sampled every second; the target is the telemetry fleet within 20% of the same fleet without it.",
-		"Own phase: client i flushes i/2000 of 0.9 s into each second, as Envoys started at different times do (each Envoy's flush timer starts with it). Same instant: all 2,000 flushes leave together every second, so the server holds up to 2,000 messages at once.",
+		fmt.Sprintf("Own phase: client i flushes i/%[1]d of 0.9 s into each second, as Envoys started at different times do (each Envoy's flush timer starts with it). Same instant: all %[1]d flushes leave together every second, so the server holds up to %[1]d messages at once.", clients),
 		"10 MB message: one StreamMetrics message of 10 MB on a new connection; the server refuses it (gRPC's 4 MiB receive limit) and stays ready, the fleet's ADS streams stay open, and a new report is accepted.",
 		"The load generator runs in the same 2 cores as the server.")
 	report.Add(sec)
