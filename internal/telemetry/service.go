@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/wasmxds/wasmxds/internal/xds"
 )
@@ -220,13 +219,9 @@ func (s *Service) message(bound *xds.StreamNode, identity string, msg []byte) (*
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: %v", err)
 	}
-	var node *corev3.Node
-	if idBytes != nil {
-		var id metricsv3.StreamMetricsMessage_Identifier
-		if err := proto.Unmarshal(idBytes, &id); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "wasmxds: identifier: %v", err)
-		}
-		node = id.GetNode()
+	node, err := nodeOf(idBytes)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: identifier: %v", err)
 	}
 	if bound, err = s.bind(bound, identity, node); err != nil {
 		return nil, err

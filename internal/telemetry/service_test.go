@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,7 +15,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/wasmxds/wasmxds/internal/xds"
 )
@@ -203,5 +206,65 @@ func TestLargeFlushesFromManyStreams(t *testing.T) {
 		if tot, _ := store.Totals(id, "p", []string{"web"}); tot.Requests != uint64(2*(i+1)) {
 			t.Errorf("node %s: %d requests, want %d", id, tot.Requests, 2*(i+1))
 		}
+	}
+}
+
+// An Envoy's node lists every extension it was built with. The first
+// message of a stream is admitted by, and bound to, the node's id, cluster
+// and labels: the authorizer sees those, a later message naming the same
+// node with another extension list is the same node, and the extensions
+// are not decoded (the first message of each of thousands of streams
+// would otherwise leave tens of kilobytes of garbage).
+func TestFirstMessageNodeWithEnvoysExtensions(t *testing.T) {
+	node := func(id string, extensions int) *corev3.Node {
+		n := &corev3.Node{Id: id, Cluster: "edge", UserAgentName: "envoy",
+			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{"labels": structpb.NewStructValue(
+				&structpb.Struct{Fields: map[string]*structpb.Value{"team": structpb.NewStringValue("a")}})}}}
+		for i := range extensions {
+			n.Extensions = append(n.Extensions, &corev3.Extension{Name: "envoy.filters.http.ext" + strconv.Itoa(i),
+				Category: "envoy.filters.http", TypeUrls: []string{"type.googleapis.com/envoy.extensions.filters.http.X"}})
+		}
+		return n
+	}
+	store := NewStore(Options{})
+	var seen *corev3.Node
+	c := serve(t, store, func(_ string, n *corev3.Node) error { seen = n; return nil })
+	req := counter("http.web.downstream_rq_total", 4)
+	first := &metricsv3.StreamMetricsMessage{Identifier: &metricsv3.StreamMetricsMessage_Identifier{Node: node("a", 300)},
+		EnvoyMetrics: []*promgo.MetricFamily{req}}
+	again := &metricsv3.StreamMetricsMessage{Identifier: &metricsv3.StreamMetricsMessage_Identifier{Node: node("a", 2)},
+		EnvoyMetrics: []*promgo.MetricFamily{req}}
+	if err := send(t, c, first, again); err != nil {
+		t.Fatalf("a stream whose node lists extensions: %v", err)
+	}
+	if seen.GetId() != "a" || seen.GetCluster() != "edge" || xds.NodeLabels(seen)["team"] != "a" {
+		t.Errorf("authorized node %v, want id a, cluster edge, label team=a", seen)
+	}
+	if tot, _ := store.Totals("a", "p", []string{"web"}); tot.Requests != 8 {
+		t.Errorf("node a: %d requests, want 8", tot.Requests)
+	}
+
+	id, err := proto.Marshal(first.Identifier)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := testing.AllocsPerRun(20, func() {
+		var all metricsv3.StreamMetricsMessage_Identifier
+		if err := proto.Unmarshal(id, &all); err != nil {
+			t.Fatal(err)
+		}
+	})
+	trimmed := testing.AllocsPerRun(20, func() {
+		if _, err := nodeOf(id); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if trimmed*20 > full {
+		t.Errorf("decoding the first message's node allocates %v times, decoding it whole %v: want under a twentieth", trimmed, full)
+	}
+
+	bad := append(protowire.AppendTag(nil, identifierNode, protowire.BytesType), 3, 0x08, 0x01, 0x02) // id as a varint
+	if _, err := nodeOf(bad); err == nil {
+		t.Error("a node whose id is not a string was decoded")
 	}
 }

@@ -4,11 +4,15 @@ import (
 	"errors"
 	"math"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	_ "google.golang.org/grpc/encoding/proto" // registers the codec wrapped below
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // Metrics messages are read from their wire bytes: a flush carries a few
@@ -80,11 +84,26 @@ const flowWindow = 64 << 10
 //     flush of every Envoy) and growing the windows when reads fall behind,
 //     so that more flushes could wait in the server's memory. The windows
 //     bound what clients send only: ADS requests are small, and what the
-//     server sends is bound by the client's windows.
+//     server sends is bound by the client's windows;
+//   - receiveBuffers, the pool gRPC reads frames into.
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ForceServerCodecV2(ServerCodec()),
-		grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow)}
+		grpc.StaticStreamWindowSize(flowWindow), grpc.StaticConnWindowSize(flowWindow),
+		experimental.BufferPool(receiveBuffers)}
 }
+
+// receiveBuffers is the server's buffer pool: gRPC reads each HTTP/2 DATA
+// frame over 1 KiB into a buffer of the pool's next size class, and a
+// stats flush waiting for a worker holds its frames' buffers. gRPC's
+// default classes jump from 4 KiB to 16 KiB, so that a flush of 9 KB took
+// 16 KiB, and the last frame of a larger flush (the rest after whole 16 KiB
+// frames) took 16 KiB whatever its size. Classes every 4 KiB up to the
+// frame size (each one of Go's allocation size classes) waste 2 KiB per
+// buffer on average instead of 6. When thousands of Envoys flush in the
+// same instant, most of their flushes wait at once, and the pool keeps
+// those buffers for the next burst. The other classes are gRPC's: 256 B,
+// 32 KiB (write buffers) and 1 MiB.
+var receiveBuffers = mem.NewTieredBufferPool(256, 4<<10, 8<<10, 12<<10, 16<<10, 32<<10, 1<<20)
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
 
@@ -153,6 +172,56 @@ func (r *fields) next() (num protowire.Number, v []byte, x uint64, ok bool) {
 	}
 	r.b = r.b[n:]
 	return num, v, x, true
+}
+
+// Field numbers of StreamMetricsMessage.Identifier and config.core.v3.Node.
+const (
+	identifierNode = 1
+	nodeID         = 1
+	nodeCluster    = 2
+	nodeMetadata   = 3
+)
+
+// nodeOf decodes the node of a message's identifier, nil if it has none:
+// its id, cluster and metadata only, which is what a stream is admitted
+// by and bound to. An Envoy's node also lists every extension it was built
+// with (a few hundred entries, tens of kilobytes once decoded), which
+// would be garbage for every stream of the fleet.
+func nodeOf(identifier []byte) (*corev3.Node, error) {
+	var node []byte
+	found := false
+	r := fields{b: identifier}
+	for num, v, _, ok := r.next(); ok; num, v, _, ok = r.next() {
+		if num == identifierNode {
+			node, found = v, true
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if !found {
+		return nil, nil
+	}
+	var kept []byte
+	for b := node; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, errMalformed
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, errMalformed
+		}
+		if num == nodeID || num == nodeCluster || num == nodeMetadata {
+			kept = append(kept, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	n := &corev3.Node{}
+	if err := proto.Unmarshal(kept, n); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // identifierOf returns the bytes of a message's identifier, nil if none.
