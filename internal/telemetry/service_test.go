@@ -263,6 +263,23 @@ func TestFirstMessageNodeWithEnvoysExtensions(t *testing.T) {
 		t.Errorf("decoding the first message's node allocates %v times, decoding it whole %v: want under a twentieth", trimmed, full)
 	}
 
+	// The node field twice: merged, as the proto decoder merges it.
+	part1, _ := proto.Marshal(&metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Id: "a", Cluster: "edge"}})
+	part2, _ := proto.Marshal(&metricsv3.StreamMetricsMessage_Identifier{Node: node("", 3)})
+	twice := append(part1, part2...)
+	var whole metricsv3.StreamMetricsMessage_Identifier
+	if err := proto.Unmarshal(twice, &whole); err != nil {
+		t.Fatal(err)
+	}
+	merged, err := nodeOf(twice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &corev3.Node{Id: whole.Node.Id, Cluster: whole.Node.Cluster, Metadata: whole.Node.Metadata}
+	if !proto.Equal(merged, want) {
+		t.Errorf("a node sent in two parts decodes to %v, want %v", merged, want)
+	}
+
 	bad := append(protowire.AppendTag(nil, identifierNode, protowire.BytesType), 3, 0x08, 0x01, 0x02) // id as a varint
 	if _, err := nodeOf(bad); err == nil {
 		t.Error("a node whose id is not a string was decoded")

@@ -188,12 +188,29 @@ const (
 // with (a few hundred entries, tens of kilobytes once decoded), which
 // would be garbage for every stream of the fleet.
 func nodeOf(identifier []byte) (*corev3.Node, error) {
-	var node []byte
+	var kept []byte
 	found := false
 	r := fields{b: identifier}
 	for num, v, _, ok := r.next(); ok; num, v, _, ok = r.next() {
-		if num == identifierNode {
-			node, found = v, true
+		if num != identifierNode {
+			continue
+		}
+		// A field repeated on the wire is merged into one, as the proto
+		// decoder does: keep what each occurrence says.
+		found = true
+		for b := v; len(b) > 0; {
+			num, typ, n := protowire.ConsumeTag(b)
+			if n < 0 {
+				return nil, errMalformed
+			}
+			m := protowire.ConsumeFieldValue(num, typ, b[n:])
+			if m < 0 {
+				return nil, errMalformed
+			}
+			if num == nodeID || num == nodeCluster || num == nodeMetadata {
+				kept = append(kept, b[:n+m]...)
+			}
+			b = b[n+m:]
 		}
 	}
 	if r.err != nil {
@@ -201,21 +218,6 @@ func nodeOf(identifier []byte) (*corev3.Node, error) {
 	}
 	if !found {
 		return nil, nil
-	}
-	var kept []byte
-	for b := node; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, errMalformed
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return nil, errMalformed
-		}
-		if num == nodeID || num == nodeCluster || num == nodeMetadata {
-			kept = append(kept, b[:n+m]...)
-		}
-		b = b[n+m:]
 	}
 	n := &corev3.Node{}
 	if err := proto.Unmarshal(kept, n); err != nil {
