@@ -3,12 +3,18 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/wasmxds/wasmxds/internal/bootstrap"
 )
 
 // statusJSONPlugins returns node's plugins as `wasmxds status --json` prints
@@ -216,4 +222,148 @@ func (l *load) snapshot(name string) []sample {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]sample(nil), l.samples[name]...)
+}
+
+// TestSwapWhileTheFirstModuleIsConfirmed swaps a plugin's module in the
+// moment after the node ACKed its first module, downloaded, while the first
+// module's confirmation is on its way. The listener has warmed with the
+// first module by then, and Envoy fetches another module only when a cache
+// miss is NACKed: sent as a first module, the new one was never fetched,
+// and the plugin stayed unloaded, its failure policy in front of every
+// request, until the next change.
+//
+// The moment is made wide and certain: the node's ADS connection goes
+// through a relay that delays it by 100 ms each way, so its ACK reaches
+// wasmxds after the module server has seen the download (which does not go
+// through the relay), and the new module is pulled beforehand (a plugin for
+// other nodes uses it), so the edit lands within the confirmation's round
+// trip.
+func TestSwapWhileTheFirstModuleIsConfirmed(t *testing.T) {
+	requireFull(t)
+	mods := smallSwapModules(t, "filters/swap-early", 2)
+	const app = "swap-early"
+	p := plugin{name: "swap", app: app, url: oci(mods[0].ref)}
+	other := plugin{name: "other", app: "elsewhere", url: oci(mods[1].ref)}
+	f := &single{port: freePort(t), app: app}
+	up := startUpstream(t)
+	f.srv = startServerWith(t, serverOptions{}, func(s *server) {
+		s.writeSpec(baseSpecFile, docs(listenerSpec(app, app, f.port, app+"-upstream"), clusterSpec(app+"-upstream", up)))
+		s.writeSpec(pluginFile, p.spec())
+		s.writeSpec("other.yaml", other.spec())
+	})
+	relay := startDelayRelay(t, f.srv.xdsAddr, 100*time.Millisecond)
+	f.envoy = newEnvoy(t, f.srv, app+"-node", map[string]string{"app": app},
+		func(o *bootstrap.Options) { o.XDSAddress = relay })
+	f.envoy.start()
+
+	eventually(t, applyTimeout, func() error {
+		st, err := debugStatus(f.srv)
+		if err != nil {
+			return err
+		}
+		plugins, err := nodePlugins(f.srv, f.envoy.nodeID)
+		if err != nil {
+			return err
+		}
+		for _, n := range st.Nodes {
+			if n.ID == f.envoy.nodeID && n.Types[resource.ExtensionConfigType].Acked != "" && plugins["swap"].State == "pending" {
+				return nil
+			}
+		}
+		return fmt.Errorf("the node has not ACKed its first module (plugin swap: %+v)", plugins["swap"])
+	})
+	p.url = oci(mods[1].ref)
+	f.srv.writeSpec(pluginFile, p.spec())
+	f.waitFor(t, expectEcho(f.port, "x-swap", mods[1].value))
+	eventually(t, applyTimeout, func() error {
+		plugins, err := nodePlugins(f.srv, f.envoy.nodeID)
+		if err != nil {
+			return err
+		}
+		if got := plugins["swap"]; got.State != "running" {
+			return fmt.Errorf("plugin swap: %+v, want running", got)
+		}
+		return nil
+	})
+}
+
+// startDelayRelay relays TCP connections to target, each byte forwarded
+// delay after it arrived, in order, both ways; it returns its address.
+func startDelayRelay(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, c)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			track(in)
+			track(out)
+			wg.Go(func() { delayCopy(out, in, delay) })
+			wg.Go(func() { delayCopy(in, out, delay) })
+		}
+	})
+	return ln.Addr().String()
+}
+
+// delayCopy copies src to dst, each chunk written delay after it was read,
+// and closes both ends when either fails.
+func delayCopy(dst, src net.Conn, delay time.Duration) {
+	type chunk struct {
+		due time.Time
+		b   []byte
+	}
+	q := make(chan chunk, 4096)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range q {
+			time.Sleep(time.Until(c.due))
+			if _, err := dst.Write(c.b); err != nil {
+				src.Close()
+				for range q {
+				}
+				return
+			}
+		}
+		dst.Close()
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			q <- chunk{due: time.Now().Add(delay), b: append([]byte(nil), buf[:n]...)}
+		}
+		if err != nil {
+			close(q)
+			<-done
+			return
+		}
+	}
 }

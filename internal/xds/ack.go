@@ -30,6 +30,7 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 			}
 			g.unconfirmed[name] = e.sha
 			if downloaded, _ := s.downloads.before(e.sha, ip, s.clock.Now()); downloaded {
+				g.warmed[name] = e.sha
 				first[name] = true
 				confirm = append(confirm, name)
 				continue // a good config once confirmed

@@ -3,6 +3,7 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -195,6 +196,47 @@ func TestFirstModuleWhoseVMFailsIsRefused(t *testing.T) {
 				t.Errorf("re-push %+v scheduled after the module was refused", k)
 			}
 			srv.repush.mu.Unlock()
+		})
+	}
+}
+
+// A module swap that comes while the plugin's first module waits for its
+// confirmation is a swap: the node fetched the first module as its
+// listener warmed, and the listener is warm now. Envoy fetches a module it
+// does not have, outside a listener's warming, only on a cache-miss NACK:
+// sent without nack_on_code_cache_miss, the new module would never be
+// fetched, and the plugin would stay unloaded (its failure policy in front
+// of traffic) until the next change.
+func TestSwapBeforeTheFirstModuleIsConfirmed(t *testing.T) {
+	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+			srv.Update(deliveryInput("a"))
+			srv.ModuleServed(a, "127.0.0.1:40000")
+			fakeClock(t, srv).Step(time.Millisecond)
+			fe := &firstModuleEnvoy{}
+			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, "")})
+			// The first module ACKed after its download: its confirmation
+			// waits downloadSettle, on a clock that does not move.
+			waitStatus(t, srv, "n", func(n NodeStatus) bool {
+				ts := n.Types[resource.ExtensionConfigType]
+				return ts.Acked != "" && ts.Acked == ts.Sent && pluginState(n).State == PluginPending
+			})
+			srv.Update(deliveryInput("b"))
+			e.Await(t, "module b", func(xdstest.State) bool {
+				return slices.ContainsFunc(fe.configs(), func(c sentConfig) bool { return c.sha == b })
+			})
+			got := fe.configs()
+			if len(got) == 0 || got[0].sha != a || got[0].nackOn {
+				t.Fatalf("configs of p sent: %v, want the plain first module first", got)
+			}
+			for _, c := range got[1:] {
+				if c.sha == b && !c.nackOn {
+					t.Errorf("configs of p sent: %v; module b sent without nack_on_code_cache_miss after the first "+
+						"module's listener warmed", got)
+				}
+			}
 		})
 	}
 }

@@ -128,6 +128,13 @@ func swapping(g *group, name, sha string) bool {
 	if good, ok := g.lastGood[name].newest(func(string) bool { return true }); ok {
 		return good.sha != sha
 	}
+	// The first module, ACKed after its download, may still wait for its
+	// confirmation: the listener warmed with it all the same, and Envoy
+	// fetches another module, outside a listener's warming, only on a
+	// cache-miss NACK. Sent as a first module, it would never be fetched.
+	if first, ok := g.warmed[name]; ok {
+		return first != sha
+	}
 	// A node that came with the plugin running (say, from another
 	// replica) swaps the module it runs for any other: Envoy must confirm
 	// the new one. An update that is not a swap would have it fetch the

@@ -159,13 +159,17 @@ type group struct {
 	// whose confirmation was sent (see confirm.go).
 	unconfirmed map[string]string
 	confirming  map[string]string
+	// warmed are first modules (plugin → sha256) nodes of the group ACKed
+	// after downloading them: their listeners warmed with the plugin, so
+	// any other module is a swap (see swapping).
+	warmed map[string]string
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
 	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
 		retryOf: map[string]string{}, repushed: map[string]time.Time{},
 		lastGood: map[string]goodConfigs{}, held: map[string]string{}, unconfirmed: map[string]string{},
-		confirming: map[string]string{}}
+		confirming: map[string]string{}, warmed: map[string]string{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until
