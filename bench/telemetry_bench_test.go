@@ -31,6 +31,9 @@ func BenchmarkTelemetry(b *testing.B) {
 	groups := envInt(b, "BENCH_GROUPS", 20)
 	families := envInt(b, "BENCH_TELEMETRY_FAMILIES", 200)
 	runs := envInt(b, "BENCH_TELEMETRY_RUNS", 3)
+	if runs < 1 {
+		b.Fatalf("BENCH_TELEMETRY_RUNS=%d: want at least 1", runs)
+	}
 	sec := Section{
 		Title: fmt.Sprintf("Telemetry: %d simulated Envoys reporting stats every second for %d s (ecds delivery, %d label groups, half SotW / half delta), median of %d runs",
 			clients, seconds, groups, runs),

@@ -232,12 +232,12 @@ func (l *load) snapshot(name string) []sample {
 // and the plugin stayed unloaded, its failure policy in front of every
 // request, until the next change.
 //
-// The moment is made wide and certain: the node's ADS connection goes
-// through a relay that delays it by 100 ms each way, so its ACK reaches
-// wasmxds after the module server has seen the download (which does not go
-// through the relay), and the new module is pulled beforehand (a plugin for
-// other nodes uses it), so the edit lands within the confirmation's round
-// trip.
+// The moment is made wide: the node's ADS connection goes through a relay
+// that delays it by 300 ms each way, so that its ACK reaches wasmxds after
+// the module server has seen the download (which does not go through the
+// relay), and the confirmation's round trip takes over 600 ms; the new
+// module is pulled beforehand (a plugin for other nodes uses it), so that
+// the edit lands within that round trip.
 func TestSwapWhileTheFirstModuleIsConfirmed(t *testing.T) {
 	requireFull(t)
 	mods := smallSwapModules(t, "filters/swap-early", 2)
@@ -251,7 +251,7 @@ func TestSwapWhileTheFirstModuleIsConfirmed(t *testing.T) {
 		s.writeSpec(pluginFile, p.spec())
 		s.writeSpec("other.yaml", other.spec())
 	})
-	relay := startDelayRelay(t, f.srv.xdsAddr, 100*time.Millisecond)
+	relay := startDelayRelay(t, f.srv.xdsAddr, 300*time.Millisecond)
 	f.envoy = newEnvoy(t, f.srv, app+"-node", map[string]string{"app": app},
 		func(o *bootstrap.Options) { o.XDSAddress = relay })
 	f.envoy.start()
@@ -298,14 +298,24 @@ func startDelayRelay(t *testing.T, target string, delay time.Duration) string {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
-	track := func(c net.Conn) {
+	closed := false
+	// track keeps a relayed pair to close at cleanup; false once cleanup
+	// has begun (the pair is closed at once).
+	track := func(in, out net.Conn) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		conns = append(conns, c)
+		if closed {
+			in.Close()
+			out.Close()
+			return false
+		}
+		conns = append(conns, in, out)
+		return true
 	}
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
@@ -323,8 +333,9 @@ func startDelayRelay(t *testing.T, target string, delay time.Duration) string {
 				in.Close()
 				continue
 			}
-			track(in)
-			track(out)
+			if !track(in, out) {
+				return
+			}
 			wg.Go(func() { delayCopy(out, in, delay) })
 			wg.Go(func() { delayCopy(in, out, delay) })
 		}

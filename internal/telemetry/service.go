@@ -215,11 +215,7 @@ func (s *Service) process(ctx context.Context, st *metricsStream) error {
 
 // message binds the stream on its first message and records msg.
 func (s *Service) message(bound *xds.StreamNode, identity string, msg []byte) (*xds.StreamNode, error) {
-	idBytes, err := identifierOf(msg)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: %v", err)
-	}
-	node, err := nodeOf(idBytes)
+	node, err := nodeOf(msg)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "wasmxds: identifier: %v", err)
 	}

@@ -244,44 +244,80 @@ func TestFirstMessageNodeWithEnvoysExtensions(t *testing.T) {
 		t.Errorf("node a: %d requests, want 8", tot.Requests)
 	}
 
-	id, err := proto.Marshal(first.Identifier)
+	msg, err := proto.Marshal(&metricsv3.StreamMetricsMessage{Identifier: first.Identifier})
 	if err != nil {
 		t.Fatal(err)
 	}
 	full := testing.AllocsPerRun(20, func() {
-		var all metricsv3.StreamMetricsMessage_Identifier
-		if err := proto.Unmarshal(id, &all); err != nil {
+		var all metricsv3.StreamMetricsMessage
+		if err := proto.Unmarshal(msg, &all); err != nil {
 			t.Fatal(err)
 		}
 	})
 	trimmed := testing.AllocsPerRun(20, func() {
-		if _, err := nodeOf(id); err != nil {
+		if _, err := nodeOf(msg); err != nil {
 			t.Fatal(err)
 		}
 	})
 	if trimmed*20 > full {
 		t.Errorf("decoding the first message's node allocates %v times, decoding it whole %v: want under a twentieth", trimmed, full)
 	}
+}
 
-	// The node field twice: merged, as the proto decoder merges it.
-	part1, _ := proto.Marshal(&metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Id: "a", Cluster: "edge"}})
-	part2, _ := proto.Marshal(&metricsv3.StreamMetricsMessage_Identifier{Node: node("", 3)})
-	twice := append(part1, part2...)
-	var whole metricsv3.StreamMetricsMessage_Identifier
-	if err := proto.Unmarshal(twice, &whole); err != nil {
-		t.Fatal(err)
+// nodeOf reads a message's node as the proto decoder would: the parts of a
+// node sent in several fields (or several identifiers) merged, a node field
+// of another wire type no node, and a malformed node an error.
+func TestNodeOfDecodesAsProtoDoes(t *testing.T) {
+	msgOf := func(id *metricsv3.StreamMetricsMessage_Identifier) []byte {
+		b, err := proto.Marshal(&metricsv3.StreamMetricsMessage{Identifier: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
-	merged, err := nodeOf(twice)
-	if err != nil {
-		t.Fatal(err)
+	labels := &structpb.Struct{Fields: map[string]*structpb.Value{"labels": structpb.NewStructValue(
+		&structpb.Struct{Fields: map[string]*structpb.Value{"team": structpb.NewStringValue("a")}})}}
+	nodePart := func(n *corev3.Node) []byte {
+		b, err := proto.Marshal(&metricsv3.StreamMetricsMessage_Identifier{Node: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
 	}
-	want := &corev3.Node{Id: whole.Node.Id, Cluster: whole.Node.Cluster, Metadata: whole.Node.Metadata}
-	if !proto.Equal(merged, want) {
-		t.Errorf("a node sent in two parts decodes to %v, want %v", merged, want)
+	cases := map[string][]byte{
+		"one node":            msgOf(&metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Id: "a", Cluster: "edge", Metadata: labels}}),
+		"two identifiers":     append(msgOf(&metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Id: "a"}}), msgOf(&metricsv3.StreamMetricsMessage_Identifier{Node: &corev3.Node{Cluster: "edge", Metadata: labels}})...),
+		"node as a varint":    protowire.AppendBytes(protowire.AppendTag(nil, msgIdentifier, protowire.BytesType), protowire.AppendVarint(protowire.AppendTag(nil, identifierNode, protowire.VarintType), 7)),
+		"no identifier":       nil,
+		"identifier, no node": msgOf(&metricsv3.StreamMetricsMessage_Identifier{}),
+	}
+	// The node field twice inside one identifier.
+	cases["node in two fields"] = protowire.AppendBytes(protowire.AppendTag(nil, msgIdentifier, protowire.BytesType),
+		append(nodePart(&corev3.Node{Id: "a", Cluster: "edge"}), nodePart(&corev3.Node{Cluster: "core", Metadata: labels})...))
+	for name, msg := range cases {
+		var whole metricsv3.StreamMetricsMessage
+		if err := proto.Unmarshal(msg, &whole); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := nodeOf(msg)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		var want *corev3.Node
+		if n := whole.GetIdentifier().GetNode(); n != nil {
+			want = &corev3.Node{Id: n.Id, Cluster: n.Cluster, Metadata: n.Metadata}
+		}
+		if (got == nil) != (want == nil) || !proto.Equal(got, want) {
+			t.Errorf("%s: node %v, want %v", name, got, want)
+		}
 	}
 
-	bad := append(protowire.AppendTag(nil, identifierNode, protowire.BytesType), 3, 0x08, 0x01, 0x02) // id as a varint
+	// A node whose id field says it is 5 bytes long and carries 2.
+	truncated := append(protowire.AppendTag(nil, nodeID, protowire.BytesType), 5, 'a', 'b')
+	bad := protowire.AppendBytes(protowire.AppendTag(nil, msgIdentifier, protowire.BytesType),
+		protowire.AppendBytes(protowire.AppendTag(nil, identifierNode, protowire.BytesType), truncated))
 	if _, err := nodeOf(bad); err == nil {
-		t.Error("a node whose id is not a string was decoded")
+		t.Error("a malformed node was decoded")
 	}
 }

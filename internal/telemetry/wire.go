@@ -101,8 +101,8 @@ func ServerOptions() []grpc.ServerOption {
 // frame size (each one of Go's allocation size classes) waste 2 KiB per
 // buffer on average instead of 6. When thousands of Envoys flush in the
 // same instant, most of their flushes wait at once, and the pool keeps
-// those buffers for the next burst. The other classes are gRPC's: 256 B,
-// 32 KiB (write buffers) and 1 MiB.
+// those buffers for the next burst. The other classes are gRPC's default
+// ones: 256 B, 32 KiB and 1 MiB.
 var receiveBuffers = mem.NewTieredBufferPool(256, 4<<10, 8<<10, 12<<10, 16<<10, 32<<10, 1<<20)
 
 func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(v) }
@@ -186,38 +186,35 @@ const (
 // its id, cluster and metadata only, which is what a stream is admitted
 // by and bound to. An Envoy's node also lists every extension it was built
 // with (a few hundred entries, tens of kilobytes once decoded), which
-// would be garbage for every stream of the fleet.
-func nodeOf(identifier []byte) (*corev3.Node, error) {
+// would be garbage for every stream of the fleet. A message field that
+// occurs more than once on the wire is merged into one, as the proto
+// decoder does: every identifier's every node counts, in order; a field
+// of another wire type is not the field (the decoder keeps it as unknown).
+func nodeOf(msg []byte) (*corev3.Node, error) {
 	var kept []byte
 	found := false
-	r := fields{b: identifier}
-	for num, v, _, ok := r.next(); ok; num, v, _, ok = r.next() {
-		if num != identifierNode {
-			continue
-		}
-		// A field repeated on the wire is merged into one, as the proto
-		// decoder does: keep what each occurrence says.
-		found = true
-		for b := v; len(b) > 0; {
-			num, typ, n := protowire.ConsumeTag(b)
-			if n < 0 {
-				return nil, errMalformed
+	err := eachBytesField(msg, msgIdentifier, func(identifier []byte) error {
+		return eachBytesField(identifier, identifierNode, func(node []byte) error {
+			found = true
+			for b := node; len(b) > 0; {
+				num, typ, n := protowire.ConsumeTag(b)
+				if n < 0 {
+					return errMalformed
+				}
+				m := protowire.ConsumeFieldValue(num, typ, b[n:])
+				if m < 0 {
+					return errMalformed
+				}
+				if num == nodeID || num == nodeCluster || num == nodeMetadata {
+					kept = append(kept, b[:n+m]...)
+				}
+				b = b[n+m:]
 			}
-			m := protowire.ConsumeFieldValue(num, typ, b[n:])
-			if m < 0 {
-				return nil, errMalformed
-			}
-			if num == nodeID || num == nodeCluster || num == nodeMetadata {
-				kept = append(kept, b[:n+m]...)
-			}
-			b = b[n+m:]
-		}
-	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	if !found {
-		return nil, nil
+			return nil
+		})
+	})
+	if err != nil || !found {
+		return nil, err
 	}
 	n := &corev3.Node{}
 	if err := proto.Unmarshal(kept, n); err != nil {
@@ -226,16 +223,33 @@ func nodeOf(identifier []byte) (*corev3.Node, error) {
 	return n, nil
 }
 
-// identifierOf returns the bytes of a message's identifier, nil if none.
-func identifierOf(msg []byte) ([]byte, error) {
-	var id []byte
-	r := fields{b: msg}
-	for num, v, _, ok := r.next(); ok; num, v, _, ok = r.next() {
-		if num == msgIdentifier {
-			id = v
+// eachBytesField calls f with the bytes of every length-delimited field
+// number num of msg, in order.
+func eachBytesField(msg []byte, num protowire.Number, f func([]byte) error) error {
+	for b := msg; len(b) > 0; {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return errMalformed
 		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return errMalformed
+			}
+			if err := f(v); err != nil {
+				return err
+			}
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(n, typ, b)
+		if m < 0 {
+			return errMalformed
+		}
+		b = b[m:]
 	}
-	return id, r.err
+	return nil
 }
 
 // families reads the metric families of a message one at a time.

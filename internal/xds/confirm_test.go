@@ -240,3 +240,65 @@ func TestSwapBeforeTheFirstModuleIsConfirmed(t *testing.T) {
 		})
 	}
 }
+
+// A warmed first module makes another module a swap, and so does a module
+// a node brought with it; the warmed module itself is no swap.
+func TestSwappingAfterAWarmedFirstModule(t *testing.T) {
+	g := newGroup(nil, 0)
+	g.warmed["p"] = "b"
+	if swapping(g, "p", "b") {
+		t.Error("the warmed first module sent again counts as a swap")
+	}
+	if !swapping(g, "p", "c") {
+		t.Error("another module than the warmed first one is not a swap")
+	}
+	g.held["p"] = heldUnknown // a node came running a module not known here
+	if !swapping(g, "p", "b") {
+		t.Error("the warmed module, to a node that came running another one, is not a swap")
+	}
+}
+
+// A plugin that leaves the specs and comes back is added to the listeners
+// again, which warm with it anew: its module is a first module again,
+// sent without nack_on_code_cache_miss (a cache-miss NACK would put its
+// failure policy in front of traffic while the listener warms).
+func TestPluginThatComesBackIsAFirstModuleAgain(t *testing.T) {
+	a, c := strings.Repeat("a", 64), strings.Repeat("c", 64)
+	for _, m := range modes {
+		for _, confirmed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/confirmed=%t", m.name, confirmed), func(t *testing.T) {
+				srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+				srv.Update(deliveryInput("a"))
+				srv.ModuleServed(a, "127.0.0.1:40000")
+				fakeClock(t, srv).Step(time.Millisecond)
+				fe := &firstModuleEnvoy{}
+				e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, "")})
+				want := PluginPending
+				if confirmed {
+					want = PluginRunning
+					stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginRunning })
+				}
+				waitStatus(t, srv, "n", func(n NodeStatus) bool {
+					ts := n.Types[resource.ExtensionConfigType]
+					return ts.Acked != "" && ts.Acked == ts.Sent && pluginState(n).State == want
+				})
+				without := deliveryInput("a")
+				without.State.Plugins, without.Modules = nil, nil
+				srv.Update(without)
+				e.Await(t, "no plugin p", func(s xdstest.State) bool {
+					return s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix+"p") == nil
+				})
+				srv.Update(deliveryInput("c"))
+				e.Await(t, "module c", func(xdstest.State) bool {
+					return slices.ContainsFunc(fe.configs(), func(s sentConfig) bool { return s.sha == c })
+				})
+				for _, s := range fe.configs() {
+					if s.sha == c && s.nackOn {
+						t.Errorf("configs of p sent: %v; module c of the plugin that came back sent as a swap", fe.configs())
+						break
+					}
+				}
+			})
+		}
+	}
+}

@@ -88,12 +88,23 @@ func (s *Server) inputHasLocked(plugin string) bool {
 	return ok
 }
 
-// pruneHeldLocked forgets held plugins that left in.
-func (s *Server) pruneHeldLocked(in Input) {
+// pruneLeftPluginsLocked forgets, in every group, what nodes ran of the
+// plugins that left in: held modules, last good configs and first modules
+// the listeners warmed with. A plugin that comes back is added to the
+// listeners again, which warm with it anew: its module is a first module
+// again, not a swap.
+func (s *Server) pruneLeftPluginsLocked(in Input) {
 	for _, g := range s.groups {
-		for plugin := range g.held {
+		for _, m := range []map[string]string{g.held, g.warmed} {
+			for plugin := range m {
+				if _, ok := in.Modules[plugin]; !ok {
+					delete(m, plugin)
+				}
+			}
+		}
+		for plugin := range g.lastGood {
 			if _, ok := in.Modules[plugin]; !ok {
-				delete(g.held, plugin)
+				delete(g.lastGood, plugin)
 			}
 		}
 	}

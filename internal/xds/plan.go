@@ -131,14 +131,15 @@ func swapping(g *group, name, sha string) bool {
 	// The first module, ACKed after its download, may still wait for its
 	// confirmation: the listener warmed with it all the same, and Envoy
 	// fetches another module, outside a listener's warming, only on a
-	// cache-miss NACK. Sent as a first module, it would never be fetched.
-	if first, ok := g.warmed[name]; ok {
-		return first != sha
+	// cache-miss NACK. Sent as a first module, it would be ACKed and never
+	// fetched.
+	if first, ok := g.warmed[name]; ok && first != sha {
+		return true
 	}
 	// A node that came with the plugin running (say, from another
 	// replica) swaps the module it runs for any other: Envoy must confirm
-	// the new one. An update that is not a swap would have it fetch the
-	// module in the background, with no word of whether it ever runs.
+	// the new one. Its listener is warm: sent as a first module, the new
+	// one would be ACKed and never fetched.
 	held, ok := g.held[name]
 	return ok && held != sha
 }
