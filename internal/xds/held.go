@@ -94,18 +94,14 @@ func (s *Server) inputHasLocked(plugin string) bool {
 }
 
 // pruneLeftPluginsLocked forgets what nodes ran of the plugins that left
-// in, in idle groups and in every family (see forgetPlugins). A plugin
-// that comes back is added to the listeners again, which warm with it
-// anew: its module is a first module again, not a swap, and a module
-// refused then falls back to the stand-in, not to a config the specs no
-// longer have. A group with nodes forgets them after it is built without
-// them (see rebuild): should that build fail, its nodes still run them.
+// in, in every group and family (see forgetPlugins). A plugin that comes
+// back is added to the listeners again, which warm with it anew: its module
+// is a first module again, not a swap, and a module refused then falls
+// back to the stand-in, not to a config the specs no longer have.
 func (s *Server) pruneLeftPluginsLocked(in Input) {
 	left := func(plugin string) bool { _, ok := in.Modules[plugin]; return !ok }
 	for _, g := range s.groups {
-		if g.nodes == 0 {
-			g.forgetPlugins(left)
-		}
+		g.forgetPlugins(left)
 	}
 	for _, fam := range s.familyGood {
 		maps.DeleteFunc(fam, func(plugin string, _ goodConfigs) bool { return left(plugin) })
