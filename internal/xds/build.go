@@ -210,12 +210,6 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	g.problems = problems
 	if err == nil {
 		g.current = b.ecds
-		if in.Delivery == DeliveryECDS {
-			// A plugin that no longer selects the group (its selector or
-			// ports changed) leaves its listeners: if it comes back, they
-			// warm with it anew.
-			g.forgetPlugins(func(plugin string) bool { _, ok := b.ecds[plugin]; return !ok })
-		}
 	}
 	old, oldSetAt := g.versions, g.setAt
 	changed := err == nil && !maps.Equal(old, versions)

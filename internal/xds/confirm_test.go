@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
@@ -265,51 +264,41 @@ func TestSwappingAfterAWarmedFirstModule(t *testing.T) {
 // failure policy in front of traffic while the listener warms).
 func TestPluginThatComesBackIsAFirstModuleAgain(t *testing.T) {
 	a, c := strings.Repeat("a", 64), strings.Repeat("c", 64)
-	ways := map[string]func(Input) Input{
-		"left the specs": func(in Input) Input {
-			in.State.Plugins, in.Modules = nil, nil
-			return in
-		},
-		"selects other nodes": func(in Input) Input {
-			in.State.Plugins = []catalog.Plugin{{Name: "p", Selector: map[string]string{"app": "other"}}}
-			return in
-		},
-	}
-	for way, leave := range ways {
-		for _, m := range modes {
-			for _, confirmed := range []bool{false, true} {
-				t.Run(fmt.Sprintf("%s/%s/confirmed=%t", way, m.name, confirmed), func(t *testing.T) {
-					srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
-					srv.Update(deliveryInput("a"))
-					srv.ModuleServed(a, "127.0.0.1:40000")
-					fakeClock(t, srv).Step(time.Millisecond)
-					fe := &firstModuleEnvoy{}
-					e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, "")})
-					want := PluginPending
-					if confirmed {
-						want = PluginRunning
-						stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginRunning })
-					}
-					waitStatus(t, srv, "n", func(n NodeStatus) bool {
-						ts := n.Types[resource.ExtensionConfigType]
-						return ts.Acked != "" && ts.Acked == ts.Sent && pluginState(n).State == want
-					})
-					srv.Update(leave(deliveryInput("a")))
-					e.Await(t, "no plugin p", func(s xdstest.State) bool {
-						return s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix+"p") == nil
-					})
-					srv.Update(deliveryInput("c"))
-					e.Await(t, "module c", func(xdstest.State) bool {
-						return slices.ContainsFunc(fe.configs(), func(s sentConfig) bool { return s.sha == c })
-					})
-					for _, s := range fe.configs() {
-						if s.sha == c && s.nackOn {
-							t.Errorf("configs of p sent: %v; module c of the plugin that came back sent as a swap", fe.configs())
-							break
-						}
-					}
+	for _, m := range modes {
+		for _, confirmed := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/confirmed=%t", m.name, confirmed), func(t *testing.T) {
+				srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+				srv.Update(deliveryInput("a"))
+				srv.ModuleServed(a, "127.0.0.1:40000")
+				fakeClock(t, srv).Step(time.Millisecond)
+				fe := &firstModuleEnvoy{}
+				e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, "")})
+				want := PluginPending
+				if confirmed {
+					want = PluginRunning
+					stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginRunning })
+				}
+				waitStatus(t, srv, "n", func(n NodeStatus) bool {
+					ts := n.Types[resource.ExtensionConfigType]
+					return ts.Acked != "" && ts.Acked == ts.Sent && pluginState(n).State == want
 				})
-			}
+				without := deliveryInput("a")
+				without.State.Plugins, without.Modules = nil, nil
+				srv.Update(without)
+				e.Await(t, "no plugin p", func(s xdstest.State) bool {
+					return s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix+"p") == nil
+				})
+				srv.Update(deliveryInput("c"))
+				e.Await(t, "module c", func(xdstest.State) bool {
+					return slices.ContainsFunc(fe.configs(), func(s sentConfig) bool { return s.sha == c })
+				})
+				for _, s := range fe.configs() {
+					if s.sha == c && s.nackOn {
+						t.Errorf("configs of p sent: %v; module c of the plugin that came back sent as a swap", fe.configs())
+						break
+					}
+				}
+			})
 		}
 	}
 }

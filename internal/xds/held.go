@@ -94,31 +94,25 @@ func (s *Server) inputHasLocked(plugin string) bool {
 }
 
 // pruneLeftPluginsLocked forgets what nodes ran of the plugins that left
-// in, in every group and family (see forgetPlugins). A plugin that comes
-// back is added to the listeners again, which warm with it anew: its module
-// is a first module again, not a swap, and a module refused then falls
-// back to the stand-in, not to a config the specs no longer have.
+// in, in every group and family: held modules, last good configs, first
+// modules the listeners warmed with or that wait for their confirmation,
+// and re-push counts. A plugin that comes back is added to the listeners
+// again, which warm with it anew: its module is a first module again, not
+// a swap, and a module refused then falls back to the stand-in, not to a
+// config the specs no longer have.
 func (s *Server) pruneLeftPluginsLocked(in Input) {
 	left := func(plugin string) bool { _, ok := in.Modules[plugin]; return !ok }
 	for _, g := range s.groups {
-		g.forgetPlugins(left)
+		for _, m := range []map[string]string{g.held, g.warmed, g.unconfirmed, g.confirming, g.retryOf} {
+			maps.DeleteFunc(m, func(plugin, _ string) bool { return left(plugin) })
+		}
+		maps.DeleteFunc(g.retries, func(plugin string, _ int) bool { return left(plugin) })
+		maps.DeleteFunc(g.repushed, func(plugin string, _ time.Time) bool { return left(plugin) })
+		maps.DeleteFunc(g.lastGood, func(plugin string, _ goodConfigs) bool { return left(plugin) })
 	}
 	for _, fam := range s.familyGood {
 		maps.DeleteFunc(fam, func(plugin string, _ goodConfigs) bool { return left(plugin) })
 	}
-}
-
-// forgetPlugins forgets what the group's nodes ran of the plugins gone
-// says are gone: held modules, last good configs, first modules the
-// listeners warmed with or that wait for their confirmation, and re-push
-// counts.
-func (g *group) forgetPlugins(gone func(plugin string) bool) {
-	for _, m := range []map[string]string{g.held, g.warmed, g.unconfirmed, g.confirming, g.retryOf} {
-		maps.DeleteFunc(m, func(plugin, _ string) bool { return gone(plugin) })
-	}
-	maps.DeleteFunc(g.retries, func(plugin string, _ int) bool { return gone(plugin) })
-	maps.DeleteFunc(g.repushed, func(plugin string, _ time.Time) bool { return gone(plugin) })
-	maps.DeleteFunc(g.lastGood, func(plugin string, _ goodConfigs) bool { return gone(plugin) })
 }
 
 // resolvePendingHeldLocked reads the reports of nodes that came before the
