@@ -302,37 +302,3 @@ func TestPluginThatComesBackIsAFirstModuleAgain(t *testing.T) {
 		}
 	}
 }
-
-// A plugin that left the specs and came back with a module whose VM fails
-// falls back to its failure policy's stand-in, not to the config it had
-// before it left (which the specs no longer have).
-func TestPluginThatComesBackFallsBackToItsStandIn(t *testing.T) {
-	a, c := strings.Repeat("a", 64), strings.Repeat("c", 64)
-	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
-			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			srv.Update(deliveryInput("a"))
-			srv.ModuleServed(a, "127.0.0.1:40000")
-			fakeClock(t, srv).Step(time.Millisecond)
-			fe := &firstModuleEnvoy{}
-			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, c)})
-			stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginRunning })
-			without := deliveryInput("a")
-			without.State.Plugins, without.Modules = nil, nil
-			srv.Update(without)
-			e.Await(t, "no plugin p", func(s xdstest.State) bool {
-				return s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix+"p") == nil
-			})
-			srv.ModuleServed(c, "127.0.0.1:40000")
-			fakeClock(t, srv).Step(time.Millisecond)
-			srv.Update(deliveryInput("c"))
-			stepStatus(t, srv, "n", func(n NodeStatus) bool {
-				p := pluginState(n)
-				return p.State == PluginFailed && p.SHA256 == c
-			})
-			e.Await(t, "the stand-in", func(s xdstest.State) bool {
-				return s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix+"p") != nil && heldURL(t, s) == ""
-			})
-		})
-	}
-}

@@ -4,11 +4,6 @@ package xds
 // another replica, or over a new stream), so that a different module is
 // sent to it as a swap.
 
-import (
-	"maps"
-	"time"
-)
-
 // heldUnknown is a held plugin whose module this server cannot tell.
 const heldUnknown = "?"
 
@@ -93,25 +88,25 @@ func (s *Server) inputHasLocked(plugin string) bool {
 	return ok
 }
 
-// pruneLeftPluginsLocked forgets what nodes ran of the plugins that left
-// in, in every group and family: held modules, last good configs, first
-// modules the listeners warmed with or that wait for their confirmation,
-// and re-push counts. A plugin that comes back is added to the listeners
-// again, which warm with it anew: its module is a first module again, not
-// a swap, and a module refused then falls back to the stand-in, not to a
-// config the specs no longer have.
+// pruneLeftPluginsLocked forgets, in every group, what nodes ran of the
+// plugins that left in: held modules, last good configs and first modules
+// the listeners warmed with. A plugin that comes back is added to the
+// listeners again, which warm with it anew: its module is a first module
+// again, not a swap.
 func (s *Server) pruneLeftPluginsLocked(in Input) {
-	left := func(plugin string) bool { _, ok := in.Modules[plugin]; return !ok }
 	for _, g := range s.groups {
-		for _, m := range []map[string]string{g.held, g.warmed, g.unconfirmed, g.confirming, g.retryOf} {
-			maps.DeleteFunc(m, func(plugin, _ string) bool { return left(plugin) })
+		for _, m := range []map[string]string{g.held, g.warmed} {
+			for plugin := range m {
+				if _, ok := in.Modules[plugin]; !ok {
+					delete(m, plugin)
+				}
+			}
 		}
-		maps.DeleteFunc(g.retries, func(plugin string, _ int) bool { return left(plugin) })
-		maps.DeleteFunc(g.repushed, func(plugin string, _ time.Time) bool { return left(plugin) })
-		maps.DeleteFunc(g.lastGood, func(plugin string, _ goodConfigs) bool { return left(plugin) })
-	}
-	for _, fam := range s.familyGood {
-		maps.DeleteFunc(fam, func(plugin string, _ goodConfigs) bool { return left(plugin) })
+		for plugin := range g.lastGood {
+			if _, ok := in.Modules[plugin]; !ok {
+				delete(g.lastGood, plugin)
+			}
+		}
 	}
 }
 
