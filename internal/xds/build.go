@@ -32,7 +32,7 @@ func (s *Server) Update(in Input) {
 	s.input = &in
 	s.dropIdleGroupsLocked(s.clock.Now())
 	s.liftRefusalsLocked(in)
-	s.pruneLeftPluginsLocked(in)
+	s.pruneHeldLocked(in)
 	s.releaseIdleLocked()
 	keys := s.activeGroupsLocked()
 	s.mu.Unlock()

@@ -88,23 +88,12 @@ func (s *Server) inputHasLocked(plugin string) bool {
 	return ok
 }
 
-// pruneLeftPluginsLocked forgets, in every group, what nodes ran of the
-// plugins that left in: held modules, last good configs and first modules
-// the listeners warmed with. A plugin that comes back is added to the
-// listeners again, which warm with it anew: its module is a first module
-// again, not a swap.
-func (s *Server) pruneLeftPluginsLocked(in Input) {
+// pruneHeldLocked forgets held plugins that left in.
+func (s *Server) pruneHeldLocked(in Input) {
 	for _, g := range s.groups {
-		for _, m := range []map[string]string{g.held, g.warmed} {
-			for plugin := range m {
-				if _, ok := in.Modules[plugin]; !ok {
-					delete(m, plugin)
-				}
-			}
-		}
-		for plugin := range g.lastGood {
+		for plugin := range g.held {
 			if _, ok := in.Modules[plugin]; !ok {
-				delete(g.lastGood, plugin)
+				delete(g.held, plugin)
 			}
 		}
 	}
