@@ -140,7 +140,8 @@ const (
 // nothing.
 type fields struct {
 	b   []byte
-	err error // errMalformed once a field could not be read
+	typ protowire.Type // the wire type of the field next returned last
+	err error          // errMalformed once a field could not be read
 }
 
 // next returns the next field: its number, and its bytes (a bytes field)
@@ -170,7 +171,7 @@ func (r *fields) next() (num protowire.Number, v []byte, x uint64, ok bool) {
 		r.err = errMalformed
 		return 0, nil, 0, false
 	}
-	r.b = r.b[n:]
+	r.b, r.typ = r.b[n:], typ
 	return num, v, x, true
 }
 
@@ -196,21 +197,16 @@ func nodeOf(msg []byte) (*corev3.Node, error) {
 	err := eachBytesField(msg, msgIdentifier, func(identifier []byte) error {
 		return eachBytesField(identifier, identifierNode, func(node []byte) error {
 			found = true
-			for b := node; len(b) > 0; {
-				num, typ, n := protowire.ConsumeTag(b)
-				if n < 0 {
-					return errMalformed
-				}
-				m := protowire.ConsumeFieldValue(num, typ, b[n:])
-				if m < 0 {
-					return errMalformed
+			r := fields{b: node}
+			for rest := r.b; ; rest = r.b {
+				num, _, _, ok := r.next()
+				if !ok {
+					return r.err
 				}
 				if num == nodeID || num == nodeCluster || num == nodeMetadata {
-					kept = append(kept, b[:n+m]...)
+					kept = append(kept, rest[:len(rest)-len(r.b)]...) // the field whole, tag and value
 				}
-				b = b[n+m:]
 			}
-			return nil
 		})
 	})
 	if err != nil || !found {
@@ -226,30 +222,15 @@ func nodeOf(msg []byte) (*corev3.Node, error) {
 // eachBytesField calls f with the bytes of every length-delimited field
 // number num of msg, in order.
 func eachBytesField(msg []byte, num protowire.Number, f func([]byte) error) error {
-	for b := msg; len(b) > 0; {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return errMalformed
-		}
-		b = b[l:]
-		if n == num && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return errMalformed
-			}
+	r := fields{b: msg}
+	for n, v, _, ok := r.next(); ok; n, v, _, ok = r.next() {
+		if n == num && r.typ == protowire.BytesType {
 			if err := f(v); err != nil {
 				return err
 			}
-			b = b[m:]
-			continue
 		}
-		m := protowire.ConsumeFieldValue(n, typ, b)
-		if m < 0 {
-			return errMalformed
-		}
-		b = b[m:]
 	}
-	return nil
+	return r.err
 }
 
 // families reads the metric families of a message one at a time.
