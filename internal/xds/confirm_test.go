@@ -78,6 +78,22 @@ func (f *firstModuleEnvoy) judge(t *testing.T, srv *Server, failing string) func
 	}
 }
 
+// startDownloadedFirstModule starts a server sending plugin p's first
+// module, a, and fake Envoy "n" (firstModuleEnvoy, NACKing confirmations
+// of failing). The module server has seen the node download a before the
+// node's ACK (it counts when it finished before: the clock moves on in
+// between).
+func startDownloadedFirstModule(t *testing.T, delta bool, failing string) (*Server, *xdstest.Client, *firstModuleEnvoy) {
+	t.Helper()
+	srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
+	srv.Update(deliveryInput("a"))
+	srv.ModuleServed(strings.Repeat("a", 64), "127.0.0.1:40000")
+	fakeClock(t, srv).Step(time.Millisecond)
+	fe := &firstModuleEnvoy{}
+	e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: delta, NACKResources: fe.judge(t, srv, failing)})
+	return srv, e, fe
+}
+
 // A plugin's first module is sent without nack_on_code_cache_miss, so the
 // node's ACK may come before its VM exists. Once the module server has seen
 // the node download it, the plugin is pending and the module is sent once
@@ -144,14 +160,7 @@ func TestFirstModuleWhoseVMFailsIsRefused(t *testing.T) {
 	a := strings.Repeat("a", 64)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			srv.Update(deliveryInput("a"))
-			// The download is seen before the node's ACK (it counts when
-			// it finished before: the clock moves on in between).
-			srv.ModuleServed(a, "127.0.0.1:40000")
-			fakeClock(t, srv).Step(time.Millisecond)
-			fe := &firstModuleEnvoy{}
-			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, a)})
+			srv, e, fe := startDownloadedFirstModule(t, m.delta, a)
 			// The confirmation, then re-pushes backing off.
 			n := stepStatus(t, srv, "n", func(n NodeStatus) bool { return pluginState(n).State == PluginFailed })
 			p := pluginState(n)
@@ -211,12 +220,7 @@ func TestSwapBeforeTheFirstModuleIsConfirmed(t *testing.T) {
 	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			srv, addr, _ := startServerTranslating(t, ServerOptions{}, Translate)
-			srv.Update(deliveryInput("a"))
-			srv.ModuleServed(a, "127.0.0.1:40000")
-			fakeClock(t, srv).Step(time.Millisecond)
-			fe := &firstModuleEnvoy{}
-			e := xdstest.Start(t, addr, xdstest.Options{NodeID: "n", Delta: m.delta, NACKResources: fe.judge(t, srv, "")})
+			srv, e, fe := startDownloadedFirstModule(t, m.delta, "")
 			// The first module ACKed after its download: its confirmation
 			// waits downloadSettle, on a clock that does not move.
 			waitStatus(t, srv, "n", func(n NodeStatus) bool {
