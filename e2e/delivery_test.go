@@ -26,15 +26,15 @@ type nodePlugin struct {
 
 // nodePlugins returns node's plugins from /debug/status.
 func nodePlugins(s *server, nodeID string) (map[string]nodePlugin, error) {
-	var st struct {
-		Nodes []struct {
-			ID      string       `json:"id"`
-			Plugins []nodePlugin `json:"plugins"`
-		} `json:"nodes"`
-	}
-	if err := s.get("/debug/status", &st); err != nil {
+	st, err := debugStatus(s)
+	if err != nil {
 		return nil, err
 	}
+	return st.nodePlugins(nodeID)
+}
+
+// nodePlugins returns node's plugins by name.
+func (st status) nodePlugins(nodeID string) (map[string]nodePlugin, error) {
 	for _, n := range st.Nodes {
 		if n.ID == nodeID {
 			out := map[string]nodePlugin{}

@@ -34,6 +34,15 @@ const baseSpecFile = "base.yaml"
 // so they are the initial state.
 func newSingle(t *testing.T, opts serverOptions, app string, specs map[string]string) *single {
 	t.Helper()
+	f := newSingleServer(t, opts, app, specs)
+	f.envoy = startEnvoy(t, f.srv, app+"-node", map[string]string{"app": app})
+	return f
+}
+
+// newSingleServer is newSingle without its Envoy, for a test that starts
+// the Envoy its own way (f.envoy is nil).
+func newSingleServer(t *testing.T, opts serverOptions, app string, specs map[string]string) *single {
+	t.Helper()
 	f := &single{port: freePort(t), app: app}
 	up := startUpstream(t)
 	f.srv = startServerWith(t, opts, func(s *server) {
@@ -42,7 +51,6 @@ func newSingle(t *testing.T, opts serverOptions, app string, specs map[string]st
 			s.writeSpec(name, content)
 		}
 	})
-	f.envoy = startEnvoy(t, f.srv, app+"-node", map[string]string{"app": app})
 	return f
 }
 
@@ -90,8 +98,9 @@ type status struct {
 }
 
 type nodeStatus struct {
-	ID      string `json:"id"`
-	Streams int    `json:"streams"`
+	ID      string       `json:"id"`
+	Streams int          `json:"streams"`
+	Plugins []nodePlugin `json:"plugins"`
 	Types   map[string]struct {
 		Sent  string `json:"sent"`
 		Acked string `json:"acked"`
