@@ -244,13 +244,7 @@ func TestSwapWhileTheFirstModuleIsConfirmed(t *testing.T) {
 	const app = "swap-early"
 	p := plugin{name: "swap", app: app, url: oci(mods[0].ref)}
 	other := plugin{name: "other", app: "elsewhere", url: oci(mods[1].ref)}
-	f := &single{port: freePort(t), app: app}
-	up := startUpstream(t)
-	f.srv = startServerWith(t, serverOptions{}, func(s *server) {
-		s.writeSpec(baseSpecFile, docs(listenerSpec(app, app, f.port, app+"-upstream"), clusterSpec(app+"-upstream", up)))
-		s.writeSpec(pluginFile, p.spec())
-		s.writeSpec("other.yaml", other.spec())
-	})
+	f := newSingleServer(t, serverOptions{}, app, map[string]string{pluginFile: p.spec(), "other.yaml": other.spec()})
 	relay := startDelayRelay(t, f.srv.xdsAddr, 300*time.Millisecond)
 	f.envoy = newEnvoy(t, f.srv, app+"-node", map[string]string{"app": app},
 		func(o *bootstrap.Options) { o.XDSAddress = relay })
@@ -261,7 +255,7 @@ func TestSwapWhileTheFirstModuleIsConfirmed(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		plugins, err := nodePlugins(f.srv, f.envoy.nodeID)
+		plugins, err := st.nodePlugins(f.envoy.nodeID)
 		if err != nil {
 			return err
 		}
@@ -291,56 +285,20 @@ func TestSwapWhileTheFirstModuleIsConfirmed(t *testing.T) {
 // delay after it arrived, in order, both ways; it returns its address.
 func startDelayRelay(t *testing.T, target string, delay time.Duration) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	closed := false
-	// track keeps a relayed pair to close at cleanup; false once cleanup
-	// has begun (the pair is closed at once).
-	track := func(in, out net.Conn) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		if closed {
+	return serveTCP(t, func(in net.Conn, keep func(net.Conn) bool) {
+		out, err := net.Dial("tcp", target)
+		if err != nil {
 			in.Close()
-			out.Close()
-			return false
+			return
 		}
-		conns = append(conns, in, out)
-		return true
-	}
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range conns {
-			c.Close()
+		if !keep(out) {
+			return
 		}
-		mu.Unlock()
+		var wg sync.WaitGroup
+		wg.Go(func() { delayCopy(out, in, delay) })
+		delayCopy(in, out, delay)
 		wg.Wait()
 	})
-	wg.Go(func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			if !track(in, out) {
-				return
-			}
-			wg.Go(func() { delayCopy(out, in, delay) })
-			wg.Go(func() { delayCopy(in, out, delay) })
-		}
-	})
-	return ln.Addr().String()
 }
 
 // delayCopy copies src to dst, each chunk written delay after it was read,

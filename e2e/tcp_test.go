@@ -16,6 +16,17 @@ import (
 // it stops, and its goroutines end, when the test does.
 func startEchoServer(t *testing.T) string {
 	t.Helper()
+	return serveTCP(t, func(c net.Conn, _ func(net.Conn) bool) { io.Copy(c, c) })
+}
+
+// serveTCP accepts connections on a loopback port until the test ends,
+// each handled by handle on a goroutine of its own, and returns the
+// address. When the test ends it closes the listener, every connection
+// accepted and every one handle passed to keep, and waits for the
+// handlers. keep reports false, having closed the connection, once the
+// test is ending.
+func serveTCP(t *testing.T, handle func(c net.Conn, keep func(net.Conn) bool)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -23,21 +34,30 @@ func startEchoServer(t *testing.T) string {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	closed := false
+	keep := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			c.Close()
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
-			if err != nil {
+			if err != nil || !keep(c) {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() { io.Copy(c, c) })
+			wg.Go(func() { handle(c, keep) })
 		}
 	})
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
