@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"time"
 
@@ -48,18 +49,27 @@ type ConvergenceResult struct {
 	// process spent from the change until the last client ACKed. Empty
 	// for in-process targets.
 	RoundCPU []time.Duration
+	// GeneratorCPU is, per round, the CPU time the load generator (this
+	// process: the simulated fleet) spent over the same span.
+	GeneratorCPU []time.Duration
 }
 
 // CPUPerRound is the mean CPU time the server spent on a round.
-func (r ConvergenceResult) CPUPerRound() time.Duration {
-	if len(r.RoundCPU) == 0 {
+func (r ConvergenceResult) CPUPerRound() time.Duration { return mean(r.RoundCPU) }
+
+// GeneratorCPUPerRound is the mean CPU time the load generator spent on a
+// round.
+func (r ConvergenceResult) GeneratorCPUPerRound() time.Duration { return mean(r.GeneratorCPU) }
+
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
 		return 0
 	}
 	var sum time.Duration
-	for _, c := range r.RoundCPU {
-		sum += c
+	for _, d := range ds {
+		sum += d
 	}
-	return sum / time.Duration(len(r.RoundCPU))
+	return sum / time.Duration(len(ds))
 }
 
 // Percentile returns the q-quantile (0 < q ≤ 1) of sorted delays.
@@ -126,7 +136,7 @@ func runRounds(ctx context.Context, t Target, fleet *Fleet, rounds int, timeout 
 			return fmt.Errorf("%s: prepare round %d: %w", t.Name(), i, err)
 		}
 		r := fleet.Begin(marker)
-		cpuStart := cpuOf(t)
+		cpuStart, genStart := cpuOf(t), generatorCPU(t)
 		if err := apply(); err != nil {
 			return fmt.Errorf("%s: round %d: %w", t.Name(), i, err)
 		}
@@ -136,6 +146,11 @@ func runRounds(ctx context.Context, t Target, fleet *Fleet, rounds int, timeout 
 		if cpuStart >= 0 {
 			if end := cpuOf(t); end >= 0 {
 				res.RoundCPU = append(res.RoundCPU, end-cpuStart)
+			}
+		}
+		if genStart >= 0 {
+			if end := generatorCPU(t); end >= 0 {
+				res.GeneratorCPU = append(res.GeneratorCPU, end-genStart)
 			}
 		}
 		res.Missing += res.Clients - len(delays)
@@ -158,6 +173,20 @@ func cpuOf(t Target) time.Duration {
 	d, err := CPUTime(t.PID())
 	if err != nil {
 		slog.Warn("cpu time", "target", t.Name(), "error", err)
+		return -1
+	}
+	return d
+}
+
+// generatorCPU is the CPU time this process (the load generator) has used,
+// -1 when unknown or when the target runs in this process too.
+func generatorCPU(t Target) time.Duration {
+	if t.PID() == 0 {
+		return -1
+	}
+	d, err := CPUTime(os.Getpid())
+	if err != nil {
+		slog.Warn("cpu time", "target", "load generator", "error", err)
 		return -1
 	}
 	return d

@@ -23,7 +23,7 @@ func BenchmarkConvergence(b *testing.B) {
 	sec := Section{
 		Title: fmt.Sprintf("Convergence: spec change → every client ACKed (%s delivery, %d label groups, half SotW / half delta, %d changes per row)",
 			delivery, groups, rounds),
-		Header: []string{"server", "clients", "p50", "p99", "time to 100%", "p99 / floor", "CPU per change", "CPU / floor", "connect all",
+		Header: []string{"server", "clients", "p50", "p99", "time to 100%", "p99 / floor", "CPU per change", "CPU / floor", "load generator CPU", "connect all",
 			"RSS idle", "RSS connected", "per client", "RSS after leave (wait)"},
 	}
 	for _, n := range sizes {
@@ -51,7 +51,7 @@ func BenchmarkConvergence(b *testing.B) {
 		fmt.Sprintf("wasmxds times include the config directory watch's %v debounce; the floor has none.", Debounce),
 		"RSS is the server process's VmRSS; per client = (connected − idle) / clients; \"after leave\" is polled until within 10% of idle or BENCH_SETTLE_SECONDS (default 30 s); the floor is not waited for.",
 		"CPU per change is the server process's user + system time (/proc/<pid>/stat) from the change until the last client ACKed, averaged over the changes.",
-		"The load generator runs in the same 2 cores as the server.")
+		"Load generator CPU is this process's user + system time over the same span: the simulated fleet's side of the same change, on the same 2 cores as the server.")
 	report.Add(sec)
 }
 
@@ -91,7 +91,7 @@ func convergenceRow(r, floor ConvergenceResult) []string {
 		cpuRatio = fmt.Sprintf("%.2f×", float64(r.CPUPerRound())/float64(floor.CPUPerRound()))
 	}
 	return []string{r.Target, fmt.Sprint(r.Clients), Ms(r.P50()), Ms(r.P99()), Ms(r.Max()), ratio,
-		Ms(r.CPUPerRound()), cpuRatio,
+		Ms(r.CPUPerRound()), cpuRatio, Ms(r.GeneratorCPUPerRound()),
 		r.Connect.Round(100 * time.Millisecond).String(),
 		Bytes(r.RSSIdle), Bytes(r.RSSConnected), fmt.Sprintf("%.1f KiB", float64(r.PerClient())/1024),
 		fmt.Sprintf("%s (%v)", Bytes(r.RSSAfter), r.Settle.Round(time.Second))}
