@@ -2,6 +2,7 @@ package xds
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"log/slog"
 	"maps"
@@ -37,9 +38,11 @@ func (s *Server) Update(in Input) {
 	keys := s.activeGroupsLocked()
 	s.mu.Unlock()
 	s.shared = newBuildCache()
+	s.batch = make([]pendingSet, 0, len(keys))
 	for _, key := range keys {
 		s.rebuild(key, in, s.shared)
 	}
+	s.setBatch()
 	s.mu.Lock()
 	s.ready = true
 	s.forgetFamiliesLocked()
@@ -228,20 +231,66 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	if !changed {
 		return
 	}
-	s.cache.set(key, snap)
+	set := pendingSet{key: key, g: g, snap: snap, versions: versions, problems: len(problems)}
+	if s.batch != nil {
+		s.batch = append(s.batch, set)
+		return
+	}
+	s.setSnapshot(set, slog.LevelInfo)
+}
+
+// pendingSet is a built snapshot to be set in the delivery cache.
+type pendingSet struct {
+	key      string
+	g        *group
+	snap     *servedSnapshot
+	versions typeVersions
+	problems int
+}
+
+// setBatch sets the snapshots an Update built, once every group is built.
+// Setting one answers its group's watches and wakes their streams: set as
+// each group is built, the builds of the groups after it would share the
+// CPU with thousands of streams sending and their nodes' ACKs, and the
+// last groups of a large fleet would get their change last by far. The
+// caller holds buildMu.
+func (s *Server) setBatch() {
+	batch := s.batch
+	s.batch = nil
+	set := 0
+	for _, p := range batch {
+		if s.setSnapshot(p, slog.LevelDebug) {
+			set++
+		}
+	}
+	if set > 0 {
+		s.log.Info("snapshots set", "groups", set)
+	}
+}
+
+// setSnapshot sets a built snapshot in the delivery cache, which answers
+// the group's waiting watches, logs it at level (a fleet-wide Update logs
+// one line for all its groups) and reports whether the group is still
+// there. The caller holds buildMu.
+func (s *Server) setSnapshot(set pendingSet, level slog.Level) bool {
+	s.cache.set(set.key, set.snap)
 	// A group dropped meanwhile (it went idle and expired) leaves no
 	// snapshot behind. Every build holds buildMu, so the snapshot under key
 	// now is this one, even if a node made a new group of the key since.
 	s.mu.Lock()
-	dropped := s.groups[key] != g
+	dropped := s.groups[set.key] != set.g
 	if dropped {
-		s.cache.clear(key)
+		s.cache.clear(set.key)
 	}
 	s.mu.Unlock()
 	if dropped {
-		return
+		return false
 	}
-	s.log.Info("snapshot set", "group", key, "versions", versionAttrs(versions), "problems", len(problems))
+	if s.log.Enabled(context.Background(), level) {
+		s.log.Log(context.Background(), level, "snapshot set", "group", set.key, "versions", versionAttrs(set.versions),
+			"problems", set.problems)
+	}
+	return true
 }
 
 func (s *Server) snapshotFailed(key, reason string, err error) {

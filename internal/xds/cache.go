@@ -101,12 +101,39 @@ type sotwWatch struct {
 	// anyVersion: opened before the group had a snapshot, so it is
 	// answered by the first one whatever version the node reported.
 	anyVersion bool
+	seen       seenVersion
 }
 
 type deltaWatch struct {
-	req *discoverygrpc.DeltaDiscoveryRequest
-	sub cache.Subscription
-	out chan cache.DeltaResponse
+	req  *discoverygrpc.DeltaDiscoveryRequest
+	sub  cache.Subscription
+	out  chan cache.DeltaResponse
+	seen seenVersion
+}
+
+// seenVersion is the version of its type a waiting watch was last held
+// against. A type's version is a hash of its content and a watch's
+// subscription does not change while it waits, so a snapshot with the same
+// version of the type would not answer it either: set skips it. A group's
+// change is most often one type (a plugin's config), and a large fleet has
+// thousands of watches waiting on the others.
+type seenVersion struct {
+	version string
+	ok      bool
+}
+
+// unchanged reports whether st is the version of the type w was last held
+// against.
+func (v seenVersion) unchanged(st *servedType) bool {
+	return v.ok && st != nil && st.version == v.version
+}
+
+// seenOf is st as the version a watch was held against.
+func seenOf(st *servedType) seenVersion {
+	if st == nil {
+		return seenVersion{}
+	}
+	return seenVersion{version: st.version, ok: true}
 }
 
 func newDeliveryCache() *deliveryCache {
@@ -211,7 +238,9 @@ func (c *deliveryCache) set(group string, snap *servedSnapshot) {
 		return cmp.Compare(typeOrder(a.req.GetTypeUrl()), typeOrder(b.req.GetTypeUrl()))
 	})
 	for _, w := range waiting {
-		if !c.answerLocked(w, snap) {
+		st := snap.types[w.req.GetTypeUrl()]
+		if w.seen.unchanged(st) || !c.answerLocked(w, snap) {
+			w.seen = seenOf(st)
 			e.sotw = append(e.sotw, w)
 		}
 	}
@@ -221,7 +250,9 @@ func (c *deliveryCache) set(group string, snap *servedSnapshot) {
 		return cmp.Compare(typeOrder(a.req.GetTypeUrl()), typeOrder(b.req.GetTypeUrl()))
 	})
 	for _, w := range deltas {
-		if !answerDelta(w, snap) {
+		st := snap.types[w.req.GetTypeUrl()]
+		if w.seen.unchanged(st) || !answerDelta(w, snap) {
+			w.seen = seenOf(st)
 			e.delta = append(e.delta, w)
 		}
 	}
@@ -264,8 +295,11 @@ func (c *deliveryCache) CreateWatch(req *cache.Request, sub cache.Subscription, 
 	}
 	e := c.entryLocked(r.group)
 	w := &sotwWatch{req: req, sub: sub, out: out, holds: r.holds, anyVersion: e.snap == nil}
-	if e.snap != nil && c.answerLocked(w, e.snap) {
-		return func() {}, nil
+	if e.snap != nil {
+		if c.answerLocked(w, e.snap) {
+			return func() {}, nil
+		}
+		w.seen = seenOf(e.snap.types[req.GetTypeUrl()])
 	}
 	e.sotw = append(e.sotw, w)
 	return func() { c.cancelSotW(r.group, w) }, nil
@@ -285,8 +319,11 @@ func (c *deliveryCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subs
 		return nil, nil
 	}
 	e := c.entryLocked(r.group)
-	if e.snap != nil && answerDelta(w, e.snap) {
-		return nil, nil
+	if e.snap != nil {
+		if answerDelta(w, e.snap) {
+			return nil, nil
+		}
+		w.seen = seenOf(e.snap.types[req.GetTypeUrl()])
 	}
 	e.delta = append(e.delta, w)
 	return func() { c.cancelDelta(r.group, w) }, nil

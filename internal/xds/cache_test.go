@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -268,5 +269,78 @@ func TestCacheKeepsNoWatchForUnservedTypes(t *testing.T) {
 	c.set("g", clustersSnapshot(t, "a"))
 	if n := len(out); n != 30 {
 		t.Errorf("setting a snapshot answered unserved types again: %d responses", n)
+	}
+}
+
+// A change to one type leaves the watches of the others waiting, however
+// many snapshots pass, and each is answered as soon as its own type
+// changes: a fleet's change is most often one plugin's config.
+func TestCacheWatchesWaitUntilTheirTypeChanges(t *testing.T) {
+	c := newDeliveryCache()
+	withListener := func(clusters []string, listener string) *servedSnapshot {
+		t.Helper()
+		res := &Resources{Listeners: []*listenerv3.Listener{{Name: listener}}}
+		for _, n := range clusters {
+			res.Clusters = append(res.Clusters, &clusterv3.Cluster{Name: n})
+		}
+		snap, _, err := buildSnapshot(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap
+	}
+	first := withListener([]string{"a"}, "l1")
+	v1 := first.types[resource.ClusterType].version
+	c.set("g", first)
+
+	sotw := newSotwClient(t, c, 1)
+	sotw.request("g", "", "")
+	if r := sotw.answered(); r == nil || r.GetVersionInfo() != v1 {
+		t.Fatalf("first request: %v", r)
+	}
+	sotw.request("g", v1, v1) // the ACK: waits
+
+	dsub := stream.NewDeltaSubscription(nil, nil, nil, true)
+	dout := make(chan cache.DeltaResponse, 8)
+	deltaWatch := func(nonce string) {
+		t.Helper()
+		req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: nonce}
+		c.direct(streamKey{delta: true, id: 2}, req, routing{group: "g"})
+		if _, err := c.CreateDeltaWatch(req, dsub, dout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deltaNext := func() *discoverygrpc.DeltaDiscoveryResponse {
+		select {
+		case r := <-dout:
+			dsub.SetReturnedResources(r.GetNextVersionMap())
+			d, _ := r.GetDeltaDiscoveryResponse()
+			return d
+		default:
+			return nil
+		}
+	}
+	deltaWatch("")
+	if r := deltaNext(); r == nil || len(r.GetResources()) != 1 {
+		t.Fatalf("delta first request: %v", r)
+	}
+	deltaWatch("1")
+
+	for i := range 3 {
+		c.set("g", withListener([]string{"a"}, fmt.Sprintf("l%d", i+2)))
+		if r := sotw.answered(); r != nil {
+			t.Fatalf("listener change %d answered the cluster watch: %v", i, r)
+		}
+		if r := deltaNext(); r != nil {
+			t.Fatalf("listener change %d answered the delta cluster watch: %v", i, r)
+		}
+	}
+	next := withListener([]string{"a", "b"}, "l4")
+	c.set("g", next)
+	if r := sotw.answered(); r == nil || r.GetVersionInfo() != next.types[resource.ClusterType].version || len(r.GetResources()) != 2 {
+		t.Fatalf("cluster change: %v", r)
+	}
+	if r := deltaNext(); r == nil || len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "b" {
+		t.Fatalf("delta cluster change: %v", r)
 	}
 }

@@ -197,6 +197,9 @@ func (d *deliveries) downloaded(sha, ip string) []firstModule {
 }
 
 func (d *deliveries) stillRefused(node, name string, refused map[string]map[string]bool) bool {
+	if len(refused[name]) == 0 {
+		return false
+	}
 	cur := d.nodes[node][name]
 	return cur != nil && cur.phase == phaseFailed && refused[name][cur.SHA256]
 }

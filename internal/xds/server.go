@@ -104,9 +104,12 @@ type Server struct {
 	// buildMu serializes snapshot builds so that an older Input can never
 	// overwrite a snapshot built from a newer one. It guards shared: the
 	// work done so far for the latest Input, reused by groups built later
-	// (nodes with a new label set or bucket, re-pushes).
-	buildMu  sync.Mutex
-	shared   *buildCache
+	// (nodes with a new label set or bucket, re-pushes), and batch.
+	buildMu sync.Mutex
+	shared  *buildCache
+	// batch, while an Update builds every group, collects the snapshots
+	// to set once all are built (see setBatch); nil otherwise.
+	batch    []pendingSet
 	interned map[string]*corev3.TypedExtensionConfig // see internExts
 
 	mu     sync.Mutex
