@@ -29,6 +29,7 @@ type envoy struct {
 	bootstrap string
 	logPath   string
 	env       []string // added to the test's environment, KEY=VALUE
+	args      []string // added to Envoy's command line
 	proc      *testproc.Proc
 }
 
@@ -113,14 +114,15 @@ func (e *envoy) start() {
 // launch starts Envoy without waiting for its configuration.
 func (e *envoy) launch() *testproc.Proc {
 	e.t.Helper()
-	p, err := testproc.Start("envoy "+e.nodeID, e.logPath, e.env, tools.envoy,
+	args := append([]string{tools.envoy,
 		"-c", e.bootstrap, "--concurrency", strconv.Itoa(envoyConcurrency),
 		// The admin port is unique among running Envoys, so it makes a
 		// unique shared-memory base id too.
 		"--base-id", strconv.Itoa(e.adminPort),
 		"--log-path", e.logPath, "--log-level", "info",
 		// Flush the log often: tests read it while Envoy runs.
-		"--file-flush-interval-msec", "200")
+		"--file-flush-interval-msec", "200"}, e.args...)
+	p, err := testproc.Start("envoy "+e.nodeID, e.logPath, e.env, args...)
 	if err != nil {
 		e.t.Fatal(err)
 	}

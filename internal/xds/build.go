@@ -169,6 +169,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 		shared = newBuildCache()
 	}
 	s.mu.Lock()
+	forgetUnsubscribedLocked(g)
 	// A group's nodes take a rollout module only as a swap from a module
 	// they run (ECDS): Envoy confirms a swap before applying it, so a VM
 	// that fails halts the rollout instead of failing traffic.

@@ -45,7 +45,7 @@ func (c callbacks) OnStreamRequest(id int64, req *discoverygrpc.DiscoveryRequest
 		}
 	}
 	rejected, group, err := c.s.onRequest(streamKey{id: id}, req.GetNode(), req.GetTypeUrl(), req.GetVersionInfo(),
-		req.GetResponseNonce(), req.GetErrorDetail(), held)
+		req.GetResponseNonce(), req.GetErrorDetail(), held, subscription{whole: true, names: req.GetResourceNames()})
 	if err != nil {
 		return err
 	}
@@ -59,8 +59,12 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscov
 	// The initial versions are copied: go-control-plane keeps the map as
 	// the subscription's and changes it on the stream's goroutine, while a
 	// report kept for the group's first build is read by Update.
+	sub := subscription{names: req.GetResourceNamesSubscribe(), drop: req.GetResourceNamesUnsubscribe()}
+	for name := range req.GetInitialResourceVersions() {
+		sub.names = append(sub.names, name)
+	}
 	_, group, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
-		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: maps.Clone(req.GetInitialResourceVersions())})
+		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: maps.Clone(req.GetInitialResourceVersions())}, sub)
 	if err != nil {
 		return err
 	}
@@ -91,6 +95,7 @@ func (s *Server) closeStream(key streamKey) {
 	}
 	s.mu.Lock()
 	if g := s.groups[group]; g != nil {
+		delete(g.subscribed, key)
 		if g.nodes--; g.nodes == 0 {
 			s.wentIdleLocked(g)
 		}
@@ -183,14 +188,22 @@ func (s *Server) deny(key streamKey, identity string, node *corev3.Node, why err
 	return end
 }
 
-// onRequest records an ACK or NACK; for a NACK it returns the rejected
+// onRequest records an ACK or NACK, and for an extension config request
+// what the stream subscribes to; for a NACK it returns the rejected
 // version when known.
 func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, nonce string, errDetail *rpcstatus.Status,
-	held heldReport) (rejected, group string, err error) {
+	held heldReport, sub subscription) (rejected, group string, err error) {
 	if err := s.attach(key, node); err != nil {
 		return "", "", err
 	}
 	nack, acked, nodeID, group := s.tracker.request(key, typeURL, version, nonce, errDetail)
+	if typeURL == resource.ExtensionConfigType {
+		s.mu.Lock()
+		if g := s.groups[group]; g != nil {
+			subscribedLocked(g, key, sub)
+		}
+		s.mu.Unlock()
+	}
 	if typeURL == resource.ExtensionConfigType && len(held.resources) > 0 {
 		s.noteHeld(group, held)
 	}

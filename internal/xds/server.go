@@ -166,13 +166,16 @@ type group struct {
 	// after downloading them: their listeners warmed with the plugin, so
 	// any other module is a swap (see swapping).
 	warmed map[string]string
+	// subscribed are the filter configs each open stream of the group
+	// subscribes to (see subscribed.go).
+	subscribed map[streamKey]map[string]bool
 }
 
 func newGroup(labels map[string]string, bucket int) *group {
 	return &group{labels: labels, labelsKey: GroupKey(labels), bucket: bucket, ecds: map[string]map[string]ecdsEntry{}, retries: map[string]int{},
 		retryOf: map[string]string{}, repushed: map[string]time.Time{},
 		lastGood: map[string]goodConfigs{}, held: map[string]string{}, unconfirmed: map[string]string{},
-		confirming: map[string]string{}, warmed: map[string]string{}}
+		confirming: map[string]string{}, warmed: map[string]string{}, subscribed: map[streamKey]map[string]bool{}}
 }
 
 // NewServer returns a Server with no snapshots; it serves nothing until

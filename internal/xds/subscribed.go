@@ -1,0 +1,103 @@
+package xds
+
+// Subscribed plugins: the extension configs each stream of a group asks
+// for. Envoy subscribes to a plugin's filter config while a listener it
+// holds names the filter, draining listeners included, and drops the
+// subscription once none does. A plugin whose filter config no stream of
+// the group subscribes to any more is gone from every Envoy of the group:
+// when it comes back, on a listener that warms, it is a new plugin. So the
+// group forgets what its nodes ran of it (forgetUnsubscribedLocked), and
+// its module is sent as a first module and confirmed. Sent as a swap, its
+// cache-miss NACK would end the listener's warming and put the failure
+// policy's stand-in in front of traffic until the download and the
+// re-push.
+//
+// While a stream still subscribes (a listener that dropped the plugin
+// drains for Envoy's drain time, keeping the filter and its config; a
+// listener update the node refused; an Envoy's own static listener naming
+// the filter), the plugin is warm there, and a new module is a swap: sent
+// as a first module to a warm filter config, Envoy would never fetch it.
+
+// subscription is what one extension config request says of its stream's
+// subscription: the whole set of names (state of the world), or the names
+// it adds and drops (delta).
+type subscription struct {
+	whole bool
+	names []string // whole: every name; delta: the names added
+	drop  []string // delta: the names dropped
+}
+
+// subscribedLocked records what an extension config request of a stream
+// of group g says of the filter configs the stream subscribes to.
+func subscribedLocked(g *group, key streamKey, sub subscription) {
+	cur, seen := g.subscribed[key]
+	if sub.whole {
+		if seen && len(cur) == len(sub.names) && subscribesAll(cur, sub.names) {
+			return // most requests are ACKs of an unchanged subscription
+		}
+		cur = make(map[string]bool, len(sub.names))
+		g.subscribed[key] = cur
+	} else if !seen {
+		cur = make(map[string]bool, len(sub.names))
+		g.subscribed[key] = cur
+	}
+	for _, n := range sub.names {
+		cur[n] = true
+	}
+	for _, n := range sub.drop {
+		delete(cur, n)
+	}
+}
+
+func subscribesAll(cur map[string]bool, names []string) bool {
+	for _, n := range names {
+		if !cur[n] {
+			return false
+		}
+	}
+	return true
+}
+
+// unsubscribed reports whether no open stream of g subscribes to plugin's
+// filter config. A stream that has not asked for extension configs yet (a
+// node that just came back, say) may still run the plugin: until every
+// open stream has, the plugin counts as subscribed.
+func unsubscribed(g *group, plugin string) bool {
+	if len(g.subscribed) < g.nodes {
+		return false
+	}
+	name := FilterNamePrefix + plugin
+	for _, names := range g.subscribed {
+		if names[name] {
+			return false
+		}
+	}
+	return true
+}
+
+// forgetUnsubscribedLocked forgets what the group's nodes ran of each
+// plugin no stream of the group subscribes to any more: its last good
+// configs, the first module it warmed with and its confirmation, the
+// module nodes came with.
+func forgetUnsubscribedLocked(g *group) {
+	for _, plugins := range []map[string]string{g.warmed, g.held, g.unconfirmed} {
+		for name := range plugins {
+			if unsubscribed(g, name) {
+				forgetPluginLocked(g, name)
+			}
+		}
+	}
+	for name := range g.lastGood {
+		if unsubscribed(g, name) {
+			forgetPluginLocked(g, name)
+		}
+	}
+}
+
+func forgetPluginLocked(g *group, name string) {
+	delete(g.lastGood, name)
+	delete(g.warmed, name)
+	delete(g.held, name)
+	delete(g.unconfirmed, name)
+	delete(g.confirming, name)
+}
