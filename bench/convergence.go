@@ -92,6 +92,16 @@ func (r ConvergenceResult) Max() time.Duration {
 	return slices.Max(append([]time.Duration{0}, r.RoundMax...))
 }
 
+// MedianRound is the median over the rounds of the time until the last
+// client ACKed.
+func (r ConvergenceResult) MedianRound() time.Duration {
+	if len(r.RoundMax) == 0 {
+		return 0
+	}
+	sorted := slices.Sorted(slices.Values(r.RoundMax))
+	return sorted[(len(sorted)-1)/2]
+}
+
 // PerClient is the server's RSS growth per connected client, in bytes.
 func (r ConvergenceResult) PerClient() int64 {
 	if r.Clients == 0 || r.RSSConnected == 0 {
