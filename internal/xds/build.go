@@ -39,6 +39,7 @@ func (s *Server) Update(in Input) {
 	s.mu.Unlock()
 	s.shared = newBuildCache()
 	s.batch = make([]pendingSet, 0, len(keys))
+	defer func() { s.batch = nil }() // even if a build panics
 	for _, key := range keys {
 		s.rebuild(key, in, s.shared)
 	}

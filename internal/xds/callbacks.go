@@ -197,10 +197,14 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 		return "", "", err
 	}
 	nack, acked, nodeID, group := s.tracker.request(key, typeURL, version, nonce, errDetail)
-	if typeURL == resource.ExtensionConfigType {
+	if typeURL == resource.ExtensionConfigType || (typeURL == resource.ListenerType && acked != nil) {
 		s.mu.Lock()
 		if g := s.groups[group]; g != nil {
-			subscribedLocked(g, key, sub)
+			if typeURL == resource.ExtensionConfigType {
+				noteSubscriptionLocked(g, key, sub)
+			} else {
+				noteListenersAckedLocked(g, key)
+			}
 		}
 		s.mu.Unlock()
 	}

@@ -1,5 +1,7 @@
 package xds
 
+import "slices"
+
 // Subscribed plugins: the extension configs each stream of a group asks
 // for. Envoy subscribes to a plugin's filter config while a listener it
 // holds names the filter, draining listeners included, and drops the
@@ -27,17 +29,22 @@ type subscription struct {
 	drop  []string // delta: the names dropped
 }
 
-// subscribedLocked records what an extension config request of a stream
-// of group g says of the filter configs the stream subscribes to.
-func subscribedLocked(g *group, key streamKey, sub subscription) {
+// wildcard marks a stream subscribed to every extension config: one whose
+// first request named none (the legacy wildcard) or named "*". The cache
+// answers it with every extension config of its group.
+const wildcard = "*"
+
+// noteSubscriptionLocked records what an extension config request of a
+// stream of group g says of the filter configs the stream subscribes to.
+func noteSubscriptionLocked(g *group, key streamKey, sub subscription) {
 	cur, seen := g.subscribed[key]
-	if sub.whole {
-		if seen && len(cur) == len(sub.names) && subscribesAll(cur, sub.names) {
-			return // most requests are ACKs of an unchanged subscription
-		}
-		cur = make(map[string]bool, len(sub.names))
-		g.subscribed[key] = cur
-	} else if !seen {
+	switch {
+	case !seen && len(sub.names) == 0 && len(sub.drop) == 0:
+		g.subscribed[key] = map[string]bool{wildcard: true}
+		return
+	case sub.whole && seen && sameNames(cur, sub.names):
+		return // most requests are ACKs of an unchanged subscription
+	case sub.whole || !seen:
 		cur = make(map[string]bool, len(sub.names))
 		g.subscribed[key] = cur
 	}
@@ -49,26 +56,45 @@ func subscribedLocked(g *group, key streamKey, sub subscription) {
 	}
 }
 
-func subscribesAll(cur map[string]bool, names []string) bool {
+// noteListenersAckedLocked records that a stream of group g ACKed
+// listeners. Envoy subscribes to the filter configs a listener names
+// before it ACKs the listener, so a stream that ACKed listeners and asked
+// for no extension config subscribes to none. Without this, a node that
+// joined while no listener named a plugin would never report, and the
+// plugin would count as subscribed for its whole group.
+func noteListenersAckedLocked(g *group, key streamKey) {
+	if _, seen := g.subscribed[key]; !seen {
+		g.subscribed[key] = map[string]bool{}
+	}
+}
+
+// sameNames reports whether names are exactly the set cur.
+func sameNames(cur map[string]bool, names []string) bool {
 	for _, n := range names {
 		if !cur[n] {
+			return false
+		}
+	}
+	for n := range cur {
+		if !slices.Contains(names, n) {
 			return false
 		}
 	}
 	return true
 }
 
-// unsubscribed reports whether no open stream of g subscribes to plugin's
-// filter config. A stream that has not asked for extension configs yet (a
-// node that just came back, say) may still run the plugin: until every
-// open stream has, the plugin counts as subscribed.
-func unsubscribed(g *group, plugin string) bool {
-	if len(g.subscribed) < g.nodes {
+// unsubscribedLocked reports whether no open stream of g subscribes to
+// plugin's filter config. A group with no open stream, or with a stream
+// that has not reported what it subscribes to yet (a node just back from a
+// restart, say), may still have nodes that run the plugin: there it counts
+// as subscribed.
+func unsubscribedLocked(g *group, plugin string) bool {
+	if g.nodes == 0 || len(g.subscribed) < g.nodes {
 		return false
 	}
 	name := FilterNamePrefix + plugin
 	for _, names := range g.subscribed {
-		if names[name] {
+		if names[name] || names[wildcard] {
 			return false
 		}
 	}
@@ -80,20 +106,21 @@ func unsubscribed(g *group, plugin string) bool {
 // configs, the first module it warmed with and its confirmation, the
 // module nodes came with.
 func forgetUnsubscribedLocked(g *group) {
-	for _, plugins := range []map[string]string{g.warmed, g.held, g.unconfirmed} {
+	for _, plugins := range []map[string]string{g.warmed, g.held, g.unconfirmed, g.confirming} {
 		for name := range plugins {
-			if unsubscribed(g, name) {
+			if unsubscribedLocked(g, name) {
 				forgetPluginLocked(g, name)
 			}
 		}
 	}
 	for name := range g.lastGood {
-		if unsubscribed(g, name) {
+		if unsubscribedLocked(g, name) {
 			forgetPluginLocked(g, name)
 		}
 	}
 }
 
+// forgetPluginLocked drops the group's records of plugin name.
 func forgetPluginLocked(g *group, name string) {
 	delete(g.lastGood, name)
 	delete(g.warmed, name)

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,17 @@ func subscribesTo(srv *Server, id, plugin string) bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	g := srv.groups[nodeGroupKey(id, nil)]
-	return g != nil && !unsubscribed(g, plugin)
+	return g != nil && !unsubscribedLocked(g, plugin)
+}
+
+// sameBucketAs returns a node id in the rollout bucket of id: a node with
+// the same labels joins its group.
+func sameBucketAs(id string) string {
+	for i := 0; ; i++ {
+		if other := fmt.Sprintf("m%d", i); NodeBucket(other) == NodeBucket(id) {
+			return other
+		}
+	}
 }
 
 // A plugin whose filter config the node no longer subscribes to (no
@@ -42,10 +53,15 @@ func TestPluginNoLongerSubscribedComesBackAsAFirstModule(t *testing.T) {
 	cases := []struct {
 		name          string
 		refuseDrop    bool // the node NACKs the listener update without p
+		joiner        bool // another node of the group connects while p is away
 		wantSwapOfNew bool
 	}{
 		{name: "listeners dropped it", wantSwapOfNew: false},
 		{name: "listener update refused", refuseDrop: true, wantSwapOfNew: true},
+		// The node that joins never asks for an extension config: its
+		// listeners name none. It must not hold the plugin warm for the
+		// group.
+		{name: "another node joined meanwhile", joiner: true, wantSwapOfNew: false},
 	}
 	for _, m := range modes {
 		for _, tc := range cases {
@@ -79,6 +95,15 @@ func TestPluginNoLongerSubscribedComesBackAsAFirstModule(t *testing.T) {
 				})
 				waitFor(t, "the node's subscription to p", func() bool { return subscribesTo(srv, "n", "p") == tc.refuseDrop })
 				refuse.Store(false)
+				if tc.joiner {
+					id := sameBucketAs("n")
+					xdstest.Start(t, addr, xdstest.Options{NodeID: id, Delta: !m.delta})
+					waitStatus(t, srv, id, func(n NodeStatus) bool {
+						lds := n.Types[resource.ListenerType]
+						return lds.Acked != "" && lds.Acked == lds.Sent
+					})
+					waitFor(t, "the group's subscriptions", func() bool { return !subscribesTo(srv, "n", "p") })
+				}
 
 				srv.Update(deliveryInput("b"))
 				stepAwait(t, srv, e, "plugin p with module b", func(xdstest.State) bool {
@@ -112,5 +137,69 @@ func TestPluginNoLongerSubscribedComesBackAsAFirstModule(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// What a group concludes from its streams' requests about whether any of
+// its Envoys still holds plugin p's filter config.
+func TestUnsubscribedFromWhatStreamsReport(t *testing.T) {
+	p := FilterNamePrefix + "p"
+	a, b := streamKey{id: 1}, streamKey{delta: true, id: 2}
+	type event struct {
+		key       streamKey
+		sub       *subscription // an extension config request
+		listeners bool          // an ACK of listeners
+	}
+	cases := []struct {
+		name   string
+		nodes  int
+		events []event
+		want   bool
+	}{
+		{name: "no open stream: its nodes may come back running p", nodes: 0, want: false},
+		{name: "a stream that reported nothing yet", nodes: 1, want: false},
+		{name: "SotW subscribes to p", nodes: 1, events: []event{{key: a, sub: &subscription{whole: true, names: []string{p}}}}, want: false},
+		{name: "SotW drops p", nodes: 1, events: []event{
+			{key: a, sub: &subscription{whole: true, names: []string{p, FilterNamePrefix + "q"}}},
+			{key: a, sub: &subscription{whole: true, names: []string{FilterNamePrefix + "q"}}}}, want: true},
+		{name: "SotW drops every name", nodes: 1, events: []event{
+			{key: a, sub: &subscription{whole: true, names: []string{p}}},
+			{key: a, sub: &subscription{whole: true}}}, want: true},
+		{name: "SotW first request names none: the legacy wildcard", nodes: 1, events: []event{
+			{key: a, sub: &subscription{whole: true}}}, want: false},
+		{name: "a request naming *", nodes: 1, events: []event{
+			{key: a, sub: &subscription{whole: true, names: []string{wildcard}}}}, want: false},
+		{name: "SotW repeats a name", nodes: 1, events: []event{
+			{key: a, sub: &subscription{whole: true, names: []string{p, FilterNamePrefix + "q"}}},
+			{key: a, sub: &subscription{whole: true, names: []string{FilterNamePrefix + "q", FilterNamePrefix + "q"}}}}, want: true},
+		{name: "delta unsubscribes p", nodes: 1, events: []event{
+			{key: b, sub: &subscription{names: []string{p}}},
+			{key: b, sub: &subscription{drop: []string{p}}}}, want: true},
+		{name: "delta comes back holding p (initial versions)", nodes: 1, events: []event{
+			{key: b, sub: &subscription{names: []string{p}}}}, want: false},
+		{name: "listeners ACKed, no extension config asked for", nodes: 1, events: []event{{key: a, listeners: true}}, want: true},
+		{name: "listeners ACKed after subscribing to p", nodes: 1, events: []event{
+			{key: a, sub: &subscription{whole: true, names: []string{p}}}, {key: a, listeners: true}}, want: false},
+		{name: "one of two streams still subscribes", nodes: 2, events: []event{
+			{key: a, sub: &subscription{whole: true, names: []string{FilterNamePrefix + "q"}}},
+			{key: b, sub: &subscription{names: []string{p}}}}, want: false},
+		{name: "one of two streams reported nothing yet", nodes: 2, events: []event{
+			{key: a, sub: &subscription{whole: true, names: []string{FilterNamePrefix + "q"}}}}, want: false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGroup(nil, 0)
+			g.nodes = tc.nodes
+			for _, e := range tc.events {
+				if e.listeners {
+					noteListenersAckedLocked(g, e.key)
+				} else {
+					noteSubscriptionLocked(g, e.key, *e.sub)
+				}
+			}
+			if got := unsubscribedLocked(g, "p"); got != tc.want {
+				t.Errorf("unsubscribed = %t, want %t (streams report %v)", got, tc.want, g.subscribed)
+			}
+		})
 	}
 }
