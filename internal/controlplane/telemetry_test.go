@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	promgo "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
@@ -121,12 +122,17 @@ func TestMetricsStreamAuthorizedLikeADS(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		if _, ok := nodeOf(m.cp, "a-1"); !ok {
-			c.Close()
-			return false
+		// Admitted once the server has its first request, or refused (the
+		// grant not read yet): the stream ends, and a new one tries again.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && c.Err() == nil; {
+			if _, ok := nodeOf(m.cp, "a-1"); ok {
+				a = c
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		a = c
-		return true
+		c.Close()
+		return false
 	})
 	t.Cleanup(a.Close)
 	own, err := xdstest.Report(a.Conn(), a.NodeProto())
