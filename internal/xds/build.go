@@ -214,7 +214,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 	}
 	g.problems = problems
 	if err == nil {
-		g.current = b.ecds
+		g.current, g.filterless = b.ecds, len(b.exts) == 0
 	}
 	old, oldSetAt := g.versions, g.setAt
 	changed := err == nil && !maps.Equal(old, versions)

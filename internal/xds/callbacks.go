@@ -203,7 +203,7 @@ func (s *Server) onRequest(key streamKey, node *corev3.Node, typeURL, version, n
 			if typeURL == resource.ExtensionConfigType {
 				noteSubscriptionLocked(g, key, sub)
 			} else {
-				noteListenersAckedLocked(g, key)
+				noteListenersAckedLocked(g, key, acked.version)
 			}
 		}
 		s.mu.Unlock()

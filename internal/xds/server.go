@@ -151,8 +151,10 @@ type group struct {
 	// this server (from another replica, or over a new stream), with the
 	// module it ran, heldUnknown when that is not known here.
 	held map[string]string
-	// current is the group's extension configs as last built.
-	current map[string]ecdsEntry
+	// current is the group's extension configs as last built; filterless,
+	// that build has none (its listeners name none).
+	current    map[string]ecdsEntry
+	filterless bool
 	// pendingHeld are reports of nodes that came before the group's first
 	// build; they are read against it (see resolvePendingHeldLocked).
 	pendingHeld []heldReport

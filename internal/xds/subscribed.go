@@ -1,6 +1,10 @@
 package xds
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
 
 // Subscribed plugins: the extension configs each stream of a group asks
 // for. Envoy subscribes to a plugin's filter config while a listener it
@@ -29,9 +33,10 @@ type subscription struct {
 	drop  []string // delta: the names dropped
 }
 
-// wildcard marks a stream subscribed to every extension config: one whose
-// first request named none (the legacy wildcard) or named "*". The cache
-// answers it with every extension config of its group.
+// wildcard is the name a request subscribes to every extension config
+// with. Envoy never does: its extension config requests name what its
+// listeners name, and one that names nothing (a stream that resumes after
+// every filter config was dropped) subscribes to nothing.
 const wildcard = "*"
 
 // noteSubscriptionLocked records what an extension config request of a
@@ -39,9 +44,6 @@ const wildcard = "*"
 func noteSubscriptionLocked(g *group, key streamKey, sub subscription) {
 	cur, seen := g.subscribed[key]
 	switch {
-	case !seen && len(sub.names) == 0 && len(sub.drop) == 0:
-		g.subscribed[key] = map[string]bool{wildcard: true}
-		return
 	case sub.whole && seen && sameNames(cur, sub.names):
 		return // most requests are ACKs of an unchanged subscription
 	case sub.whole || !seen:
@@ -56,16 +58,18 @@ func noteSubscriptionLocked(g *group, key streamKey, sub subscription) {
 	}
 }
 
-// noteListenersAckedLocked records that a stream of group g ACKed
-// listeners. Envoy subscribes to the filter configs a listener names
-// before it ACKs the listener, so a stream that ACKed listeners and asked
-// for no extension config subscribes to none. Without this, a node that
-// joined while no listener named a plugin would never report, and the
-// plugin would count as subscribed for its whole group.
-func noteListenersAckedLocked(g *group, key streamKey) {
-	if _, seen := g.subscribed[key]; !seen {
-		g.subscribed[key] = map[string]bool{}
+// noteListenersAckedLocked records that a stream of group g ACKed the
+// listener version. When the group's listeners of that version name no
+// extension config, the node asks for none: it subscribes to nothing.
+// Without this, a node that joined while no listener named a plugin would
+// never report, and the plugin would count as subscribed for its whole
+// group. Listeners that name some are left to the extension config
+// requests, which a delta Envoy may send after the ACK.
+func noteListenersAckedLocked(g *group, key streamKey, version string) {
+	if _, seen := g.subscribed[key]; seen || !g.filterless || version != g.versions[resource.ListenerType] {
+		return
 	}
+	g.subscribed[key] = map[string]bool{}
 }
 
 // sameNames reports whether names are exactly the set cur.

@@ -151,10 +151,11 @@ func TestUnsubscribedFromWhatStreamsReport(t *testing.T) {
 		listeners bool          // an ACK of listeners
 	}
 	cases := []struct {
-		name   string
-		nodes  int
-		events []event
-		want   bool
+		name       string
+		nodes      int
+		filterless bool // the group's listeners name no extension config
+		events     []event
+		want       bool
 	}{
 		{name: "no open stream: its nodes may come back running p", nodes: 0, want: false},
 		{name: "a stream that reported nothing yet", nodes: 1, want: false},
@@ -165,8 +166,12 @@ func TestUnsubscribedFromWhatStreamsReport(t *testing.T) {
 		{name: "SotW drops every name", nodes: 1, events: []event{
 			{key: a, sub: &subscription{whole: true, names: []string{p}}},
 			{key: a, sub: &subscription{whole: true}}}, want: true},
-		{name: "SotW first request names none: the legacy wildcard", nodes: 1, events: []event{
-			{key: a, sub: &subscription{whole: true}}}, want: false},
+		// A stream that resumes after every filter config was dropped:
+		// Envoy's first request of the type names nothing.
+		{name: "SotW first request names none", nodes: 1, events: []event{
+			{key: a, sub: &subscription{whole: true}}}, want: true},
+		{name: "delta first request names none", nodes: 1, events: []event{
+			{key: b, sub: &subscription{}}}, want: true},
 		{name: "a request naming *", nodes: 1, events: []event{
 			{key: a, sub: &subscription{whole: true, names: []string{wildcard}}}}, want: false},
 		{name: "SotW repeats a name", nodes: 1, events: []event{
@@ -177,8 +182,13 @@ func TestUnsubscribedFromWhatStreamsReport(t *testing.T) {
 			{key: b, sub: &subscription{drop: []string{p}}}}, want: true},
 		{name: "delta comes back holding p (initial versions)", nodes: 1, events: []event{
 			{key: b, sub: &subscription{names: []string{p}}}}, want: false},
-		{name: "listeners ACKed, no extension config asked for", nodes: 1, events: []event{{key: a, listeners: true}}, want: true},
-		{name: "listeners ACKed after subscribing to p", nodes: 1, events: []event{
+		{name: "listeners naming no extension config ACKed", nodes: 1, filterless: true,
+			events: []event{{key: a, listeners: true}}, want: true},
+		// A delta Envoy may ACK listeners before it asks for the
+		// extension configs they name.
+		{name: "listeners naming extension configs ACKed, none asked for yet", nodes: 1,
+			events: []event{{key: b, listeners: true}}, want: false},
+		{name: "listeners ACKed after subscribing to p", nodes: 1, filterless: true, events: []event{
 			{key: a, sub: &subscription{whole: true, names: []string{p}}}, {key: a, listeners: true}}, want: false},
 		{name: "one of two streams still subscribes", nodes: 2, events: []event{
 			{key: a, sub: &subscription{whole: true, names: []string{FilterNamePrefix + "q"}}},
@@ -189,10 +199,11 @@ func TestUnsubscribedFromWhatStreamsReport(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGroup(nil, 0)
-			g.nodes = tc.nodes
+			g.nodes, g.filterless = tc.nodes, tc.filterless
+			g.versions = typeVersions{resource.ListenerType: "v1"}
 			for _, e := range tc.events {
 				if e.listeners {
-					noteListenersAckedLocked(g, e.key)
+					noteListenersAckedLocked(g, e.key, "v1")
 				} else {
 					noteSubscriptionLocked(g, e.key, *e.sub)
 				}
