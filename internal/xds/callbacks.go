@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"maps"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -59,17 +60,26 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discoverygrpc.DeltaDiscov
 	// The initial versions are copied: go-control-plane keeps the map as
 	// the subscription's and changes it on the stream's goroutine, while a
 	// report kept for the group's first build is read by Update.
-	sub := subscription{names: req.GetResourceNamesSubscribe(), drop: req.GetResourceNamesUnsubscribe()}
-	for name := range req.GetInitialResourceVersions() {
-		sub.names = append(sub.names, name)
-	}
 	_, group, err := c.s.onRequest(streamKey{delta: true, id: id}, req.GetNode(), req.GetTypeUrl(), "",
-		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: maps.Clone(req.GetInitialResourceVersions())}, sub)
+		req.GetResponseNonce(), req.GetErrorDetail(), heldReport{resources: maps.Clone(req.GetInitialResourceVersions())},
+		deltaSubscription(req))
 	if err != nil {
 		return err
 	}
 	c.s.cache.direct(streamKey{delta: true, id: id}, req, routing{group: group})
 	return nil
+}
+
+// deltaSubscription is what an extension config delta request says of its
+// stream's subscription: the names it adds (those it subscribes to, and
+// on a new stream those it already holds) and drops. Other types carry
+// nothing the server keeps.
+func deltaSubscription(req *discoverygrpc.DeltaDiscoveryRequest) subscription {
+	if req.GetTypeUrl() != resource.ExtensionConfigType {
+		return subscription{}
+	}
+	held := slices.Collect(maps.Keys(req.GetInitialResourceVersions()))
+	return subscription{names: slices.Concat(req.GetResourceNamesSubscribe(), held), drop: req.GetResourceNamesUnsubscribe()}
 }
 
 func (c callbacks) OnStreamResponse(_ context.Context, id int64, _ *discoverygrpc.DiscoveryRequest, resp *discoverygrpc.DiscoveryResponse) {
