@@ -269,16 +269,7 @@ func TestSwapWhileTheFirstModuleIsConfirmed(t *testing.T) {
 	p.url = oci(mods[1].ref)
 	f.srv.writeSpec(pluginFile, p.spec())
 	f.waitFor(t, expectEcho(f.port, "x-swap", mods[1].value))
-	eventually(t, applyTimeout, func() error {
-		plugins, err := nodePlugins(f.srv, f.envoy.nodeID)
-		if err != nil {
-			return err
-		}
-		if got := plugins["swap"]; got.State != "running" {
-			return fmt.Errorf("plugin swap: %+v, want running", got)
-		}
-		return nil
-	})
+	waitRunning(t, f.srv, f.envoy.nodeID, "swap")
 }
 
 // startDelayRelay relays TCP connections to target, each byte forwarded

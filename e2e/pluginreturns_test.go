@@ -44,7 +44,7 @@ func TestPluginReturnsWithAnotherModule(t *testing.T) {
 				failStrategy: "FAIL_CLOSE"}
 			f.srv.writeSpec(file, first.spec())
 			f.waitFor(t, expectHeader(f.port, "x-returns", "first"))
-			eventually(t, applyTimeout, nodePluginState(f, "returns", "running"))
+			waitRunning(t, f.srv, f.envoy.nodeID, "returns")
 
 			// The plugin leaves: the listener goes on without it.
 			f.srv.removeSpec(file)
@@ -78,7 +78,7 @@ func TestPluginReturnsWithAnotherModule(t *testing.T) {
 			back.url, back.config = oci(refConfigEcho), map[string]any{"back": tc.name}
 			f.srv.writeSpec(file, back.spec())
 			f.waitFor(t, expectHeader(f.port, "x-plugin-config", fmt.Sprintf(`{"back":%q}`, tc.name)))
-			eventually(t, applyTimeout, nodePluginState(f, "returns", "running"))
+			waitRunning(t, f.srv, f.envoy.nodeID, "returns")
 			l.stop()
 			for name := range loadClients {
 				samples := l.snapshot(name)
@@ -105,20 +105,5 @@ func TestPluginReturnsWithAnotherModule(t *testing.T) {
 				t.Logf("%s client: %d requests while the plugin came back, statuses %v", name, len(samples), statuses)
 			}
 		})
-	}
-}
-
-// nodePluginState checks that plugin shows state on f's node in `wasmxds
-// status --json`.
-func nodePluginState(f *single, plugin, state string) func() error {
-	return func() error {
-		plugins, err := statusJSONPlugins(f.srv, f.envoy.nodeID)
-		if err != nil {
-			return err
-		}
-		if p := plugins[plugin]; p.State != state {
-			return fmt.Errorf("plugin %s: %+v, want %s", plugin, p, state)
-		}
-		return nil
 	}
 }
