@@ -69,6 +69,42 @@ func (s *sotwClient) answered() *discoverygrpc.DiscoveryResponse {
 	}
 }
 
+type deltaClient struct {
+	t   *testing.T
+	c   *deliveryCache
+	key streamKey
+	sub stream.Subscription
+	out chan cache.DeltaResponse
+}
+
+func newDeltaClient(t *testing.T, c *deliveryCache, id int64) *deltaClient {
+	return &deltaClient{t: t, c: c, key: streamKey{delta: true, id: id}, sub: stream.NewDeltaSubscription(nil, nil, nil, true),
+		out: make(chan cache.DeltaResponse, 8)}
+}
+
+// request routes a cluster request answering nonce ("" for the first) to
+// group and opens its watch.
+func (d *deltaClient) request(group, nonce string) {
+	d.t.Helper()
+	req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: nonce}
+	d.c.direct(d.key, req, routing{group: group})
+	if _, err := d.c.CreateDeltaWatch(req, d.sub, d.out); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// answered returns the response waiting, nil if none.
+func (d *deltaClient) answered() *discoverygrpc.DeltaDiscoveryResponse {
+	select {
+	case r := <-d.out:
+		d.sub.SetReturnedResources(r.GetNextVersionMap())
+		out, _ := r.GetDeltaDiscoveryResponse()
+		return out
+	default:
+		return nil
+	}
+}
+
 func TestCacheAnswersSotWRequests(t *testing.T) {
 	c := newDeliveryCache()
 	snap1 := clustersSnapshot(t, "a")
@@ -156,44 +192,25 @@ func TestCacheSharesMarshaledResources(t *testing.T) {
 
 func TestCacheAnswersDeltaRequests(t *testing.T) {
 	c := newDeliveryCache()
-	sub := stream.NewDeltaSubscription(nil, nil, nil, true)
-	out := make(chan cache.DeltaResponse, 8)
-	watch := func(nonce string) {
-		t.Helper()
-		req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: nonce}
-		c.direct(streamKey{delta: true, id: 1}, req, routing{group: "g"})
-		if _, err := c.CreateDeltaWatch(req, sub, out); err != nil {
-			t.Fatal(err)
-		}
-	}
-	next := func() *discoverygrpc.DeltaDiscoveryResponse {
-		select {
-		case r := <-out:
-			sub.SetReturnedResources(r.GetNextVersionMap())
-			d, _ := r.GetDeltaDiscoveryResponse()
-			return d
-		default:
-			return nil
-		}
-	}
+	d := newDeltaClient(t, c, 1)
 	c.set("g", clustersSnapshot(t))
-	watch("")
-	if r := next(); r == nil || len(r.GetResources()) != 0 {
+	d.request("g", "")
+	if r := d.answered(); r == nil || len(r.GetResources()) != 0 {
 		t.Fatalf("a wildcard subscription's first request must be answered, even empty: %v", r)
 	}
-	watch("1")
+	d.request("g", "1")
 	c.set("g", clustersSnapshot(t, "a", "b"))
-	if r := next(); r == nil || len(r.GetResources()) != 2 {
+	if r := d.answered(); r == nil || len(r.GetResources()) != 2 {
 		t.Fatalf("added: %v", r)
 	}
-	watch("2")
+	d.request("g", "2")
 	c.set("g", clustersSnapshot(t, "a"))
-	if r := next(); r == nil || len(r.GetResources()) != 0 || len(r.GetRemovedResources()) != 1 || r.GetRemovedResources()[0] != "b" {
+	if r := d.answered(); r == nil || len(r.GetResources()) != 0 || len(r.GetRemovedResources()) != 1 || r.GetRemovedResources()[0] != "b" {
 		t.Fatalf("removed: %v", r)
 	}
-	watch("3")
+	d.request("g", "3")
 	c.set("g", clustersSnapshot(t, "a"))
-	if r := next(); r != nil {
+	if r := d.answered(); r != nil {
 		t.Fatalf("nothing changed, yet answered: %v", r)
 	}
 }
@@ -300,38 +317,19 @@ func TestCacheWatchesWaitUntilTheirTypeChanges(t *testing.T) {
 	}
 	sotw.request("g", v1, v1) // the ACK: waits
 
-	dsub := stream.NewDeltaSubscription(nil, nil, nil, true)
-	dout := make(chan cache.DeltaResponse, 8)
-	deltaWatch := func(nonce string) {
-		t.Helper()
-		req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: nonce}
-		c.direct(streamKey{delta: true, id: 2}, req, routing{group: "g"})
-		if _, err := c.CreateDeltaWatch(req, dsub, dout); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deltaNext := func() *discoverygrpc.DeltaDiscoveryResponse {
-		select {
-		case r := <-dout:
-			dsub.SetReturnedResources(r.GetNextVersionMap())
-			d, _ := r.GetDeltaDiscoveryResponse()
-			return d
-		default:
-			return nil
-		}
-	}
-	deltaWatch("")
-	if r := deltaNext(); r == nil || len(r.GetResources()) != 1 {
+	delta := newDeltaClient(t, c, 2)
+	delta.request("g", "")
+	if r := delta.answered(); r == nil || len(r.GetResources()) != 1 {
 		t.Fatalf("delta first request: %v", r)
 	}
-	deltaWatch("1")
+	delta.request("g", "1")
 
 	for i := range 3 {
 		c.set("g", withListener([]string{"a"}, fmt.Sprintf("l%d", i+2)))
 		if r := sotw.answered(); r != nil {
 			t.Fatalf("listener change %d answered the cluster watch: %v", i, r)
 		}
-		if r := deltaNext(); r != nil {
+		if r := delta.answered(); r != nil {
 			t.Fatalf("listener change %d answered the delta cluster watch: %v", i, r)
 		}
 	}
@@ -340,7 +338,7 @@ func TestCacheWatchesWaitUntilTheirTypeChanges(t *testing.T) {
 	if r := sotw.answered(); r == nil || r.GetVersionInfo() != next.types[resource.ClusterType].version || len(r.GetResources()) != 2 {
 		t.Fatalf("cluster change: %v", r)
 	}
-	if r := deltaNext(); r == nil || len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "b" {
+	if r := delta.answered(); r == nil || len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "b" {
 		t.Fatalf("delta cluster change: %v", r)
 	}
 }

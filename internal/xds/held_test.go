@@ -15,6 +15,17 @@ import (
 	"github.com/wasmxds/wasmxds/internal/xdstest"
 )
 
+// awaitModuleBAsASwap waits until the node holds plugin p's module b (see
+// deliveryInput), and checks it came as a swap: a node that runs the
+// plugin must be asked to NACK a module it has not cached.
+func awaitModuleBAsASwap(t *testing.T, c *xdstest.Client) {
+	t.Helper()
+	c.Await(t, "module b from B", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("b", 64)) })
+	if !heldNackOnMiss(t, c.State()) {
+		t.Errorf("B sent the node its next module as a first module (no nack_on_code_cache_miss)")
+	}
+}
+
 // heldNackOnMiss is whether plugin p's config the fake Envoy holds asks
 // Envoy to NACK a module it has not cached.
 func heldNackOnMiss(t *testing.T, s xdstest.State) bool {
@@ -57,10 +68,7 @@ func TestNodeFromAnotherReplicaGetsSwaps(t *testing.T) {
 			// B resolved the next module first; the node moves to it.
 			b.Update(deliveryInput("b"))
 			a.Close()
-			c.Await(t, "module b from B", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("b", 64)) })
-			if !heldNackOnMiss(t, c.State()) {
-				t.Errorf("B sent the moved node its next module as a first module (no nack_on_code_cache_miss)")
-			}
+			awaitModuleBAsASwap(t, c)
 		})
 	}
 }
@@ -85,10 +93,7 @@ func TestMovedNodeKeepsItsConfigAndSwapsLater(t *testing.T) {
 				t.Errorf("moving to B changed the extension config (now a swap of the module it runs)")
 			}
 			b.Update(deliveryInput("b"))
-			c.Await(t, "module b from B", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("b", 64)) })
-			if !heldNackOnMiss(t, c.State()) {
-				t.Errorf("B sent the moved node its next module as a first module")
-			}
+			awaitModuleBAsASwap(t, c)
 		})
 	}
 }
@@ -131,10 +136,7 @@ func TestNodeBeforeFirstUpdateKeepsItsConfig(t *testing.T) {
 					before.Version, after.Version, heldNackOnMiss(t, c.State()))
 			}
 			b.Update(deliveryInput("b"))
-			c.Await(t, "module b from B", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("b", 64)) })
-			if !heldNackOnMiss(t, c.State()) {
-				t.Errorf("B sent its next module as a first module")
-			}
+			awaitModuleBAsASwap(t, c)
 		})
 	}
 }
