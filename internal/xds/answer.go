@@ -10,9 +10,41 @@ import (
 // How the delivery cache answers a watch from a snapshot (the rules are
 // listed in cache.go).
 
-// answerLocked sends w its type of snap if the rules above say so, and
-// reports whether it did.
-func (c *deliveryCache) answerLocked(w *sotwWatch, snap *servedSnapshot) bool {
+// outbox holds the answers decided under the cache's lock, to be sent
+// together once every watch is decided: a snapshot set for thousands of
+// watches first builds every answer and then wakes the streams in one
+// short loop, so that the streams woken first do not take the CPU from
+// the decisions left. Its sends still happen under the lock, so a watch
+// cancelled after the lock is released is never answered.
+type outbox struct {
+	sotw  []sotwAnswer
+	delta []deltaAnswer
+}
+
+type sotwAnswer struct {
+	out  chan cache.Response
+	resp cache.Response
+}
+
+type deltaAnswer struct {
+	out  chan cache.DeltaResponse
+	resp cache.DeltaResponse
+}
+
+// send delivers every answer, in the order decided.
+func (o *outbox) send() {
+	for _, a := range o.sotw {
+		a.out <- a.resp
+	}
+	for _, a := range o.delta {
+		a.out <- a.resp
+	}
+	*o = outbox{}
+}
+
+// answerSotW puts w's answer from snap in o if the rules above say so,
+// and reports whether it did.
+func answerSotW(o *outbox, w *sotwWatch, snap *servedSnapshot) bool {
 	typeURL := w.req.GetTypeUrl()
 	st := snap.types[typeURL]
 	if st == nil {
@@ -38,7 +70,7 @@ func (c *deliveryCache) answerLocked(w *sotwWatch, snap *servedSnapshot) bool {
 		resp.Resources = append(resp.Resources, r.any)
 		returned[r.name] = st.version
 	}
-	w.out <- &cache.PassthroughResponse{Request: w.req, DiscoveryResponse: resp, ReturnedResources: returned}
+	o.sotw = append(o.sotw, sotwAnswer{w.out, &cache.PassthroughResponse{Request: w.req, DiscoveryResponse: resp, ReturnedResources: returned}})
 	return true
 }
 
@@ -62,10 +94,10 @@ func missingFromStream(sub cache.Subscription, st *servedType) bool {
 	return false
 }
 
-// answerDelta sends w what its stream lacks of its type in snap, if
+// answerDelta puts in o what w's stream lacks of its type in snap, if
 // anything (or if it is a wildcard subscription's first request), and
 // reports whether it did.
-func answerDelta(w *deltaWatch, snap *servedSnapshot) bool {
+func answerDelta(o *outbox, w *deltaWatch, snap *servedSnapshot) bool {
 	typeURL := w.req.GetTypeUrl()
 	st := snap.types[typeURL]
 	if st == nil {
@@ -103,7 +135,7 @@ func answerDelta(w *deltaWatch, snap *servedSnapshot) bool {
 	if len(resp.Resources) == 0 && len(resp.RemovedResources) == 0 && !(w.sub.IsWildcard() && w.req.GetResponseNonce() == "") {
 		return false
 	}
-	w.out <- &cache.DeltaPassthroughResponse{DeltaRequest: w.req, NextVersionMap: next, DeltaDiscoveryResponse: resp}
+	o.delta = append(o.delta, deltaAnswer{w.out, &cache.DeltaPassthroughResponse{DeltaRequest: w.req, NextVersionMap: next, DeltaDiscoveryResponse: resp}})
 	return true
 }
 

@@ -254,45 +254,64 @@ type pendingSet struct {
 // Setting one answers its group's watches and wakes their streams: set as
 // each group is built, the builds of the groups after it would share the
 // CPU with thousands of streams sending and their nodes' ACKs, and the
-// last groups of a large fleet would get their change last by far. The
-// caller holds buildMu.
+// last groups of a large fleet would get their change last by far. For
+// the same reason the batch takes the cache's lock and the server's once
+// each, not once per group behind the woken streams. The caller holds
+// buildMu.
 func (s *Server) setBatch() {
 	batch := s.batch
 	s.batch = nil
-	set := 0
-	for _, p := range batch {
-		if s.setSnapshot(p, slog.LevelDebug) {
-			set++
+	if len(batch) == 0 {
+		return
+	}
+	s.cache.setAll(batch)
+	kept := s.keepUndropped(batch)
+	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
+	for _, p := range kept {
+		if debug {
+			s.logSet(p, slog.LevelDebug)
 		}
 	}
-	if set > 0 {
-		s.log.Info("snapshots set", "groups", set)
+	if len(kept) > 0 {
+		s.log.Info("snapshots set", "groups", len(kept))
 	}
 }
 
 // setSnapshot sets a built snapshot in the delivery cache, which answers
-// the group's waiting watches, logs it at level (a fleet-wide Update logs
-// one line for all its groups) and reports whether the group is still
-// there. The caller holds buildMu.
+// the group's waiting watches, logs it at level and reports whether the
+// group is still there. The caller holds buildMu.
 func (s *Server) setSnapshot(set pendingSet, level slog.Level) bool {
 	s.cache.set(set.key, set.snap)
-	// A group dropped meanwhile (it went idle and expired) leaves no
-	// snapshot behind. Every build holds buildMu, so the snapshot under key
-	// now is this one, even if a node made a new group of the key since.
-	s.mu.Lock()
-	dropped := s.groups[set.key] != set.g
-	if dropped {
-		s.cache.clear(set.key)
-	}
-	s.mu.Unlock()
-	if dropped {
+	if len(s.keepUndropped([]pendingSet{set})) == 0 {
 		return false
 	}
 	if s.log.Enabled(context.Background(), level) {
-		s.log.Log(context.Background(), level, "snapshot set", "group", set.key, "versions", versionAttrs(set.versions),
-			"problems", set.problems)
+		s.logSet(set, level)
 	}
 	return true
+}
+
+// keepUndropped returns the sets whose group is still there. A group
+// dropped meanwhile (it went idle and expired) leaves no snapshot behind.
+// Every build holds buildMu, so the snapshot under a key now is the one
+// just set, even if a node made a new group of the key since.
+func (s *Server) keepUndropped(sets []pendingSet) []pendingSet {
+	kept := sets[:0:0]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range sets {
+		if s.groups[p.key] != p.g {
+			s.cache.clear(p.key)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return kept
+}
+
+func (s *Server) logSet(set pendingSet, level slog.Level) {
+	s.log.Log(context.Background(), level, "snapshot set", "group", set.key, "versions", versionAttrs(set.versions),
+		"problems", set.problems)
 }
 
 func (s *Server) snapshotFailed(key, reason string, err error) {

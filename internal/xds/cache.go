@@ -57,6 +57,7 @@ var errUnrouted = errors.New("xds: request was not admitted on its stream")
 type snapshotStore interface {
 	cache.Cache
 	set(group string, snap *servedSnapshot)
+	setAll(sets []pendingSet)
 	clear(group string)
 	direct(key streamKey, req any, r routing)
 	streamClosed(key streamKey)
@@ -230,6 +231,27 @@ func (c *deliveryCache) entryLocked(group string) *cacheEntry {
 func (c *deliveryCache) set(group string, snap *servedSnapshot) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var o outbox
+	c.setLocked(&o, group, snap)
+	o.send()
+}
+
+// setAll sets the snapshots of many groups under one hold of the lock: a
+// fleet-wide change sets thousands, and taking the lock for each would
+// queue every one behind the ACKs of the streams the earlier ones woke.
+func (c *deliveryCache) setAll(sets []pendingSet) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var o outbox
+	for _, p := range sets {
+		c.setLocked(&o, p.key, p.snap)
+	}
+	o.send()
+}
+
+// setLocked sets group's snapshot and puts the answers to its waiting
+// watches in o.
+func (c *deliveryCache) setLocked(o *outbox, group string, snap *servedSnapshot) {
 	e := c.entryLocked(group)
 	e.snap = snap
 	waiting := e.sotw
@@ -239,7 +261,7 @@ func (c *deliveryCache) set(group string, snap *servedSnapshot) {
 	})
 	for _, w := range waiting {
 		st := snap.types[w.req.GetTypeUrl()]
-		if w.seen.unchanged(st) || !c.answerLocked(w, snap) {
+		if w.seen.unchanged(st) || !answerSotW(o, w, snap) {
 			w.seen = seenOf(st)
 			e.sotw = append(e.sotw, w)
 		}
@@ -251,7 +273,7 @@ func (c *deliveryCache) set(group string, snap *servedSnapshot) {
 	})
 	for _, w := range deltas {
 		st := snap.types[w.req.GetTypeUrl()]
-		if w.seen.unchanged(st) || !answerDelta(w, snap) {
+		if w.seen.unchanged(st) || !answerDelta(o, w, snap) {
 			w.seen = seenOf(st)
 			e.delta = append(e.delta, w)
 		}
@@ -296,7 +318,9 @@ func (c *deliveryCache) CreateWatch(req *cache.Request, sub cache.Subscription, 
 	e := c.entryLocked(r.group)
 	w := &sotwWatch{req: req, sub: sub, out: out, holds: r.holds, anyVersion: e.snap == nil}
 	if e.snap != nil {
-		if c.answerLocked(w, e.snap) {
+		var o outbox
+		if answerSotW(&o, w, e.snap) {
+			o.send()
 			return func() {}, nil
 		}
 		w.seen = seenOf(e.snap.types[req.GetTypeUrl()])
@@ -314,13 +338,16 @@ func (c *deliveryCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subs
 		return nil, errUnrouted
 	}
 	w := &deltaWatch{req: req, sub: sub, out: out}
+	var o outbox
 	if !served(req.GetTypeUrl()) {
-		answerDelta(w, &servedSnapshot{}) // a wildcard's first request, empty
+		answerDelta(&o, w, &servedSnapshot{}) // a wildcard's first request, empty
+		o.send()
 		return nil, nil
 	}
 	e := c.entryLocked(r.group)
 	if e.snap != nil {
-		if answerDelta(w, e.snap) {
+		if answerDelta(&o, w, e.snap) {
+			o.send()
 			return nil, nil
 		}
 		w.seen = seenOf(e.snap.types[req.GetTypeUrl()])
