@@ -99,12 +99,20 @@ func ecdsModuleURL(e *envoy, name string) (url string, nackOnMiss bool, err erro
 // stand-in the refused module is replaced with.
 func TestFirstModuleConfirmed(t *testing.T) {
 	requireFull(t)
+	f := newSingle(t, serverOptions{}, "first", nil)
+	firstModuleConfirmed(t, f, "filters/first-vm-start-fails:v1", "http://"+f.srv.httpAddr+"/", 15*time.Second)
+}
+
+// firstModuleConfirmed runs TestFirstModuleConfirmed on f, with the broken
+// module pushed as badRef; Envoy fetches modules from URLs under urlPrefix,
+// and the broken plugin is to show failed within failWithin of its edit.
+func firstModuleConfirmed(t *testing.T, f *single, badRef, urlPrefix string, failWithin time.Duration) {
+	t.Helper()
 	bad := filepath.Join(repoRoot(), "e2e/testdata/vm-start-fails.wasm")
-	if _, err := shared.registry.pushWasmxds(nil, bad, "filters/first-vm-start-fails:v1"); err != nil {
+	if _, err := shared.registry.pushWasmxds(nil, bad, badRef); err != nil {
 		t.Fatal(err)
 	}
-	const app = "first"
-	f := newSingle(t, serverOptions{}, app, nil)
+	app := f.app
 	f.waitFor(t, func() error {
 		r, err := get(f.port, "/")
 		if err == nil && (r.status != http.StatusOK || r.body != upstreamBody) {
@@ -132,8 +140,9 @@ func TestFirstModuleConfirmed(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if strings.Contains(url, "?") || nackOnMiss {
-			return fmt.Errorf("envoy runs good from %s (nack_on_code_cache_miss %t), want the plain config", url, nackOnMiss)
+		if strings.Contains(url, "?") || nackOnMiss || !strings.HasPrefix(url, urlPrefix) {
+			return fmt.Errorf("envoy runs good from %s (nack_on_code_cache_miss %t), want the plain config from %s",
+				url, nackOnMiss, urlPrefix)
 		}
 		_, err = ackedVersions(f.srv, f.envoy.nodeID)
 		return err
@@ -153,10 +162,10 @@ func TestFirstModuleConfirmed(t *testing.T) {
 
 	// A first module whose VM refuses to start.
 	start := time.Now()
-	broken := plugin{name: "broken", app: app, url: oci("filters/first-vm-start-fails:v1"), failStrategy: "FAIL_CLOSE"}
+	broken := plugin{name: "broken", app: app, url: oci(badRef), failStrategy: "FAIL_CLOSE"}
 	f.srv.writeSpec(pluginFile, broken.spec())
 	var failed nodePlugin
-	eventually(t, 15*time.Second, func() error {
+	eventually(t, failWithin, func() error {
 		plugins, err := statusJSONPlugins(f.srv, f.envoy.nodeID)
 		if err != nil {
 			return err

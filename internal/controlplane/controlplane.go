@@ -145,6 +145,7 @@ type ControlPlane struct {
 	reg       *prometheus.Registry
 	mods      *fetcher.Fetcher
 	server    *xds.Server
+	downloads downloadShare // served here, for peers
 	ctrl      *controller
 	tel       *telemetry.Store
 	telSvc    *telemetry.Service
@@ -268,7 +269,9 @@ func (cp *ControlPlane) build() error {
 			// Another replica may have resolved a moved tag first.
 			cp.ctrl.unknownModule(sha)
 		}, OnServed: func(sha, remote string) {
-			// Envoys that NACKed this module as not cached have it now.
+			// Envoys that NACKed this module as not cached have it now;
+			// peers hear of it too (the Envoy may be on one of them).
+			cp.downloads.add(sha, remote, time.Now())
 			cp.server.ModuleServed(sha, remote)
 		}})
 	if err != nil {

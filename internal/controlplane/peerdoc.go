@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"time"
@@ -44,6 +45,9 @@ type peerDoc struct {
 	Refusals map[string]map[string][]string `json:"refusals"`
 	// Nodes are the nodes whose streams the replica holds.
 	Nodes []xds.NodeStatus `json:"nodes"`
+	// Downloads are the modules its module server finished sending lately
+	// (see shareddownloads.go).
+	Downloads []sharedDownload `json:"downloads,omitempty"`
 }
 
 // sharedHalt is a halted rollout as replicas share it. Spec is a digest of
@@ -88,6 +92,14 @@ func (d *peerDoc) validate() error {
 		h.Reason = truncateText(h.Reason, xds.MaxNackDetail)
 		if h.Cause != HaltAnalysis {
 			h.Cause = "" // a refusal, or a cause this replica does not know
+		}
+	}
+	if len(d.Downloads) > maxPeerDownloads {
+		return fmt.Errorf("%d downloads: over the bound (%d)", len(d.Downloads), maxPeerDownloads)
+	}
+	for i, dl := range d.Downloads {
+		if !hexSHA256.MatchString(dl.SHA256) || net.ParseIP(dl.Addr) == nil {
+			return fmt.Errorf("download %d malformed", i)
 		}
 	}
 	n := 0
@@ -155,7 +167,8 @@ func fetchPeerDoc(ctx context.Context, client *http.Client, url, etag string) (*
 // in status; pluginConfig itself is never part of it.
 func (cp *ControlPlane) peerDocument() peerDoc {
 	doc := peerDoc{ID: cp.replicaID, Instance: cp.instance, Address: cp.AdminAddr(), Ready: cp.notReady() == nil,
-		Halts: cp.ctrl.rollouts.sharedHalts(), Refusals: cp.server.LabelSetRefusals(), Nodes: cp.server.Status()}
+		Halts: cp.ctrl.rollouts.sharedHalts(), Refusals: cp.server.LabelSetRefusals(), Nodes: cp.server.Status(),
+		Downloads: cp.downloads.recent(time.Now())}
 	redact := cp.ctrl.secrets.redact
 	for i := range doc.Nodes {
 		n := &doc.Nodes[i]
@@ -199,13 +212,18 @@ func (cp *ControlPlane) peerHandler(log *slog.Logger) http.HandlerFunc {
 
 // mergePeers applies what the peers said: their halts go to the controller
 // and their refusals to the xDS server, both taken only where they apply to
-// this replica's current state.
+// this replica's current state; their module downloads reach the xDS
+// server as if served here.
 func (cp *ControlPlane) mergePeers() {
 	var halts []sharedHalt
 	refusals := map[string]map[string][]string{}
-	for _, v := range cp.peers.view(time.Now()) {
+	now := time.Now()
+	for _, v := range cp.peers.view(now) {
 		if v.doc == nil {
 			continue
+		}
+		for _, dl := range cp.downloads.fresh(v.doc.Instance, v.doc.Downloads, now) {
+			cp.server.ModuleServed(dl.SHA256, dl.Addr)
 		}
 		halts = append(halts, v.doc.Halts...)
 		for labels, byPlugin := range v.doc.Refusals {

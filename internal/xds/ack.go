@@ -29,7 +29,9 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 				first = map[string]bool{}
 			}
 			g.unconfirmed[name] = e.sha
-			if downloaded, _ := s.downloads.before(e.sha, ip, s.clock.Now()); downloaded {
+			// A download through a proxy may be this node's: confirming
+			// a node that is still downloading costs a cache-miss NACK.
+			if dl := s.downloads.before(e.sha, ip, s.clock.Now(), s.deliveries.nodeAddr); dl.byNode || dl.proxied {
 				g.warmed[name] = e.sha
 				first[name] = true
 				confirm = append(confirm, name)

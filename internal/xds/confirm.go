@@ -24,9 +24,13 @@ package xds
 // The confirmation waits for the node's download, seen by the module
 // server: sent while Envoy is still fetching the module, it would be
 // NACKed as not cached yet and start a second fetch, which delays the
-// listener's warming. A node the module server never sees download the
-// module had it cached (or fetches it through a proxy): its ACK came after
-// its VM was created, and the plugin runs.
+// listener's warming. A download is the node's when it comes from the
+// node's address, or from an address no node connects from: a proxy in
+// front of the module server (an L7 load balancer, say), through which it
+// may be any node's, so it counts for every node waiting for that module
+// (see deliveries.nodeAddr). A node the module server never sees download
+// the module had it cached: its ACK came after its VM was created, and the
+// plugin runs.
 
 // confirmedLocked reports whether nodes of g have confirmed that plugin's
 // module sha runs: g holds it as a good config and has not a first module

@@ -97,10 +97,14 @@ type deliveries struct {
 	mu    sync.Mutex
 	nodes map[string]map[string]*pluginDelivery // node id → plugin → state
 	addrs map[string]string                     // node id → IP of its ADS connection
+	// atAddr counts the nodes at each IP: a download from an IP no node
+	// connects from came through a proxy (see nodeAddr).
+	atAddr map[string]int
 }
 
 func newDeliveries() *deliveries {
-	return &deliveries{nodes: map[string]map[string]*pluginDelivery{}, addrs: map[string]string{}}
+	return &deliveries{nodes: map[string]map[string]*pluginDelivery{}, addrs: map[string]string{},
+		atAddr: map[string]int{}}
 }
 
 func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
@@ -233,6 +237,10 @@ func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownl
 		p.afterDownload++
 		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy downloaded module %s but did not create its VM: "+
 			"the module failed to load or its VM refused to start (Envoy: %s)", shortDigest(sha), detail)}
+	case p.misses >= maxExpectedMiss && anyDownload:
+		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy did not create module %s's VM after %d attempts in %s, "+
+			"though the module was served: the module failed to load, its VM refused to start, or the download did not "+
+			"reach the node or verify (Envoy: %s)", shortDigest(sha), p.misses, now.Sub(p.firstMiss).Round(time.Millisecond), detail)}
 	case p.misses >= maxExpectedMiss || (!anyDownload && now.Sub(p.firstMiss) > loadGiveUp):
 		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy did not load module %s after %d attempts in %s: "+
 			"the download failed or did not verify (Envoy: %s)", shortDigest(sha), p.misses,
@@ -287,9 +295,31 @@ func (d *deliveries) count(state string) int {
 func (d *deliveries) setAddr(node, ip string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if ip != "" {
-		d.addrs[node] = ip
+	old, had := d.addrs[node]
+	if ip == "" || (had && old == ip) {
+		return
 	}
+	if had {
+		d.unaddrLocked(old)
+	}
+	d.addrs[node] = ip
+	d.atAddr[ip]++
+}
+
+func (d *deliveries) unaddrLocked(ip string) {
+	if d.atAddr[ip]--; d.atAddr[ip] <= 0 {
+		delete(d.atAddr, ip)
+	}
+}
+
+// nodeAddr reports whether a node's ADS connection comes from ip. A
+// module download from any other address came through a proxy (an L7
+// load balancer in front of the module server, say), and may be any
+// node's: it counts for every node (see downloads.before, ModuleServed).
+func (d *deliveries) nodeAddr(ip string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.atAddr[ip] > 0
 }
 
 func (d *deliveries) addr(node string) string {
@@ -302,7 +332,10 @@ func (d *deliveries) forget(node string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.nodes, node)
-	delete(d.addrs, node)
+	if ip, ok := d.addrs[node]; ok {
+		d.unaddrLocked(ip)
+		delete(d.addrs, node)
+	}
 }
 
 // downloads records when each module was last served whole, per client IP.
@@ -333,18 +366,35 @@ func (d *downloads) record(sha, ip string, at time.Time) {
 	d.done[sha][ip] = at
 }
 
-// before reports whether sha was served whole to ip (to anyone, when ip is
-// unknown) before t, and whether it was served to anyone at all.
-func (d *downloads) before(sha, ip string, t time.Time) (byNode, anyone bool) {
+// seen is what the module server saw of one module before some time.
+type seen struct {
+	byNode  bool // served whole to the node's address (to anyone, when it is unknown)
+	proxied bool // served whole to an address no node connects from: a proxy, for any node
+	anyone  bool // served whole to anyone, whenever
+}
+
+// before reports what was seen of sha before t, for a node at ip;
+// nodeAddr tells nodes' addresses from proxies'.
+func (d *downloads) before(sha, ip string, t time.Time, nodeAddr func(string) bool) seen {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	var to []string
+	var s seen
 	for k, at := range d.done[sha] {
-		anyone = true
-		if (ip == "" || k == ip) && at.Before(t) {
-			byNode = true
+		s.anyone = true
+		if at.Before(t) {
+			to = append(to, k)
 		}
 	}
-	return byNode, anyone
+	d.mu.Unlock()
+	for _, k := range to {
+		switch {
+		case ip == "" || k == ip:
+			s.byNode = true
+		case !nodeAddr(k):
+			s.proxied = true
+		}
+	}
+	return s
 }
 
 // ecdsEntries maps each plugin's extension config to its plugin and module.

@@ -33,8 +33,11 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	if !found || e.sha == "" {
 		return false
 	}
-	byNode, anyone := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed)
-	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, byNode && !repushed.IsZero(), anyone, confirm, s.clock.Now())
+	// Only a download from the node's own address makes its NACKs a
+	// refusal: one through a proxy may be another node's, and this one may
+	// still be fetching the module.
+	dl := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed, s.deliveries.nodeAddr)
+	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, dl.byNode && !repushed.IsZero(), dl.anyone, confirm, s.clock.Now())
 	k := repushKey{group: group, plugin: plugin}
 	if v.expected {
 		s.metrics.cacheMisses.Inc()

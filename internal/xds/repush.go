@@ -6,7 +6,9 @@ import (
 
 // ModuleServed tells the server that the module server sent module sha256
 // whole to remote (host:port): an Envoy that NACKed it as not cached now
-// has it, so its re-push is brought forward.
+// has it, so its re-push is brought forward, and an Envoy that ACKed it as
+// a first module is sent its confirmation. A remote no node connects from
+// is a proxy, and the download may be any node's.
 func (s *Server) ModuleServed(sha256, remote string) {
 	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
@@ -14,6 +16,9 @@ func (s *Server) ModuleServed(sha256, remote string) {
 	}
 	s.downloads.record(sha256, host, s.clock.Now())
 	s.repush.served(sha256)
+	if !s.deliveries.nodeAddr(host) {
+		host = "" // through a proxy: any node's
+	}
 	s.confirmDownloaded(sha256, host)
 }
 
