@@ -35,7 +35,7 @@ func TestFirstModuleConfirmedThroughAProxy(t *testing.T) {
 // proxiedFailWithin bounds how long a first module whose VM fails takes to
 // show failed when its download came through a proxy: the download may be
 // another node's, so its NACKs count as cache misses until the attempts
-// run out (8, backing off from 100 ms to 5 s: about 12 s).
+// run out (8, and 15 s since the first: about 16 s).
 const proxiedFailWithin = 30 * time.Second
 
 // proxySource is the address the module proxy connects from: loopback,

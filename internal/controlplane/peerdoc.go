@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/wasmxds/wasmxds/internal/xds"
@@ -94,13 +95,13 @@ func (d *peerDoc) validate() error {
 			h.Cause = "" // a refusal, or a cause this replica does not know
 		}
 	}
+	// Downloads only speed up confirmations: malformed ones and those past
+	// the bound are dropped, the rest of the document stands.
+	d.Downloads = slices.DeleteFunc(d.Downloads, func(dl sharedDownload) bool {
+		return !hexSHA256.MatchString(dl.SHA256) || net.ParseIP(dl.Addr) == nil
+	})
 	if len(d.Downloads) > maxPeerDownloads {
-		return fmt.Errorf("%d downloads: over the bound (%d)", len(d.Downloads), maxPeerDownloads)
-	}
-	for i, dl := range d.Downloads {
-		if !hexSHA256.MatchString(dl.SHA256) || net.ParseIP(dl.Addr) == nil {
-			return fmt.Errorf("download %d malformed", i)
-		}
+		d.Downloads = d.Downloads[len(d.Downloads)-maxPeerDownloads:]
 	}
 	n := 0
 	for _, byPlugin := range d.Refusals {
@@ -222,6 +223,8 @@ func (cp *ControlPlane) mergePeers() {
 		if v.doc == nil {
 			continue
 		}
+		// Recorded as served now, not at the peer's time: a re-push sent
+		// in between does not count it, which only delays a refusal.
 		for _, dl := range cp.downloads.fresh(v.doc.Instance, v.doc.Downloads, now) {
 			cp.server.ModuleServed(dl.SHA256, dl.Addr)
 		}

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -42,9 +43,11 @@ type downloadShare struct {
 	taken  map[takenKey]time.Time
 }
 
+// takenKey is one download of one peer process; its time is kept as an
+// instant (UnixNano), not a time.Time, whose location differs per decoding.
 type takenKey struct {
-	instance string // the peer process
-	download sharedDownload
+	instance, sha, addr string
+	at                  int64
 }
 
 // add records a download the module server finished sending to remote
@@ -54,9 +57,12 @@ func (d *downloadShare) add(sha, remote string, now time.Time) {
 	if err != nil {
 		host = remote
 	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.WithZone("").String() // peers parse it with net.ParseIP
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.served = append(d.served, sharedDownload{SHA256: sha, Addr: host, At: now})
+	d.served = append(d.served, sharedDownload{SHA256: sha, Addr: host, At: now.UTC()})
 	d.expireLocked(now)
 }
 
@@ -96,7 +102,7 @@ func (d *downloadShare) fresh(instance string, downloads []sharedDownload, now t
 	}
 	var out []sharedDownload
 	for _, dl := range downloads {
-		k := takenKey{instance: instance, download: dl}
+		k := takenKey{instance: instance, sha: dl.SHA256, addr: dl.Addr, at: dl.At.UnixNano()}
 		if _, ok := d.taken[k]; ok {
 			continue
 		}

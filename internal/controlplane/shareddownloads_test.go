@@ -116,6 +116,15 @@ func TestDownloadShareListsServedDownloadsOnce(t *testing.T) {
 	if f := d.fresh("peer-2", peer, t0.Add(time.Second)); len(f) != 1 {
 		t.Errorf("another peer's download: %+v, want it", f)
 	}
+	// The same instant decoded in another location is the same download.
+	again := []sharedDownload{{SHA256: sha, Addr: "10.0.0.9", At: t0.In(time.FixedZone("+0530", 5*3600+1800))}}
+	if f := d.fresh("peer-1", again, t0.Add(time.Second)); len(f) != 0 {
+		t.Errorf("the same download in another time zone: %+v, want nothing", f)
+	}
+	d.add(sha, "[fe80::1%eth0]:5000", t0.Add(2*time.Second))
+	if got := d.recent(t0.Add(2 * time.Second)); got[len(got)-1].Addr != "fe80::1" {
+		t.Errorf("a link-local download listed as %q, want its address without the zone", got[len(got)-1].Addr)
+	}
 	for _, dl := range d.recent(t0.Add(sharedDownloadWindow)) {
 		if dl.Addr == "10.0.0.9" {
 			t.Errorf("a download taken from a peer is listed for peers: %+v", dl)
@@ -126,5 +135,19 @@ func TestDownloadShareListsServedDownloadsOnce(t *testing.T) {
 	}
 	if got := d.recent(t0.Add(2 * time.Second)); len(got) != maxPeerDownloads {
 		t.Errorf("%d downloads listed, want the newest %d", len(got), maxPeerDownloads)
+	}
+}
+
+// A peer's download that does not parse is dropped; the rest of its state
+// (here a halt) still counts.
+func TestPeerDocKeepsItsStatePastABadDownload(t *testing.T) {
+	doc := peerDoc{ID: "b", Instance: "i", Halts: []sharedHalt{{Plugin: "p", SHA256: strings.Repeat("a", 64)}},
+		Downloads: []sharedDownload{{SHA256: strings.Repeat("a", 64), Addr: "fe80::1%eth0"},
+			{SHA256: "nothex", Addr: "10.0.0.1"}, {SHA256: strings.Repeat("b", 64), Addr: "10.0.0.2"}}}
+	if err := doc.validate(); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	if len(doc.Halts) != 1 || len(doc.Downloads) != 1 || doc.Downloads[0].Addr != "10.0.0.2" {
+		t.Errorf("after validate: halts %+v, downloads %+v; want the halt and the one good download", doc.Halts, doc.Downloads)
 	}
 }

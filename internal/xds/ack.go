@@ -29,9 +29,12 @@ func (s *Server) ecdsAck(nodeID string, a *ack) {
 				first = map[string]bool{}
 			}
 			g.unconfirmed[name] = e.sha
-			// A download through a proxy may be this node's: confirming
-			// a node that is still downloading costs a cache-miss NACK.
-			if dl := s.downloads.before(e.sha, ip, s.clock.Now(), s.deliveries.nodeAddr); dl.byNode || dl.proxied {
+			// A download through a proxy since the node was sent the
+			// module may be this node's: a node confirmed while still
+			// fetching NACKs the confirmation as a cache miss, and is not
+			// refused for it (see deliveries.nacked).
+			now := s.clock.Now()
+			if dl := s.downloads.before(e.sha, ip, s.deliveries.sentAt(nodeID, name, e.sha), now); dl.byNode || dl.proxied {
 				g.warmed[name] = e.sha
 				first[name] = true
 				confirm = append(confirm, name)
@@ -74,6 +77,6 @@ func (s *Server) ecdsSent(nodeID, group, version string) {
 	}
 	s.mu.Unlock()
 	if entries != nil {
-		s.deliveries.sent(nodeID, entries, refused)
+		s.deliveries.sent(nodeID, entries, refused, s.clock.Now())
 	}
 }

@@ -49,11 +49,11 @@ const (
 	downloadSettle  = 150 * time.Millisecond
 	repushBaseDelay = 100 * time.Millisecond
 	repushMaxDelay  = 5 * time.Second
-	maxExpectedMiss = 8 // NACKs of one module before it counts as failed
+	maxExpectedMiss = 8 // NACKs of one module before it counts as failed (and loadGiveUp since the first)
 	// failAfterDownload NACKs of re-pushes sent after the node downloaded
 	// the module make it failed.
 	failAfterDownload = 3
-	loadGiveUp        = 15 * time.Second // with no complete download seen
+	loadGiveUp        = 15 * time.Second // at least, before a node not seen downloading from its own address is refused
 	downloadsForget   = 10 * time.Minute
 	versionsRecorded  = 8 // ECDS versions per group remembered for (N)ACK attribution
 )
@@ -90,6 +90,9 @@ type pluginDelivery struct {
 	// module not confirmed by that ACK (see confirm.go), "" once an ACK
 	// confirmed it.
 	firstIn string
+	// sentAt is when the node was first sent this module: a download
+	// through a proxy before it was someone else's.
+	sentAt time.Time
 }
 
 // deliveries follows every node's plugins.
@@ -105,6 +108,17 @@ type deliveries struct {
 func newDeliveries() *deliveries {
 	return &deliveries{nodes: map[string]map[string]*pluginDelivery{}, addrs: map[string]string{},
 		atAddr: map[string]int{}}
+}
+
+// sentAt is when node was first sent plugin name's module sha; zero if it
+// was not.
+func (d *deliveries) sentAt(node, name, sha string) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p := d.nodes[node][name]; p != nil && p.SHA256 == sha {
+		return p.sentAt
+	}
+	return time.Time{}
 }
 
 func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
@@ -127,7 +141,7 @@ func (d *deliveries) plugin(node, name, sha string) *pluginDelivery {
 // no longer has. A module the node refused stays failed while it is
 // refused: the node is sent the last good config instead, or a stand-in
 // (no module) when there is none.
-func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map[string]map[string]bool) {
+func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map[string]map[string]bool, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for name := range d.nodes[node] {
@@ -137,7 +151,9 @@ func (d *deliveries) sent(node string, entries map[string]ecdsEntry, refused map
 	}
 	for name, e := range entries {
 		if e.sha != "" && !d.stillRefused(node, name, refused) {
-			d.plugin(node, name, e.sha)
+			if p := d.plugin(node, name, e.sha); p.sentAt.IsZero() {
+				p.sentAt = now
+			}
 		}
 	}
 }
@@ -237,11 +253,15 @@ func (d *deliveries) nacked(node, name, sha, detail string, downloaded, anyDownl
 		p.afterDownload++
 		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy downloaded module %s but did not create its VM: "+
 			"the module failed to load or its VM refused to start (Envoy: %s)", shortDigest(sha), detail)}
+	case now.Sub(p.firstMiss) <= loadGiveUp:
+		// Not seen downloading from its own address: the node may still
+		// be fetching (through a proxy, whose downloads bring re-pushes
+		// forward), so it is not refused before loadGiveUp.
 	case p.misses >= maxExpectedMiss && anyDownload:
 		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy did not create module %s's VM after %d attempts in %s, "+
 			"though the module was served: the module failed to load, its VM refused to start, or the download did not "+
 			"reach the node or verify (Envoy: %s)", shortDigest(sha), p.misses, now.Sub(p.firstMiss).Round(time.Millisecond), detail)}
-	case p.misses >= maxExpectedMiss || (!anyDownload && now.Sub(p.firstMiss) > loadGiveUp):
+	case p.misses >= maxExpectedMiss || !anyDownload:
 		v = nackVerdict{misses: p.misses, reason: fmt.Sprintf("Envoy did not load module %s after %d attempts in %s: "+
 			"the download failed or did not verify (Envoy: %s)", shortDigest(sha), p.misses,
 			now.Sub(p.firstMiss).Round(time.Millisecond), detail)}
@@ -315,7 +335,7 @@ func (d *deliveries) unaddrLocked(ip string) {
 // nodeAddr reports whether a node's ADS connection comes from ip. A
 // module download from any other address came through a proxy (an L7
 // load balancer in front of the module server, say), and may be any
-// node's: it counts for every node (see downloads.before, ModuleServed).
+// node's (see ModuleServed).
 func (d *deliveries) nodeAddr(ip string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -338,17 +358,29 @@ func (d *deliveries) forget(node string) {
 	}
 }
 
-// downloads records when each module was last served whole, per client IP.
+// downloads records when each module was last served whole, per client IP,
+// and when last through a proxy (to an address no node connected from).
 type downloads struct {
-	mu   sync.Mutex
-	done map[string]map[string]time.Time // sha256 → client IP → last complete download
+	mu      sync.Mutex
+	done    map[string]map[string]time.Time // sha256 → client IP → last complete download
+	proxied map[string]time.Time            // sha256 → last complete download through a proxy
 }
 
-func (d *downloads) record(sha, ip string, at time.Time) {
+// record notes a download of sha to ip; proxied: no node connects from ip.
+func (d *downloads) record(sha, ip string, at time.Time, proxied bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done == nil {
 		d.done = map[string]map[string]time.Time{}
+		d.proxied = map[string]time.Time{}
+	}
+	for s, t := range d.proxied {
+		if at.Sub(t) > downloadsForget {
+			delete(d.proxied, s)
+		}
+	}
+	if proxied {
+		d.proxied[sha] = at
 	}
 	for s, byIP := range d.done {
 		for k, t := range byIP {
@@ -366,33 +398,30 @@ func (d *downloads) record(sha, ip string, at time.Time) {
 	d.done[sha][ip] = at
 }
 
-// seen is what the module server saw of one module before some time.
+// seen is what the module server saw of one module.
 type seen struct {
-	byNode  bool // served whole to the node's address (to anyone, when it is unknown)
-	proxied bool // served whole to an address no node connects from: a proxy, for any node
+	byNode  bool // served whole to the node's address (to anyone, when it is unknown) before the time asked
+	proxied bool // served whole through a proxy, for any node, within the times asked
 	anyone  bool // served whole to anyone, whenever
 }
 
-// before reports what was seen of sha before t, for a node at ip;
-// nodeAddr tells nodes' addresses from proxies'.
-func (d *downloads) before(sha, ip string, t time.Time, nodeAddr func(string) bool) seen {
+// before reports what was seen of sha for a node at ip: served to ip
+// before to, or through a proxy between from and to.
+func (d *downloads) before(sha, ip string, from, to time.Time) seen {
 	d.mu.Lock()
-	var to []string
+	defer d.mu.Unlock()
 	var s seen
-	for k, at := range d.done[sha] {
-		s.anyone = true
-		if at.Before(t) {
-			to = append(to, k)
+	byIP := d.done[sha]
+	s.anyone = len(byIP) > 0
+	if ip == "" {
+		for _, at := range byIP {
+			s.byNode = s.byNode || at.Before(to)
 		}
+	} else if at, ok := byIP[ip]; ok && at.Before(to) {
+		s.byNode = true
 	}
-	d.mu.Unlock()
-	for _, k := range to {
-		switch {
-		case ip == "" || k == ip:
-			s.byNode = true
-		case !nodeAddr(k):
-			s.proxied = true
-		}
+	if at, ok := d.proxied[sha]; ok && !at.Before(from) && at.Before(to) {
+		s.proxied = true
 	}
 	return s
 }

@@ -21,7 +21,7 @@ func TestPluginDeliveryPhases(t *testing.T) {
 		state string
 	}
 	sent := func(sha string) func(*deliveries) {
-		return func(d *deliveries) { d.sent(node, entries(sha, false), nil) }
+		return func(d *deliveries) { d.sent(node, entries(sha, false), nil, time.Time{}) }
 	}
 	ackRuns := func(sha string) func(*deliveries) {
 		return func(d *deliveries) { d.acked(node, group, entries(sha, false), nil, nil) }

@@ -36,7 +36,7 @@ func (s *Server) ecdsNack(nodeID, group string, nack *Nack) bool {
 	// Only a download from the node's own address makes its NACKs a
 	// refusal: one through a proxy may be another node's, and this one may
 	// still be fetching the module.
-	dl := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed, s.deliveries.nodeAddr)
+	dl := s.downloads.before(e.sha, s.deliveries.addr(nodeID), repushed, repushed)
 	v := s.deliveries.nacked(nodeID, plugin, e.sha, nack.Error, dl.byNode && !repushed.IsZero(), dl.anyone, confirm, s.clock.Now())
 	k := repushKey{group: group, plugin: plugin}
 	if v.expected {

@@ -14,10 +14,11 @@ func (s *Server) ModuleServed(sha256, remote string) {
 	if err != nil {
 		host = remote
 	}
-	s.downloads.record(sha256, host, s.clock.Now())
+	proxied := !s.deliveries.nodeAddr(host)
+	s.downloads.record(sha256, host, s.clock.Now(), proxied)
 	s.repush.served(sha256)
-	if !s.deliveries.nodeAddr(host) {
-		host = "" // through a proxy: any node's
+	if proxied {
+		host = "" // any node's
 	}
 	s.confirmDownloaded(sha256, host)
 }
