@@ -192,6 +192,12 @@ type StormResult struct {
 	// client did not hold.
 	Responses, Changed int64
 	Missing            int
+	// CPU time over the fleet's first connection and over its return (to
+	// the last client re-subscribed): of the server that held it, then of
+	// the one it came back to (the restarted process, or the replica), and
+	// of the load generator (this process). Zero when /proc could not say.
+	ConnectCPU, ReturnCPU                   time.Duration
+	GeneratorConnectCPU, GeneratorReturnCPU time.Duration
 }
 
 // RunStorm connects a fleet to `wasmxds serve`, kills it with SIGKILL and
@@ -224,12 +230,19 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 		survivor, opts.Fleet.ResumeAddrs = b, []string{a.Addr(), b.Addr()}
 	}
 	connect := time.Now()
+	gen0, srv0 := cpuOrZero(os.Getpid()), cpuOrZero(a.PID())
 	fleet, err := StartFleet(ctx, opts.Fleet)
 	if err != nil {
 		return res, fmt.Errorf("connect %d clients: %w", opts.Fleet.Clients, err)
 	}
 	res.Connect = time.Since(connect)
+	gen1 := cpuOrZero(os.Getpid())
+	res.ConnectCPU, res.GeneratorConnectCPU = cpuOrZero(a.PID())-srv0, gen1-gen0
 	defer fleet.Close()
+	var survivor0 time.Duration // the restarted process starts from zero
+	if opts.Failover {
+		survivor0 = cpuOrZero(survivor.PID())
+	}
 	storm := fleet.BeginStorm()
 	a.Kill()
 	if !opts.Failover {
@@ -239,6 +252,7 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 		res.ServerUp = time.Since(storm.start)
 	}
 	res.Delays, err = storm.Wait(ctx)
+	res.ReturnCPU, res.GeneratorReturnCPU = cpuOrZero(survivor.PID())-survivor0, cpuOrZero(os.Getpid())-gen1
 	res.Missing = res.Clients - len(res.Delays)
 	res.Responses, res.Changed = storm.responses.Load(), storm.changed.Load()
 	if err != nil {
@@ -283,4 +297,13 @@ func (w *WasmxdsProc) connected(n int) error {
 		return fmt.Errorf("%v of %d nodes connected", got, n)
 	}
 	return nil
+}
+
+// cpuOrZero is CPUTime, zero when /proc cannot say.
+func cpuOrZero(pid int) time.Duration {
+	d, err := CPUTime(pid)
+	if err != nil {
+		return 0
+	}
+	return d
 }

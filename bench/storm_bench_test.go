@@ -25,7 +25,8 @@ func BenchmarkRestartStorm(b *testing.B) {
 		Title: fmt.Sprintf("Restart storm: server killed (SIGKILL) → every client re-subscribed (%s delivery, %d label groups, half SotW / half delta)",
 			delivery, groups),
 		Header: []string{"scenario", "clients", "connect all", "server ready", "p50", "p99", "all re-subscribed",
-			"re-subscribed / connect", "server sees all", "responses", "changed versions"},
+			"re-subscribed / connect", "server sees all", "responses", "changed versions",
+			"server CPU: connect / return", "load generator CPU: connect / return"},
 	}
 	for _, n := range sizes {
 		for _, failover := range []bool{false, true} {
@@ -51,6 +52,7 @@ func BenchmarkRestartStorm(b *testing.B) {
 		"Each client reconnects as Envoy does: a random wait up to 500 ms before the first attempt, the bound doubling with each failed one up to 30 s (full jitter). A SotW client is re-subscribed once every type is answered on its new stream (same-version answers are expected: a new stream has not been told anything yet); a delta client once its stream is open with its resource versions, to which a server with the same configuration answers nothing.",
 		"connect all: the fleet's first connection, every client holding its configuration; re-subscribed / connect compares the return after the kill with it.",
 		"changed versions: responses on the resumed streams carrying a version (SotW) or any resource (delta) the client did not hold; target 0.",
+		"CPU (from /proc/<pid>/stat): over the first connection, of the server that held the fleet; over the return, of the one it came back to (restart: the new process, from its start); and of the load generator, both times.",
 		"The load generator runs in the same 2 cores as the server.")
 	report.Add(sec)
 }
@@ -65,7 +67,8 @@ func stormRow(r StormResult) []string {
 		ratio = fmt.Sprintf("%.2f×", float64(Percentile(r.Delays, 1))/float64(r.Connect))
 	}
 	return []string{r.Scenario, fmt.Sprint(r.Clients), Ms(r.Connect), up, Ms(Percentile(r.Delays, 0.5)), Ms(Percentile(r.Delays, 0.99)),
-		Ms(Percentile(r.Delays, 1)), ratio, Ms(r.AllSeen), fmt.Sprint(r.Responses), fmt.Sprint(r.Changed)}
+		Ms(Percentile(r.Delays, 1)), ratio, Ms(r.AllSeen), fmt.Sprint(r.Responses), fmt.Sprint(r.Changed),
+		Ms(r.ConnectCPU) + " / " + Ms(r.ReturnCPU), Ms(r.GeneratorConnectCPU) + " / " + Ms(r.GeneratorReturnCPU)}
 }
 
 // TestRestartStormSmoke: a small mixed fleet gets its server killed, once
