@@ -44,6 +44,13 @@ func (c *Client) resume(broke error) bool {
 	if r == nil || c.closed.Load() {
 		return false
 	}
+	// The broken connection is let go at once, as Envoy does: left open
+	// through the wait, it would reconnect on its own to a server that
+	// comes back, beside the connection made below.
+	c.connMu.Lock()
+	broken := c.conn
+	c.connMu.Unlock()
+	_ = broken.Close()
 	addrs := r.Addrs
 	if len(addrs) == 0 {
 		addrs = []string{c.addr}
@@ -81,6 +88,11 @@ func (c *Client) reopen(addr string) error {
 	c.connMu.Unlock()
 	_ = old.Close()
 	if err := c.openStream(); err != nil {
+		// A connection that failed keeps reconnecting on its own until
+		// closed: left open until the next attempt, it would connect
+		// once the server is back, beside the connection that attempt
+		// makes. Envoy holds one connection to its control plane.
+		_ = conn.Close()
 		return err
 	}
 	for i, req := range c.resumeRequests() {
