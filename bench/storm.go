@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,7 +31,14 @@ type Storm struct {
 	responses atomic.Int64 // responses on resumed streams
 	changed   atomic.Int64 // of which carried a version the client did not hold
 	all       chan struct{}
+
+	// Clients that resumed again after their first resumption: the stream
+	// they opened broke, and why (at most maxAgainReasons reasons kept).
+	againMu sync.Mutex
+	again   map[string]int
 }
+
+const maxAgainReasons = 8
 
 type stormClient struct {
 	delta   bool
@@ -68,12 +76,15 @@ func (f *Fleet) BeginStorm() *Storm {
 
 // resumed is client i's Resume.OnResumed.
 func (f *Fleet) resumed(i int) func(*xdstest.Client, error) {
-	return func(*xdstest.Client, error) {
+	return func(_ *xdstest.Client, broke error) {
 		s := f.storm.Load()
 		if s == nil {
 			return
 		}
 		sc := &s.clients[i]
+		if sc.resumed {
+			s.resumedAgain(broke)
+		}
 		sc.resumed = true
 		if sc.delta {
 			// A delta stream reports each resource's version; a server
@@ -86,6 +97,21 @@ func (f *Fleet) resumed(i int) func(*xdstest.Client, error) {
 			sc.waiting[typeURL] = true
 		}
 	}
+}
+
+// resumedAgain counts a client whose resumed stream broke and was opened
+// once more, by what broke it.
+func (s *Storm) resumedAgain(broke error) {
+	s.againMu.Lock()
+	defer s.againMu.Unlock()
+	if s.again == nil {
+		s.again = map[string]int{}
+	}
+	reason := fmt.Sprint(broke)
+	if _, ok := s.again[reason]; !ok && len(s.again) >= maxAgainReasons {
+		reason = "other"
+	}
+	s.again[reason]++
 }
 
 // observe counts a response on a resumed stream, and whether it changed
@@ -192,6 +218,9 @@ type StormResult struct {
 	// client did not hold.
 	Responses, Changed int64
 	Missing            int
+	// ResumedAgain counts, by what broke it, each resumed stream that broke
+	// and was opened again by the time every client was seen.
+	ResumedAgain map[string]int
 	// CPU time over the fleet's first connection and over its return (to
 	// the last client re-subscribed): of the server that held it, then of
 	// the one it came back to (the restarted process, or the replica), and
@@ -262,6 +291,9 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 		return survivor.connected(res.Clients)
 	})
 	res.AllSeen = time.Since(storm.start)
+	storm.againMu.Lock()
+	res.ResumedAgain = maps.Clone(storm.again)
+	storm.againMu.Unlock()
 	return res, err
 }
 
