@@ -164,10 +164,7 @@ func haltedBy(s *server, plugin, node, replica string) func() error {
 func TestReplicasActAsOne(t *testing.T) {
 	requireFull(t)
 	t.Parallel()
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Fatalf("haproxy not found (run `make deps`, or apt-get install haproxy): %v", err)
-	}
+	haproxy := lookHAProxy(t)
 	mods := smallSwapModules(t, "filters/peers", 1)
 	const failStart = "filters/peers:fail-start"
 	if _, err := shared.registry.pushWasmxds(nil, filterPath("fail-on-header"), failStart); err != nil {

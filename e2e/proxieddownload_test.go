@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -111,13 +110,4 @@ func TestFirstModuleConfirmedThroughAnotherReplica(t *testing.T) {
 	f.srv = replicas[0]
 	f.envoy = startEnvoy(t, f.srv, app+"-node", map[string]string{"app": app})
 	firstModuleConfirmed(t, f, "filters/first-vm-start-fails-replica:v1", "http://"+lb+"/", proxiedFailWithin)
-}
-
-func lookHAProxy(t *testing.T) string {
-	t.Helper()
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Fatalf("haproxy not found (run `make deps`, or apt-get install haproxy): %v", err)
-	}
-	return haproxy
 }

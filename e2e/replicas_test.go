@@ -33,10 +33,7 @@ const resubscribeGoal = 5 * time.Second
 func TestReplicasFailover(t *testing.T) {
 	requireFull(t)
 	t.Parallel()
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Fatalf("haproxy not found (run `make deps`, or apt-get install haproxy): %v", err)
-	}
+	haproxy := lookHAProxy(t)
 	f := newReplicaFleet(t, haproxy, 3, []string{"rep-a", "rep-b"})
 	p := plugin{name: "rep", url: oci(refAddHeader), config: addHeader("x-rep", "one")}
 	f.writeSpec(p.spec())
@@ -429,6 +426,16 @@ backend modules
 `))
 
 type lbReplica struct{ XDS, HTTP, AdminHost, AdminPort string }
+
+// lookHAProxy finds HAProxy, failing the test when it is not installed.
+func lookHAProxy(t *testing.T) string {
+	t.Helper()
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy not found (run `make deps`, or apt-get install haproxy): %v", err)
+	}
+	return haproxy
+}
 
 func startHAProxy(t *testing.T, bin, xdsAddr, httpAddr string, replicas []*server) *haproxyLB {
 	t.Helper()

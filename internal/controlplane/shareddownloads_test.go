@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/wasmxds/wasmxds/internal/xds"
 )
 
@@ -24,8 +22,7 @@ import (
 func TestPeersShareModuleDownloads(t *testing.T) {
 	rs := newReplicaSet(t)
 	addrA, addrB := freeAddr(t), freeAddr(t)
-	regA := prometheus.NewRegistry()
-	a := rs.start(t, "a", addrA, Options{Registry: regA}, addrB)
+	a := rs.start(t, "a", addrA, Options{}, addrB)
 	b := rs.start(t, "b", addrB, Options{}, addrA)
 	_, other := chosenAndNot(t, "canary", 50)
 	dialEnvoy(t, a.XDSAddr(), other, map[string]string{"app": "web"}, nil)
@@ -38,7 +35,7 @@ func TestPeersShareModuleDownloads(t *testing.T) {
 	waitUntil(t, "the node on a runs its first module, no download seen", func() bool {
 		return pluginOn(a, other, "canary").SHA256 == v1 && pluginOn(a, other, "canary").State == xds.PluginRunning
 	})
-	if c := confirmations(t, regA); c != 0 {
+	if c := confirmations(t, a); c != 0 {
 		t.Fatalf("a sent %v confirmations before any download", c)
 	}
 
@@ -52,11 +49,18 @@ func TestPeersShareModuleDownloads(t *testing.T) {
 		t.Fatalf("download from b: %s", resp.Status)
 	}
 	waitUntil(t, "a confirms the module downloaded from b", func() bool {
-		return confirmations(t, regA) >= 1
+		return confirmations(t, a) >= 1
 	})
 	waitUntil(t, "the node on a runs the confirmed module", func() bool {
 		return pluginOn(a, other, "canary").State == xds.PluginRunning
 	})
+}
+
+// confirmations is wasmxds_xds_module_confirmations_total of cp.
+func confirmations(t *testing.T, cp *ControlPlane) float64 {
+	t.Helper()
+	v, _ := gathered(t, cp, "wasmxds_xds_module_confirmations_total", map[string]string{})
+	return v
 }
 
 // pluginOn is plugin's state on node, as cp's xDS server reports it.
@@ -72,22 +76,6 @@ func pluginOn(cp *ControlPlane, node, plugin string) xds.PluginStatus {
 		}
 	}
 	return xds.PluginStatus{}
-}
-
-// confirmations is wasmxds_xds_module_confirmations_total in reg.
-func confirmations(t *testing.T, reg *prometheus.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "wasmxds_xds_module_confirmations_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("no wasmxds_xds_module_confirmations_total")
-	return 0
 }
 
 // A replica lists the downloads it served within the window, newest kept

@@ -238,7 +238,7 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 		s.batch = append(s.batch, set)
 		return
 	}
-	s.setSnapshot(set, slog.LevelInfo)
+	s.setSnapshots([]pendingSet{set}, slog.LevelInfo)
 }
 
 // pendingSet is a built snapshot to be set in the delivery cache.
@@ -261,34 +261,27 @@ type pendingSet struct {
 func (s *Server) setBatch() {
 	batch := s.batch
 	s.batch = nil
-	if len(batch) == 0 {
-		return
-	}
-	s.cache.setAll(batch)
-	kept := s.keepUndropped(batch)
-	debug := s.log.Enabled(context.Background(), slog.LevelDebug)
-	for _, p := range kept {
-		if debug {
-			s.logSet(p, slog.LevelDebug)
-		}
-	}
-	if len(kept) > 0 {
-		s.log.Info("snapshots set", "groups", len(kept))
+	if set := s.setSnapshots(batch, slog.LevelDebug); set > 0 {
+		s.log.Info("snapshots set", "groups", set)
 	}
 }
 
-// setSnapshot sets a built snapshot in the delivery cache, which answers
-// the group's waiting watches, logs it at level and reports whether the
-// group is still there. The caller holds buildMu.
-func (s *Server) setSnapshot(set pendingSet, level slog.Level) bool {
-	s.cache.set(set.key, set.snap)
-	if len(s.keepUndropped([]pendingSet{set})) == 0 {
-		return false
+// setSnapshots sets built snapshots in the delivery cache, which answers
+// their groups' waiting watches, logs each at level and returns how many
+// groups are still there. The caller holds buildMu.
+func (s *Server) setSnapshots(sets []pendingSet, level slog.Level) int {
+	if len(sets) == 0 {
+		return 0
 	}
+	s.cache.setAll(sets)
+	kept := s.keepUndropped(sets)
 	if s.log.Enabled(context.Background(), level) {
-		s.logSet(set, level)
+		for _, p := range kept {
+			s.log.Log(context.Background(), level, "snapshot set", "group", p.key, "versions", versionAttrs(p.versions),
+				"problems", p.problems)
+		}
 	}
-	return true
+	return len(kept)
 }
 
 // keepUndropped returns the sets whose group is still there. A group
@@ -307,11 +300,6 @@ func (s *Server) keepUndropped(sets []pendingSet) []pendingSet {
 		kept = append(kept, p)
 	}
 	return kept
-}
-
-func (s *Server) logSet(set pendingSet, level slog.Level) {
-	s.log.Log(context.Background(), level, "snapshot set", "group", set.key, "versions", versionAttrs(set.versions),
-		"problems", set.problems)
 }
 
 func (s *Server) snapshotFailed(key, reason string, err error) {

@@ -56,7 +56,6 @@ var errUnrouted = errors.New("xds: request was not admitted on its stream")
 // tests wrap it to hold calls.
 type snapshotStore interface {
 	cache.Cache
-	set(group string, snap *servedSnapshot)
 	setAll(sets []pendingSet)
 	clear(group string)
 	direct(key streamKey, req any, r routing)
@@ -229,11 +228,7 @@ func (c *deliveryCache) entryLocked(group string) *cacheEntry {
 // set makes snap the group's snapshot and answers the watches it
 // satisfies, in the order ADS delivers types (clusters first).
 func (c *deliveryCache) set(group string, snap *servedSnapshot) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var o outbox
-	c.setLocked(&o, group, snap)
-	o.send()
+	c.setAll([]pendingSet{{key: group, snap: snap}})
 }
 
 // setAll sets the snapshots of many groups under one hold of the lock: a

@@ -9,6 +9,7 @@ import (
 	wasmfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/xdstest"
@@ -35,7 +36,12 @@ func deliveryInput(sha string) Input {
 // heldURL is the module URL of plugin p's config the fake Envoy accepted.
 func heldURL(t *testing.T, s xdstest.State) string {
 	t.Helper()
-	a := s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix + "p")
+	return wasmURL(s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix + "p"))
+}
+
+// wasmURL is the module URL of a Wasm extension config, "" for none or
+// another config (a stand-in).
+func wasmURL(a *anypb.Any) string {
 	ext := &corev3.TypedExtensionConfig{}
 	w := &wasmfilterv3.Wasm{}
 	if a == nil || a.UnmarshalTo(ext) != nil || ext.GetTypedConfig().UnmarshalTo(w) != nil {

@@ -30,25 +30,16 @@ type heldCache struct {
 	watched chan string   // the type of each watch opened
 }
 
-func (c *heldCache) set(group string, snap *servedSnapshot) {
-	c.hold(group)
-	c.snapshotStore.set(group, snap)
-}
-
 func (c *heldCache) setAll(sets []pendingSet) {
 	for _, p := range sets {
-		c.hold(p.key)
+		if p.key == c.group {
+			c.once.Do(func() {
+				c.setting <- struct{}{}
+				<-c.release
+			})
+		}
 	}
 	c.snapshotStore.setAll(sets)
-}
-
-func (c *heldCache) hold(group string) {
-	if group == c.group {
-		c.once.Do(func() {
-			c.setting <- struct{}{}
-			<-c.release
-		})
-	}
 }
 
 func (c *heldCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
