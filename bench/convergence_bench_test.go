@@ -79,6 +79,16 @@ func convergeOn(b *testing.B, name string, opts ConvergenceOptions, start func(*
 	b.Logf("%s %d clients: p50 %v p99 %v all %v connect %v rss idle %s connected %s after %s (%v)",
 		name, res.Clients, res.P50(), res.P99(), res.Max(), res.Connect.Round(time.Millisecond),
 		Bytes(res.RSSIdle), Bytes(res.RSSConnected), Bytes(res.RSSAfter), res.Settle.Round(time.Second))
+	for i, d := range res.RoundMax {
+		line := fmt.Sprintf("%s %d clients: change %d: all %v", name, res.Clients, i+1, d.Round(time.Millisecond))
+		if i < len(res.RoundCPU) {
+			line += fmt.Sprintf(", server CPU %v", res.RoundCPU[i].Round(time.Millisecond))
+		}
+		if i < len(res.GeneratorCPU) {
+			line += fmt.Sprintf(", load generator CPU %v", res.GeneratorCPU[i].Round(time.Millisecond))
+		}
+		b.Log(line)
+	}
 	return res
 }
 

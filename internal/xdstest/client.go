@@ -41,8 +41,9 @@ type Options struct {
 	Cluster string
 	// Labels become node.metadata.labels, as `wasmxds bootstrap` writes them.
 	Labels map[string]string
-	// DialOptions are appended to the defaults (plaintext credentials), so
-	// a later option such as TLS credentials wins.
+	// DialOptions are appended to the defaults (plaintext credentials and
+	// Envoy's HTTP/2 flow-control windows), so a later option such as TLS
+	// credentials wins.
 	DialOptions []grpc.DialOption
 	// NACK, when set, is asked about every response before it is applied:
 	// a non-nil error rejects it, with the error's text as error_detail.
@@ -124,9 +125,19 @@ func Dial(addr string, opts Options) (*Client, error) {
 	return c, nil
 }
 
+// envoyWindow is Envoy's default HTTP/2 flow-control window, for a stream
+// and for the connection (Http2ProtocolOptions initial_stream_window_size
+// and initial_connection_window_size, 256 MiB). The windows are fixed, as
+// Envoy's are: gRPC's client otherwise estimates the bandwidth, sending a
+// ping with a window update after each response, which costs the server a
+// read and a write per response that no Envoy asks of it.
+const envoyWindow = 256 << 20
+
 // dial makes a connection to addr; it connects lazily.
 func (c *Client) dial(addr string) (*grpc.ClientConn, error) {
-	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, c.opts.DialOptions...)
+	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStaticStreamWindowSize(envoyWindow), grpc.WithStaticConnWindowSize(envoyWindow)},
+		c.opts.DialOptions...)
 	conn, err := grpc.NewClient("passthrough:///"+addr, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("xdstest: dial %s: %w", addr, err)
