@@ -98,22 +98,27 @@ func (fc *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fc.nodes
 }
 
+// Collect counts without building the fleet's statuses: a scrape comes
+// every few seconds, and at 10,000 nodes the statuses are megabytes.
 func (fc *fleetCollector) Collect(ch chan<- prometheus.Metric) {
-	replicas, nodes := fc.cp.fleet(fc.cp.server.Status(), false, time.Now())
 	counts := map[string]int{PeerUp: 0, PeerFailing: 0, PeerUnreachable: 0}
-	for _, r := range replicas[1:] {
-		counts[r.State]++
+	live := map[string]struct{}{}
+	for _, id := range fc.cp.server.NodeIDs() {
+		live[id] = struct{}{}
+	}
+	for _, v := range fc.cp.peerViews(time.Now()) {
+		counts[v.state]++
+		if v.doc == nil || v.state == PeerUnreachable {
+			continue
+		}
+		for _, n := range v.doc.Nodes {
+			live[n.ID] = struct{}{}
+		}
 	}
 	for _, s := range []string{PeerUp, PeerFailing, PeerUnreachable} {
 		ch <- prometheus.MustNewConstMetric(fc.peers, prometheus.GaugeValue, float64(counts[s]), s)
 	}
-	live := 0
-	for _, n := range nodes {
-		if !n.Unreachable {
-			live++
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(fc.nodes, prometheus.GaugeValue, float64(live))
+	ch <- prometheus.MustNewConstMetric(fc.nodes, prometheus.GaugeValue, float64(len(live)))
 }
 
 // defaultReplicaID is the host name, or "wasmxds" without one.

@@ -22,9 +22,11 @@ const MaxNackDetail = 4 << 10
 
 // NodeStatus is what the server knows about one connected Envoy.
 type NodeStatus struct {
-	ID      string            `json:"id"`
-	Cluster string            `json:"cluster"`
-	Labels  map[string]string `json:"labels"`
+	ID      string `json:"id"`
+	Cluster string `json:"cluster"`
+	// Labels and IgnoredLabels are shared with the server's own record of
+	// the node: read them, never change them.
+	Labels map[string]string `json:"labels"`
 	// Identity is the node's client certificate identity, "" without one.
 	Identity string `json:"identity,omitempty"`
 	// IgnoredLabels are labels the node sent with a value that is not a
@@ -312,13 +314,22 @@ func (t *tracker) response(key streamKey, typeURL, nonce, version string) (strin
 
 // status returns every connected node, sorted by id, as copies.
 func (t *tracker) status() []NodeStatus {
+	out := t.copyNodes()
+	slices.SortFunc(out, func(a, b NodeStatus) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// copyNodes copies every node's status under the lock, which every
+// request of every stream takes: a node's labels are replaced as a whole
+// when it attaches, never changed in place, so they are shared; only what
+// requests and responses change is copied. Sorting is left to the caller,
+// outside the lock.
+func (t *tracker) copyNodes() []NodeStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]NodeStatus, 0, len(t.nodes))
-	for _, id := range slices.Sorted(maps.Keys(t.nodes)) {
-		st := *t.nodes[id]
-		st.Labels = maps.Clone(st.Labels)
-		st.IgnoredLabels = slices.Clone(st.IgnoredLabels)
+	for _, n := range t.nodes {
+		st := *n
 		st.Types = maps.Clone(st.Types)
 		if st.LastNack != nil {
 			nack := *st.LastNack
@@ -327,6 +338,13 @@ func (t *tracker) status() []NodeStatus {
 		out = append(out, st)
 	}
 	return out
+}
+
+// nodeIDs returns the ids of the connected nodes, in no particular order.
+func (t *tracker) nodeIDs() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Collect(maps.Keys(t.nodes))
 }
 
 // members returns the ids of the connected nodes of a group.
