@@ -89,10 +89,11 @@ func (s *Server) ensureGroup(key string) {
 	s.mu.Lock()
 	in := s.input
 	pending = s.groups[key] == g && g.versions == nil
-	if pending {
+	if pending && s.idleHeld {
 		// Before a group is added, those gone idle give back theirs: the
 		// snapshots kept stay one per group in use, however many label
-		// sets come and go between Updates.
+		// sets come and go between Updates. Only when one went idle since
+		// the last release: a fleet connecting adds thousands of groups.
 		s.releaseIdleLocked()
 	}
 	s.mu.Unlock()

@@ -129,9 +129,6 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 		return err
 	}
 	s.mu.Lock()
-	// Connections are a natural moment to forget label sets gone idle,
-	// since Update may not run for a long time when nothing changes.
-	s.dropIdleGroupsLocked(s.clock.Now())
 	g := s.groups[a.group]
 	if g == nil {
 		g = newGroup(a.labels, NodeBucket(a.nodeID))

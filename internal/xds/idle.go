@@ -12,11 +12,13 @@ import (
 // Idle group expiry.
 //
 // A group whose last node left keeps its bookkeeping for GroupIdleTimeout,
-// so that a node coming back finds what its group ran and refused. Update
-// and every new node drop the groups whose timeout passed (see
-// dropIdleGroupsLocked); the expiry timer drops them when nothing else
-// happens, so that every group of a fleet that left is gone once its
-// timeout passed.
+// so that a node coming back finds what its group ran and refused. The
+// expiry timer drops the groups whose timeout passed (see
+// dropIdleGroupsLocked), and so does Update, so that every group of a
+// fleet that left is gone once its timeout passed. A group going idle
+// beyond MaxIdleGroups drops the longest idle. Connecting nodes never scan
+// the groups: with rollout buckets there are thousands, and a fleet of
+// 10,000 nodes connecting at once paid for 10,000 scans.
 
 // idleExpiry runs the drop of idle groups when the first of them expires,
 // on the server's clock: one timer, set for the earliest expiry. Close
@@ -95,7 +97,11 @@ func (e *idleExpiry) close() {
 // expiry for it. The caller holds mu.
 func (s *Server) wentIdleLocked(g *group) {
 	g.idleSince = s.clock.Now()
+	s.idleHeld = true
 	s.idle.arm(s.idleExpiresAt(g.idleSince))
+	if len(s.groups) > s.maxIdle {
+		s.dropIdleGroupsLocked(g.idleSince) // perhaps one idle group too many
+	}
 }
 
 // idleExpiresAt is the first instant at which a group idle since then is
@@ -144,6 +150,7 @@ func (s *Server) releaseIdleLocked() {
 	if s.shared != nil {
 		s.shared.retain(inUse)
 	}
+	s.idleHeld = false
 }
 
 // activeGroupsLocked returns the keys of the groups with a connected node,

@@ -100,3 +100,34 @@ func TestDepartedFleetsGroupsExpire(t *testing.T) {
 		t.Errorf("groups dropped = %v, want %d", got, len(fleet))
 	}
 }
+
+// Beyond MaxIdleGroups, the group idle longest goes as soon as another
+// goes idle, before any timeout; the groups still in use stay whatever
+// their number.
+func TestIdleGroupsBeyondTheBoundGoLongestIdleFirst(t *testing.T) {
+	srv, addr, _ := startServer(t, ServerOptions{GroupIdleTimeout: time.Hour, MaxIdleGroups: 2})
+	clk := fakeClock(t, srv)
+	srv.Update(testInput(8080, DeliveryLDS))
+	var keys []string
+	var clients []*xdstest.Client
+	for i, app := range []string{"a", "b", "c", "d"} {
+		id := fmt.Sprintf("n-%d", i)
+		labels := map[string]string{"app": app}
+		keys = append(keys, nodeGroupKey(id, labels))
+		c := connectEnvoy(t, addr, id, labels, false)
+		c.Await(t, "config", xdstest.Complete)
+		clients = append(clients, c)
+	}
+	for i, c := range clients[:3] {
+		if i > 0 {
+			clk.Step(time.Second)
+		}
+		c.Close()
+		waitIdle(t, srv, keys[i])
+	}
+	left := groupsLeft(t, srv)
+	if len(left) != 3 || left[keys[0]] || !left[keys[1]] || !left[keys[2]] || !left[keys[3]] {
+		t.Errorf("after three of four nodes left, groups = %v, want the two idle last (%s, %s) and the one in use (%s)",
+			left, keys[1], keys[2], keys[3])
+	}
+}

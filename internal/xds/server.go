@@ -97,6 +97,11 @@ type Server struct {
 	// server resources that real specs cannot produce.
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
 
+	// idleHeld is set when a group went idle since releaseIdleLocked
+	// last ran: some group without nodes may still hold its snapshot.
+	// Under mu.
+	idleHeld bool
+
 	// authMu makes Reauthorize exclusive with the admission of new nodes
 	// (read-locked from Authorize until the node is attached).
 	authMu sync.RWMutex
