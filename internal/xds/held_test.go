@@ -50,6 +50,9 @@ func onReplicaA(t *testing.T, nodeID string, delta bool) (a, b *Server, c *xdste
 	c = xdstest.Start(t, addrA, xdstest.Options{NodeID: nodeID, Delta: delta,
 		Resume: &xdstest.Resume{Addrs: []string{addrA, addrB}, Backoff: 10 * time.Millisecond}})
 	c.Await(t, "module a from A", func(s xdstest.State) bool { return strings.Contains(heldURL(t, s), strings.Repeat("a", 64)) })
+	// Every type held too: a response still on its way would otherwise
+	// arrive after the test took what the node holds.
+	c.Await(t, "the whole configuration from A", xdstest.Complete)
 	return a, b, c
 }
 
