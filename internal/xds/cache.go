@@ -60,17 +60,15 @@ type snapshotStore interface {
 	clear(group string)
 	direct(key streamKey, req any, r routing)
 	streamClosed(key streamKey)
-	end(key streamKey, group string, err error)
 }
 
 // routing is what the request callback decided about a request: the group
 // whose snapshot answers it, the version the node reports holding for its
-// type, and for a NACK the version it rejected; direct adds its stream.
+// type, and for a NACK the version it rejected.
 type routing struct {
 	group    string
 	holds    string
 	rejected string
-	stream   streamKey
 }
 
 // nackMark is a stream's last NACK of a type: the version rejected and the
@@ -86,9 +84,6 @@ type deliveryCache struct {
 	routed   map[any]routing
 	byStream map[streamKey]map[string]any
 	nacks    map[streamKey]map[string]nackMark
-	// ended holds the streams the server ended (see endStream) until
-	// they close: no watch is created on them.
-	ended map[streamKey]error
 }
 
 // cacheEntry is one group's snapshot and the watches waiting on it.
@@ -99,11 +94,10 @@ type cacheEntry struct {
 }
 
 type sotwWatch struct {
-	stream streamKey
-	req    *discoverygrpc.DiscoveryRequest
-	sub    cache.Subscription
-	out    chan cache.Response
-	holds  string
+	req   *discoverygrpc.DiscoveryRequest
+	sub   cache.Subscription
+	out   chan cache.Response
+	holds string
 	// anyVersion: opened before the group had a snapshot, so it is
 	// answered by the first one whatever version the node reported.
 	anyVersion bool
@@ -111,11 +105,10 @@ type sotwWatch struct {
 }
 
 type deltaWatch struct {
-	stream streamKey
-	req    *discoverygrpc.DeltaDiscoveryRequest
-	sub    cache.Subscription
-	out    chan cache.DeltaResponse
-	seen   seenVersion
+	req  *discoverygrpc.DeltaDiscoveryRequest
+	sub  cache.Subscription
+	out  chan cache.DeltaResponse
+	seen seenVersion
 }
 
 // seenVersion is the version of its type a waiting watch was last held
@@ -145,7 +138,7 @@ func seenOf(st *servedType) seenVersion {
 
 func newDeliveryCache() *deliveryCache {
 	return &deliveryCache{groups: map[string]*cacheEntry{}, routed: map[any]routing{},
-		byStream: map[streamKey]map[string]any{}, nacks: map[streamKey]map[string]nackMark{}, ended: map[streamKey]error{}}
+		byStream: map[streamKey]map[string]any{}, nacks: map[streamKey]map[string]nackMark{}}
 }
 
 var _ cache.Cache = (*deliveryCache)(nil)
@@ -166,7 +159,6 @@ func (c *deliveryCache) direct(key streamKey, req any, r routing) {
 		delete(c.routed, prev)
 	}
 	last[typeURL] = req
-	r.stream = key
 	if sotw, ok := req.(*discoverygrpc.DiscoveryRequest); ok {
 		r.holds = c.rejectedLocked(key, typeURL, sotw.GetResponseNonce(), r)
 	}
@@ -204,7 +196,6 @@ func (c *deliveryCache) streamClosed(key streamKey) {
 	}
 	delete(c.byStream, key)
 	delete(c.nacks, key)
-	delete(c.ended, key)
 }
 
 func requestType(req any) string {
@@ -316,14 +307,11 @@ func (c *deliveryCache) CreateWatch(req *cache.Request, sub cache.Subscription, 
 	if !ok {
 		return nil, errUnrouted
 	}
-	if err := c.ended[r.stream]; err != nil {
-		return nil, err
-	}
 	if !served(req.GetTypeUrl()) {
 		return func() {}, nil // never answered: no watch to keep
 	}
 	e := c.entryLocked(r.group)
-	w := &sotwWatch{stream: r.stream, req: req, sub: sub, out: out, holds: r.holds, anyVersion: e.snap == nil}
+	w := &sotwWatch{req: req, sub: sub, out: out, holds: r.holds, anyVersion: e.snap == nil}
 	if e.snap != nil {
 		var o outbox
 		if answerSotW(&o, w, e.snap) {
@@ -344,10 +332,7 @@ func (c *deliveryCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subs
 	if !ok {
 		return nil, errUnrouted
 	}
-	if err := c.ended[r.stream]; err != nil {
-		return nil, err
-	}
-	w := &deltaWatch{stream: r.stream, req: req, sub: sub, out: out}
+	w := &deltaWatch{req: req, sub: sub, out: out}
 	var o outbox
 	if !served(req.GetTypeUrl()) {
 		answerDelta(&o, w, &servedSnapshot{}) // a wildcard's first request, empty

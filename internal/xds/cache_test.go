@@ -10,8 +10,6 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/stream/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -342,89 +340,5 @@ func TestCacheWatchesWaitUntilTheirTypeChanges(t *testing.T) {
 	}
 	if r := delta.answered(); r == nil || len(r.GetResources()) != 1 || r.GetResources()[0].GetName() != "b" {
 		t.Fatalf("delta cluster change: %v", r)
-	}
-}
-
-// A stream the server ends is handed the error through the watch it has
-// open, which then no snapshot answers; a stream whose request was routed
-// before and whose watch is created after (a request in flight) is refused
-// its watch; another stream of the group is not touched.
-func TestCacheEndsAStreamThroughItsWatch(t *testing.T) {
-	ended := status.Error(codes.PermissionDenied, "grant withdrawn")
-	for _, delta := range []bool{false, true} {
-		c := newDeliveryCache()
-		c.set("g", clustersSnapshot(t, "a"))
-		var key streamKey
-		var out func() (error, bool)
-		var other func() bool
-		if delta {
-			d, keep := newDeltaClient(t, c, 1), newDeltaClient(t, c, 2)
-			for _, cl := range []*deltaClient{d, keep} {
-				cl.request("g", "")
-				cl.answered()
-				cl.request("g", "1")
-			}
-			key = d.key
-			out = func() (error, bool) {
-				select {
-				case r := <-d.out:
-					_, err := r.GetDeltaDiscoveryResponse()
-					return err, true
-				default:
-					return nil, false
-				}
-			}
-			other = func() bool { return keep.answered() != nil }
-		} else {
-			s, keep := newSotwClient(t, c, 1), newSotwClient(t, c, 2)
-			for _, cl := range []*sotwClient{s, keep} {
-				cl.request("g", "", "")
-				v := cl.answered().GetVersionInfo()
-				cl.request("g", v, v)
-			}
-			key = s.key
-			out = func() (error, bool) {
-				select {
-				case r := <-s.out:
-					if r.GetRequest().GetTypeUrl() != "" {
-						t.Errorf("the end carries type %q: go-control-plane would drop it on a new request of that type", r.GetRequest().GetTypeUrl())
-					}
-					_, err := r.GetDiscoveryResponse()
-					return err, true
-				default:
-					return nil, false
-				}
-			}
-			other = func() bool { return keep.answered() != nil }
-		}
-		c.end(key, "g", ended)
-		if err, ok := out(); !ok || err != ended {
-			t.Errorf("delta=%v: ended stream handed (%v, %v), want the end's error", delta, err, ok)
-		}
-		c.set("g", clustersSnapshot(t, "a", "b"))
-		if _, ok := out(); ok {
-			t.Errorf("delta=%v: the ended stream's watch was answered after the end", delta)
-		}
-		if !other() {
-			t.Errorf("delta=%v: the group's other stream was not answered", delta)
-		}
-		// A request routed on the ended stream, its watch created after.
-		var err error
-		if delta {
-			req := &discoverygrpc.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: "2"}
-			c.direct(key, req, routing{group: "g"})
-			_, err = c.CreateDeltaWatch(req, stream.NewDeltaSubscription(nil, nil, nil, true), make(chan cache.DeltaResponse, 8))
-		} else {
-			req := &discoverygrpc.DiscoveryRequest{TypeUrl: resource.ClusterType}
-			c.direct(key, req, routing{group: "g"})
-			_, err = c.CreateWatch(req, stream.NewSotwSubscription(nil, true), make(chan cache.Response, 8))
-		}
-		if err != ended {
-			t.Errorf("delta=%v: a watch created on the ended stream: %v, want the end's error", delta, err)
-		}
-		c.streamClosed(key)
-		if len(c.ended) != 0 {
-			t.Errorf("delta=%v: the closed stream is still remembered as ended", delta)
-		}
 	}
 }

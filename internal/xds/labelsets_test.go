@@ -90,7 +90,7 @@ func TestIdleGroupsKeepNoSnapshot(t *testing.T) {
 	now := stay.State()
 	responses := now.Type(resource.ClusterType).Responses
 	for _, st := range srv.tracker.attachedStreams() {
-		srv.endStream(st, status.Error(codes.Unavailable, "test: stream broken"))
+		st.stream.revoke(status.Error(codes.Unavailable, "test: stream broken"))
 	}
 	waitFor(t, "the node gone", func() bool { return len(srv.Status()) == 0 })
 	srv.Update(testInput(8081, DeliveryLDS))

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/grpc"
 )
 
@@ -19,12 +17,10 @@ import (
 var errGrantWithdrawn = errors.New("grant withdrawn while connected")
 
 // revocable is a gRPC stream the server can end at any moment (see
-// Server.endStream): once revoked, SendMsg sends nothing and the RPC ends
-// with the revocation's status whatever the handler returns. What makes
-// the handler return at once is the delivery cache (deliveryCache.end):
-// go-control-plane's stream loop waits on its request channel and its
-// response channel, and a read blocked on the transport cannot be
-// interrupted, but the cache holds the stream's response channel.
+// Server.Reauthorize). Once revoked, SendMsg sends nothing and RecvMsg
+// returns at once, even when blocked on the transport: go-control-plane's
+// reader then closes its request channel, its handler returns and the RPC
+// ends with the revocation's status.
 type revocable struct {
 	grpc.ServerStream
 	ctx     context.Context
@@ -37,7 +33,8 @@ type revocableKey struct{}
 
 // revocableStreams is the stream interceptor that makes every ADS stream
 // revocable; the ADS callbacks find the stream in its context. Other
-// streams (Envoys' metrics reports) pass through.
+// streams (Envoys' metrics reports) pass through: a revocable stream costs
+// a goroutine per message received.
 func revocableStreams(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !adsMethod(info.FullMethod) {
 		return handler(srv, ss)
@@ -88,19 +85,29 @@ func (r *revocable) SendMsg(m any) error {
 	return r.ServerStream.SendMsg(m)
 }
 
-// RecvMsg receives into m; after revoke it returns the revocation's error
-// at once. A read already blocked on the transport ends with the RPC.
+// RecvMsg receives into m, returning as soon as the stream is revoked. The
+// transport read it leaves behind ends with the RPC, which follows at once:
+// the caller is the stream's reader, which stops on the error.
 func (r *revocable) RecvMsg(m any) error {
 	if err := r.revokedErr(); err != nil {
 		return err
 	}
-	return r.ServerStream.RecvMsg(m)
+	done := make(chan error, 1)
+	go func() { done <- r.ServerStream.RecvMsg(m) }()
+	select {
+	case err := <-done:
+		if rerr := r.revokedErr(); rerr != nil {
+			return rerr
+		}
+		return err
+	case <-r.revoked:
+		return r.err
+	}
 }
 
 // attachedStream is an attached stream as Reauthorize checks it.
 type attachedStream struct {
 	key      streamKey
-	group    string
 	identity string
 	node     *corev3.Node
 	stream   *revocable
@@ -131,7 +138,7 @@ func (s *Server) Reauthorize(check AuthorizeFunc) int {
 			s.log.Error("cannot end the stream of a refused node at once: the gRPC server lacks xds.GRPCServerOptions",
 				"node", a.node.GetId(), "identity", a.identity)
 		} else {
-			s.endStream(a, end)
+			a.stream.revoke(end)
 		}
 		revoked++
 	}
@@ -141,71 +148,4 @@ func (s *Server) Reauthorize(check AuthorizeFunc) int {
 // adsMethod reports whether a gRPC method is one of the ADS streams.
 func adsMethod(fullMethod string) bool {
 	return strings.HasPrefix(fullMethod, "/"+discoverygrpc.AggregatedDiscoveryService_ServiceDesc.ServiceName+"/")
-}
-
-// endStream ends an attached stream with err (a gRPC status error): from
-// its return on nothing more is sent on it, and its handler returns at
-// once (see deliveryCache.end).
-func (s *Server) endStream(a attachedStream, err error) {
-	a.stream.revoke(err)
-	s.cache.end(a.key, a.group, err)
-}
-
-// endedResponse is what the cache hands a stream it ends, through the
-// stream's response channel: go-control-plane's stream loop takes it as a
-// response, fails to build it and returns the error, which ends the RPC.
-type endedResponse struct{ err error }
-
-func (e endedResponse) GetDiscoveryResponse() (*discoverygrpc.DiscoveryResponse, error) {
-	return nil, e.err
-}
-func (e endedResponse) GetDeltaDiscoveryResponse() (*discoverygrpc.DeltaDiscoveryResponse, error) {
-	return nil, e.err
-}
-func (endedResponse) GetRequest() *discoverygrpc.DiscoveryRequest           { return nil }
-func (endedResponse) GetDeltaRequest() *discoverygrpc.DeltaDiscoveryRequest { return nil }
-func (endedResponse) GetVersion() (string, error)                           { return "", nil }
-func (endedResponse) GetSystemVersion() (string, error)                     { return "", nil }
-func (endedResponse) GetResponseVersion() string                            { return "" }
-func (endedResponse) GetReturnedResources() map[string]string               { return nil }
-func (endedResponse) GetNextVersionMap() map[string]string                  { return nil }
-func (endedResponse) GetContext() context.Context                           { return context.Background() }
-
-var (
-	_ cache.Response      = endedResponse{}
-	_ cache.DeltaResponse = endedResponse{}
-)
-
-// end makes the stream key, of group, return: its next watch is refused
-// with err, and a watch it has open now is taken from the group and handed
-// an endedResponse (its type's request is nil, so that go-control-plane's
-// state-of-the-world loop, which drops answers of the type a new request
-// asks for, never drops it). A stream with no watch open has a response
-// on its way, whose send fails, or sends a request next, which the request
-// callback refuses.
-func (c *deliveryCache) end(key streamKey, group string, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.ended[key] = err
-	e := c.groups[group]
-	if e == nil {
-		return
-	}
-	if i := slices.IndexFunc(e.sotw, func(w *sotwWatch) bool { return w.stream == key }); i >= 0 {
-		w := e.sotw[i]
-		e.sotw = slices.Delete(e.sotw, i, i+1)
-		select {
-		case w.out <- endedResponse{err}:
-		default: // full of answers, whose sends fail
-		}
-		return
-	}
-	if i := slices.IndexFunc(e.delta, func(w *deltaWatch) bool { return w.stream == key }); i >= 0 {
-		w := e.delta[i]
-		e.delta = slices.Delete(e.delta, i, i+1)
-		select {
-		case w.out <- endedResponse{err}:
-		default:
-		}
-	}
 }

@@ -169,11 +169,9 @@ func (s *fakeStream) RecvMsg(any) error {
 	return s.ctx.Err()
 }
 
-// Once revoked, a stream sends nothing, a RecvMsg returns the revocation
-// at once, and the RPC ends with the revocation's status whatever the
-// handler returns; a read left blocked on the transport ends with the RPC.
-// (What makes go-control-plane's handler return is the delivery cache:
-// see TestWithdrawnIdleNodeLosesItsStreamAtOnce.)
+// Once revoked, a stream sends nothing, a blocked RecvMsg returns at once
+// and the RPC ends with the revocation's status whatever the handler
+// returns; the read left behind ends with the RPC.
 func TestRevokedStreamSendsNothing(t *testing.T) {
 	verifyNoLeaks(t)
 	ctx, endRPC := context.WithCancel(context.Background())
@@ -181,16 +179,21 @@ func TestRevokedStreamSendsNothing(t *testing.T) {
 	inner := &fakeStream{ctx: ctx}
 	got := make(chan *revocable, 1)
 	revoked := make(chan struct{})
-	recvDone := make(chan error, 1)
-	var sendErr error
+	var sendErr, recvErr error
 	handler := func(_ any, ss grpc.ServerStream) error {
 		got <- revocableFrom(ss.Context())
+		recvDone := make(chan error, 1)
 		go func() { recvDone <- ss.RecvMsg(new(struct{})) }()
 		if err := ss.SendMsg("before"); err != nil {
 			return err
 		}
 		<-revoked
 		sendErr = ss.SendMsg("after")
+		select {
+		case recvErr = <-recvDone:
+		case <-time.After(10 * time.Second):
+			recvErr = errors.New("RecvMsg still blocked 10s after revoke")
+		}
 		return nil // as go-control-plane does when its request channel closes
 	}
 	done := make(chan error, 1)
@@ -210,6 +213,9 @@ func TestRevokedStreamSendsNothing(t *testing.T) {
 	if status.Code(sendErr) != codes.PermissionDenied {
 		t.Errorf("SendMsg after revoke = %v, want PermissionDenied", sendErr)
 	}
+	if status.Code(recvErr) != codes.PermissionDenied {
+		t.Errorf("RecvMsg blocked across revoke = %v, want PermissionDenied", recvErr)
+	}
 	if n := inner.sent.Load(); n != 1 {
 		t.Errorf("%d messages reached the transport, want 1 (the one before revoke)", n)
 	}
@@ -217,11 +223,6 @@ func TestRevokedStreamSendsNothing(t *testing.T) {
 		t.Errorf("RecvMsg after revoke = %v, want PermissionDenied", err)
 	}
 	endRPC()
-	select {
-	case <-recvDone:
-	case <-time.After(10 * time.Second):
-		t.Error("the read blocked on the transport did not end with the RPC")
-	}
 }
 
 // A node whose grant is withdrawn while its stream is idle (every response

@@ -236,7 +236,7 @@ func (t *tracker) attachedStreams() []attachedStream {
 	var out []attachedStream
 	for key, st := range t.streams {
 		if st.attached && !st.refused {
-			out = append(out, attachedStream{key: key, group: st.group, identity: st.identity, node: st.node, stream: st.stream})
+			out = append(out, attachedStream{key: key, identity: st.identity, node: st.node, stream: st.stream})
 		}
 	}
 	return out
