@@ -483,3 +483,48 @@ func TestPeerAnalysisHaltKeepsItsCause(t *testing.T) {
 		t.Errorf("a halt of unknown cause: %v, cause %q; want it kept as a refusal", err, doc.Halts[0].Cause)
 	}
 }
+
+// wasmxds_fleet_nodes counts each node of the fleet once: a node on this
+// replica and on a peer (it moved) once, and a node only a peer gone
+// unreachable reported not at all.
+func TestFleetNodesCountEachNodeOnce(t *testing.T) {
+	rs := newReplicaSet(t)
+	addrA, addrB := freeAddr(t), freeAddr(t)
+	optsA := Options{ConfigDir: rs.dir, CacheDir: filepath.Join(rs.root, "cache-a"), AdminListen: addrA, ReplicaID: "a",
+		Peers: []string{addrB}}
+	a := newTestCP(t, optsA)
+	ctx, stopA := context.WithCancel(context.Background())
+	doneA := make(chan error, 1)
+	go func() { doneA <- a.Run(ctx) }()
+	var stopOnce sync.Once
+	stop := func() {
+		stopOnce.Do(func() {
+			stopA()
+			if err := <-doneA; err != nil {
+				t.Errorf("a: Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	select {
+	case <-a.Watching():
+	case <-time.After(20 * time.Second):
+		t.Fatal("a did not read its config within 20s")
+	}
+	regB := prometheus.NewRegistry()
+	b := rs.start(t, "b", addrB, Options{Registry: regB, PeerUnreachable: 2 * time.Second}, addrA)
+	web := map[string]string{"app": "web"}
+	dialEnvoy(t, a.XDSAddr(), "moved", web, nil)
+	dialEnvoy(t, a.XDSAddr(), "only-on-a", web, nil)
+	dialEnvoy(t, b.XDSAddr(), "moved", web, nil)
+	waitUntil(t, "b to count the moved node once and a's other node", func() bool {
+		return len(b.Status().Nodes) == 2 && metricValue(t, regB, "wasmxds_fleet_nodes", "") == 2
+	})
+	stop()
+	waitUntil(t, "b to count only its own node once a is unreachable", func() bool {
+		return metricValue(t, regB, "wasmxds_peers", PeerUnreachable) == 1
+	})
+	if got := metricValue(t, regB, "wasmxds_fleet_nodes", ""); got != 1 {
+		t.Errorf("wasmxds_fleet_nodes = %v with a unreachable, want 1 (b's own node)", got)
+	}
+}

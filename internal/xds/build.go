@@ -223,6 +223,9 @@ func (s *Server) rebuild(key string, in Input, shared *buildCache) {
 		// Recorded before SetSnapshot, which may answer watches at once, so
 		// that a quick ACK already finds the version for convergence.
 		g.versions, g.setAt = versions, setTimes(old, oldSetAt, versions, start)
+		if g.nodes == 0 {
+			s.idleHeld = true // a re-push built a group its nodes left
+		}
 		g.recordECDS(versions[resource.ExtensionConfigType], b.ecds)
 	}
 	s.mu.Unlock()

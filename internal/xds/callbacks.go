@@ -130,6 +130,9 @@ func (s *Server) attach(key streamKey, node *corev3.Node) error {
 	}
 	s.mu.Lock()
 	g := s.groups[a.group]
+	if g != nil && g.nodes == 0 {
+		s.idleGroups-- // back in use
+	}
 	if g == nil {
 		g = newGroup(a.labels, NodeBucket(a.nodeID))
 		if a.identity == "" && a.ip != "" {

@@ -16,9 +16,10 @@ import (
 // expiry timer drops the groups whose timeout passed (see
 // dropIdleGroupsLocked), and so does Update, so that every group of a
 // fleet that left is gone once its timeout passed. A group going idle
-// beyond MaxIdleGroups drops the longest idle. Connecting nodes never scan
-// the groups: with rollout buckets there are thousands, and a fleet of
-// 10,000 nodes connecting at once paid for 10,000 scans.
+// beyond MaxIdleGroups drops the longest idle. Neither is looked for as
+// nodes connect or leave: with rollout buckets there are thousands of
+// groups, and a fleet of 10,000 nodes connecting at once paid for 10,000
+// scans of them.
 
 // idleExpiry runs the drop of idle groups when the first of them expires,
 // on the server's clock: one timer, set for the earliest expiry. Close
@@ -98,9 +99,10 @@ func (e *idleExpiry) close() {
 func (s *Server) wentIdleLocked(g *group) {
 	g.idleSince = s.clock.Now()
 	s.idleHeld = true
+	s.idleGroups++
 	s.idle.arm(s.idleExpiresAt(g.idleSince))
-	if len(s.groups) > s.maxIdle {
-		s.dropIdleGroupsLocked(g.idleSince) // perhaps one idle group too many
+	if s.idleGroups > s.maxIdle {
+		s.dropIdleGroupsLocked(g.idleSince) // one idle group too many
 	}
 }
 
@@ -193,6 +195,9 @@ func (s *Server) dropIdleGroupsLocked(now time.Time) {
 }
 
 func (s *Server) dropGroupLocked(key, why string) {
+	if g := s.groups[key]; g != nil && g.nodes == 0 {
+		s.idleGroups--
+	}
 	s.cache.clear(key)
 	delete(s.groups, key)
 	s.metrics.groupsDropped.Inc()

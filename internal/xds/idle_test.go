@@ -33,8 +33,15 @@ func groupsLeft(t *testing.T, srv *Server) map[string]bool {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	out := map[string]bool{}
-	for key := range srv.groups {
+	idle := 0
+	for key, g := range srv.groups {
 		out[key] = true
+		if g.nodes == 0 {
+			idle++
+		}
+	}
+	if srv.idleGroups != idle {
+		t.Errorf("the server counts %d idle groups, %d have no node", srv.idleGroups, idle)
 	}
 	return out
 }
@@ -103,7 +110,7 @@ func TestDepartedFleetsGroupsExpire(t *testing.T) {
 
 // Beyond MaxIdleGroups, the group idle longest goes as soon as another
 // goes idle, before any timeout; the groups still in use stay whatever
-// their number.
+// their number, and a group back in use no longer counts as idle.
 func TestIdleGroupsBeyondTheBoundGoLongestIdleFirst(t *testing.T) {
 	srv, addr, _ := startServer(t, ServerOptions{GroupIdleTimeout: time.Hour, MaxIdleGroups: 2})
 	clk := fakeClock(t, srv)
@@ -129,5 +136,15 @@ func TestIdleGroupsBeyondTheBoundGoLongestIdleFirst(t *testing.T) {
 	if len(left) != 3 || left[keys[0]] || !left[keys[1]] || !left[keys[2]] || !left[keys[3]] {
 		t.Errorf("after three of four nodes left, groups = %v, want the two idle last (%s, %s) and the one in use (%s)",
 			left, keys[1], keys[2], keys[3])
+	}
+	// The longest idle comes back; with three groups in use, more than
+	// the bound, the one idle group stays.
+	back := connectEnvoy(t, addr, "n-1", map[string]string{"app": "b"}, false)
+	back.Await(t, "config", xdstest.Complete)
+	more := connectEnvoy(t, addr, "n-4", map[string]string{"app": "e"}, false)
+	more.Await(t, "config", xdstest.Complete)
+	left = groupsLeft(t, srv)
+	if len(left) != 4 || !left[keys[1]] || !left[keys[2]] || !left[keys[3]] {
+		t.Errorf("with three groups in use and one idle, groups = %v, want %s, %s, %s and app=e's", left, keys[1], keys[2], keys[3])
 	}
 }

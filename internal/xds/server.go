@@ -97,10 +97,12 @@ type Server struct {
 	// server resources that real specs cannot produce.
 	translate func(in Input, labels map[string]string) (*Resources, []Problem)
 
-	// idleHeld is set when a group went idle since releaseIdleLocked
-	// last ran: some group without nodes may still hold its snapshot.
-	// Under mu.
-	idleHeld bool
+	// idleHeld is set when a group went idle, or a group without nodes
+	// was built, since releaseIdleLocked last ran: some group without
+	// nodes may hold its snapshot. idleGroups counts the groups without
+	// nodes. Both under mu.
+	idleHeld   bool
+	idleGroups int
 
 	// authMu makes Reauthorize exclusive with the admission of new nodes
 	// (read-locked from Authorize until the node is attached).

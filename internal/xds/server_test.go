@@ -281,7 +281,8 @@ func TestIdleGroupsAreDropped(t *testing.T) {
 	e.Close()
 	waitFor(t, "node to leave status", func() bool { return len(srv.Status()) == 0 })
 	waitIdle(t, srv, nodeGroupKey("a", map[string]string{"app": "a"}))
-	fakeClock(t, srv).Step(time.Minute + time.Nanosecond) // app=a's idle timeout passes
+	fakeClock(t, srv).Step(time.Minute + time.Nanosecond) // app=a's idle timeout passes: its expiry drops it
+	groupsLeft(t, srv)
 	other := connectEnvoy(t, addr, "b", map[string]string{"app": "b"}, false)
 	other.Await(t, "config", xdstest.Complete)
 	if got := gaugeValue(t, reg, "wasmxds_xds_node_groups"); got != 1 {
