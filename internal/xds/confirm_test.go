@@ -167,9 +167,12 @@ func TestFirstModuleWhoseVMFailsIsRefused(t *testing.T) {
 			if p.SHA256 != a || !strings.Contains(p.Reason, "did not create its VM") || !strings.Contains(p.Reason, envoyCreateFailure) {
 				t.Errorf("failed plugin = %+v, want module a, its VM and Envoy's words", p)
 			}
-			if n.LastNack == nil || testutil.ToFloat64(srv.metrics.nacks.WithLabelValues("extension_config")) != 1 {
-				t.Errorf("the refusal not reported as a NACK: %+v", n.LastNack)
-			}
+			// The refusal is decided, then the NACK recorded, on the same
+			// request: a status read between the two sees only the first.
+			waitFor(t, "the refusal reported as a NACK (the node's last NACK and the NACK metric)", func() bool {
+				got := waitStatus(t, srv, "n", func(NodeStatus) bool { return true })
+				return got.LastNack != nil && testutil.ToFloat64(srv.metrics.nacks.WithLabelValues("extension_config")) == 1
+			})
 			e.Await(t, "the stand-in", func(s xdstest.State) bool {
 				a := s.Type(resource.ExtensionConfigType).Resource(FilterNamePrefix + "p")
 				return a != nil && heldURL(t, s) == ""
