@@ -26,7 +26,11 @@ const quickstartFence = "```sh quickstart"
 // build filters`: bin/wasmxds (built from this tree), the example filters,
 // docs/quickstart. The block starts its own registry, upstream, wasmxds and
 // Envoy; the test checks what the README says the commands print and ends
-// every process the block started.
+// every process the block started. Before the block's last line (which
+// stops everything) it adds one check: `wasmxds status`, again for up to
+// 30 s, until the plugin runs. Right after the first response the plugin
+// may still be pending, as the README says, while Envoy confirms its first
+// module.
 //
 // Where unprivileged network namespaces work (unshare -rn), the block runs
 // in one of its own, so its fixed ports cannot meet `make run` or anything
@@ -36,6 +40,13 @@ func TestReadmeQuickstart(t *testing.T) {
 	requireFull(t)
 	t.Parallel()
 	script := readmeQuickstart(t)
+	const stopAll = "kill $(jobs -p)"
+	i := strings.LastIndex(script, "\n"+stopAll)
+	if i < 0 {
+		t.Fatalf("the README's quickstart no longer ends with %q; update this test with it", stopAll)
+	}
+	script = script[:i+1] + "for i in $(seq 30); do wasmxds status | grep -Eq '^httpbin-1 +add-header +running ' && break; sleep 1; done\n" +
+		"wasmxds status\n" + script[i+1:]
 	readme, err := os.ReadFile(filepath.Join(repoRoot(), "README.md"))
 	if err != nil {
 		t.Fatal(err)
