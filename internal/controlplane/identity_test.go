@@ -221,12 +221,7 @@ func TestStreamsPerSourceAreBounded(t *testing.T) {
 		clients = append(clients, c)
 	}
 	over := xdstest.Start(t, f.cp.XDSAddr(), xdstest.Options{NodeID: "web-3", Labels: map[string]string{"app": "web"}})
-	select {
-	case <-over.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("a fourth stream from the same address is still open")
-	}
-	if err := over.Err(); status.Code(err) != codes.ResourceExhausted {
+	if err := over.AwaitEnd(t, "a fourth stream from the same address", 10*time.Second); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("the fourth stream ended with %v, want ResourceExhausted", err)
 	}
 	if _, metrics := f.get("/metrics"); !strings.Contains(string(metrics), "wasmxds_xds_streams_refused_total 1") {

@@ -229,6 +229,19 @@ func (c *Client) Await(t testing.TB, what string, cond func(State) bool) State {
 	return got
 }
 
+// AwaitEnd waits up to within for the stream to end, by failure or Close,
+// and returns what ended it (nil after Close); it fails the test, saying
+// what was expected to end it, if the stream is still open then.
+func (c *Client) AwaitEnd(t testing.TB, what string, within time.Duration) error {
+	t.Helper()
+	select {
+	case <-c.done:
+	case <-time.After(within):
+		t.Fatalf("%s: the stream is still open %v after %s", c.node.GetId(), within, what)
+	}
+	return c.Err()
+}
+
 // Responses returns every response received so far, oldest first (none
 // with Options.NoHistory).
 func (c *Client) Responses() []Response {
