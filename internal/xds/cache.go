@@ -225,12 +225,6 @@ func (c *deliveryCache) entryLocked(group string) *cacheEntry {
 	return e
 }
 
-// set makes snap the group's snapshot and answers the watches it
-// satisfies, in the order ADS delivers types (clusters first).
-func (c *deliveryCache) set(group string, snap *servedSnapshot) {
-	c.setAll([]pendingSet{{key: group, snap: snap}})
-}
-
 // setAll sets the snapshots of many groups under one hold of the lock: a
 // fleet-wide change sets thousands, and taking the lock for each would
 // queue every one behind the ACKs of the streams the earlier ones woke.

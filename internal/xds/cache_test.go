@@ -16,6 +16,12 @@ import (
 // The delivery cache's answering rules, event by event, with no server or
 // network: a request is routed, its watch created, snapshots set.
 
+// set makes snap the group's snapshot, as the server's setAll does for a
+// batch of one.
+func (c *deliveryCache) set(group string, snap *servedSnapshot) {
+	c.setAll([]pendingSet{{key: group, snap: snap}})
+}
+
 func clustersSnapshot(t *testing.T, names ...string) *servedSnapshot {
 	t.Helper()
 	res := &Resources{}
