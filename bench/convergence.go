@@ -119,6 +119,9 @@ func RunConvergence(ctx context.Context, t Target, opts ConvergenceOptions) (Con
 	res := ConvergenceResult{Target: t.Name(), Clients: opts.Fleet.Clients, Groups: max(opts.Fleet.Groups, 1),
 		Mode: cmpOr(opts.Fleet.Mode, ModeSotW), Rounds: rounds}
 	res.RSSIdle = rssOf(t)
+	if t.PID() != 0 {
+		defer quietGenerator()()
+	}
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, cmpOr(opts.ConnectTimeout, 5*time.Minute))
 	fleet, err := StartFleet(cctx, opts.Fleet)
@@ -127,6 +130,9 @@ func RunConvergence(ctx context.Context, t Target, opts ConvergenceOptions) (Con
 		return res, fmt.Errorf("%s: connect %d clients: %w", t.Name(), opts.Fleet.Clients, err)
 	}
 	res.Connect = time.Since(start)
+	if t.PID() != 0 {
+		settleGenerator()
+	}
 	err = runRounds(ctx, t, fleet, rounds, cmpOr(opts.RoundTimeout, 30*time.Second), &res)
 	res.RSSConnected = rssOf(t)
 	fleet.Close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,11 @@ type FleetOptions struct {
 	// ResumeAddrs (Addr when empty); see BeginStorm.
 	ResumeBackoff time.Duration
 	ResumeAddrs   []string
+	// StartJitter, when set, makes each client wait a random time up to it
+	// before it first dials, as it waits before reconnecting (see
+	// ResumeBackoff); with zero, clients start dialing at once (Dialing
+	// at a time).
+	StartJitter time.Duration
 }
 
 // Fleet is a set of simulated Envoys (xdstest clients), each on its own
@@ -98,10 +104,19 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	sem := make(chan struct{}, opts.Dialing)
 	var wg sync.WaitGroup
 	for i := range f.clients {
-		sem <- struct{}{}
+		if opts.StartJitter <= 0 {
+			sem <- struct{}{}
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
+			if opts.StartJitter > 0 {
+				select {
+				case <-time.After(rand.N(opts.StartJitter)):
+				case <-ctx.Done():
+				}
+				sem <- struct{}{}
+			}
 			c, err := xdstest.Dial(opts.Addr, f.clientOptions(i))
 			if err != nil {
 				f.fail(fmt.Errorf("client %d: %w", i, err))

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -198,6 +199,10 @@ type StormOptions struct {
 	// Timeout bounds connecting the fleet and its resumption; zero means 5
 	// minutes.
 	Timeout time.Duration
+	// Profiles, when set, names a directory for CPU profiles of the load
+	// generator: <scenario>-connect.pprof over the fleet's first
+	// connection and <scenario>-return.pprof over its return.
+	Profiles string
 }
 
 // StormResult is what a fleet saw of losing its server.
@@ -248,6 +253,9 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 	defer a.Stop()
 	survivor := a
 	opts.Fleet.Addr, opts.Fleet.ResumeBackoff = a.Addr(), cmpOr(opts.Backoff, 500*time.Millisecond)
+	// The first connection spreads the clients as their return will, so
+	// that the two compare what the server does, not when clients arrive.
+	opts.Fleet.StartJitter = opts.Fleet.ResumeBackoff
 	if opts.Failover {
 		res.Scenario = "failover"
 		// Replicas behind one address advertise that address: here, a's.
@@ -258,20 +266,34 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 		defer b.Stop()
 		survivor, opts.Fleet.ResumeAddrs = b, []string{a.Addr(), b.Addr()}
 	}
+	defer quietGenerator()()
+	settleGenerator() // each phase starts with the load generator's garbage collected
+	stopProfile, err := profileGenerator(opts.Profiles, res.Scenario+"-connect")
+	if err != nil {
+		return res, err
+	}
 	connect := time.Now()
 	gen0, srv0 := cpuOrZero(os.Getpid()), cpuOrZero(a.PID())
 	fleet, err := StartFleet(ctx, opts.Fleet)
 	if err != nil {
+		stopProfile()
 		return res, fmt.Errorf("connect %d clients: %w", opts.Fleet.Clients, err)
 	}
 	res.Connect = time.Since(connect)
 	gen1 := cpuOrZero(os.Getpid())
+	stopProfile()
 	res.ConnectCPU, res.GeneratorConnectCPU = cpuOrZero(a.PID())-srv0, gen1-gen0
 	defer fleet.Close()
 	var survivor0 time.Duration // the restarted process starts from zero
 	if opts.Failover {
 		survivor0 = cpuOrZero(survivor.PID())
 	}
+	settleGenerator()
+	if stopProfile, err = profileGenerator(opts.Profiles, res.Scenario+"-return"); err != nil {
+		return res, err
+	}
+	defer stopProfile()
+	gen1 = cpuOrZero(os.Getpid())
 	storm := fleet.BeginStorm()
 	a.Kill()
 	if !opts.Failover {
@@ -282,6 +304,7 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 	}
 	res.Delays, err = storm.Wait(ctx)
 	res.ReturnCPU, res.GeneratorReturnCPU = cpuOrZero(survivor.PID())-survivor0, cpuOrZero(os.Getpid())-gen1
+	stopProfile()
 	res.Missing = res.Clients - len(res.Delays)
 	res.Responses, res.Changed = storm.responses.Load(), storm.changed.Load()
 	if err != nil {
@@ -338,4 +361,28 @@ func cpuOrZero(pid int) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// profileGenerator starts a CPU profile of this process, the load
+// generator, into dir/name.pprof; the function it returns stops it and may
+// be called more than once. With dir empty it does nothing.
+func profileGenerator(dir, name string) (stop func(), err error) {
+	if dir == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		return nil, fmt.Errorf("load generator profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("load generator profile %s: %w", f.Name(), err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -15,7 +16,8 @@ import (
 // after `wasmxds serve` is killed with SIGKILL — restarted on the same ports
 // and cache, or with a second replica to move to — and how many responses
 // on the resumed streams carried a version the client did not hold
-// (target 0).
+// (target 0). BENCH_STORM_PPROF=dir saves CPU profiles of the load
+// generator there, over each fleet's connection and its return.
 func BenchmarkRestartStorm(b *testing.B) {
 	bins := binaries(b)
 	sizes := envInts(b, "BENCH_STORM_CLIENTS", []int{1000, 5000, 10000})
@@ -35,7 +37,8 @@ func BenchmarkRestartStorm(b *testing.B) {
 				b.Fatal(err)
 			}
 			res, err := RunStorm(context.Background(), bins.Wasmxds, fx, delivery, b.TempDir(), StormOptions{
-				Fleet: FleetOptions{Clients: n, Groups: groups, Mode: ModeMixed}, Failover: failover})
+				Fleet: FleetOptions{Clients: n, Groups: groups, Mode: ModeMixed}, Failover: failover,
+				Profiles: os.Getenv("BENCH_STORM_PPROF")})
 			if err != nil {
 				b.Fatalf("%s, %d clients: %v", res.Scenario, n, err)
 			}
@@ -53,11 +56,11 @@ func BenchmarkRestartStorm(b *testing.B) {
 	sec.Notes = append(sec.Notes,
 		"Times run from the SIGKILL. restart: the same binary, ports, config and cache start again at once; failover: a second replica (same specs, same advertised module URL) was running, and each client reconnects to it.",
 		"Each client reconnects as Envoy does: a random wait up to 500 ms before the first attempt, the bound doubling with each failed one up to 30 s (full jitter). A SotW client is re-subscribed once every type is answered on its new stream (same-version answers are expected: a new stream has not been told anything yet); a delta client once its stream is open with its resource versions, to which a server with the same configuration answers nothing.",
-		"connect all: the fleet's first connection, every client holding its configuration; re-subscribed / connect compares the return after the kill with it.",
+		"connect all: the fleet's first connection, every client holding its configuration; each client starts after a random wait up to 500 ms, as it waits before reconnecting, so that both phases have clients arrive alike. re-subscribed / connect compares the return after the kill with it.",
 		"changed versions: responses on the resumed streams carrying a version (SotW) or any resource (delta) the client did not hold; target 0.",
 		"resumed again: clients whose resumed stream broke and was opened once more by the time the server saw every client (a delta client counts as re-subscribed once its stream is open, before the server has read it); the causes are in the benchmark's log.",
 		"CPU (from /proc/<pid>/stat): over the first connection, of the server that held the fleet; over the return, of the one it came back to (restart: the new process, from its start); and of the load generator, both times.",
-		"The load generator runs in the same 2 cores as the server.")
+		"The load generator runs in the same 2 cores as the server; it collects its garbage before each phase and runs with GOGC 400 (see bench/generator.go).")
 	report.Add(sec)
 }
 
