@@ -52,7 +52,7 @@ func BenchmarkConvergence(b *testing.B) {
 		fmt.Sprintf("wasmxds times include the config directory watch's %v debounce; the floor has none.", Debounce),
 		"RSS is the server process's VmRSS; per client = (connected − idle) / clients; \"after leave\" is polled until within 10% of idle or BENCH_SETTLE_SECONDS (default 30 s); the floor is not waited for.",
 		"CPU per change is the server process's user + system time (/proc/<pid>/stat) from the change until the last client ACKed, averaged over the changes.",
-		"Load generator CPU is this process's user + system time over the same span: the simulated fleet's side of the same change, on the same 2 cores as the server.")
+		"Load generator CPU is this process's user + system time over the same span: the simulated fleet's side of the same change, on the same 2 cores as the server. The load generator collects its garbage once the fleet is connected and runs with GOGC 400 (see bench/generator.go), for the floor and wasmxds alike.")
 	report.Add(sec)
 }
 
