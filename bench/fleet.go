@@ -45,7 +45,7 @@ type FleetOptions struct {
 	Refs *xdstest.RefCache
 	// Dialing bounds how many clients open their stream at once, so that a
 	// large fleet does not overflow the server's accept backlog. Zero
-	// means 128.
+	// means 128. Unused with StartJitter, which spreads the dials.
 	Dialing int
 	// ResumeBackoff, when set, makes clients reconnect when their stream
 	// breaks, as Envoy does: after a random wait of up to it, the bound
@@ -54,9 +54,9 @@ type FleetOptions struct {
 	ResumeBackoff time.Duration
 	ResumeAddrs   []string
 	// StartJitter, when set, makes each client wait a random time up to it
-	// before it first dials, as it waits before reconnecting (see
-	// ResumeBackoff); with zero, clients start dialing at once (Dialing
-	// at a time).
+	// before it first dials, with no bound on dials at once, as it
+	// reconnects (see ResumeBackoff); with zero, clients dial at once,
+	// Dialing at a time.
 	StartJitter time.Duration
 }
 
@@ -104,18 +104,23 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	sem := make(chan struct{}, opts.Dialing)
 	var wg sync.WaitGroup
 	for i := range f.clients {
-		if opts.StartJitter <= 0 {
+		jitter := opts.StartJitter > 0
+		if !jitter {
 			sem <- struct{}{}
 		}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if opts.StartJitter > 0 {
+			defer func() {
+				if !jitter {
+					<-sem
+				}
+				wg.Done()
+			}()
+			if jitter {
 				select {
 				case <-time.After(rand.N(opts.StartJitter)):
 				case <-ctx.Done():
 				}
-				sem <- struct{}{}
 			}
 			c, err := xdstest.Dial(opts.Addr, f.clientOptions(i))
 			if err != nil {

@@ -188,7 +188,7 @@ func (s *Storm) missing() string {
 
 // StormOptions configures RunStorm.
 type StormOptions struct {
-	Fleet FleetOptions // Addr and the resume fields are filled in
+	Fleet FleetOptions // Addr, StartJitter and the resume fields are filled in
 	// Failover moves the fleet to a second replica, started beforehand,
 	// instead of restarting the server.
 	Failover bool
@@ -200,8 +200,9 @@ type StormOptions struct {
 	// minutes.
 	Timeout time.Duration
 	// Profiles, when set, names a directory for CPU profiles of the load
-	// generator: <scenario>-connect.pprof over the fleet's first
-	// connection and <scenario>-return.pprof over its return.
+	// generator: <scenario>-<clients>-connect.pprof over the fleet's first
+	// connection and <scenario>-<clients>-return.pprof over its return.
+	// The profiler's own cost then counts in the load generator's CPU.
 	Profiles string
 }
 
@@ -268,7 +269,8 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 	}
 	defer quietGenerator()()
 	settleGenerator() // each phase starts with the load generator's garbage collected
-	stopProfile, err := profileGenerator(opts.Profiles, res.Scenario+"-connect")
+	profile := fmt.Sprintf("%s-%d", res.Scenario, res.Clients)
+	stopProfile, err := profileGenerator(opts.Profiles, profile+"-connect")
 	if err != nil {
 		return res, err
 	}
@@ -280,19 +282,19 @@ func RunStorm(ctx context.Context, bin string, fx *Fixture, delivery xds.Deliver
 		return res, fmt.Errorf("connect %d clients: %w", opts.Fleet.Clients, err)
 	}
 	res.Connect = time.Since(connect)
-	gen1 := cpuOrZero(os.Getpid())
+	gen1, srv1 := cpuOrZero(os.Getpid()), cpuOrZero(a.PID())
 	stopProfile()
-	res.ConnectCPU, res.GeneratorConnectCPU = cpuOrZero(a.PID())-srv0, gen1-gen0
+	res.ConnectCPU, res.GeneratorConnectCPU = srv1-srv0, gen1-gen0
 	defer fleet.Close()
+	settleGenerator()
+	if stopProfile, err = profileGenerator(opts.Profiles, profile+"-return"); err != nil {
+		return res, err
+	}
+	defer stopProfile()
 	var survivor0 time.Duration // the restarted process starts from zero
 	if opts.Failover {
 		survivor0 = cpuOrZero(survivor.PID())
 	}
-	settleGenerator()
-	if stopProfile, err = profileGenerator(opts.Profiles, res.Scenario+"-return"); err != nil {
-		return res, err
-	}
-	defer stopProfile()
 	gen1 = cpuOrZero(os.Getpid())
 	storm := fleet.BeginStorm()
 	a.Kill()
@@ -369,6 +371,9 @@ func cpuOrZero(pid int) time.Duration {
 func profileGenerator(dir, name string) (stop func(), err error) {
 	if dir == "" {
 		return func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("load generator profile: %w", err)
 	}
 	f, err := os.Create(filepath.Join(dir, name+".pprof"))
 	if err != nil {

@@ -44,6 +44,10 @@ func (c *Client) resume(broke error) bool {
 	if r == nil || c.closed.Load() {
 		return false
 	}
+	// The first wait runs from the moment the stream broke, as Envoy's
+	// retry timer does, however long letting the connection go takes.
+	bound := cmp.Or(r.Backoff, 100*time.Millisecond)
+	retry := time.Now().Add(rand.N(bound))
 	// The broken connection is let go at once, as Envoy does: left open
 	// through the wait, it would reconnect on its own to a server that
 	// comes back, beside the connection made below.
@@ -56,17 +60,17 @@ func (c *Client) resume(broke error) bool {
 		addrs = []string{c.addr}
 	}
 	next := (slices.Index(addrs, c.addr) + 1) % len(addrs)
-	bound := cmp.Or(r.Backoff, 100*time.Millisecond)
 	for {
 		select {
 		case <-c.stop:
 			return false
-		case <-time.After(rand.N(bound)):
+		case <-time.After(time.Until(retry)):
 		}
-		bound = min(2*bound, cmp.Or(r.MaxBackoff, 30*time.Second))
 		addr := addrs[next]
 		next = (next + 1) % len(addrs)
 		if err := c.reopen(addr); err != nil {
+			bound = min(2*bound, cmp.Or(r.MaxBackoff, 30*time.Second))
+			retry = time.Now().Add(rand.N(bound))
 			continue
 		}
 		if r.OnResumed != nil {
