@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,19 +100,23 @@ func newTestCP(t *testing.T, opts Options) *ControlPlane {
 	return cp
 }
 
-// runCP runs cp until the test ends, waits for its first desired state and,
-// at the end, checks that Run returned cleanly.
-func runCP(t *testing.T, cp *ControlPlane) {
+// runCP runs cp until the test ends, or until stop is called, waits for its
+// first desired state and, once stopped, checks that Run returned cleanly.
+func runCP(t *testing.T, cp *ControlPlane) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- cp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-cp.Watching():
 	case err := <-done:
@@ -120,6 +125,7 @@ func runCP(t *testing.T, cp *ControlPlane) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("config directory not read within 20s")
 	}
+	return stop
 }
 
 func (f *serveFixture) write(name, content string) {

@@ -77,11 +77,18 @@ func newReplicaSet(t *testing.T) *replicaSet {
 // start runs a replica named id on admin address admin with peers.
 func (rs *replicaSet) start(t *testing.T, id, admin string, opts Options, peers ...string) *ControlPlane {
 	t.Helper()
+	cp, _ := rs.startStoppable(t, id, admin, opts, peers...)
+	return cp
+}
+
+// startStoppable is start, with a function that stops the replica before
+// the test ends.
+func (rs *replicaSet) startStoppable(t *testing.T, id, admin string, opts Options, peers ...string) (*ControlPlane, func()) {
+	t.Helper()
 	opts.ConfigDir, opts.CacheDir = rs.dir, filepath.Join(rs.root, "cache-"+id)
 	opts.AdminListen, opts.ReplicaID, opts.Peers = admin, id, peers
 	cp := newTestCP(t, opts)
-	runCP(t, cp)
-	return cp
+	return cp, runCP(t, cp)
 }
 
 func rolloutOf(cp *ControlPlane) *RolloutReport {
@@ -490,27 +497,7 @@ func TestPeerAnalysisHaltKeepsItsCause(t *testing.T) {
 func TestFleetNodesCountEachNodeOnce(t *testing.T) {
 	rs := newReplicaSet(t)
 	addrA, addrB := freeAddr(t), freeAddr(t)
-	optsA := Options{ConfigDir: rs.dir, CacheDir: filepath.Join(rs.root, "cache-a"), AdminListen: addrA, ReplicaID: "a",
-		Peers: []string{addrB}}
-	a := newTestCP(t, optsA)
-	ctx, stopA := context.WithCancel(context.Background())
-	doneA := make(chan error, 1)
-	go func() { doneA <- a.Run(ctx) }()
-	var stopOnce sync.Once
-	stop := func() {
-		stopOnce.Do(func() {
-			stopA()
-			if err := <-doneA; err != nil {
-				t.Errorf("a: Run: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	select {
-	case <-a.Watching():
-	case <-time.After(20 * time.Second):
-		t.Fatal("a did not read its config within 20s")
-	}
+	a, stop := rs.startStoppable(t, "a", addrA, Options{}, addrB)
 	regB := prometheus.NewRegistry()
 	b := rs.start(t, "b", addrB, Options{Registry: regB, PeerUnreachable: 2 * time.Second}, addrA)
 	web := map[string]string{"app": "web"}
