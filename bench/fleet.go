@@ -103,8 +103,8 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	}
 	sem := make(chan struct{}, opts.Dialing)
 	var wg sync.WaitGroup
+	jitter := opts.StartJitter > 0
 	for i := range f.clients {
-		jitter := opts.StartJitter > 0
 		if !jitter {
 			sem <- struct{}{}
 		}
