@@ -40,9 +40,9 @@ func (cp *ControlPlane) fleet(local []xds.NodeStatus, ready bool, now time.Time)
 	for _, v := range cp.peerViews(now) {
 		rep := ReplicaReport{Address: v.addr, State: v.state, LastSeen: v.lastSeen, Error: v.lastErr}
 		if v.doc != nil {
-			rep.ID, rep.Ready, rep.Nodes = v.doc.ID, v.doc.Ready && v.state != PeerUnreachable, len(v.doc.Nodes)
+			rep.ID, rep.Ready, rep.Nodes = v.doc.ID, v.doc.Ready && v.liveNodes(), len(v.doc.Nodes)
 			for _, n := range v.doc.Nodes {
-				n.Replica, n.Unreachable = v.doc.ID, v.state == PeerUnreachable
+				n.Replica, n.Unreachable = v.doc.ID, !v.liveNodes()
 				nodes = append(nodes, n)
 			}
 		}
@@ -108,7 +108,7 @@ func (fc *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range fc.cp.peerViews(time.Now()) {
 		counts[v.state]++
-		if v.doc == nil || v.state == PeerUnreachable {
+		if !v.liveNodes() {
 			continue
 		}
 		for _, n := range v.doc.Nodes {

@@ -269,6 +269,12 @@ type peerView struct {
 	doc      *peerDoc // nil before a first answer; shared, read-only
 }
 
+// liveNodes are the nodes the peer last reported if they count as
+// connected: it answered once and is not unreachable. The status page's
+// fleet shows the others as unreachable; the fleet's node count leaves
+// them out.
+func (v peerView) liveNodes() bool { return v.doc != nil && v.state != PeerUnreachable }
+
 // view returns every peer but this replica, sorted by address.
 func (ps *peerSet) view(now time.Time) []peerView {
 	ps.mu.Lock()
