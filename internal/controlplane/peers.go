@@ -269,11 +269,11 @@ type peerView struct {
 	doc      *peerDoc // nil before a first answer; shared, read-only
 }
 
-// liveNodes are the nodes the peer last reported if they count as
+// countsNodes reports whether the nodes the peer last reported count as
 // connected: it answered once and is not unreachable. The status page's
 // fleet shows the others as unreachable; the fleet's node count leaves
 // them out.
-func (v peerView) liveNodes() bool { return v.doc != nil && v.state != PeerUnreachable }
+func (v peerView) countsNodes() bool { return v.doc != nil && v.state != PeerUnreachable }
 
 // view returns every peer but this replica, sorted by address.
 func (ps *peerSet) view(now time.Time) []peerView {

@@ -48,7 +48,7 @@ type tracker struct {
 	mu      sync.Mutex
 	streams map[streamKey]*streamState
 	nodes   map[string]*NodeStatus
-	denials []NodeDenial // the latest, newest last, at most maxRefusals
+	denials []NodeDenial // the latest, newest last, at most maxDenials
 	// peak is the most streams open at once since it was last reset.
 	peak int
 }
