@@ -70,6 +70,11 @@ func (s *secretStore) run(ctx context.Context, changed func()) {
 		s.watcher, s.dirs = nil, map[string]bool{}
 		s.mu.Unlock()
 	}()
+	if len(refs) > 0 {
+		// These files were read before their directories were watched:
+		// a rotation in between made no event, so read them again now.
+		changed()
+	}
 	s.loop(ctx, w, changed)
 }
 
@@ -106,10 +111,14 @@ func (s *secretStore) concerns(path string) bool {
 // cannot be read it returns the last config filled in full, if any
 // (ok false when there is none), and reports the file as a spec error.
 func (s *secretStore) config(p catalog.Plugin) (cfg string, ok bool) {
+	// Watch before reading: a rotation after the read then always makes
+	// an event, and one before it is what the read sees.
+	s.mu.Lock()
+	s.watchLocked(p.SecretRefs)
+	s.mu.Unlock()
 	cfg, values, problems := fillSecrets(p, s.roots)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.watchLocked(p.SecretRefs)
 	s.rememberLocked(p.Name, values)
 	if len(problems) == 0 {
 		s.lastGood[p.Name] = cfg

@@ -1,11 +1,13 @@
 package controlplane
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/xds"
@@ -92,6 +94,45 @@ func TestPluginWithoutItsSecretIsUnavailable(t *testing.T) {
 	in := sink.until(t, "f failed", func(in xds.Input) bool { return in.Modules["f"].Err != "" })
 	if pm := in.Modules["f"]; pm.Module != nil || pm.Pending || pm.Config != "" {
 		t.Errorf("f = %+v, want unavailable", pm)
+	}
+}
+
+// A secret read before the store watched its directory (the first push
+// can come before the watcher starts) and rotated in between is read
+// again once the watch is in place: the rotation is not lost until a
+// resync.
+func TestSecretRotatedBeforeItsWatchIsReadAgain(t *testing.T) {
+	token := filepath.Join(t.TempDir(), "token")
+	writeSecret(t, token, "one")
+	s := newSecretStore(nil, nil)
+	p := plugin("f", "oci://r/f:v1", catalog.PullIfNotPresent)
+	p.Config = `{}`
+	p.SecretRefs = []catalog.SecretRef{{Path: []string{"token"}, File: token, Line: 3}}
+	if cfg, ok := s.config(p); !ok || cfg != `{"token":"one"}` {
+		t.Fatalf("config = %q, %v", cfg, ok)
+	}
+	writeSecret(t, token, "two") // no watcher yet: no event
+
+	changed := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.run(ctx, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store did not ask for its secrets to be read again once it watched them")
+	}
+	if cfg, ok := s.config(p); !ok || cfg != `{"token":"two"}` {
+		t.Errorf("config after the watch started = %q, %v; want the rotated value", cfg, ok)
 	}
 }
 
