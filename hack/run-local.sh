@@ -10,7 +10,7 @@ CACHE_DIR="${CACHE_DIR:-.cache/wasmxds}"
 # earlier make run, say) would answer in place of this one.
 busy=()
 for port in 18000 18080 18081 8081 9901 10000; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then busy+=("$port"); fi
+  if timeout 1 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$port" 2>/dev/null; then busy+=("$port"); fi
 done
 if [ ${#busy[@]} -gt 0 ]; then
   echo "make run: 127.0.0.1 port(s) ${busy[*]} already in use (is an earlier make run still running?)" >&2
@@ -19,7 +19,8 @@ fi
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM # exit runs cleanup
 
 ./bin/wasmxds serve --config-dir configs/local --cache-dir "$CACHE_DIR" \
   --xds-listen 127.0.0.1:18000 --http-listen 127.0.0.1:18080 &

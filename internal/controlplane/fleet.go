@@ -40,9 +40,9 @@ func (cp *ControlPlane) fleet(local []xds.NodeStatus, ready bool, now time.Time)
 	for _, v := range cp.peerViews(now) {
 		rep := ReplicaReport{Address: v.addr, State: v.state, LastSeen: v.lastSeen, Error: v.lastErr}
 		if v.doc != nil {
-			rep.ID, rep.Ready, rep.Nodes = v.doc.ID, v.doc.Ready && v.countsNodes(), len(v.doc.Nodes)
+			rep.ID, rep.Ready, rep.Nodes = v.doc.ID, v.doc.Ready && v.reportCurrent(), len(v.doc.Nodes)
 			for _, n := range v.doc.Nodes {
-				n.Replica, n.Unreachable = v.doc.ID, !v.countsNodes()
+				n.Replica, n.Unreachable = v.doc.ID, !v.reportCurrent()
 				nodes = append(nodes, n)
 			}
 		}
@@ -108,7 +108,7 @@ func (fc *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range fc.cp.peerViews(time.Now()) {
 		counts[v.state]++
-		if !v.countsNodes() {
+		if !v.reportCurrent() {
 			continue
 		}
 		for _, n := range v.doc.Nodes {

@@ -269,11 +269,11 @@ type peerView struct {
 	doc      *peerDoc // nil before a first answer; shared, read-only
 }
 
-// countsNodes reports whether the nodes the peer last reported count as
-// connected: it answered once and is not unreachable. The status page's
-// fleet shows the others as unreachable; the fleet's node count leaves
-// them out.
-func (v peerView) countsNodes() bool { return v.doc != nil && v.state != PeerUnreachable }
+// reportCurrent reports whether the peer's last report stands: it
+// answered once and is not unreachable. Only then do its nodes count as
+// connected (the fleet's node count) and its readiness show; the status
+// page marks the nodes of an unreachable peer as such.
+func (v peerView) reportCurrent() bool { return v.doc != nil && v.state != PeerUnreachable }
 
 // view returns every peer but this replica, sorted by address.
 func (ps *peerSet) view(now time.Time) []peerView {

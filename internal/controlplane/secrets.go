@@ -94,7 +94,10 @@ func (s *secretStore) loop(ctx context.Context, w *fsnotify.Watcher, changed fun
 			if !ok {
 				return
 			}
-			s.log.Warn("watching secret files", "error", err)
+			// An error (an overflowed event queue, say) may have lost
+			// events: read the files again rather than wait for a resync.
+			s.log.Warn("watching secret files; reading them again", "error", err)
+			changed()
 		}
 	}
 }
@@ -111,8 +114,9 @@ func (s *secretStore) concerns(path string) bool {
 // cannot be read it returns the last config filled in full, if any
 // (ok false when there is none), and reports the file as a spec error.
 func (s *secretStore) config(p catalog.Plugin) (cfg string, ok bool) {
-	// Watch before reading: a rotation after the read then always makes
-	// an event, and one before it is what the read sees.
+	// Watch before reading: once run watches, a rotation after the read
+	// makes an event and one before it is what the read sees; a file read
+	// before run started is read again when it does.
 	s.mu.Lock()
 	s.watchLocked(p.SecretRefs)
 	s.mu.Unlock()

@@ -11,7 +11,8 @@ import (
 )
 
 // This file holds what the server reports about nodes (status --json, the
-// status page, peers); tracker.go keeps it up to date as streams come and go.
+// status page, peers) and the helpers that shape it (node labels, bounded
+// one-line text); tracker.go keeps it up to date as streams come and go.
 
 // MaxNackDetail caps how much of a NACK's error detail is kept and logged:
 // Envoy's messages are a line or two, and an unbounded one from a buggy or
