@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
+
 	"github.com/wasmxds/wasmxds/internal/catalog"
 	"github.com/wasmxds/wasmxds/internal/xds"
 )
@@ -131,6 +133,35 @@ func TestSecretRotatedBeforeItsWatchIsReadAgain(t *testing.T) {
 	case <-changed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the store did not ask for its secrets to be read again once it watched them")
+	}
+}
+
+// Events lost to an overflowed watcher queue may hide a rotation: the
+// store reads its files again instead of waiting for a resync.
+func TestSecretWatcherErrorReadsTheFilesAgain(t *testing.T) {
+	s := newSecretStore(slog.New(slog.DiscardHandler), nil)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.loop(ctx, w, func() {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		})
+	}()
+	t.Cleanup(func() { cancel(); <-done; _ = w.Close() })
+	w.Errors <- fsnotify.ErrEventOverflow
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a watcher error did not ask for the secrets to be read again")
 	}
 }
 
