@@ -101,22 +101,18 @@ func StartFleet(ctx context.Context, opts FleetOptions) (*Fleet, error) {
 	if opts.Clients == 0 {
 		close(f.allReady)
 	}
-	sem := make(chan struct{}, opts.Dialing)
+	dialing := opts.Dialing
+	if opts.StartJitter > 0 {
+		dialing = max(opts.Clients, 1) // the jitter spreads the dials: no bound
+	}
+	sem := make(chan struct{}, dialing)
 	var wg sync.WaitGroup
-	jitter := opts.StartJitter > 0
 	for i := range f.clients {
-		if !jitter {
-			sem <- struct{}{}
-		}
+		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
-			defer func() {
-				if !jitter {
-					<-sem
-				}
-				wg.Done()
-			}()
-			if jitter {
+			defer func() { <-sem; wg.Done() }()
+			if opts.StartJitter > 0 {
 				select {
 				case <-time.After(rand.N(opts.StartJitter)):
 				case <-ctx.Done():
